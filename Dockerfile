@@ -1,0 +1,25 @@
+# One image for every lunbridge role; the entrypoint is chosen by the command:
+#   lunbridge-operator                   (operator Deployment, non-root)
+#   lunbridge-csi --mode controller      (CSI controller Deployment, non-root)
+#   lunbridge-csi --mode node            (node DaemonSet, privileged, runs as root)
+# Build after `make proto` (the CSI stubs are generated, not committed): `make image`.
+FROM python:3.11.11-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY lunbridge ./lunbridge
+COPY operator ./operator
+COPY csi ./csi
+RUN test -f csi/lunbridge_csi/_proto/csi_pb2.py \
+    && pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11.11-slim-bookworm
+# Node tools: filesystems, mounts, SCSI inquiry; nothing else.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        e2fsprogs=1.47.0-2+b2 xfsprogs=6.1.0-1 util-linux=2.38.1-5+deb12u3 sg3-utils=1.46-3 \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+    && useradd --system --uid 10001 --no-create-home lunbridge
+USER 10001
+ENTRYPOINT ["lunbridge-csi"]

@@ -1,0 +1,56 @@
+# lunbridge — developer entry points. `make demo` and `make test` are the README's quick start.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: all demo test test-unit test-integration lint proto peers venv lab-up lab-down lab-status clean
+
+all: test
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+proto: venv
+	PYTHON=$(PY) hack/gen-proto.sh
+
+peers:
+	hack/peers/all.sh
+
+lint: venv proto
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy lunbridge operator/lunbridge_operator csi/lunbridge_csi tests
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint Dockerfile
+
+# Installs or builds whatever the tests need, then runs every test (none may be skipped).
+test: venv proto peers lint
+	$(PY) -m pytest tests
+
+test-unit: venv proto
+	$(PY) -m pytest tests/unit
+
+test-integration: venv proto peers
+	$(PY) -m pytest tests/integration
+
+lab-up: venv proto peers
+	$(PY) -m tests.lab up
+
+lab-down: venv
+	$(PY) -m tests.lab down
+
+lab-status: venv
+	$(PY) -m tests.lab status
+
+demo: venv proto peers
+	$(PY) -m tests.lab demo
+
+clean:
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

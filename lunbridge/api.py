@@ -1,0 +1,22 @@
+"""Names of the lunbridge Kubernetes API, kept in one place so the operator, the CSI plugin,
+the CRDs and the tests cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "lunbridge.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+VIRTUAL_DISK_KIND: Final = "VirtualDisk"
+VIRTUAL_DISK_PLURAL: Final = "virtualdisks"
+INITIATOR_GROUP_KIND: Final = "InitiatorGroup"
+INITIATOR_GROUP_PLURAL: Final = "initiatorgroups"
+
+CSI_DRIVER_NAME: Final = "csi.lunbridge.io"
+FINALIZER: Final = f"{GROUP}/cleanup"
+
+# providerID prefixes the operator understands (Kubernetes Node spec.providerID).
+PROVIDER_VSPHERE: Final = "vsphere://"
+PROVIDER_LIBVIRT: Final = "libvirt://"

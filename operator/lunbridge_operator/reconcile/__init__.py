@@ -1,0 +1,1 @@
+"""Idempotent reconcile steps as plain async functions, testable without kopf's machinery."""
