@@ -1,0 +1,183 @@
+"""etcd, kube-apiserver and kube-controller-manager on loopback, and the lab's kubeconfig.
+
+The binaries come from hack/peers/build-k8s.sh (built from the Go module proxy). The API
+server generates its own serving certificate; clients authenticate with a static admin
+token, and the controller-manager binds PVs and collects garbage like in a real cluster.
+"""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.lab import procs
+
+ETCD = "etcd"
+APISERVER = "kube-apiserver"
+CONTROLLER_MANAGER = "kube-controller-manager"
+SERVICES = (CONTROLLER_MANAGER, APISERVER, ETCD)  # stop order
+
+
+@dataclass(frozen=True)
+class KubeEndpoints:
+    etcd_port: int
+    apiserver_port: int
+    token: str
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+
+def kubeconfig_path(lab_dir: Path) -> Path:
+    return lab_dir / "kubeconfig"
+
+
+def _pki(lab_dir: Path) -> Path:
+    pki = lab_dir / "pki"
+    pki.mkdir(parents=True, exist_ok=True)
+    key = pki / "sa.key"
+    if not key.exists():
+        subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+        subprocess.run(
+            ["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(pki / "sa.pub")],
+            check=True,
+            capture_output=True,
+        )
+    return pki
+
+
+def start(lab_dir: Path, bin_dir: Path) -> KubeEndpoints:
+    """Start etcd, the API server and the controller-manager; wait until /readyz is ok."""
+    pki = _pki(lab_dir)
+    token = secrets.token_hex(16)
+    (pki / "tokens.csv").write_text(f'{token},lab-admin,lab-admin,"system:masters"\n')
+    etcd_port, peer_port = procs.free_port(), procs.free_port()
+    procs.spawn(
+        lab_dir,
+        ETCD,
+        [
+            str(bin_dir / "etcd"),
+            "--name=lab",
+            f"--data-dir={lab_dir / 'etcd-data'}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-cluster=lab=http://127.0.0.1:{peer_port}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
+    )
+    procs.wait_port("127.0.0.1", etcd_port, 30, ETCD, lab_dir)
+
+    api_port = procs.free_port()
+    procs.spawn(
+        lab_dir,
+        APISERVER,
+        [
+            str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            f"--cert-dir={pki / 'serving'}",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--token-auth-file={pki / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.96.0.0/24",
+            "--allow-privileged=true",
+            "--enable-priority-and-fairness=false",
+            "--profiling=false",
+            "--v=1",
+        ],
+    )
+    endpoints = KubeEndpoints(etcd_port=etcd_port, apiserver_port=api_port, token=token)
+    _wait_ready(lab_dir, endpoints, timeout=90)
+    write_kubeconfig(lab_dir, endpoints)
+
+    cm_port = procs.free_port()
+    procs.spawn(
+        lab_dir,
+        CONTROLLER_MANAGER,
+        [
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig_path(lab_dir)}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={cm_port}",
+            "--leader-elect=false",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'serving' / 'apiserver.crt'}",
+            "--use-service-account-credentials=false",
+            "--controllers=*,-nodeipam,-nodelifecycle,-service,-route,-cloud-node-lifecycle",
+            "--v=1",
+        ],
+    )
+    procs.wait_port("127.0.0.1", cm_port, 60, CONTROLLER_MANAGER, lab_dir)
+    return endpoints
+
+
+def _wait_ready(lab_dir: Path, endpoints: KubeEndpoints, timeout: float) -> None:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    request = urllib.request.Request(
+        f"{endpoints.server}/readyz", headers={"Authorization": f"Bearer {endpoints.token}"}
+    )
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if procs.read_pid(lab_dir, APISERVER) is None:
+            raise procs.LabError(
+                f"kube-apiserver exited while starting:\n{procs.tail(procs.log_file(lab_dir, APISERVER))}"
+            )
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise procs.LabError(f"kube-apiserver not ready within {timeout}s ({last})")
+
+
+def write_kubeconfig(lab_dir: Path, endpoints: KubeEndpoints) -> Path:
+    ca = lab_dir / "pki" / "serving" / "apiserver.crt"
+    path = kubeconfig_path(lab_dir)
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster:
+    server: {endpoints.server}
+    certificate-authority: {ca}
+users:
+- name: lab-admin
+  user:
+    token: {endpoints.token}
+contexts:
+- name: lab
+  context: {{cluster: lab, user: lab-admin}}
+current-context: lab
+"""
+    )
+    path.chmod(0o600)
+    return path
+
+
+def running(lab_dir: Path) -> bool:
+    return all(procs.read_pid(lab_dir, name) is not None for name in SERVICES)
+
+
+def stop(lab_dir: Path) -> None:
+    for name in SERVICES:
+        procs.stop(lab_dir, name, timeout=15)

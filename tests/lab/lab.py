@@ -1,0 +1,172 @@
+"""Bring the whole lab up or down, and describe it to shells (`.lab/env`) and to tests.
+
+`up` is idempotent: a lab whose peers all run is left alone; a half-running one is taken
+down first. Every peer is recorded in `state.json` and by PID file, so `down` stops
+exactly what `up` started.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.lab import kube, paths, procs, tgt, vcsim
+
+VSPHERE_USER = "lab-admin@vsphere.local"
+
+
+@dataclass
+class LabState:
+    lab_dir: str
+    apiserver_port: int
+    etcd_port: int
+    token: str
+    tgt_port: int
+    tgt_control: int
+    vsphere_url: str
+    vsphere_user: str
+    vsphere_password: str
+
+    @property
+    def kubeconfig(self) -> Path:
+        return kube.kubeconfig_path(Path(self.lab_dir))
+
+    @property
+    def tgt(self) -> tgt.Tgt:
+        return tgt.Tgt(port=self.tgt_port, control=self.tgt_control)
+
+    def env(self) -> dict[str, str]:
+        """What `.lab/env` exports: enough for `lunbridge-operator` to run against the lab."""
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "LUNBRIDGE_LAB_DIR": self.lab_dir,
+            "LUNBRIDGE_VSPHERE_URL": self.vsphere_url,
+            "LUNBRIDGE_VSPHERE_USER": self.vsphere_user,
+            "LUNBRIDGE_VSPHERE_PASSWORD": self.vsphere_password,
+            "LUNBRIDGE_TGT_PORTAL": self.tgt.portal,
+            "LUNBRIDGE_TGT_CONTROL_PORT": str(self.tgt_control),
+        }
+
+
+def _state_file(lab_dir: Path) -> Path:
+    return lab_dir / "state.json"
+
+
+def load(lab_dir: Path) -> LabState | None:
+    try:
+        data: dict[str, Any] = json.loads(_state_file(lab_dir).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return LabState(**data)
+
+
+def running(lab_dir: Path) -> bool:
+    return (
+        load(lab_dir) is not None
+        and kube.running(lab_dir)
+        and procs.read_pid(lab_dir, tgt.NAME) is not None
+        and procs.read_pid(lab_dir, vcsim.NAME) is not None
+    )
+
+
+def up(lab_dir: Path) -> LabState:
+    """Start every peer (or find them running) and write kubeconfig, env and state."""
+    existing = load(lab_dir)
+    if existing is not None and running(lab_dir):
+        return existing
+    down(lab_dir)
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    bin_dir = paths.bin_dir()
+    try:
+        endpoints = kube.start(lab_dir, bin_dir)
+        storage = tgt.start(lab_dir)
+        password = secrets.token_urlsafe(12)
+        inventory = vcsim.start(lab_dir, bin_dir, procs.free_port(), VSPHERE_USER, password)
+        state = LabState(
+            lab_dir=str(lab_dir),
+            apiserver_port=endpoints.apiserver_port,
+            etcd_port=endpoints.etcd_port,
+            token=endpoints.token,
+            tgt_port=storage.port,
+            tgt_control=storage.control,
+            vsphere_url=inventory.url,
+            vsphere_user=VSPHERE_USER,
+            vsphere_password=password,
+        )
+        _state_file(lab_dir).write_text(json.dumps(asdict(state), indent=2))
+        _write_env(lab_dir, state)
+        apply_crds(state)
+        create_nodes(state, inventory)
+    except BaseException:
+        down(lab_dir)
+        raise
+    return state
+
+
+def down(lab_dir: Path) -> None:
+    """Stop every peer the lab started; leaves no process and no tgtd target behind."""
+    state = load(lab_dir)
+    vcsim.stop(lab_dir)
+    tgt.stop(lab_dir, state.tgt if state else None)
+    kube.stop(lab_dir)
+    _state_file(lab_dir).unlink(missing_ok=True)
+    (lab_dir / "env").unlink(missing_ok=True)
+
+
+def _write_env(lab_dir: Path, state: LabState) -> None:
+    lines = [f"export {key}={shlex.quote(value)}" for key, value in state.env().items()]
+    lines.append(f'export PATH={shlex.quote(str(paths.bin_dir()))}:"$PATH"')
+    env_file = lab_dir / "env"
+    env_file.write_text("\n".join(lines) + "\n")
+    env_file.chmod(0o600)
+
+
+def kubectl(state: LabState, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the lab's own kubectl against the lab's API server."""
+    return subprocess.run(
+        [str(paths.bin_dir() / "kubectl"), f"--kubeconfig={state.kubeconfig}", *args],
+        input=input_text,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def apply_crds(state: LabState) -> None:
+    crds = sorted((paths.REPO_DIR / "crds").glob("*.yaml"))
+    if not crds:
+        return
+    result = kubectl(state, "apply", "--server-side", *[f"--filename={path}" for path in crds])
+    if result.returncode != 0:
+        raise procs.LabError(f"applying crds/ failed: {result.stderr}")
+    kubectl(state, "wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+
+
+def node_name(vm_name: str) -> str:
+    """A DNS-1123 Node name for a VM name ("DC0_C0_RP0_VM0" -> "dc0-c0-rp0-vm0")."""
+    return "".join(ch if ch.isalnum() else "-" for ch in vm_name.lower()).strip("-")
+
+
+def create_nodes(state: LabState, inventory: vcsim.Inventory) -> None:
+    """One Kubernetes Node per simulated VM, with `spec.providerID: vsphere://<BIOS UUID>`."""
+    items = [
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": node_name(vm.name),
+                "labels": {"lunbridge.io/lab-vm": node_name(vm.name)},
+            },
+            "spec": {"providerID": f"vsphere://{vm.bios_uuid}"},
+        }
+        for vm in inventory.vms
+    ]
+    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    result = kubectl(state, "apply", "--server-side", "--filename=-", input_text=manifest)
+    if result.returncode != 0:
+        raise procs.LabError(f"creating the lab's Nodes failed: {result.stderr}")

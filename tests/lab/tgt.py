@@ -1,0 +1,132 @@
+"""tgtd, the lab's storage server (Debian `tgt`), on a loopback portal.
+
+tgtd keeps its configuration in memory and ignores SIGTERM while it has targets, so stopping
+it means asking it over its own control socket (`-C N`) to delete the whole system. Each lab
+gets its own control number, so tests and the lab can run several side by side.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.lab import procs
+
+NAME = "tgtd"
+
+
+@dataclass(frozen=True)
+class Tgt:
+    port: int
+    control: int
+
+    @property
+    def portal(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def adm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run `tgtadm -C <control> --lld iscsi ARGS` against this tgtd."""
+        return subprocess.run(
+            ["tgtadm", "-C", str(self.control), "--lld", "iscsi", *args],
+            check=check,
+            capture_output=True,
+            text=True,
+        )
+
+
+def _free_control(lab_dir: Path) -> int:
+    """A tgtd control number (`-C N`, socket /var/run/tgtd/socket.N) that no live tgtd uses.
+
+    tgtd leaves its socket file behind when it exits, so a file alone does not mean taken:
+    only a socket that accepts a connection does.
+    """
+    for control in range(100, 1000):
+        path = Path(f"/var/run/tgtd/socket.{control}")
+        if not path.exists():
+            return control
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+            except OSError:
+                return control
+    raise procs.LabError("no free tgtd control socket number in 100..999")
+
+
+def start(lab_dir: Path, name: str = NAME) -> Tgt:
+    control = _free_control(lab_dir)
+    port = procs.free_port()
+    procs.spawn(lab_dir, name, ["tgtd", "-f", "-C", str(control), "--iscsi", f"portal=127.0.0.1:{port}"])
+    procs.wait_port("127.0.0.1", port, 15, name, lab_dir)
+    tgt = Tgt(port=port, control=control)
+    deadline = time.monotonic() + 10
+    while tgt.adm("--op", "show", "--mode", "target", check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise procs.LabError(f"tgtd control socket {control} does not answer")
+        time.sleep(0.05)
+    return tgt
+
+
+def target_ids(tgt: Tgt) -> list[int]:
+    shown = tgt.adm("--op", "show", "--mode", "target", check=False).stdout
+    return [int(line.split()[1].rstrip(":")) for line in shown.splitlines() if line.startswith("Target ")]
+
+
+def stop(lab_dir: Path, tgt: Tgt | None, name: str = NAME) -> None:
+    """Delete every target, then the tgtd system; leaves no target and no process behind.
+
+    tgtd refuses `delete system` and ignores SIGTERM while it has targets, so the targets go
+    first (forced, which also ends their sessions).
+    """
+    if procs.read_pid(lab_dir, name) is None:
+        return
+    if tgt is not None:
+        for tid in target_ids(tgt):
+            tgt.adm("--op", "delete", "--force", "--mode", "target", "--tid", str(tid), check=False)
+        subprocess.run(
+            ["tgtadm", "-C", str(tgt.control), "--op", "delete", "--mode", "system"],
+            capture_output=True,
+            check=False,
+        )
+    procs.stop(lab_dir, name, timeout=10)
+
+
+@dataclass(frozen=True)
+class LabLun:
+    """A LUN made directly with tgtadm (no lunbridge code) for the peers' own smoke tests."""
+
+    target: str
+    tid: int
+    lun: int
+    naa: str
+    serial: str
+
+
+def make_lun(
+    tgt: Tgt, backing_dir: Path, initiators: list[str], size: int = 64 << 20, naa: str | None = None
+) -> LabLun:
+    """A sparse LUN 1 with a fresh (or the given) NAA on a new target whose ACL holds exactly
+    `initiators`. tgt reads scsi_id as hex and serves it as the NAA designator."""
+    tid = max(target_ids(tgt), default=0) + 1
+    target = f"iqn.2024-01.io.lunbridge.lab:probe-{uuid.uuid4().hex[:8]}"
+    naa = naa or "6001405" + uuid.uuid4().hex[:25]
+    serial = f"LBLAB{tid:05d}"
+    backing = backing_dir / f"{target.rsplit(':', 1)[1]}.img"
+    with backing.open("wb") as handle:
+        handle.truncate(size)
+    tgt.adm("--op", "new", "--mode", "target", "--tid", str(tid), "-T", target)
+    tgt.adm("--op", "new", "--mode", "logicalunit", "--tid", str(tid), "--lun", "1", "-b", str(backing))
+    tgt.adm(
+        "--op", "update", "--mode", "logicalunit", "--tid", str(tid), "--lun", "1",
+        "--params", f"scsi_sn={serial},scsi_id={naa}",
+    )  # fmt: skip
+    for initiator in initiators:
+        tgt.adm("--op", "bind", "--mode", "target", "--tid", str(tid), "--initiator-name", initiator)
+    return LabLun(target=target, tid=tid, lun=1, naa=naa, serial=serial)
+
+
+def delete_target(tgt: Tgt, tid: int) -> None:
+    tgt.adm("--op", "delete", "--force", "--mode", "target", "--tid", str(tid), check=False)
