@@ -68,6 +68,11 @@ def socket_dir(lab_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"lunbridge-guest-{digest}"
 
 
+def vm_uuid(lab_dir: Path) -> str:
+    """The guest's SMBIOS system UUID (what DMI product_uuid shows inside), stable per lab."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"lunbridge-lab-guest:{lab_dir.resolve()}"))
+
+
 def console_log(lab_dir: Path) -> Path:
     return lab_dir / f"{NAME}-console.log"
 
@@ -94,7 +99,7 @@ def qemu_argv(
         append += f" lunbridge.9pcache={root_cache}"
     return [
         "qemu-system-x86_64",
-        "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", memory,
+        "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", memory, "-uuid", vm_uuid(lab_dir),
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-bios", "/usr/share/qemu/qboot.rom",
         "-serial", f"file:{console_log(lab_dir)}",

@@ -1,0 +1,96 @@
+"""What the operator needs from a hypervisor, independent of which one.
+
+A guest cannot see its host's HBAs, so everything about initiators, rescans and raw device
+mappings is asked of the hypervisor through this protocol. Implementations (`vsphere`, later
+`libvirt`) raise only `lunbridge.errors`; every method is a coroutine and never blocks the
+event loop.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from lunbridge.san import Transport
+
+
+class Scope(enum.StrEnum):
+    """Which hosts a VM's LUNs are masked to: its own host, or every host of its cluster
+    (so vMotion/HA keep access)."""
+
+    HOST = "host"
+    CLUSTER = "cluster"
+
+
+@dataclass(frozen=True)
+class Initiator:
+    """One host initiator, written the way storage servers take it: an IQN, or a WWPN as
+    colon-separated lowercase hex (`20:00:00:25:b5:00:00:01`)."""
+
+    transport: Transport
+    address: str
+    host: str
+    adapter: str  # the host's adapter device, e.g. vmhba64
+    node_name: str | None = None  # FC WWNN in the same colon form
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    id: str  # the hypervisor's own reference (vSphere moref, libvirt hostname)
+    cluster: str | None
+
+
+@dataclass(frozen=True)
+class Vm:
+    name: str
+    id: str  # vSphere moref / libvirt domain name
+    bios_uuid: str  # lowercase; what the guest reads from DMI
+    instance_uuid: str | None
+    host: Host
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Where a LUN is attached in the VM: enough for the guest to rescan exactly one address."""
+
+    vm: str
+    naa: str
+    controller_key: int
+    bus_number: int
+    unit_number: int
+    pci_slot: int | None
+    disk_key: int
+
+
+class Hypervisor(Protocol):
+    async def find_vm(self, ref: str) -> Vm:
+        """A VM by providerID (`vsphere://<bios uuid>`), BIOS UUID, instance UUID or name; NotFound."""
+        ...
+
+    async def host_initiators(self, host: Host) -> list[Initiator]:
+        """Every FC port and iSCSI adapter of one host."""
+        ...
+
+    async def vm_initiators(self, vm: Vm, scope: Scope) -> list[Initiator]:
+        """The initiators a LUN for `vm` must be masked to: its host's, or its cluster's."""
+        ...
+
+    async def ensure_iscsi_portal(self, hosts: list[Host], portal: str) -> None:
+        """Make `portal` (host:port) a send target of each host's iSCSI adapters (idempotent)."""
+        ...
+
+    async def rescan(self, host: Host, adapter: str | None = None) -> None:
+        """Rescan all HBAs of `host`, or one adapter."""
+        ...
+
+    async def attach_rdm(self, vm: Vm, naa: str) -> Attachment:
+        """Attach the LUN `naa` (`naa.<hex>`) to `vm` as a physical-mode RDM (idempotent)."""
+        ...
+
+    async def detach_rdm(self, vm: Vm, naa: str) -> None:
+        """Remove the RDM of `naa` from `vm`; a missing disk is success."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,126 @@
+"""What the operator needs from a storage server, independent of which one.
+
+Names are derived by the caller from a Kubernetes UID, so a retried create finds what the
+first try made. Implementations (`tgt`, later `ontap`) raise only `lunbridge.errors`; every
+method is a coroutine and never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from lunbridge.san import Transport
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    size_bytes: int
+    free_bytes: int
+
+
+@dataclass(frozen=True)
+class Lun:
+    name: str
+    pool: str
+    size_bytes: int
+    serial: str
+    naa: str  # `naa.<32 hex>`, never reused
+    source_snapshot: str | None = None
+
+
+@dataclass(frozen=True)
+class InitiatorGroup:
+    name: str
+    transport: Transport
+    initiators: tuple[str, ...]
+    os_type: str = "vmware"
+
+
+@dataclass(frozen=True)
+class Mapping:
+    lun: str
+    igroup: str
+    lun_id: int  # the LUN number the igroup's initiators see
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    name: str
+    lun: str
+    size_bytes: int
+    created: datetime
+
+
+@dataclass(frozen=True)
+class Portal:
+    """Where initiators reach the storage server (for iSCSI discovery): host:port and target."""
+
+    address: str
+    target: str | None = None
+
+
+class StorageBackend(Protocol):
+    async def pools(self) -> list[Pool]: ...
+
+    async def create_lun(self, name: str, size_bytes: int, pool: str | None = None) -> Lun:
+        """Create, or return the LUN of that name if it has that size (AlreadyExists otherwise)."""
+        ...
+
+    async def get_lun(self, name: str) -> Lun:
+        """NotFound if missing."""
+        ...
+
+    async def list_luns(self) -> list[Lun]: ...
+
+    async def resize_lun(self, name: str, size_bytes: int) -> Lun:
+        """Grow only (InvalidArgument when smaller)."""
+        ...
+
+    async def delete_lun(self, name: str) -> None:
+        """Conflict while mapped; a missing LUN is success."""
+        ...
+
+    async def create_igroup(
+        self, name: str, transport: Transport, initiators: list[str]
+    ) -> InitiatorGroup: ...
+
+    async def get_igroup(self, name: str) -> InitiatorGroup: ...
+
+    async def list_igroups(self) -> list[InitiatorGroup]: ...
+
+    async def add_initiators(self, name: str, initiators: list[str]) -> InitiatorGroup: ...
+
+    async def remove_initiators(self, name: str, initiators: list[str]) -> InitiatorGroup: ...
+
+    async def delete_igroup(self, name: str) -> None:
+        """Conflict while LUNs are mapped to it; a missing igroup is success."""
+        ...
+
+    async def map_lun(self, lun: str, igroup: str, lun_id: int | None = None) -> Mapping:
+        """Map (lowest free LUN id, or `lun_id`); an existing identical map is returned."""
+        ...
+
+    async def unmap_lun(self, lun: str, igroup: str) -> None:
+        """A missing map is success."""
+        ...
+
+    async def list_mappings(self, lun: str | None = None, igroup: str | None = None) -> list[Mapping]: ...
+
+    async def create_snapshot(self, lun: str, name: str) -> Snapshot: ...
+
+    async def list_snapshots(self, lun: str | None = None) -> list[Snapshot]: ...
+
+    async def delete_snapshot(self, name: str) -> None: ...
+
+    async def clone_lun(self, snapshot: str, name: str) -> Lun:
+        """A new LUN (new serial and NAA) with the snapshot's content."""
+        ...
+
+    async def portals(self) -> list[Portal]:
+        """Where hosts discover this server (iSCSI send targets)."""
+        ...
+
+    async def close(self) -> None: ...
