@@ -147,7 +147,10 @@ class Guest:
             if not self._alive():
                 raise self._fail("QEMU exited while booting")
             req_id = uuid.uuid4().hex
-            self._agent.send({"id": req_id, "op": "ping"})
+            try:
+                self._agent.send({"id": req_id, "op": "ping"}, timeout=2.0)
+            except TimeoutError:
+                continue  # the guest has not opened its agent port yet; QEMU holds our bytes
             if self._reply(req_id, min(time.monotonic() + 2.0, deadline)) is not None:
                 return
         raise self._fail("agent did not answer within the boot timeout")

@@ -49,7 +49,10 @@ class LineSocket:
         self._sock = sock
         self._buf = b""
 
-    def send(self, obj: dict[str, Any]) -> None:
+    def send(self, obj: dict[str, Any], timeout: float = 10.0) -> None:
+        """Send one object; TimeoutError if the peer does not take it within `timeout`
+        (a QEMU chardev whose guest side is not open yet stops reading)."""
+        self._sock.settimeout(max(timeout, 0.1))
         self._sock.sendall((json.dumps(obj) + "\n").encode())
 
     def recv(self, deadline: float) -> dict[str, Any] | None:

@@ -1,0 +1,166 @@
+"""Configuration of the tgt backend, the checks and conversions of its requests, and its
+backing files.
+
+Kept apart from `tgt` so that the backend module holds only the operations: names (which
+become file names and target IQN suffixes), sizes (whole 512-byte blocks), LUN ids,
+initiators (one canonical spelling, so an ACL compares equal however vSphere wrote the name),
+the conversions from the state file's records to the protocol's dataclasses, and the sparse
+files of pools (create, grow, copy, free space).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from lunbridge import san
+from lunbridge.errors import InvalidArgument, LimitExceeded, Unavailable
+from lunbridge.san import Transport
+from lunbridge.storage.base import InitiatorGroup, Lun, Pool, Snapshot
+from lunbridge.storage.tgt_admin import Runner
+from lunbridge.storage.tgt_state import IgroupRecord, LunRecord, SnapshotRecord
+
+MAX_LUN_ID = 255
+BLOCK = 512
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$")
+_PORTAL = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+
+
+def check_lun_id(lun_id: int | None) -> None:
+    """A LUN id given by the caller: 1..255 (None lets the backend choose)."""
+    if lun_id is not None and (
+        not isinstance(lun_id, int) or isinstance(lun_id, bool) or not 1 <= lun_id <= MAX_LUN_ID
+    ):
+        raise InvalidArgument(
+            f"LUN id {lun_id!r} must be 1..{MAX_LUN_ID}: 0 is tgt's controller, and tgt "
+            "addresses ids above 255 in a way hosts read differently"
+        )
+
+
+def check_name(kind: str, name: str) -> str:
+    """A LUN, igroup, snapshot or pool name: it becomes a file name and a target IQN suffix."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidArgument(
+            f"{kind} name {name!r} is invalid: use 1-63 lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class TgtConfig:
+    control: int  # tgtd's control socket number: `tgtd -C N`, `tgtadm -C N`
+    portal: str  # host:port where initiators reach tgtd
+    pools: Mapping[str, Path]  # pool name → folder of sparse backing files; the first is the default
+    state_file: Path
+    iqn_prefix: str = "iqn.2024-01.io.lunbridge:"
+    timeout: float = 10.0  # per tgtadm call, and for the state file lock
+    copy_timeout: float = 3600.0  # per snapshot or clone copy
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.control, int) or self.control < 0:
+            raise InvalidArgument(f"tgt control socket number {self.control!r} must be an integer >= 0")
+        match = _PORTAL.match(self.portal)
+        if not match or not 0 < int(match.group(1)) < 65536:
+            raise InvalidArgument(f"tgt portal {self.portal!r} must be host:port, e.g. 127.0.0.1:3260")
+        if not self.pools:
+            raise InvalidArgument("the tgt backend needs at least one pool folder")
+        for name in self.pools:
+            check_name("pool", name)
+        # tgtd opens backing files relative to its own working folder: give it absolute paths
+        object.__setattr__(self, "pools", {name: Path(f).absolute() for name, f in self.pools.items()})
+        probe = self.iqn_prefix + "x"
+        try:
+            valid = san.iqn(probe) == probe and probe[-2] in ":.-" and len(probe) <= 161
+        except InvalidArgument:
+            valid = False
+        if not valid:
+            raise InvalidArgument(
+                f"tgt IQN prefix {self.iqn_prefix!r} must be a lowercase iSCSI name of at most 160 "
+                "characters ending in ':', '.' or '-' (e.g. 'iqn.2024-01.io.lunbridge:')"
+            )
+        if self.timeout <= 0 or self.copy_timeout <= 0:
+            raise InvalidArgument("tgt timeouts must be positive")
+
+    @property
+    def pool_names(self) -> tuple[str, ...]:
+        """The configured pools in order; the first is where LUNs go by default."""
+        return tuple(self.pools)
+
+
+def lun_of(name: str, rec: LunRecord) -> Lun:
+    return Lun(name, rec.pool, rec.size_bytes, rec.serial, f"naa.{rec.naa}", rec.source_snapshot)
+
+
+def igroup_of(name: str, rec: IgroupRecord) -> InitiatorGroup:
+    return InitiatorGroup(name, rec.transport, rec.initiators, rec.os_type)
+
+
+def snapshot_of(name: str, rec: SnapshotRecord) -> Snapshot:
+    return Snapshot(name, rec.lun, rec.size_bytes, rec.created)
+
+
+def round_size(size_bytes: int) -> int:
+    """A positive size, rounded up to whole 512-byte blocks (tgt's block size)."""
+    if not isinstance(size_bytes, int) or isinstance(size_bytes, bool) or size_bytes <= 0:
+        raise InvalidArgument(f"LUN size {size_bytes!r} must be a positive number of bytes")
+    return -(-size_bytes // BLOCK) * BLOCK
+
+
+def canonical_initiators(transport: Transport, initiators: list[str]) -> tuple[str, ...]:
+    """Canonical, de-duplicated initiators (IQNs for iSCSI, colon WWPNs for FCP), in order."""
+    if isinstance(initiators, str):
+        raise InvalidArgument("initiators must be a list of names, not one string")
+    canonical = san.iqn if transport is Transport.ISCSI else san.wwn
+    return tuple(dict.fromkeys(canonical(i) for i in initiators))
+
+
+def make_sparse(path: Path, size: int) -> None:
+    """A fresh, all-zero sparse file (an orphan left by a crash is emptied first)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as handle:
+            handle.truncate(size)
+    except OSError as exc:
+        if exc.errno in (errno.EFBIG, errno.EINVAL):
+            raise InvalidArgument(f"cannot make a {size}-byte file at {path}: {exc}") from exc
+        raise Unavailable(f"cannot create backing file {path}: {exc}") from exc
+
+
+def grow_file(path: Path, size: int) -> None:
+    """Make a backing file `size` bytes long (the new part is a hole)."""
+    try:
+        os.truncate(path, size)
+    except OSError as exc:
+        if exc.errno in (errno.EFBIG, errno.EINVAL):
+            raise InvalidArgument(f"cannot grow {path} to {size} bytes: {exc}") from exc
+        raise Unavailable(f"cannot grow backing file {path}: {exc}; is the pool folder there?") from exc
+
+
+def pool_usage(name: str, folder: Path) -> Pool:
+    """Size and free space of a pool folder's file system (made if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        st = os.statvfs(folder)
+    except OSError as exc:
+        raise Unavailable(f"pool {name} folder {folder} is not usable: {exc}") from exc
+    return Pool(name, st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize)
+
+
+async def copy_file(runner: Runner, source: Path, target: Path, pool: str, time_limit: float) -> None:
+    """Copy a backing file: reflink where the file system can (one atomic clone on btrfs or
+    XFS), a sparse copy otherwise; the copy appears under its name only when complete."""
+    await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    result = await runner(["cp", "--reflink=auto", "--sparse=always", str(source), str(tmp)], time_limit)
+    if result.returncode != 0:
+        await asyncio.to_thread(tmp.unlink, missing_ok=True)
+        if "No space left" in result.stderr:
+            raise LimitExceeded(f"pool {pool} is full: copying {source} failed ({result.stderr.strip()})")
+        raise Unavailable(f"copying {source} to {tmp} failed: {result.stderr.strip()}")
+    await asyncio.to_thread(os.replace, tmp, target)

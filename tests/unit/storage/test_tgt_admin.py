@@ -1,0 +1,174 @@
+"""tgtadm command lines, the `--op show` parser and the meaning of tgtadm failures."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from lunbridge.errors import Busy, Conflict, InvalidArgument, Unavailable
+from lunbridge.storage.tgt_admin import CommandResult, Tgtadm, parse_show, run_command
+from tests.unit.storage.fake_tgt import FakeTgtd
+
+# Captured from tgt 1.0.85 with one initiator logged in (trailing blanks stripped).
+SHOW = """\
+Target 1: iqn.2024-01.io.lunbridge:ig1
+    System information:
+        Driver: iscsi
+        State: ready
+    I_T nexus information:
+        I_T nexus: 1
+            Initiator: iqn.1998-01.com.vmware:a alias: none
+            Connection: 0
+                IP Address: 127.0.0.1
+    LUN information:
+        LUN: 0
+            Type: controller
+            SCSI ID: IET     00010000
+            SCSI SN: beaf10
+            Size: 0 MB, Block size: 1
+            Online: Yes
+            Thin-provisioning: No
+            Backing store type: null
+            Backing store path: None
+            Backing store flags:
+        LUN: 1
+            Type: disk
+            SCSI ID: 60a4c4210102030401010101010101f2
+            SCSI SN: LB010203040000000001
+            Size: 210 MB, Block size: 512
+            Online: Yes
+            Thin-provisioning: Yes
+            Backing store type: rdwr
+            Backing store path: /pool a/luns/x.img
+            Backing store flags:
+    Account information:
+    ACL information:
+        iqn.1998-01.com.vmware:a
+        iqn.1998-01.com.vmware:b
+Target 3: iqn.2024-01.example:other
+    System information:
+        Driver: iscsi
+        State: ready
+    I_T nexus information:
+    LUN information:
+        LUN: 0
+            Type: controller
+            SCSI ID: IET     00030000
+            SCSI SN: beaf30
+            Backing store path: None
+    Account information:
+    ACL information:
+"""
+
+
+def test_parse_show_reads_targets_lus_and_acls_not_sessions() -> None:
+    targets = parse_show(SHOW)
+    assert set(targets) == {"iqn.2024-01.io.lunbridge:ig1", "iqn.2024-01.example:other"}
+    ig1 = targets["iqn.2024-01.io.lunbridge:ig1"]
+    assert ig1.tid == 1
+    assert ig1.acl == ("iqn.1998-01.com.vmware:a", "iqn.1998-01.com.vmware:b")
+    assert set(ig1.luns) == {0, 1}
+    lu = ig1.luns[1]
+    assert lu.scsi_id == "60a4c4210102030401010101010101f2"
+    assert lu.scsi_sn == "LB010203040000000001"
+    assert lu.backing_path == "/pool a/luns/x.img"
+    assert lu.thin is True
+    assert ig1.luns[0].type == "controller"
+    other = targets["iqn.2024-01.example:other"]
+    assert other.tid == 3
+    assert other.acl == ()
+    assert set(other.luns) == {0}
+
+
+def test_parse_show_of_an_empty_tgtd() -> None:
+    assert parse_show("") == {}
+
+
+async def test_command_lines() -> None:
+    fake = FakeTgtd(control=42)
+    adm = Tgtadm(42, "127.0.0.1:3260", 5.0, fake)
+    assert await adm.new_target(4, "iqn.2024-01.io.lunbridge:g")
+    await adm.new_lu(4, 2, "/p/l.img", {"scsi_id": "6abc", "scsi_sn": "SN1"})
+    await adm.bind(4, "iqn.1998-01.com.vmware:a")
+    assert fake.commands == [
+        ["tgtadm", "-C", "42", "--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "4",
+         "-T", "iqn.2024-01.io.lunbridge:g"],
+        ["tgtadm", "-C", "42", "--lld", "iscsi", "--op", "new", "--mode", "logicalunit", "--tid", "4",
+         "--lun", "2", "--backing-store", "/p/l.img"],
+        ["tgtadm", "-C", "42", "--lld", "iscsi", "--op", "update", "--mode", "logicalunit", "--tid", "4",
+         "--lun", "2", "--params", "scsi_id=6abc,scsi_sn=SN1"],
+        ["tgtadm", "-C", "42", "--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "4",
+         "--initiator-name", "iqn.1998-01.com.vmware:a"],
+    ]  # fmt: skip
+    shown = await adm.show()
+    assert shown["iqn.2024-01.io.lunbridge:g"].luns[2].scsi_id == "6abc"
+
+
+async def test_idempotent_refusals_are_accepted() -> None:
+    fake = FakeTgtd()
+    adm = Tgtadm(7, "127.0.0.1:3260", 5.0, fake)
+    assert await adm.new_target(1, "iqn.2024-01.io.lunbridge:g")
+    assert not await adm.new_target(1, "iqn.2024-01.io.lunbridge:h")  # tid taken
+    await adm.bind(1, "iqn.1998-01.com.vmware:a")
+    await adm.bind(1, "iqn.1998-01.com.vmware:a")
+    await adm.unbind(1, "iqn.1998-01.com.vmware:z")
+    await adm.delete_lu(1, 9)
+    await adm.delete_target(1)
+    await adm.delete_target(1)
+
+
+def _result(code: int, stderr: str) -> CommandResult:
+    return CommandResult(("tgtadm", "-C", "7"), code, "", stderr)
+
+
+def test_errors_say_what_failed_and_what_to_do() -> None:
+    adm = Tgtadm(7, "127.0.0.1:3260", 5.0, FakeTgtd())
+    down = adm.error(_result(107, "tgtadm: failed to send request hdr to tgt daemon, Transport endpoint"))
+    assert isinstance(down, Unavailable)
+    assert "control socket 7" in str(down)
+    assert "/var/run/tgtd/socket.7" in str(down)
+    assert "tgtd -C 7 --iscsi portal=127.0.0.1:3260" in str(down)
+    assert isinstance(adm.error(_result(22, "tgtadm: this logical unit is still active")), Busy)
+    assert isinstance(adm.error(_result(22, "tgtadm: invalid request")), InvalidArgument)
+    assert isinstance(adm.error(_result(22, "tgtadm: can't find the target")), Conflict)
+
+
+async def test_lu_delete_retries_while_busy() -> None:
+    fake = FakeTgtd()
+    adm = Tgtadm(7, "127.0.0.1:3260", 5.0, fake)
+    await adm.new_target(1, "iqn.2024-01.io.lunbridge:g")
+    await adm.new_lu(1, 1, "/p/l.img", {"scsi_id": "6a"})
+    fake.fail_next["delete"] = "this logical unit is still active"
+    await adm.delete_lu(1, 1)
+    assert fake.targets[1].luns == {}
+    fake.fail_next["delete"] = "this logical unit is still active"
+    with pytest.raises(Busy, match="still active"):
+        await adm.delete_lu(1, 9, attempts=1)
+
+
+async def test_down_tgtd_is_unavailable() -> None:
+    fake = FakeTgtd()
+    fake.down = True
+    with pytest.raises(Unavailable, match="control socket 7"):
+        await Tgtadm(7, "127.0.0.1:3260", 5.0, fake).show()
+
+
+async def test_run_command_kills_what_overruns() -> None:
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match=r"did not finish within 0\.3s"):
+        await run_command([sys.executable, "-c", "import time; time.sleep(30)"], 0.3)
+    assert time.monotonic() - started < 5
+
+
+async def test_run_command_of_a_missing_program() -> None:
+    with pytest.raises(Unavailable, match="not installed"):
+        await run_command(["lunbridge-no-such-tool"], 1.0)
+
+
+async def test_run_command_output() -> None:
+    result = await run_command(
+        [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"], 5
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "out\n", "err\n")

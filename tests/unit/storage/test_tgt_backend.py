@@ -1,0 +1,238 @@
+"""The tgt backend's LUN, igroup and map operations, against a fake tgtd."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded, NotFound
+from lunbridge.san import Transport
+from lunbridge.storage.base import Mapping, StorageBackend
+from lunbridge.storage.tgt import TgtBackend, TgtConfig
+from tests.unit.storage.conftest import PREFIX
+from tests.unit.storage.fake_tgt import FakeTgtd
+
+A = "iqn.1998-01.com.vmware:host-a"
+B = "iqn.1998-01.com.vmware:host-b"
+
+
+def test_the_backend_satisfies_the_protocol(backend: TgtBackend) -> None:
+    implementation: StorageBackend = backend
+    assert implementation is backend
+
+
+async def test_create_lun_is_sparse_idempotent_and_checks_size(backend: TgtBackend, tmp_path: Path) -> None:
+    lun = await backend.create_lun("vol-1", 1000)  # rounded up to whole blocks
+    assert lun.size_bytes == 1024
+    assert lun.pool == "default"
+    assert lun.naa.startswith("naa.6")
+    path = tmp_path / "pool" / "luns" / "vol-1.img"
+    assert path.stat().st_size == 1024
+    assert path.stat().st_blocks == 0
+    assert await backend.create_lun("vol-1", 1024) == lun
+    assert await backend.get_lun("vol-1") == lun
+    with pytest.raises(AlreadyExists, match="resize it, or delete it first"):
+        await backend.create_lun("vol-1", 4096)
+    with pytest.raises(AlreadyExists):
+        await backend.create_lun("vol-1", 1024, pool="fast")
+
+
+async def test_every_lun_gets_its_own_ids(backend: TgtBackend) -> None:
+    luns = [await backend.create_lun(f"vol-{i}", 1 << 20) for i in range(5)]
+    assert len({lun.naa for lun in luns}) == 5
+    assert len({lun.serial for lun in luns}) == 5
+    assert [lun.name for lun in await backend.list_luns()] == [f"vol-{i}" for i in range(5)]
+
+
+async def test_ids_are_never_reused_after_delete(backend: TgtBackend, tmp_path: Path, fake: FakeTgtd) -> None:
+    first = await backend.create_lun("vol", 1 << 20)
+    await backend.delete_lun("vol")
+    again = await backend.create_lun("vol", 1 << 20)
+    assert again.naa != first.naa
+    assert again.serial != first.serial
+    fresh = TgtBackend(backend.config, runner=fake)  # another process, same state file
+    await fresh.delete_lun("vol")
+    assert (await fresh.create_lun("vol", 1 << 20)).naa not in {first.naa, again.naa}
+    await fresh.close()
+
+
+async def test_bad_requests_are_invalid_arguments(backend: TgtBackend) -> None:
+    for name in ["UPPER", "under_score", "-lead", "trail-", "", "x" * 64, "a/b"]:
+        with pytest.raises(InvalidArgument, match="name"):
+            await backend.create_lun(name, 1 << 20)
+    for size in [0, -1, 1.5]:
+        with pytest.raises(InvalidArgument, match="size"):
+            await backend.create_lun("ok", size)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="not an iSCSI name"):
+        await backend.create_igroup("g", Transport.ISCSI, ["not-an-iqn"])
+    with pytest.raises(InvalidArgument, match="not a WWN"):
+        await backend.create_igroup("g", Transport.FCP, [A])
+    with pytest.raises(InvalidArgument, match="neither"):
+        await backend.create_igroup("g", "nvme", [])  # type: ignore[arg-type]
+    with pytest.raises(NotFound, match="pool 'nope'"):
+        await backend.create_lun("ok", 1 << 20, pool="nope")
+
+
+def test_config_is_checked(tmp_path: Path) -> None:
+    good: dict[str, Any] = {
+        "control": 1,
+        "portal": "127.0.0.1:3260",
+        "pools": {"p": tmp_path},
+        "state_file": tmp_path / "s",
+    }
+    assert TgtConfig(**{**good, "pools": {"p": Path("relative")}}).pools["p"] == Path.cwd() / "relative"
+    bads: list[dict[str, Any]] = [
+        {"portal": "nohost"},
+        {"pools": {}},
+        {"pools": {"Bad": tmp_path}},
+        {"iqn_prefix": "IQN.X:"},
+        {"iqn_prefix": "iqn.2024-01.io.lunbridge"},
+        {"timeout": 0},
+        {"control": -1},
+    ]
+    for bad in bads:
+        with pytest.raises(InvalidArgument):
+            TgtConfig(**{**good, **bad})
+
+
+async def test_an_iscsi_igroup_is_a_target_whose_acl_is_its_initiators(
+    backend: TgtBackend, fake: FakeTgtd
+) -> None:
+    group = await backend.create_igroup("hosts", Transport.ISCSI, [A.upper().replace("IQN", "iqn"), A])
+    assert group.initiators == (A,)  # canonical and de-duplicated
+    target = fake.by_name(PREFIX + "hosts")
+    assert target is not None
+    assert target.acl == [A]
+    assert await backend.create_igroup("hosts", Transport.ISCSI, [A]) == group
+    with pytest.raises(AlreadyExists, match="add/remove"):
+        await backend.create_igroup("hosts", Transport.ISCSI, [B])
+    group = await backend.add_initiators("hosts", [B, A])
+    assert group.initiators == (A, B)
+    assert target.acl == [A, B]
+    group = await backend.remove_initiators("hosts", [A, "iqn.1998-01.com.vmware:never"])
+    assert group.initiators == (B,)
+    assert target.acl == [B]
+    assert await backend.get_igroup("hosts") == group
+    assert await backend.list_igroups() == [group]
+    await backend.delete_igroup("hosts")
+    await backend.delete_igroup("hosts")
+    assert fake.by_name(PREFIX + "hosts") is None
+    with pytest.raises(NotFound):
+        await backend.get_igroup("hosts")
+
+
+async def test_map_makes_an_lu_with_the_luns_ids(backend: TgtBackend, fake: FakeTgtd, tmp_path: Path) -> None:
+    lun = await backend.create_lun("vol", 1 << 20)
+    await backend.create_igroup("g1", Transport.ISCSI, [A])
+    await backend.create_igroup("g2", Transport.ISCSI, [B])
+    assert await backend.map_lun("vol", "g1") == Mapping("vol", "g1", 1)
+    assert await backend.map_lun("vol", "g2", 7) == Mapping("vol", "g2", 7)
+    for target, lun_id in [("g1", 1), ("g2", 7)]:
+        lu = fake.lu(PREFIX + target, lun_id)
+        assert f"naa.{lu.scsi_id}" == lun.naa
+        assert lu.scsi_sn == lun.serial
+        assert lu.path == str(tmp_path / "pool" / "luns" / "vol.img")
+        assert lu.thin
+    assert await backend.map_lun("vol", "g1") == Mapping("vol", "g1", 1)  # existing map
+    assert await backend.map_lun("vol", "g1", 1) == Mapping("vol", "g1", 1)
+    with pytest.raises(AlreadyExists, match="as LUN id 1, not 2"):
+        await backend.map_lun("vol", "g1", 2)
+    assert await backend.list_mappings(lun="vol") == [Mapping("vol", "g1", 1), Mapping("vol", "g2", 7)]
+    assert await backend.list_mappings(igroup="g2") == [Mapping("vol", "g2", 7)]
+
+
+async def test_lowest_free_lun_id_and_taken_ids(backend: TgtBackend) -> None:
+    await backend.create_igroup("g", Transport.ISCSI, [A])
+    for name in ["a", "b", "c", "d"]:
+        await backend.create_lun(name, 1 << 20)
+    assert (await backend.map_lun("a", "g")).lun_id == 1
+    assert (await backend.map_lun("b", "g")).lun_id == 2
+    assert (await backend.map_lun("c", "g")).lun_id == 3
+    await backend.unmap_lun("b", "g")
+    await backend.unmap_lun("b", "g")
+    assert (await backend.map_lun("d", "g")).lun_id == 2
+    with pytest.raises(Conflict, match="LUN id 3 of igroup g is taken by LUN c"):
+        await backend.map_lun("b", "g", 3)
+    for bad in [0, 256, -1]:
+        with pytest.raises(InvalidArgument, match=r"1\.\.255"):
+            await backend.map_lun("b", "g", bad)
+
+
+async def test_lun_ids_run_out_at_255(backend: TgtBackend) -> None:
+    await backend.create_igroup("g", Transport.ISCSI, [A])
+    state_file = backend.config.state_file
+    await backend.create_lun("last", 1 << 20)
+    data = json.loads(state_file.read_text())
+    data["luns"].update({f"l{i}": {**data["luns"]["last"]} for i in range(255)})
+    data["maps"] = [{"lun": f"l{i}", "igroup": "g", "lun_id": i + 1} for i in range(255)]
+    state_file.write_text(json.dumps(data))  # another process filled the igroup
+    with pytest.raises(LimitExceeded, match="all 255 LUN ids"):
+        await backend.map_lun("last", "g")
+
+
+async def test_mapped_things_cannot_be_deleted(backend: TgtBackend, fake: FakeTgtd, tmp_path: Path) -> None:
+    await backend.create_lun("vol", 1 << 20)
+    await backend.create_igroup("g", Transport.ISCSI, [A])
+    await backend.map_lun("vol", "g")
+    with pytest.raises(Conflict, match="mapped to igroup\\(s\\) g: unmap it first"):
+        await backend.delete_lun("vol")
+    with pytest.raises(Conflict, match="LUN\\(s\\) vol mapped"):
+        await backend.delete_igroup("g")
+    await backend.unmap_lun("vol", "g")
+    assert fake.by_name(PREFIX + "g") is not None
+    assert set(fake.by_name(PREFIX + "g").luns) == set()  # type: ignore[union-attr]
+    await backend.delete_lun("vol")
+    await backend.delete_lun("vol")
+    assert not (tmp_path / "pool" / "luns" / "vol.img").exists()
+    await backend.delete_igroup("g")
+
+
+async def test_fcp_igroups_are_data_only(backend: TgtBackend, fake: FakeTgtd) -> None:
+    group = await backend.create_igroup("fc", Transport.FCP, ["2000002590000001", "20:00:00:25:90:00:00:02"])
+    assert group.initiators == ("20:00:00:25:90:00:00:01", "20:00:00:25:90:00:00:02")
+    assert fake.targets == {}
+    await backend.create_lun("vol", 1 << 20)
+    with pytest.raises(InvalidArgument, match="tgtd serves iSCSI only"):
+        await backend.map_lun("vol", "fc")
+    with pytest.raises(InvalidArgument, match="not a WWN"):
+        await backend.add_initiators("fc", [A])
+    await backend.delete_igroup("fc")
+
+
+async def test_missing_objects(backend: TgtBackend) -> None:
+    with pytest.raises(NotFound, match="LUN 'x' does not exist"):
+        await backend.get_lun("x")
+    with pytest.raises(NotFound):
+        await backend.resize_lun("x", 1 << 20)
+    await backend.create_lun("vol", 1 << 20)
+    with pytest.raises(NotFound, match="igroup 'g'"):
+        await backend.map_lun("vol", "g")
+    await backend.unmap_lun("vol", "g")
+
+
+async def test_pools_and_portals(backend: TgtBackend) -> None:
+    pools = await backend.pools()
+    assert [p.name for p in pools] == ["default", "fast"]
+    assert all(0 < p.free_bytes <= p.size_bytes for p in pools)
+    assert [p.address for p in await backend.portals()] == ["127.0.0.1:3260"]
+    assert backend.target_name("g") == PREFIX + "g"
+
+
+async def test_concurrent_calls_are_serialized(backend: TgtBackend, fake: FakeTgtd) -> None:
+    other = TgtBackend(backend.config, runner=fake)  # e.g. a second process on the same state file
+    await backend.create_igroup("g", Transport.ISCSI, [A])
+    names = [f"v{i}" for i in range(8)]
+    luns = await asyncio.gather(
+        *(b.create_lun(n, 1 << 20) for b, n in zip([backend, other] * 4, names, strict=True))
+    )
+    assert len({lun.naa for lun in luns}) == 8
+    maps = await asyncio.gather(
+        *(b.map_lun(n, "g") for b, n in zip([other, backend] * 4, names, strict=True))
+    )
+    assert sorted(m.lun_id for m in maps) == list(range(1, 9))
+    assert len(await backend.list_mappings(igroup="g")) == 8
+    await other.close()
