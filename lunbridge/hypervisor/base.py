@@ -55,7 +55,7 @@ class Vm:
 class Attachment:
     """Where a LUN is attached in the VM: enough for the guest to rescan exactly one address."""
 
-    vm: str
+    vm: str  # the Vm.id of the VM (stable while the VM exists; names can change)
     naa: str
     controller_key: int
     bus_number: int
@@ -66,7 +66,10 @@ class Attachment:
 
 class Hypervisor(Protocol):
     async def find_vm(self, ref: str) -> Vm:
-        """A VM by providerID (`vsphere://<bios uuid>`), BIOS UUID, instance UUID or name; NotFound."""
+        """A VM by providerID (`vsphere://<bios uuid>`, any letter case), BIOS UUID, instance
+        UUID or name; NotFound if there is none, Conflict if a name is ambiguous.
+        `Vm.host` is where the VM ran when it was looked up; every method taking a Vm reads
+        the VM's host again, because VMs move."""
         ...
 
     async def host_initiators(self, host: Host) -> list[Initiator]:
@@ -78,7 +81,8 @@ class Hypervisor(Protocol):
         ...
 
     async def ensure_iscsi_portal(self, hosts: list[Host], portal: str) -> None:
-        """Make `portal` (host:port) a send target of each host's iSCSI adapters (idempotent)."""
+        """Make `portal` (host:port) a send target of each host's iSCSI adapters (idempotent);
+        NotFound if a host has no iSCSI adapter."""
         ...
 
     async def rescan(self, host: Host, adapter: str | None = None) -> None:
@@ -86,11 +90,14 @@ class Hypervisor(Protocol):
         ...
 
     async def attach_rdm(self, vm: Vm, naa: str) -> Attachment:
-        """Attach the LUN `naa` (`naa.<hex>`) to `vm` as a physical-mode RDM (idempotent)."""
+        """Attach the LUN `naa` (`naa.<hex>`) to `vm` as a physical-mode RDM (idempotent: an
+        existing RDM of that LUN is returned). Conflict if the VM's host does not see the LUN
+        even after a rescan (its masking is wrong); LimitExceeded if the VM has no SCSI unit left."""
         ...
 
     async def detach_rdm(self, vm: Vm, naa: str) -> None:
-        """Remove the RDM of `naa` from `vm`; a missing disk is success."""
+        """Remove the RDM of `naa` from `vm` (the LUN and its data stay), then rescan the VM's
+        host; a missing disk is success."""
         ...
 
     async def close(self) -> None: ...

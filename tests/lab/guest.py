@@ -287,8 +287,8 @@ def start(
         procs.spawn(lab_dir, NAME, argv)
     try:
         return Guest(lab_dir, boot_timeout)
-    except LabError:
-        if spawned:
+    except BaseException:
+        if spawned:  # never leave a half-booted VM behind, whatever went wrong
             stop(lab_dir)
         raise
 

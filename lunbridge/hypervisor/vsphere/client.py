@@ -1,0 +1,217 @@
+"""`VSphere`: the `Hypervisor` protocol on vCenter.
+
+This is where the steps of `inventory` and `rdm` are put in order and guarded against
+concurrency: one asyncio lock per VM around every device change (devices are re-read
+inside it, so two attaches never pick the same unit), and one rescan at a time per host,
+shared by every caller that asked while it was queued (a rescan of a host costs seconds
+per hundred LUNs, so twenty attaches must not cause twenty rescans).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from lunbridge import san
+from lunbridge.errors import Conflict, NotFound
+from lunbridge.hypervisor.base import Attachment, Host, Initiator, Scope, Vm
+from lunbridge.hypervisor.vsphere import inventory, rdm
+from lunbridge.hypervisor.vsphere.config import VSphereConfig
+from lunbridge.hypervisor.vsphere.refs import parse_portal, parse_vm_ref
+from lunbridge.hypervisor.vsphere.session import Session
+from lunbridge.hypervisor.vsphere.slots import VmDevices, describe_slot, next_slot, rdms_of, summarize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Rescans:
+    """Per-host rescan bookkeeping: a rescan numbered n > the count seen when a caller asked
+    started after that request, so it serves the caller too."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    started: int = 0
+    finished: int = 0
+
+
+class VSphere:
+    """vCenter through pyvmomi. Make it with `await VSphere.connect(config)` (which logs in,
+    so bad credentials fail at once) and `await close()` it."""
+
+    def __init__(self, config: VSphereConfig, *, workers: int = 8, task_timeout: float = 600.0) -> None:
+        self.session = Session(config, workers=workers, task_timeout=task_timeout)
+        self._vm_locks: dict[str, asyncio.Lock] = {}
+        self._rescans: dict[str, _Rescans] = {}
+
+    def __repr__(self) -> str:
+        return f"VSphere({self.session!r})"
+
+    @classmethod
+    async def connect(
+        cls, config: VSphereConfig, *, workers: int = 8, task_timeout: float = 600.0
+    ) -> VSphere:
+        client = cls(config, workers=workers, task_timeout=task_timeout)
+        try:
+            await client.session.run("log in", lambda api: None)
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    async def __aenter__(self) -> VSphere:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    # --- identity ---
+    async def find_vm(self, ref: str) -> Vm:
+        query = parse_vm_ref(ref)
+        url = self.session.config.url
+        return await self.session.run(
+            f"find the VM {query.describe()}", lambda api: inventory.find_vm(api, query, url)
+        )
+
+    async def _refresh(self, vm: Vm) -> Vm:
+        return await self.session.run(f"read VM {vm.name}", lambda api: inventory.current_vm(api, vm.id))
+
+    # --- initiators ---
+    async def host_initiators(self, host: Host) -> list[Initiator]:
+        return await self.session.run(
+            f"read the storage adapters of host {host.name}", lambda api: inventory.host_initiators(api, host)
+        )
+
+    async def vm_initiators(self, vm: Vm, scope: Scope) -> list[Initiator]:
+        host = (await self._refresh(vm)).host
+        hosts = [host]
+        if scope is Scope.CLUSTER:
+            hosts = await self.session.run(
+                f"list the hosts of {host.name}'s cluster", lambda api: inventory.cluster_hosts(api, host)
+            )
+        found = await asyncio.gather(*(self.host_initiators(h) for h in hosts))
+        return [initiator for per_host in found for initiator in per_host]
+
+    # --- iSCSI discovery and rescans ---
+    async def ensure_iscsi_portal(self, hosts: list[Host], portal: str) -> None:
+        target = parse_portal(portal)
+
+        async def one(host: Host) -> None:
+            changed = await self.session.run(
+                f"add send target {target} to host {host.name}",
+                lambda api: inventory.ensure_send_target(api, host, target),
+            )
+            if changed:
+                log.info("host %s: added iSCSI send target %s to %s", host.name, target, ", ".join(changed))
+
+        await asyncio.gather(*(one(host) for host in hosts))
+
+    async def rescan(self, host: Host, adapter: str | None = None) -> None:
+        if adapter is not None:
+            await self.session.run(
+                f"rescan adapter {adapter} of host {host.name}",
+                lambda api: inventory.rescan(api, host, adapter),
+            )
+            return
+        state = self._rescans.setdefault(host.id, _Rescans())
+        asked_at = state.started
+        async with state.lock:
+            if state.finished > asked_at:
+                return  # a rescan that started after we asked has just finished
+            state.started += 1
+            number = state.started
+            await self.session.run(
+                f"rescan the HBAs of host {host.name}", lambda api: inventory.rescan(api, host, None)
+            )
+            state.finished = number
+
+    # --- raw device mappings ---
+    def _lock(self, vm: Vm) -> asyncio.Lock:
+        return self._vm_locks.setdefault(vm.id, asyncio.Lock())
+
+    async def _devices(self, vm: Vm) -> VmDevices:
+        model, _ = await self.session.run(
+            f"read the devices of VM {vm.name}", lambda api: rdm.read_devices(api, vm.id)
+        )
+        return model
+
+    def _attachment(self, vm: Vm, devices: VmDevices, naa: str) -> Attachment | None:
+        found = rdms_of(devices, naa)
+        if not found:
+            return None
+        disk = min(found, key=lambda r: r.key)
+        controller = devices.controller(disk.controller_key)
+        if controller is None:
+            raise Conflict(
+                f"VM {vm.name}: RDM disk {disk.key} of {naa} sits on unknown controller {disk.controller_key}"
+            )
+        return Attachment(
+            vm=vm.id,
+            naa=naa,
+            controller_key=controller.key,
+            bus_number=controller.bus,
+            unit_number=disk.unit,
+            pci_slot=controller.pci_slot,
+            disk_key=disk.key,
+        )
+
+    async def _visible_lun(self, host: Host, naa: str) -> rdm.HostLun:
+        what = f"look for LUN {naa} on host {host.name}"
+        lun = await self.session.run(what, lambda api: rdm.find_lun(api, host.id, naa))
+        if lun is None:
+            await self.rescan(host)
+            lun = await self.session.run(what, lambda api: rdm.find_lun(api, host.id, naa))
+        if lun is None:
+            raise Conflict(
+                f"LUN {naa} is not visible to host {host.name} even after a rescan of its HBAs: the LUN "
+                f"is not mapped (masked) to an initiator group holding this host's initiators; fix the "
+                f"igroup/LUN mapping on the storage server (and the host's iSCSI send targets)"
+            )
+        return lun
+
+    async def attach_rdm(self, vm: Vm, naa: str) -> Attachment:
+        naa = san.naa(naa)
+        existing = self._attachment(vm, await self._devices(vm), naa)
+        if existing is not None:
+            return existing
+        current = await self._refresh(vm)  # the host now, not when `vm` was looked up
+        lun = await self._visible_lun(current.host, naa)
+        async with self._lock(vm):
+            devices = await self._devices(vm)  # again, inside the lock: another attach may have run
+            existing = self._attachment(vm, devices, naa)
+            if existing is not None:
+                return existing
+            slot = next_slot(devices, vm.name)
+            what = f"attach LUN {naa} to VM {vm.name} at {describe_slot(slot)}"
+            task = await self.session.run(what, lambda api: rdm.add_rdm(api, vm.id, slot, lun))
+            await self.session.wait_task(task, what)
+            attachment = self._attachment(vm, await self._devices(vm), naa)
+        if attachment is None:
+            raise Conflict(f"cannot {what}: the task succeeded but the VM shows no RDM of {naa}")
+        log.info("attached %s to VM %s: %s", naa, vm.name, attachment)
+        return attachment
+
+    async def detach_rdm(self, vm: Vm, naa: str) -> None:
+        naa = san.naa(naa)
+        async with self._lock(vm):
+            try:
+                model, raw = await self.session.run(
+                    f"read the devices of VM {vm.name}", lambda api: rdm.read_devices(api, vm.id)
+                )
+            except NotFound:
+                log.info("VM %s (%s) no longer exists: nothing to detach %s from", vm.name, vm.id, naa)
+                return  # a deleted VM holds no disk; its host is rescanned when the LUN is unmapped
+            found = rdms_of(model, naa)
+            if found:
+                what = f"detach LUN {naa} ({summarize(found)}) from VM {vm.name}"
+                devices = [raw[r.key] for r in found]
+                task = await self.session.run(what, lambda api: rdm.remove_rdms(api, vm.id, devices))
+                await self.session.wait_task(task, what)
+                log.info("detached %s from VM %s (%s)", naa, vm.name, summarize(found))
+        await self.rescan((await self._refresh(vm)).host)

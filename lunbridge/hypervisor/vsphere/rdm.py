@@ -1,0 +1,124 @@
+"""Blocking steps of raw device mappings: read a VM's SCSI devices into the plain model of
+`slots`, find a LUN among a host's SCSI LUNs by NAA, and start the reconfigure tasks that
+add or remove an RDM.
+
+An RDM is a small mapping file (a "pointer" .vmdk in the VM's folder) whose backing names
+the host's LUN; the guest then talks SCSI to the LUN itself (physical compatibility mode).
+Removing it with fileOperation `destroy` deletes that mapping file only: vSphere never
+writes to a raw LUN when it deletes an RDM's backing, so the data stays on the storage
+server, while leaving the operation out would strand one mapping file per detach.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lunbridge.hypervisor.vsphere._vmomi import vim
+from lunbridge.hypervisor.vsphere.session import Api
+from lunbridge.hypervisor.vsphere.slots import Controller, Device, Rdm, Slot, VmDevices
+
+
+@dataclass(frozen=True)
+class HostLun:
+    """A LUN as one host sees it."""
+
+    canonical_name: str
+    uuid: str
+    device_path: str
+    capacity_bytes: int | None
+
+
+def read_devices(api: Api, vm_id: str) -> tuple[VmDevices, dict[int, Any]]:
+    """The VM's SCSI controllers, unit-holding devices and RDMs, read fresh; plus the raw
+    device objects by key (a remove spec must carry the device as vCenter has it)."""
+    vm_obj = api.ref("VirtualMachine", vm_id)
+    raw = list(api.props(vm_obj, ("config.hardware.device",)).get("config.hardware.device") or [])
+    controllers: list[Controller] = []
+    devices: list[Device] = []
+    rdms: list[Rdm] = []
+    for dev in raw:
+        if isinstance(dev, vim.vm.device.VirtualSCSIController):
+            slot_info = dev.slotInfo
+            pci = getattr(slot_info, "pciSlotNumber", None) if slot_info is not None else None
+            controllers.append(
+                Controller(
+                    key=int(dev.key),
+                    bus=int(dev.busNumber),
+                    paravirtual=isinstance(dev, vim.vm.device.ParaVirtualSCSIController),
+                    pci_slot=int(pci) if pci is not None else None,
+                )
+            )
+        if dev.controllerKey is None or dev.unitNumber is None:
+            continue
+        devices.append(
+            Device(key=int(dev.key), controller_key=int(dev.controllerKey), unit=int(dev.unitNumber))
+        )
+        backing = dev.backing
+        if isinstance(dev, vim.vm.device.VirtualDisk) and isinstance(
+            backing, vim.vm.device.VirtualDisk.RawDiskMappingVer1BackingInfo
+        ):
+            rdms.append(
+                Rdm(
+                    key=int(dev.key),
+                    controller_key=int(dev.controllerKey),
+                    unit=int(dev.unitNumber),
+                    device_name=str(backing.deviceName or ""),
+                    lun_uuid=str(backing.lunUuid or ""),
+                    compatibility_mode=str(backing.compatibilityMode or ""),
+                )
+            )
+    model = VmDevices(controllers=tuple(controllers), devices=tuple(devices), rdms=tuple(rdms))
+    return model, {int(dev.key): dev for dev in raw}
+
+
+def find_lun(api: Api, host_id: str, naa: str) -> HostLun | None:
+    """The LUN whose canonical name is `naa` among the host's SCSI LUNs, or None."""
+    host_obj = api.ref("HostSystem", host_id)
+    luns = api.props(host_obj, ("config.storageDevice.scsiLun",)).get("config.storageDevice.scsiLun") or []
+    for lun in luns:
+        if str(lun.canonicalName or "").lower() != naa:
+            continue
+        path = getattr(lun, "devicePath", None) or lun.deviceName
+        capacity = getattr(lun, "capacity", None)
+        size = int(capacity.block) * int(capacity.blockSize) if capacity is not None else None
+        return HostLun(canonical_name=naa, uuid=str(lun.uuid), device_path=str(path), capacity_bytes=size)
+    return None
+
+
+def add_rdm(api: Api, vm_id: str, slot: Slot, lun: HostLun) -> Any:
+    """Start the reconfigure that adds `lun` as a physical-mode RDM at `slot` (and, in the
+    same task, the new PVSCSI controller the slot may need); returns the task."""
+    changes = []
+    if slot.new_controller:
+        controller = vim.vm.device.ParaVirtualSCSIController(
+            key=slot.controller_key, busNumber=slot.bus, sharedBus="noSharing", hotAddRemove=True
+        )
+        changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", device=controller))
+    backing = vim.vm.device.VirtualDisk.RawDiskMappingVer1BackingInfo(
+        compatibilityMode="physicalMode",
+        deviceName=lun.device_path,  # exactly the host's device, never a guessed path
+        lunUuid=lun.uuid,
+        diskMode="independent_persistent",
+        fileName="",  # the mapping file goes to the VM's folder
+    )
+    disk = vim.vm.device.VirtualDisk(
+        key=-1, controllerKey=slot.controller_key, unitNumber=slot.unit, backing=backing
+    )
+    if lun.capacity_bytes:
+        disk.capacityInKB = lun.capacity_bytes // 1024
+        disk.capacityInBytes = lun.capacity_bytes
+    changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=disk))
+    vm_obj = api.ref("VirtualMachine", vm_id)
+    return vm_obj.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=changes))
+
+
+def remove_rdms(api: Api, vm_id: str, devices: list[Any]) -> Any:
+    """Start the reconfigure that removes RDM disks, deleting their mapping files (not the
+    LUN's data, see the module docstring); returns the task."""
+    changes = [
+        vim.vm.device.VirtualDeviceSpec(operation="remove", fileOperation="destroy", device=device)
+        for device in devices
+    ]
+    vm_obj = api.ref("VirtualMachine", vm_id)
+    return vm_obj.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=changes))

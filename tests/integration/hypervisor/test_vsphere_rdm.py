@@ -1,0 +1,206 @@
+"""Raw device mappings through the real simulator and tgtd: a LUN masked to the VM's host
+attaches (idempotently) where the Attachment says and detaches without losing its data; a
+LUN masked to another host is refused with a clear error; concurrent attaches never share a
+unit; a VM holds 60 RDMs on 4 PVSCSI controllers and refuses the 61st."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lunbridge.errors import Conflict, LimitExceeded, NotFound
+from lunbridge.hypervisor.base import Attachment
+from lunbridge.hypervisor.vsphere import VSphere
+from tests.integration.hypervisor.vcenter import (
+    LunSet,
+    WaitForTask,
+    find,
+    new_naa,
+    rdm_disks,
+    send_targets,
+    vim,
+)
+from tests.lab import tgt as tgt_lab
+from tests.lab import vcsim as vcsim_lab
+
+MARKER = b"lunbridge data that must survive a detach\n"
+
+
+def disk_at(vm: Any, attachment: Attachment) -> Any:
+    matches = [d for d in rdm_disks(vm) if d.key == attachment.disk_key]
+    assert len(matches) == 1, [d.key for d in rdm_disks(vm)]
+    return matches[0]
+
+
+async def test_attach_and_detach_a_lun_masked_to_the_vms_host(
+    vsphere: VSphere,
+    vcsim: vcsim_lab.VcsimPeer,
+    tgt: tgt_lab.Tgt,
+    si: Any,
+    make_lun: Callable[..., tgt_lab.LabLun],
+    tmp_path: Path,
+) -> None:
+    info = vcsim.inventory.vms[0]
+    host = vcsim.inventory.host(info.host)
+    naa = new_naa()
+    lun = make_lun([host.iqn], naa=naa.removeprefix("naa."))
+    backing = tmp_path / f"{lun.target.rsplit(':', 1)[1]}.img"
+    with backing.open("r+b") as handle:
+        handle.write(MARKER)
+
+    vm = await vsphere.find_vm(f"vsphere://{info.bios_uuid}")
+    await vsphere.ensure_iscsi_portal([vm.host], tgt.portal)
+    await vsphere.ensure_iscsi_portal([vm.host], tgt.portal)
+    assert send_targets(si, host.name).count(("127.0.0.1", tgt.port)) == 1
+    await vsphere.rescan(vm.host)
+
+    attachment = await vsphere.attach_rdm(vm, naa)
+    assert (attachment.vm, attachment.naa) == (info.moref, naa)
+    pv0 = info.scsi_controllers[0]
+    assert (attachment.controller_key, attachment.bus_number) == (pv0.key, pv0.bus_number)
+    assert attachment.unit_number == 1  # unit 0 holds the boot disk
+    assert attachment.pci_slot is None  # the simulator sets no slotInfo
+
+    vm_obj = find(si, vim.VirtualMachine, info.name)
+    disk = disk_at(vm_obj, attachment)
+    assert (disk.controllerKey, disk.unitNumber) == (attachment.controller_key, attachment.unit_number)
+    host_lun = next(
+        x for x in find(si, vim.HostSystem, host.name).config.storageDevice.scsiLun if x.canonicalName == naa
+    )
+    assert disk.backing.compatibilityMode == "physicalMode"
+    assert disk.backing.deviceName == host_lun.devicePath == f"/vmfs/devices/disks/{naa}"
+    assert disk.backing.lunUuid == host_lun.uuid
+
+    assert await vsphere.attach_rdm(vm, naa.upper()) == attachment
+    assert len(rdm_disks(vm_obj)) == 1
+
+    await vsphere.detach_rdm(vm, naa)
+    assert rdm_disks(vm_obj) == []
+    await vsphere.detach_rdm(vm, naa)  # already gone: success
+
+    # the mapping file went, the LUN and its data did not
+    assert backing.read_bytes()[: len(MARKER)] == MARKER
+    assert lun.target in tgt.adm("--op", "show", "--mode", "target").stdout
+    host_luns = find(si, vim.HostSystem, host.name).config.storageDevice.scsiLun
+    assert naa in {x.canonicalName for x in host_luns}
+
+
+async def test_lun_masked_to_another_host_is_refused(
+    vsphere: VSphere,
+    vcsim: vcsim_lab.VcsimPeer,
+    tgt: tgt_lab.Tgt,
+    si: Any,
+    make_lun: Callable[..., tgt_lab.LabLun],
+) -> None:
+    info = vcsim.inventory.vms[2]
+    here = vcsim.inventory.host(info.host)
+    elsewhere = next(h for h in vcsim.inventory.hosts if h.name != here.name)
+    naa = new_naa()
+    make_lun([elsewhere.iqn], naa=naa.removeprefix("naa."))
+    vm = await vsphere.find_vm(info.name)
+    other_vm = await vsphere.find_vm(next(v.name for v in vcsim.inventory.vms if v.host == elsewhere.name))
+    await vsphere.ensure_iscsi_portal([vm.host, other_vm.host], tgt.portal)
+    await vsphere.rescan(vm.host)
+    await vsphere.rescan(other_vm.host)
+    names = {x.canonicalName for x in find(si, vim.HostSystem, elsewhere.name).config.storageDevice.scsiLun}
+    assert naa in names, "the other host must see it, or the test proves nothing"
+
+    devices_before = len(find(si, vim.VirtualMachine, info.name).config.hardware.device)
+    with pytest.raises(Conflict, match=rf"LUN {naa} is not visible to host {here.name} even after a rescan"):
+        await vsphere.attach_rdm(vm, naa)
+    vm_obj = find(si, vim.VirtualMachine, info.name)
+    assert rdm_disks(vm_obj) == []
+    assert len(vm_obj.config.hardware.device) == devices_before
+
+
+async def test_rescan_one_adapter_and_an_unknown_one(vsphere: VSphere, vcsim: vcsim_lab.VcsimPeer) -> None:
+    vm = await vsphere.find_vm(vcsim.inventory.vms[0].name)
+    await vsphere.rescan(vm.host, "vmhba64")
+    with pytest.raises(NotFound, match=rf"host {vm.host.name} has no storage adapter 'vmhba99'"):
+        await vsphere.rescan(vm.host, "vmhba99")
+
+
+async def test_a_deleted_vm_is_not_found_for_attach_and_detach_is_done(
+    vsphere: VSphere, vcsim: vcsim_lab.VcsimPeer, si: Any, scratch_vm: Callable[..., str]
+) -> None:
+    vm = await vsphere.find_vm(scratch_vm(vcsim.inventory.hosts[0].name))
+    WaitForTask(find(si, vim.VirtualMachine, vm.name).Destroy_Task())
+    gone = rf"cannot read the devices of VM {vm.name}: the object no longer exists"
+    with pytest.raises(NotFound, match=gone):
+        await vsphere.attach_rdm(vm, new_naa())
+    await vsphere.detach_rdm(vm, new_naa())
+    with pytest.raises(NotFound):
+        await vsphere.find_vm(vm.name)
+
+
+async def test_twenty_concurrent_attaches_get_distinct_units(
+    vsphere: VSphere,
+    vcsim: vcsim_lab.VcsimPeer,
+    tgt: tgt_lab.Tgt,
+    si: Any,
+    scratch_vm: Callable[..., str],
+    make_luns: Callable[..., LunSet],
+) -> None:
+    host = vcsim.inventory.hosts[1]
+    vm = await vsphere.find_vm(scratch_vm(host.name, pci_slot=160))
+    luns = make_luns([host.iqn], 20)
+    await vsphere.ensure_iscsi_portal([vm.host], tgt.portal)
+    await vsphere.rescan(vm.host)
+
+    started = time.monotonic()
+    attachments = await asyncio.gather(*(vsphere.attach_rdm(vm, naa) for naa in luns.naas))
+    elapsed = time.monotonic() - started
+    places = {(a.controller_key, a.unit_number) for a in attachments}
+    assert len(places) == 20, sorted(places)
+    assert all(a.unit_number != 7 and 0 <= a.unit_number <= 15 for a in attachments)
+    assert {a.naa for a in attachments} == set(luns.naas)
+    assert {a.bus_number for a in attachments} == {0, 1}  # 14 units left on bus 0, then a new controller
+    # the PCI slot is the controller's: set on bus 0's, unset on the controller added for bus 1
+    assert {(a.bus_number, a.pci_slot) for a in attachments} == {(0, 160), (1, None)}
+
+    vm_obj = find(si, vim.VirtualMachine, vm.name)
+    assert {(d.controllerKey, d.unitNumber) for d in rdm_disks(vm_obj)} == places
+    print(f"20 concurrent attaches: {elapsed:.2f}s")
+
+    await asyncio.gather(*(vsphere.detach_rdm(vm, naa) for naa in luns.naas))
+    assert rdm_disks(find(si, vim.VirtualMachine, vm.name)) == []
+
+
+async def test_sixty_rdms_fill_four_controllers_and_the_61st_is_refused(
+    vsphere: VSphere,
+    vcsim: vcsim_lab.VcsimPeer,
+    tgt: tgt_lab.Tgt,
+    si: Any,
+    scratch_vm: Callable[..., str],
+    make_luns: Callable[..., LunSet],
+) -> None:
+    host = vcsim.inventory.hosts[3]
+    vm = await vsphere.find_vm(scratch_vm(host.name, boot_disk=False))
+    luns = make_luns([host.iqn], 61)
+    await vsphere.ensure_iscsi_portal([vm.host], tgt.portal)
+    await vsphere.rescan(vm.host)
+
+    started = time.monotonic()
+    attachments = [await vsphere.attach_rdm(vm, naa) for naa in luns.naas[:60]]
+    elapsed = time.monotonic() - started
+    assert len({(a.controller_key, a.unit_number) for a in attachments}) == 60
+    vm_obj = find(si, vim.VirtualMachine, vm.name)
+    controllers = [
+        d for d in vm_obj.config.hardware.device if isinstance(d, vim.vm.device.VirtualSCSIController)
+    ]
+    assert sorted(c.busNumber for c in controllers) == [0, 1, 2, 3]
+    assert all(isinstance(c, vim.vm.device.ParaVirtualSCSIController) for c in controllers)
+    assert len(rdm_disks(vm_obj)) == 60
+    print(f"60 sequential attaches: {elapsed:.2f}s")
+
+    with pytest.raises(LimitExceeded, match=rf"VM {vm.name} has no free SCSI unit"):
+        await vsphere.attach_rdm(vm, luns.naas[60])
+    assert len(rdm_disks(find(si, vim.VirtualMachine, vm.name))) == 60
+
+    await asyncio.gather(*(vsphere.detach_rdm(vm, naa) for naa in luns.naas))
+    assert rdm_disks(find(si, vim.VirtualMachine, vm.name)) == []
