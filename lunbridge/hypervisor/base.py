@@ -72,6 +72,14 @@ class Hypervisor(Protocol):
         the VM's host again, because VMs move."""
         ...
 
+    async def find_host(self, name: str) -> Host:
+        """A hypervisor host by name; NotFound if none."""
+        ...
+
+    async def cluster_hosts(self, host: Host) -> list[Host]:
+        """Every host of `host`'s cluster, sorted by name (just `host` when it is standalone)."""
+        ...
+
     async def host_initiators(self, host: Host) -> list[Initiator]:
         """Every FC port and iSCSI adapter of one host."""
         ...

@@ -82,6 +82,15 @@ class VSphere:
     async def _refresh(self, vm: Vm) -> Vm:
         return await self.session.run(f"read VM {vm.name}", lambda api: inventory.current_vm(api, vm.id))
 
+    async def find_host(self, name: str) -> Host:
+        url = self.session.config.url
+        return await self.session.run(f"find host {name}", lambda api: inventory.find_host(api, name, url))
+
+    async def cluster_hosts(self, host: Host) -> list[Host]:
+        return await self.session.run(
+            f"list the hosts of {host.name}'s cluster", lambda api: inventory.cluster_hosts(api, host)
+        )
+
     # --- initiators ---
     async def host_initiators(self, host: Host) -> list[Initiator]:
         return await self.session.run(
@@ -90,11 +99,7 @@ class VSphere:
 
     async def vm_initiators(self, vm: Vm, scope: Scope) -> list[Initiator]:
         host = (await self._refresh(vm)).host
-        hosts = [host]
-        if scope is Scope.CLUSTER:
-            hosts = await self.session.run(
-                f"list the hosts of {host.name}'s cluster", lambda api: inventory.cluster_hosts(api, host)
-            )
+        hosts = await self.cluster_hosts(host) if scope is Scope.CLUSTER else [host]
         found = await asyncio.gather(*(self.host_initiators(h) for h in hosts))
         return [initiator for per_host in found for initiator in per_host]
 

@@ -83,6 +83,14 @@ def current_vm(api: Api, vm_id: str) -> Vm:
     return _vm(api, api.ref("VirtualMachine", vm_id))
 
 
+def find_host(api: Api, name: str, url: str) -> Host:
+    """The host named `name`; NotFound if vCenter has none."""
+    for values in api.find_all("HostSystem", ("name",)).values():
+        if values.get("name") == name:
+            return host_of(api, values["_obj"])
+    raise NotFound(f"no host named {name!r} in vCenter {url}; check the InitiatorGroup's spec.hosts")
+
+
 def cluster_hosts(api: Api, host: Host) -> list[Host]:
     """Every host of `host`'s cluster (just `host` when it is standalone), sorted by name."""
     parent = api.props(api.ref("HostSystem", host.id), ("parent",)).get("parent")

@@ -99,3 +99,15 @@ async def test_vm_on_a_standalone_host_gets_only_its_host_in_cluster_scope(
     vm = await vsphere.find_vm(info.name)
     got = await vsphere.vm_initiators(vm, Scope.CLUSTER)
     assert seen(got) == expected(standalone)
+
+
+async def test_find_host_and_its_cluster(vsphere: VSphere, vcsim: vcsim_lab.VcsimPeer) -> None:
+    clustered = [h for h in vcsim.inventory.hosts if h.cluster]
+    standalone = next(h for h in vcsim.inventory.hosts if not h.cluster)
+    host = await vsphere.find_host(clustered[0].name)
+    assert (host.name, host.cluster) == (clustered[0].name, clustered[0].cluster)
+    assert [h.name for h in await vsphere.cluster_hosts(host)] == sorted(h.name for h in clustered)
+    alone = await vsphere.find_host(standalone.name)
+    assert await vsphere.cluster_hosts(alone) == [alone]
+    with pytest.raises(NotFound, match="no host named 'nowhere'"):
+        await vsphere.find_host("nowhere")
