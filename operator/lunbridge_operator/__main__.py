@@ -1,55 +1,55 @@
-"""Command line of `lunbridge-operator`.
+"""Command line of `lunbridge-operator`: check the configuration and the peers, then run kopf.
 
-The reconcilers arrive with the VirtualDisk/InitiatorGroup work; for now the command
-accepts and documents its configuration and says plainly that it cannot run yet.
+A missing setting, a wrong password or an unreachable vCenter or tgtd stops the operator
+here, before it touches any object, with one line that says what to fix.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
+import asyncio
 import sys
 from collections.abc import Sequence
 
-from lunbridge import __version__
+import kopf
+
+from lunbridge.errors import LunbridgeError
+from lunbridge_operator import config as config_module
+from lunbridge_operator.config import ConfigError, OperatorConfig
+
+build_parser = config_module.build_parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lunbridge-operator",
-        description=(
-            "Reconcile lunbridge VirtualDisk and InitiatorGroup objects: create LUNs on the storage "
-            "server, mask them to the hypervisor host's initiators and attach them to the node's VM "
-            "as raw device mappings."
-        ),
-        epilog="Every option can also be given as a LUNBRIDGE_* environment variable.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--vsphere-url",
-        default=os.environ.get("LUNBRIDGE_VSPHERE_URL"),
-        help="vCenter SDK URL (LUNBRIDGE_VSPHERE_URL)",
-    )
-    parser.add_argument(
-        "--vsphere-user",
-        default=os.environ.get("LUNBRIDGE_VSPHERE_USER"),
-        help="vCenter user (LUNBRIDGE_VSPHERE_USER); the password only from LUNBRIDGE_VSPHERE_PASSWORD",
-    )
-    parser.add_argument(
-        "--tgt-portal",
-        default=os.environ.get("LUNBRIDGE_TGT_PORTAL"),
-        help="iSCSI portal of the tgtd storage backend, host:port (LUNBRIDGE_TGT_PORTAL)",
-    )
-    return parser
+async def _preflight(config: OperatorConfig) -> None:
+    from lunbridge_operator.handlers.lifecycle import connect
+
+    services = await connect(config)
+    await services.hypervisor.close()
+    await services.storage.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print(
-        "lunbridge-operator: the reconcilers are not part of this build yet; nothing was changed.",
-        file=sys.stderr,
+    try:
+        config = config_module.load(argv)
+    except ConfigError as exc:
+        print(f"lunbridge-operator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_preflight(config))
+    except LunbridgeError as exc:
+        print(f"lunbridge-operator: cannot start: {exc}", file=sys.stderr)
+        return 2
+    import lunbridge_operator.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=False)
+    kopf.run(
+        clusterwide=True,
+        standalone=config.standalone,
+        peering_name=None if config.standalone else config.peering,
+        priority=config.priority,
+        liveness_endpoint=config.liveness,
+        memo=kopf.Memo(config=config),
     )
-    return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,13 +7,16 @@ exactly what `up` started.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import shlex
+import ssl
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tests.lab import kube, paths, procs, tgt, vcsim
 
@@ -31,6 +34,7 @@ class LabState:
     vsphere_url: str
     vsphere_user: str
     vsphere_password: str
+    vsphere_thumbprint: str
 
     @property
     def kubeconfig(self) -> Path:
@@ -50,6 +54,9 @@ class LabState:
             "LUNBRIDGE_VSPHERE_PASSWORD": self.vsphere_password,
             "LUNBRIDGE_TGT_PORTAL": self.tgt.portal,
             "LUNBRIDGE_TGT_CONTROL_PORT": str(self.tgt_control),
+            "LUNBRIDGE_TGT_POOL_DIR": str(Path(self.lab_dir) / "pool"),
+            "LUNBRIDGE_TGT_STATE_FILE": str(Path(self.lab_dir) / "tgt-state.json"),
+            "LUNBRIDGE_VSPHERE_THUMBPRINT": self.vsphere_thumbprint,
         }
 
 
@@ -97,6 +104,7 @@ def up(lab_dir: Path) -> LabState:
             vsphere_url=inventory.url,
             vsphere_user=VSPHERE_USER,
             vsphere_password=password,
+            vsphere_thumbprint=_thumbprint(inventory.url),
         )
         _state_file(lab_dir).write_text(json.dumps(asdict(state), indent=2))
         _write_env(lab_dir, state)
@@ -116,6 +124,14 @@ def down(lab_dir: Path) -> None:
     kube.stop(lab_dir)
     _state_file(lab_dir).unlink(missing_ok=True)
     (lab_dir / "env").unlink(missing_ok=True)
+
+
+def _thumbprint(url: str) -> str:
+    """SHA-256 of the server certificate at `url`, as colon-separated hex (what an admin pins)."""
+    parts = urlsplit(url)
+    pem = ssl.get_server_certificate((parts.hostname or "127.0.0.1", parts.port or 443))
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
 def _write_env(lab_dir: Path, state: LabState) -> None:
@@ -145,6 +161,11 @@ def apply_crds(state: LabState) -> None:
     if result.returncode != 0:
         raise procs.LabError(f"applying crds/ failed: {result.stderr}")
     kubectl(state, "wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+    # the operator's replicas meet in this peering object (see crds/clusterkopfpeerings.kopf.dev.yaml)
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "lunbridge"}}
+    result = kubectl(state, "apply", "--server-side", "--filename=-", input_text=json.dumps(peering))
+    if result.returncode != 0:
+        raise procs.LabError(f"creating the operator's peering object failed: {result.stderr}")
 
 
 def node_name(vm_name: str) -> str:

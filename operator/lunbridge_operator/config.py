@@ -1,0 +1,185 @@
+"""The operator's configuration: flags, `LUNBRIDGE_*` environment variables, and the vCenter
+credentials from a Secret-shaped folder or the environment.
+
+Everything is checked before the operator starts, so a missing or wrong setting stops it
+with one message that names the setting, never a value that could be a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lunbridge.errors import InvalidArgument
+from lunbridge.hypervisor.base import Scope
+from lunbridge.hypervisor.vsphere import VSphereConfig
+from lunbridge.san import Transport
+from lunbridge.storage.tgt import TgtConfig
+
+
+class ConfigError(Exception):
+    """The operator cannot start with these settings; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    vsphere: VSphereConfig = field(repr=False)
+    tgt: TgtConfig
+    transport: Transport = Transport.ISCSI
+    default_scope: Scope | None = None  # None: cluster for clustered hosts, host otherwise
+    standalone: bool = False
+    peering: str = "lunbridge"
+    priority: int = 0
+    metrics_port: int = 8080
+    liveness: str | None = None
+    resync_seconds: float = 60.0
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
+
+
+def _option(group: argparse._ArgumentGroup, flag: str, help_text: str, default: str | None = None,
+            **kwargs: object) -> None:  # fmt: skip
+    """`--flag`, defaulting to the environment variable LUNBRIDGE_<FLAG> (named in the help)."""
+    variable = "LUNBRIDGE_" + flag.removeprefix("--").replace("-", "_").upper()
+    value: object = os.environ.get(variable, default)
+    if kwargs.get("action") == "store_true":
+        value = _truthy(os.environ.get(variable))
+    elif "type" in kwargs and value is not None:
+        value = kwargs["type"](value)  # type: ignore[operator]
+    group.add_argument(flag, default=value, help=f"{help_text} ({variable})", **kwargs)  # type: ignore[arg-type]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lunbridge-operator",
+        description=(
+            "Reconcile lunbridge VirtualDisk and InitiatorGroup objects: create LUNs on the storage "
+            "server, mask them to the hypervisor host's initiators and attach them to the node's VM "
+            "as raw device mappings."
+        ),
+        epilog=(
+            "Every option can also be given as the environment variable named with it. The vCenter "
+            "password is read only from LUNBRIDGE_VSPHERE_PASSWORD or the credentials folder."
+        ),
+    )
+    vs = parser.add_argument_group("vCenter")
+    _option(vs, "--vsphere-credentials", "folder of a mounted Secret: url, username, password "
+            "[, thumbprint, ca.crt, insecure]", metavar="DIR")  # fmt: skip
+    _option(vs, "--vsphere-url", "vCenter SDK URL, https://host/sdk")
+    _option(vs, "--vsphere-user", "vCenter user")
+    _option(vs, "--vsphere-thumbprint", "SHA-256 of the vCenter certificate to pin")
+    _option(vs, "--vsphere-ca-file", "PEM bundle to verify vCenter's certificate with")
+    _option(vs, "--vsphere-insecure", "do not verify vCenter's certificate", action="store_true")
+    st = parser.add_argument_group("storage server (tgtd)")
+    _option(st, "--tgt-portal", "iSCSI portal host:port that hosts log in to")
+    _option(st, "--tgt-control-port", "tgtd control socket number (tgtd -C N)")
+    _option(st, "--tgt-pool-dir", "folder for the LUNs' sparse files")
+    _option(st, "--tgt-state-file", "the backend's state file (default <pool dir>/tgt-state.json)")
+    _option(
+        st, "--tgt-iqn-prefix", "prefix of the target IQNs this operator owns", "iqn.2024-01.io.lunbridge:"
+    )
+    op = parser.add_argument_group("operator")
+    _option(op, "--protocol", "SAN transport of the initiator groups", "iscsi",
+            choices=[t.value for t in Transport])  # fmt: skip
+    _option(op, "--default-scope", "igroup scope of disks that set none (auto: cluster for clustered hosts)",
+            "auto", choices=["auto", *[s.value for s in Scope]])  # fmt: skip
+    _option(op, "--standalone", "run without peering: one replica only", action="store_true")
+    _option(op, "--peering", "ClusterKopfPeering shared by the replicas", "lunbridge")
+    _option(op, "--metrics-port", "Prometheus metrics port, 0 = off", "8080", type=int)
+    _option(op, "--liveness", "liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    _option(op, "--resync-seconds", "how often Ready objects are checked again", "60", type=float)
+    return parser
+
+
+def _secret_folder(folder: str) -> dict[str, str]:
+    path = Path(folder)
+    if not path.is_dir():
+        raise ConfigError(f"--vsphere-credentials {folder}: no such folder (mount the Secret there)")
+    return {
+        item.name: item.read_text()
+        for item in path.iterdir()
+        if item.is_file() and not item.name.startswith(".")
+    }
+
+
+def _vsphere(args: argparse.Namespace, environ: Mapping[str, str]) -> VSphereConfig:
+    if args.vsphere_credentials:
+        data = _secret_folder(args.vsphere_credentials)
+    else:
+        given = {
+            "LUNBRIDGE_VSPHERE_URL (--vsphere-url)": args.vsphere_url,
+            "LUNBRIDGE_VSPHERE_USER (--vsphere-user)": args.vsphere_user,
+            "LUNBRIDGE_VSPHERE_PASSWORD": environ.get("LUNBRIDGE_VSPHERE_PASSWORD"),
+        }
+        missing = [name for name, value in given.items() if not value]
+        if missing:
+            raise ConfigError(
+                "vCenter is not configured: set " + ", ".join(missing) + " or --vsphere-credentials DIR"
+            )
+        data = {"url": args.vsphere_url, "username": args.vsphere_user,
+                "password": environ["LUNBRIDGE_VSPHERE_PASSWORD"]}  # fmt: skip
+    if args.vsphere_thumbprint:
+        data["thumbprint"] = args.vsphere_thumbprint
+    if args.vsphere_ca_file:
+        try:
+            data["ca_bundle"] = Path(args.vsphere_ca_file).read_text()
+        except OSError as exc:
+            raise ConfigError(f"--vsphere-ca-file {args.vsphere_ca_file}: {exc.strerror}") from None
+    if args.vsphere_insecure:
+        data["insecure"] = "true"
+    try:
+        return VSphereConfig.from_secret(data)
+    except InvalidArgument as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _tgt(args: argparse.Namespace) -> TgtConfig:
+    given = {
+        "LUNBRIDGE_TGT_PORTAL (--tgt-portal)": args.tgt_portal,
+        "LUNBRIDGE_TGT_CONTROL_PORT (--tgt-control-port)": args.tgt_control_port,
+        "LUNBRIDGE_TGT_POOL_DIR (--tgt-pool-dir)": args.tgt_pool_dir,
+    }
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise ConfigError("the tgtd storage backend is not configured: set " + ", ".join(missing))
+    try:
+        control = int(args.tgt_control_port)
+    except ValueError:
+        raise ConfigError(
+            f"LUNBRIDGE_TGT_CONTROL_PORT must be a number, not {args.tgt_control_port!r}"
+        ) from None
+    pool = Path(args.tgt_pool_dir)
+    try:
+        return TgtConfig(
+            control=control,
+            portal=args.tgt_portal,
+            pools={"default": pool},
+            state_file=Path(args.tgt_state_file) if args.tgt_state_file else pool / "tgt-state.json",
+            iqn_prefix=args.tgt_iqn_prefix,
+        )
+    except InvalidArgument as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> OperatorConfig:
+    """Parse flags and environment into a checked configuration (ConfigError otherwise)."""
+    environ = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+    return OperatorConfig(
+        vsphere=_vsphere(args, environ),
+        tgt=_tgt(args),
+        transport=Transport(args.protocol),
+        default_scope=None if args.default_scope == "auto" else Scope(args.default_scope),
+        standalone=args.standalone,
+        peering=args.peering,
+        priority=random.randint(1, 1_000_000),
+        metrics_port=args.metrics_port,
+        liveness=args.liveness,
+        resync_seconds=args.resync_seconds,
+    )

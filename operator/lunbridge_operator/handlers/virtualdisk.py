@@ -1,0 +1,81 @@
+"""kopf handlers of VirtualDisk objects; each only adapts kopf to `reconcile.virtualdisk`."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import kopf
+
+from lunbridge.api import GROUP, VERSION, VIRTUAL_DISK_PLURAL
+from lunbridge.errors import LunbridgeError
+from lunbridge_operator import conditions as cond
+from lunbridge_operator.handlers.common import classify, events_for, kopf_error, object_lock, services
+from lunbridge_operator.reconcile import virtualdisk
+from lunbridge_operator.reconcile.virtualdisk import Disk
+
+
+def _disk(body: kopf.Body) -> Disk:
+    return Disk(
+        name=body.metadata.name or "",
+        uid=body.metadata.uid or "",
+        generation=body.metadata.get("generation"),
+        spec=dict(body.spec),
+        status={k: v for k, v in dict(body.status).items() if k != "kopf"},
+    )
+
+
+async def _failed(memo: Any, disk: Disk, body: kopf.Body, exc: LunbridgeError, retry: int) -> Exception:
+    """Record why the disk is not Ready (condition, message, Event); the error kopf should see."""
+    reason, delay = classify(exc)
+    cond.set_condition(disk.status, cond.READY, False, reason, str(exc), disk.generation)
+    disk.status["message"] = str(exc)
+    if delay is None:
+        disk.status["phase"] = "Failed"
+    events_for(body)(reason, str(exc), warning=True)
+    with contextlib.suppress(LunbridgeError):  # the API is unreachable: kopf retries anyway
+        await services(memo).kube.patch_status(VIRTUAL_DISK_PLURAL, disk.name, disk.status)
+    return kopf_error(exc, retry)
+
+
+@kopf.on.resume(GROUP, VERSION, VIRTUAL_DISK_PLURAL)
+@kopf.on.create(GROUP, VERSION, VIRTUAL_DISK_PLURAL)
+@kopf.on.update(GROUP, VERSION, VIRTUAL_DISK_PLURAL, field="spec")
+async def reconcile_virtual_disk(*, body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    disk = _disk(body)
+    async with object_lock(memo, "VirtualDisk", disk.name):
+        try:
+            await virtualdisk.reconcile(services(memo), disk, events_for(body))
+        except LunbridgeError as exc:
+            raise await _failed(memo, disk, body, exc, retry) from exc
+    memo.checked[disk.name] = time.monotonic()
+
+
+@kopf.timer(GROUP, VERSION, VIRTUAL_DISK_PLURAL, interval=10.0, initial_delay=10.0, idle=10.0)
+async def recheck_virtual_disk(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    """Every --resync-seconds, check a Ready disk again (a restarted tgtd, a moved VM)."""
+    retry = int(kwargs.get("retry", 0))
+    disk = _disk(body)
+    if disk.status.get("phase") != "Ready" or body.metadata.get("deletionTimestamp"):
+        return
+    if time.monotonic() - memo.checked.get(disk.name, 0.0) < memo.config.resync_seconds:
+        return
+    async with object_lock(memo, "VirtualDisk", disk.name):
+        try:
+            await virtualdisk.reconcile(services(memo), disk, events_for(body))
+        except LunbridgeError as exc:
+            raise await _failed(memo, disk, body, exc, retry) from exc
+    memo.checked[disk.name] = time.monotonic()
+
+
+@kopf.on.delete(GROUP, VERSION, VIRTUAL_DISK_PLURAL)
+async def delete_virtual_disk(*, body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    disk = _disk(body)
+    async with object_lock(memo, "VirtualDisk", disk.name):
+        try:
+            await virtualdisk.delete(services(memo), disk, events_for(body))
+        except LunbridgeError as exc:
+            events_for(body)("DeleteFailed", str(exc), warning=True)
+            raise kopf_error(exc, retry) from exc
+    memo.checked.pop(disk.name, None)

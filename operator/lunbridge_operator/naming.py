@@ -1,0 +1,34 @@
+"""Deterministic names, so a retried step finds what the first try made.
+
+A LUN is named from its VirtualDisk's UID (a re-created VirtualDisk of the same name is a new
+disk); an initiator group from the hypervisor host or cluster it serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from lunbridge.hypervisor.base import Host, Scope
+
+_NOT_NAME = re.compile(r"[^a-z0-9-]+")
+
+
+def lun_name(uid: str) -> str:
+    return f"vd-{uid.lower()}"
+
+
+def _label(text: str, limit: int = 50) -> str:
+    """A lowercase DNS label from any hypervisor name; long or lossy names get a hash suffix."""
+    label = _NOT_NAME.sub("-", text.lower()).strip("-")
+    if label != text or len(label) > limit:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+        label = f"{label[: limit - 9].rstrip('-')}-{digest}"
+    return label or hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def igroup_name(host: Host, scope: Scope) -> str:
+    """The InitiatorGroup (and storage igroup) serving `host`, or its whole cluster."""
+    if scope is Scope.CLUSTER and host.cluster:
+        return f"cluster-{_label(host.cluster)}"
+    return f"host-{_label(host.name)}"

@@ -1,0 +1,36 @@
+"""What the reconcile steps work with: the two layers, the Kubernetes API, the settings, and
+a place to tell the user (Events). The handlers build it; the steps never import kopf."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from lunbridge.hypervisor.base import Host, Hypervisor, Scope
+from lunbridge.san import Transport
+from lunbridge.storage.base import StorageBackend
+from lunbridge_operator.kube import Kube
+
+
+class Events(Protocol):
+    def __call__(self, reason: str, message: str, *, warning: bool = False) -> None: ...
+
+
+@dataclass
+class Services:
+    hypervisor: Hypervisor
+    storage: StorageBackend
+    kube: Kube
+    transport: Transport
+    default_scope: Scope | None
+    portal: str | None  # the storage server's iSCSI portal, for send-target discovery
+    # called after each recorded step; tests use it to crash the operator at a chosen step
+    after_step: Callable[[str, str], Awaitable[None]] | None = None
+
+    def scope_for(self, host: Host, wanted: str | None) -> Scope:
+        if wanted:
+            return Scope(wanted)
+        if self.default_scope is not None:
+            return self.default_scope
+        return Scope.CLUSTER if host.cluster else Scope.HOST

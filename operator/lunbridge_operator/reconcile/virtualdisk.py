@@ -1,0 +1,259 @@
+"""The VirtualDisk lifecycle as plain async steps.
+
+Up: provision the LUN -> mask it (igroup of the node's host or cluster, map) -> let the
+host see it (iSCSI discovery, rescan) -> attach it to the VM as an RDM -> Ready. Down, behind
+the finalizer: detach -> unmap -> rescan -> delete the LUN unless Retain.
+
+Every step is idempotent by name (the LUN is named from the object's UID, the igroup from the
+host or cluster), and its result is written to status before the next step starts, so an
+operator killed at any point resumes instead of repeating, and leaves no orphan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import kubernetes.utils
+
+from lunbridge.api import VIRTUAL_DISK_PLURAL
+from lunbridge.errors import InvalidArgument, NotFound
+from lunbridge.hypervisor.base import Attachment, Host, Vm
+from lunbridge.storage.base import Lun
+from lunbridge_operator import conditions as cond
+from lunbridge_operator import naming
+from lunbridge_operator.metrics import measured
+from lunbridge_operator.reconcile.igroups import (
+    addresses,
+    ensure_igroup_object,
+    ensure_storage_igroup,
+)
+from lunbridge_operator.reconcile.services import Events, Services
+
+KIND = "VirtualDisk"
+parse_quantity: Any = kubernetes.utils.parse_quantity
+
+
+@dataclass
+class Disk:
+    """One VirtualDisk as a reconcile sees it; `status` is a working copy written back by `save`."""
+
+    name: str
+    uid: str
+    generation: int | None
+    spec: dict[str, Any]
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lun_name(self) -> str:
+        return naming.lun_name(self.uid)
+
+    @property
+    def size_bytes(self) -> int:
+        try:
+            return int(parse_quantity(str(self.spec["size"])))
+        except (KeyError, ValueError) as exc:
+            raise InvalidArgument(f"spec.size {self.spec.get('size')!r} is not a quantity") from exc
+
+
+class DiskSteps:
+    """The steps of one reconcile of one disk."""
+
+    def __init__(self, svc: Services, disk: Disk, events: Events) -> None:
+        self.svc = svc
+        self.disk = disk
+        self.events = events
+
+    async def save(self, step: str, phase: str | None = None, message: str | None = None) -> None:
+        status = self.disk.status
+        if phase:
+            status["phase"] = phase
+        if message is not None:
+            status["message"] = message
+        status["observedGeneration"] = self.disk.generation
+        await self.svc.kube.patch_status(VIRTUAL_DISK_PLURAL, self.disk.name, status)
+        if self.svc.after_step is not None:
+            await self.svc.after_step(KIND, step)
+
+    def condition(self, kind: str, state: bool | None, reason: str, message: str) -> None:
+        cond.set_condition(self.disk.status, kind, state, reason, message, self.disk.generation)
+
+    # --- up ---------------------------------------------------------------------------------
+    async def provision(self) -> Lun:
+        storage, disk = self.svc.storage, self.disk
+        with measured(KIND, "provision"):
+            try:
+                lun = await storage.get_lun(disk.lun_name)
+            except NotFound:
+                lun = await storage.create_lun(disk.lun_name, disk.size_bytes, disk.spec.get("pool"))
+                self.events("Provisioned", f"created LUN {lun.name} ({lun.size_bytes} bytes, {lun.naa})")
+            if lun.size_bytes < disk.size_bytes:
+                lun = await storage.resize_lun(lun.name, disk.size_bytes)
+                self.events("Resized", f"grew LUN {lun.name} to {lun.size_bytes} bytes")
+        backend = disk.spec.get("backend") or "tgt"
+        previous = disk.status.get("lun", {})
+        disk.status["lun"] = {**previous, "backend": backend, "name": lun.name, "serial": lun.serial,
+                              "naa": lun.naa, "sizeBytes": lun.size_bytes}  # fmt: skip
+        self.condition(cond.PROVISIONED, True, "LunCreated", f"LUN {lun.name} exists on the storage server")
+        await self.save("provision", phase="Provisioning")
+        return lun
+
+    async def locate(self, node_name: str) -> tuple[Vm, str]:
+        """The VM of Node `node_name` and the Node's providerID, through the hypervisor."""
+        with measured(KIND, "locate"):
+            try:
+                node = await self.svc.kube.node(node_name)
+            except NotFound:
+                raise NotFound(f"Node {node_name} does not exist; create it or fix spec.nodeName") from None
+            provider_id = (node.get("spec") or {}).get("provider_id")
+            if not provider_id:
+                raise NotFound(
+                    f"Node {node_name} has no spec.providerID; lunbridge finds the node's VM by it "
+                    "(vsphere://<BIOS UUID>), so set it (a cloud provider or the kubelet does)"
+                )
+            return await self.svc.hypervisor.find_vm(provider_id), str(provider_id)
+
+    async def mask(self, lun: Lun, vm: Vm) -> tuple[str, Host]:
+        svc, disk = self.svc, self.disk
+        scope = svc.scope_for(vm.host, disk.spec.get("scope"))
+        name = naming.igroup_name(vm.host, scope)
+        with measured(KIND, "mask"):
+            initiators = await svc.hypervisor.vm_initiators(vm, scope)
+            wanted = addresses(initiators, svc.transport)
+            if not wanted:
+                protocol = svc.transport.value
+                raise NotFound(
+                    f"host {vm.host.name} reports no {protocol} initiator, so no LUN can be masked to "
+                    f"it; give it a {protocol} adapter or change the operator's --protocol"
+                )
+            await ensure_igroup_object(svc.kube, name, vm.host, scope, svc.transport)
+            await ensure_storage_igroup(svc.storage, name, svc.transport, wanted)
+            mapping = await svc.storage.map_lun(lun.name, name)
+        disk.status["initiatorGroup"] = name
+        disk.status["lun"]["id"] = mapping.lun_id
+        self.condition(cond.MAPPED, True, "LunMapped", f"mapped as LUN {mapping.lun_id} to igroup {name}")
+        self.events(
+            "Mapped", f"mapped {lun.name} as LUN {mapping.lun_id} to igroup {name} ({', '.join(wanted)})"
+        )
+        await self.save("map", phase="Mapping")
+        return name, vm.host
+
+    async def reveal(self, scope_hosts: list[Host]) -> None:
+        """Make the host(s) see the LUN: iSCSI discovery of the portal, then a rescan."""
+        with measured(KIND, "rescan"):
+            if self.svc.portal and self.svc.transport.value == "iscsi":
+                await self.svc.hypervisor.ensure_iscsi_portal(scope_hosts, self.svc.portal)
+            await asyncio.gather(*(self.svc.hypervisor.rescan(host) for host in scope_hosts))
+        self.events("Rescanned", f"rescanned the HBAs of {', '.join(h.name for h in scope_hosts)}")
+        await self.save("rescan", phase="Attaching")
+
+    async def attach(self, lun: Lun, vm: Vm, node_name: str, provider_id: str) -> Attachment:
+        with measured(KIND, "attach"):
+            attachment = await self.svc.hypervisor.attach_rdm(vm, lun.naa)
+        self.disk.status["attachment"] = {
+            "node": node_name, "providerID": provider_id, "vm": vm.name, "vmId": vm.id, "host": vm.host.name,
+            "controllerKey": attachment.controller_key, "busNumber": attachment.bus_number,
+            "unitNumber": attachment.unit_number, "diskKey": attachment.disk_key,
+            **({"pciSlot": attachment.pci_slot} if attachment.pci_slot is not None else {}),
+        }  # fmt: skip
+        where = (
+            f"controller {attachment.controller_key} (bus {attachment.bus_number}) "
+            f"unit {attachment.unit_number}"
+        )
+        self.condition(cond.ATTACHED, True, "RdmAttached", f"attached to VM {vm.name} at {where}")
+        self.condition(cond.READY, True, "Ready", f"LUN {lun.naa} is attached to node {node_name}")
+        self.events("Attached", f"attached {lun.naa} to VM {vm.name} on host {vm.host.name} at {where}")
+        await self.save("attach", phase="Ready", message="")
+        return attachment
+
+    # --- down -------------------------------------------------------------------------------
+    async def detach_current(self, naa: str, *, spec_node_too: bool) -> list[Host]:
+        """Remove the RDM recorded in status, and with `spec_node_too` also from the spec's
+        node (a crash may have come before the attachment was recorded); returns the hosts
+        to rescan. A VM that no longer exists has no RDM left to remove."""
+        vms: dict[str, Vm] = {}
+        node_name = self.disk.spec.get("nodeName")
+        if spec_node_too and node_name:
+            with contextlib.suppress(NotFound):
+                vm, _ = await self.locate(node_name)
+                vms[vm.id] = vm
+        recorded = (self.disk.status.get("attachment") or {}).get("providerID")
+        if recorded:
+            with contextlib.suppress(NotFound):
+                vm = await self.svc.hypervisor.find_vm(recorded)
+                vms[vm.id] = vm
+        hosts: dict[str, Host] = {}
+        for vm in vms.values():
+            await self._detach(vm, naa, hosts)
+        self.disk.status["attachment"] = None  # a merge patch with null removes it
+        self.condition(cond.ATTACHED, False, "Detached", "not attached to any VM")
+        return list(hosts.values())
+
+    async def _detach(self, vm: Vm, naa: str, hosts: dict[str, Host]) -> None:
+        with measured(KIND, "detach"):
+            await self.svc.hypervisor.detach_rdm(vm, naa)
+        hosts[vm.host.id] = vm.host
+        self.events("Detached", f"detached {naa} from VM {vm.name}")
+
+    async def unmap_all(self, keep: str | None = None) -> None:
+        with measured(KIND, "unmap"):
+            for mapping in await self.svc.storage.list_mappings(lun=self.disk.lun_name):
+                if mapping.igroup != keep:
+                    await self.svc.storage.unmap_lun(mapping.lun, mapping.igroup)
+                    self.events("Unmapped", f"unmapped {mapping.lun} from igroup {mapping.igroup}")
+        if keep is None:
+            self.disk.status["initiatorGroup"] = None
+            self.condition(cond.MAPPED, False, "Unmapped", "not mapped to any igroup")
+
+    async def rescan(self, hosts: list[Host]) -> None:
+        with measured(KIND, "rescan"):
+            await asyncio.gather(*(self.svc.hypervisor.rescan(host) for host in hosts))
+
+
+async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
+    """Bring the LUN, its masking and its attachment to what the spec asks."""
+    steps = DiskSteps(svc, disk, events)
+    lun = await steps.provision()
+    node_name = disk.spec.get("nodeName") or None
+    attached = disk.status.get("attachment") or {}
+    vm, provider_id = await steps.locate(node_name) if node_name else (None, "")
+    if attached and (vm is None or attached.get("vmId") != vm.id):
+        hosts = await steps.detach_current(lun.naa, spec_node_too=False)
+        await steps.unmap_all(keep=None)
+        await steps.rescan(hosts)
+        await steps.save("detach", phase="Detaching")
+    if vm is None:
+        steps.condition(cond.ATTACHED, False, "NoNode", "spec.nodeName is empty: not attached")
+        steps.condition(cond.READY, True, "Provisioned", "the LUN exists and is not attached to any node")
+        await steps.save("ready", phase="Ready", message="")
+        return
+    igroup, _ = await steps.mask(lun, vm)
+    await steps.unmap_all(keep=igroup)  # a move to another host or cluster leaves the old igroup
+    scope = svc.scope_for(vm.host, disk.spec.get("scope"))
+    scope_hosts = await svc.hypervisor.cluster_hosts(vm.host) if scope.value == "cluster" else [vm.host]
+    await steps.reveal(scope_hosts)
+    await steps.attach(lun, vm, node_name or "", provider_id)
+
+
+async def delete(svc: Services, disk: Disk, events: Events) -> None:
+    """Run the steps backwards: detach -> unmap -> rescan -> delete the LUN unless Retain."""
+    steps = DiskSteps(svc, disk, events)
+    try:
+        lun = await svc.storage.get_lun(disk.lun_name)
+    except NotFound:
+        lun = None
+    naa = lun.naa if lun else (disk.status.get("lun") or {}).get("naa")
+    hosts: list[Host] = []
+    if naa:
+        hosts = await steps.detach_current(naa, spec_node_too=True)
+    if lun is not None:
+        await steps.unmap_all(keep=None)
+    await steps.rescan(hosts)
+    if lun is not None and disk.spec.get("reclaimPolicy", "Delete") == "Delete":
+        with measured(KIND, "delete"):
+            await svc.storage.delete_lun(lun.name)
+        events("Deleted", f"deleted LUN {lun.name}")
+    elif lun is not None:
+        events("Retained", f"kept LUN {lun.name} ({lun.naa}) on the storage server: reclaimPolicy is Retain")
