@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.lab import lab, paths, procs, vcsim
+from tests.lab import lab, operator, paths, procs, show, vcsim
 
 
 def _describe(state: lab.LabState) -> str:
@@ -66,14 +66,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(lab_dir: Path) -> int:
-    """Until the operator exists: bring the lab up, show what it holds, bring it down."""
+    """The main job on the local lab: a VirtualDisk applied, attached, shown, deleted."""
     started = time.monotonic()
     state = lab.up(lab_dir)
     print(f"== lab up in {time.monotonic() - started:.1f}s\n")
     print(_describe(state))
-    lab.down(lab_dir)
+    try:
+        operator.start(state)
+        print("== lunbridge-operator started (log: " + str(procs.log_file(lab_dir, operator.NAME)) + ")\n")
+        example = paths.REPO_DIR / "examples" / "virtualdisk.yaml"
+        _run(state, "kubectl apply -f examples/virtualdisk.yaml", "apply", "-f", str(example))
+        began = time.monotonic()
+        _run(state, "waiting for Ready", "wait", "--for=condition=Ready", "vdisk/demo-disk", "--timeout=120s")
+        print(f"   Ready after {time.monotonic() - began:.1f}s\n")
+        _run(state, "kubectl get vdisk,igroup -o wide", "get", "vdisk,igroup", "-o", "wide")
+        print("== tgtd holds (LUN, its NAA as SCSI ID, the ACL):\n" + show.tgt_targets(state) + "\n")
+        print("== vCenter holds these raw device mappings:\n" + show.rdm_table(state) + "\n")
+        _run(state, "kubectl delete vdisk demo-disk", "delete", "vdisk", "demo-disk", "--timeout=120s")
+        print("== tgtd after the delete:\n" + show.tgt_targets(state) + "\n")
+        print("== vCenter after the delete:\n" + show.rdm_table(state) + "\n")
+    finally:
+        operator.stop(state)
+        lab.down(lab_dir)
     print("== lab down: no peer process and no tgtd target left")
     return 0
+
+
+def _run(state: lab.LabState, title: str, *args: str) -> None:
+    print(f"== {title}")
+    result = lab.kubectl(state, *args)
+    print(result.stdout.rstrip() + "\n")
+    if result.returncode != 0:
+        raise procs.LabError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import hashlib
 import json
 import secrets
 import shlex
+import shutil
 import ssl
 import subprocess
 from dataclasses import asdict, dataclass
@@ -87,6 +88,7 @@ def up(lab_dir: Path) -> LabState:
     if existing is not None and running(lab_dir):
         return existing
     down(lab_dir)
+    _forget(lab_dir)
     lab_dir.mkdir(parents=True, exist_ok=True)
     bin_dir = paths.bin_dir()
     try:
@@ -114,6 +116,14 @@ def up(lab_dir: Path) -> LabState:
         down(lab_dir)
         raise
     return state
+
+
+def _forget(lab_dir: Path) -> None:
+    """A new lab starts empty: no objects in etcd, no LUNs, no storage backend state."""
+    for name in ("etcd-data", "pool"):
+        shutil.rmtree(lab_dir / name, ignore_errors=True)
+    for state_file in lab_dir.glob("tgt-state.json*"):
+        state_file.unlink()
 
 
 def down(lab_dir: Path) -> None:
