@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all demo test test-unit test-integration lint proto peers venv lab-up lab-down lab-status clean
+.PHONY: all bench demo test test-unit test-integration lint proto peers venv lab-up lab-down lab-status clean
 
 all: test
 
@@ -54,3 +54,8 @@ demo: venv proto peers
 
 clean:
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# Speed figures (printed, never asserted): apply->Ready against the direct backend calls,
+# and many disks over many VMs at once against one by one. BENCH_ARGS="--disks 50 --vms 5".
+bench: venv proto peers
+	$(PY) -m tests.bench $(BENCH_ARGS)

@@ -1,5 +1,5 @@
 // This file exists to shape the simulated inventory the way the lab needs it: every host gets
-// its own storage system (per-host WWPNs and IQN), VMs are placed on known hosts (2 per host,
+// its own storage system (per-host WWPNs and IQN), VMs are placed on known hosts (-vms-per-host per host,
 // so runs are repeatable), and the result is written as JSON for the tests to read.
 package main
 
@@ -21,8 +21,6 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 )
-
-const vmsPerHost = 2
 
 // sortedHosts returns the simulator's hosts sorted by name (their index is position + 1).
 func sortedHosts(m *simulator.Model) []*simulator.HostSystem {
@@ -49,7 +47,7 @@ func installStorage(m *simulator.Model, tools *iscsiTools) []*storageSystem {
 
 // createVMs makes vmsPerHost powered-on VMs on every host, named <host>_VM<n>, each with a
 // ParaVirtualSCSIController (bus 0) holding a boot disk at unit 0, an IDE CD-ROM and a NIC.
-func createVMs(ctx context.Context, m *simulator.Model, c *vim25.Client) error {
+func createVMs(ctx context.Context, m *simulator.Model, c *vim25.Client, vmsPerHost int) error {
 	finder := find.NewFinder(c, true)
 	dc, err := finder.DefaultDatacenter(ctx)
 	if err != nil {
@@ -179,7 +177,7 @@ func describe(m *simulator.Model, storage []*storageSystem, url, username string
 		Notes: []string{
 			"hosts have no local SCSI disk: config.storageDevice.scsiLun lists only LUNs found by an iSCSI rescan",
 			"each VM's ParaVirtualSCSIController holds a boot disk at unit 0 (see disks)",
-			"VM placement is fixed: 2 VMs per host named <host>_VM<n>",
+			"VM placement is fixed: -vms-per-host VMs on each host, named <host>_VM<n>",
 		},
 	}
 	if dcs := m.Map().All("Datacenter"); len(dcs) > 0 {

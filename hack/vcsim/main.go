@@ -40,6 +40,7 @@ func main() {
 	inqTool := flag.String("iscsi-inq", "iscsi-inq", "libiscsi iscsi-inq program")
 	capTool := flag.String("iscsi-readcapacity16", "iscsi-readcapacity16", "libiscsi iscsi-readcapacity16 program (optional)")
 	toolTimeout := flag.Duration("iscsi-timeout", 15*time.Second, "timeout of one libiscsi command")
+	vmsPerHost := flag.Int("vms-per-host", 3, "VMs made on every host")
 	flag.Parse()
 	log.SetPrefix("lunbridge-vcsim: ")
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
@@ -65,7 +66,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := createVMs(context.Background(), model, client); err != nil {
+	if err := createVMs(context.Background(), model, client, *vmsPerHost); err != nil {
 		log.Fatal(err)
 	}
 	if *idle > 0 {

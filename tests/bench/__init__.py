@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): figures printed for people, never asserted by a test."""
