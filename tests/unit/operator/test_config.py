@@ -1,0 +1,95 @@
+"""The operator refuses to start on missing or wrong settings, naming the setting and never a
+secret's value; complete settings give a checked configuration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lunbridge.hypervisor.base import Scope
+from lunbridge.san import Transport
+from lunbridge_operator.config import ConfigError, load
+
+BASE = {
+    "LUNBRIDGE_VSPHERE_URL": "https://vc.example.test/sdk",
+    "LUNBRIDGE_VSPHERE_USER": "svc-lunbridge@vsphere.local",
+    "LUNBRIDGE_VSPHERE_PASSWORD": "s3cret-Passw0rd",
+    "LUNBRIDGE_VSPHERE_THUMBPRINT": "AB" * 32,
+    "LUNBRIDGE_TGT_PORTAL": "127.0.0.1:3260",
+    "LUNBRIDGE_TGT_CONTROL_PORT": "7",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    for key in list(os.environ):
+        if key.startswith("LUNBRIDGE_"):
+            monkeypatch.delenv(key)
+    values = {**BASE, "LUNBRIDGE_TGT_POOL_DIR": str(tmp_path / "pool")}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def test_complete_environment_loads(env: dict[str, str]) -> None:
+    config = load([])
+    assert config.vsphere.url == "https://vc.example.test:443/sdk"
+    assert config.vsphere.thumbprint is not None
+    assert config.tgt.control == 7
+    assert config.tgt.state_file == Path(env["LUNBRIDGE_TGT_POOL_DIR"]) / "tgt-state.json"
+    assert config.transport is Transport.ISCSI
+    assert config.default_scope is None
+    assert env["LUNBRIDGE_VSPHERE_PASSWORD"] not in repr(config)
+
+
+def test_flags_override_environment(env: dict[str, str]) -> None:
+    config = load(["--default-scope", "host", "--tgt-control-port", "9", "--standalone"])
+    assert (config.default_scope, config.tgt.control, config.standalone) == (Scope.HOST, 9, True)
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        ("LUNBRIDGE_VSPHERE_URL", "LUNBRIDGE_VSPHERE_URL (--vsphere-url)"),
+        ("LUNBRIDGE_VSPHERE_PASSWORD", "LUNBRIDGE_VSPHERE_PASSWORD"),
+        ("LUNBRIDGE_TGT_PORTAL", "LUNBRIDGE_TGT_PORTAL (--tgt-portal)"),
+        ("LUNBRIDGE_TGT_POOL_DIR", "LUNBRIDGE_TGT_POOL_DIR (--tgt-pool-dir)"),
+    ],
+)
+def test_missing_setting_is_named(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, missing: str, named: str
+) -> None:
+    monkeypatch.delenv(missing)
+    with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace(")", r"\)")):
+        load([])
+
+
+def test_bad_values_are_explained_without_secrets(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LUNBRIDGE_TGT_CONTROL_PORT", "seven")
+    with pytest.raises(ConfigError, match="must be a number, not 'seven'"):
+        load([])
+    monkeypatch.setenv("LUNBRIDGE_TGT_CONTROL_PORT", "7")
+    monkeypatch.setenv("LUNBRIDGE_VSPHERE_INSECURE", "true")
+    with pytest.raises(ConfigError, match="insecure") as caught:
+        load([])
+    assert env["LUNBRIDGE_VSPHERE_PASSWORD"] not in str(caught.value)
+
+
+def test_credentials_folder_like_a_mounted_secret(env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    for key in ("LUNBRIDGE_VSPHERE_URL", "LUNBRIDGE_VSPHERE_USER", "LUNBRIDGE_VSPHERE_PASSWORD"):
+        monkeypatch.delenv(key)
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "url").write_text("https://vc2.example.test/sdk")
+    (secret / "username").write_text("robot")
+    (secret / "password").write_text("from-the-secret\n")
+    config = load(["--vsphere-credentials", str(secret)])
+    assert (config.vsphere.url, config.vsphere.username, config.vsphere.password) == (
+        "https://vc2.example.test:443/sdk", "robot", "from-the-secret")  # fmt: skip
+    with pytest.raises(ConfigError, match="no such folder"):
+        load(["--vsphere-credentials", str(tmp_path / "absent")])

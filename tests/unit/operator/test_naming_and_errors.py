@@ -1,0 +1,52 @@
+"""Deterministic names, and the one table from domain errors to retry decisions."""
+
+from __future__ import annotations
+
+import kopf
+import pytest
+
+from lunbridge.errors import (
+    AlreadyExists,
+    Busy,
+    Conflict,
+    InvalidArgument,
+    LimitExceeded,
+    NotFound,
+    Unavailable,
+)
+from lunbridge.hypervisor.base import Host, Scope
+from lunbridge_operator.handlers.common import backoff, kopf_error
+from lunbridge_operator.naming import igroup_name, lun_name
+
+
+def test_lun_name_follows_the_uid() -> None:
+    assert lun_name("0B9C1AA9-AC98-42CF-B677-30D36BAD3A58") == "vd-0b9c1aa9-ac98-42cf-b677-30d36bad3a58"
+
+
+def test_igroup_names_are_dns_labels_and_stable() -> None:
+    clustered = Host(name="esx-01.lab", id="host-10", cluster="Prod Cluster")
+    assert igroup_name(clustered, Scope.HOST) == igroup_name(clustered, Scope.HOST)
+    assert igroup_name(clustered, Scope.HOST).startswith("host-esx-01-lab-")
+    assert igroup_name(clustered, Scope.CLUSTER).startswith("cluster-prod-cluster-")
+    standalone = Host(name="esx02", id="host-11", cluster=None)
+    assert igroup_name(standalone, Scope.CLUSTER) == "host-esx02"
+    long = Host(name="x" * 200, id="h", cluster=None)
+    assert len(igroup_name(long, Scope.HOST)) <= 63
+    # two names that sanitize alike still differ
+    assert igroup_name(Host("a_b", "1", None), Scope.HOST) != igroup_name(Host("a.b", "2", None), Scope.HOST)
+
+
+@pytest.mark.parametrize(
+    ("error", "permanent"),
+    [(Unavailable("x"), False), (Busy("x"), False), (NotFound("x"), False), (Conflict("x"), False),
+     (LimitExceeded("x"), False), (InvalidArgument("x"), True), (AlreadyExists("x"), True)],
+)  # fmt: skip
+def test_errors_map_to_retry_or_give_up(error: Exception, permanent: bool) -> None:
+    mapped = kopf_error(error, retry=0)  # type: ignore[arg-type]
+    assert isinstance(mapped, kopf.PermanentError) is permanent
+    assert str(error) in str(mapped)
+
+
+def test_transient_faults_back_off_exponentially_and_cap() -> None:
+    assert [backoff(10, r) for r in (0, 1, 2)] == [10, 20, 40]
+    assert backoff(10, 50) == 300
