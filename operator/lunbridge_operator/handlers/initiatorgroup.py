@@ -51,6 +51,7 @@ async def delete_initiator_group(*, body: kopf.Body, memo: Any, retry: int, **_:
     try:
         await initiatorgroup.delete(services(memo), body.metadata.name or "", events_for(body))
     except LunbridgeError as exc:
+        events_for(body)("DeleteFailed", str(exc), warning=True)
         raise kopf_error(exc, retry) from exc
 
 

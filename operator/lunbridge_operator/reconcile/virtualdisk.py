@@ -20,7 +20,7 @@ import kubernetes.utils
 
 from lunbridge.api import VIRTUAL_DISK_PLURAL
 from lunbridge.errors import InvalidArgument, NotFound
-from lunbridge.hypervisor.base import Attachment, Host, Vm
+from lunbridge.hypervisor.base import Attachment, Host, Scope, Vm
 from lunbridge.storage.base import Lun
 from lunbridge_operator import conditions as cond
 from lunbridge_operator import naming
@@ -79,6 +79,11 @@ class DiskSteps:
 
     def condition(self, kind: str, state: bool | None, reason: str, message: str) -> None:
         cond.set_condition(self.disk.status, kind, state, reason, message, self.disk.generation)
+
+    async def scope_hosts(self, vm: Vm) -> list[Host]:
+        """The hosts a LUN for `vm` is masked and revealed to: its host, or its whole cluster."""
+        scope = self.svc.scope_for(vm.host, self.disk.spec.get("scope"))
+        return await self.svc.hypervisor.cluster_hosts(vm.host) if scope is Scope.CLUSTER else [vm.host]
 
     # --- up ---------------------------------------------------------------------------------
     async def provision(self) -> Lun:
@@ -194,7 +199,8 @@ class DiskSteps:
     async def _detach(self, vm: Vm, naa: str, hosts: dict[str, Host]) -> None:
         with measured(KIND, "detach"):
             await self.svc.hypervisor.detach_rdm(vm, naa)
-        hosts[vm.host.id] = vm.host
+        # every host the LUN was revealed to lists it until rescanned after the unmap
+        hosts.update({host.id: host for host in await self.scope_hosts(vm)})
         self.events("Detached", f"detached {naa} from VM {vm.name}")
 
     async def unmap_all(self, keep: str | None = None) -> None:
@@ -231,9 +237,7 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
         return
     igroup, _ = await steps.mask(lun, vm)
     await steps.unmap_all(keep=igroup)  # a move to another host or cluster leaves the old igroup
-    scope = svc.scope_for(vm.host, disk.spec.get("scope"))
-    scope_hosts = await svc.hypervisor.cluster_hosts(vm.host) if scope.value == "cluster" else [vm.host]
-    await steps.reveal(scope_hosts)
+    await steps.reveal(await steps.scope_hosts(vm))
     await steps.attach(lun, vm, node_name or "", provider_id)
 
 
@@ -248,12 +252,16 @@ async def delete(svc: Services, disk: Disk, events: Events) -> None:
     hosts: list[Host] = []
     if naa:
         hosts = await steps.detach_current(naa, spec_node_too=True)
+        await steps.save("detach", phase="Deleting")
     if lun is not None:
         await steps.unmap_all(keep=None)
     await steps.rescan(hosts)
-    if lun is not None and disk.spec.get("reclaimPolicy", "Delete") == "Delete":
+    if lun is None:
+        return
+    await steps.save("unmap", phase="Deleting")
+    if disk.spec.get("reclaimPolicy", "Delete") == "Delete":
         with measured(KIND, "delete"):
             await svc.storage.delete_lun(lun.name)
         events("Deleted", f"deleted LUN {lun.name}")
-    elif lun is not None:
+    else:
         events("Retained", f"kept LUN {lun.name} ({lun.naa}) on the storage server: reclaimPolicy is Retain")

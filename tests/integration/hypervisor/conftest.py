@@ -1,7 +1,7 @@
 """Fixtures for the vSphere layer against the lab's real vcsim and tgtd: a connected
-`VSphere`, a raw pyvmomi handle to check what vCenter really holds, throwaway VMs (so
-controllers added by tests never change the lab's own VMs), tgtd targets holding many LUNs,
-and a second simulator whose sessions expire after 2 s of idleness.
+`VSphere`, tgtd targets holding many LUNs, and a second simulator whose sessions expire after
+2 s of idleness (the raw pyvmomi handle `si` and throwaway VMs `scratch_vm` come from
+tests/integration/conftest.py).
 
 At the end of the package every host loses the lab portal from its send targets and is
 rescanned, so the lab's other tests find the hosts as the lab made them.
@@ -9,35 +9,19 @@ rescanned, so the lab's other tests find the hosts as the lab made them.
 
 from __future__ import annotations
 
-import contextlib
-import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-import pyVim.connect
 
 from lunbridge.hypervisor.vsphere import VSphere, VSphereConfig
-from tests.integration.hypervisor.vcenter import (
-    LunSet,
-    SpareVcsim,
-    WaitForTask,
-    find,
-    new_naa,
-    server_pem,
-    vim,
-    vmodl,
-)
+from tests.integration.hypervisor.vcenter import LunSet, SpareVcsim, forget_portal, new_naa, server_pem
 from tests.lab import paths, procs
 from tests.lab import tgt as tgt_lab
 from tests.lab import vcsim as vcsim_lab
 from tests.lab.lab import LabState
-
-SmartConnect: Any = pyVim.connect.SmartConnect
-Disconnect: Any = pyVim.connect.Disconnect
 
 
 @pytest.fixture(scope="session")
@@ -60,69 +44,10 @@ async def vsphere(config: VSphereConfig) -> AsyncIterator[VSphere]:
     await client.close()
 
 
-@pytest.fixture(scope="session")
-def si(lab: LabState, vcsim: vcsim_lab.VcsimPeer) -> Iterator[Any]:
-    """A plain pyvmomi session, to check what vCenter holds independently of lunbridge."""
-    parts = urlsplit(lab.vsphere_url)
-    service = SmartConnect(
-        host=parts.hostname,
-        port=parts.port,
-        user=vcsim.username,
-        pwd=vcsim.password,
-        sslContext=ssl._create_unverified_context(),
-    )
-    yield service
-    Disconnect(service)
-
-
 @pytest.fixture(scope="package", autouse=True)
 def _hosts_left_as_found(lab: LabState, si: Any, vcsim: vcsim_lab.VcsimPeer) -> Iterator[None]:
     yield
-    target = vim.host.InternetScsiHba.SendTarget(address="127.0.0.1", port=lab.tgt.port)
-    for info in vcsim.inventory.hosts:
-        storage = find(si, vim.HostSystem, info.name).configManager.storageSystem
-        storage.RemoveInternetScsiSendTargets(iScsiHbaDevice=info.iscsi_device, targets=[target])
-        storage.RescanAllHba()
-
-
-@pytest.fixture
-def scratch_vm(si: Any) -> Iterator[Callable[..., str]]:
-    """Make VMs for one test: `make(host_name, boot_disk=True, pci_slot=None)` → VM name.
-    Each has one ParaVirtual SCSI controller on bus 0 (in PCI slot `pci_slot` if given, with
-    a small flat boot disk at unit 0 if asked), and is destroyed after the test."""
-    made: list[Any] = []
-
-    def make(host_name: str, boot_disk: bool = True, pci_slot: int | None = None) -> str:
-        host = find(si, vim.HostSystem, host_name)
-        datacenter = si.content.rootFolder.childEntity[0]
-        name = f"lunbridge-test-{uuid.uuid4().hex[:8]}"
-        controller = vim.vm.device.ParaVirtualSCSIController(key=-10, busNumber=0, sharedBus="noSharing")
-        if pci_slot is not None:
-            controller.slotInfo = vim.vm.device.VirtualDevice.PciBusSlotInfo(pciSlotNumber=pci_slot)
-        changes = [vim.vm.device.VirtualDeviceSpec(operation="add", device=controller)]
-        if boot_disk:
-            backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(diskMode="persistent", fileName="")
-            disk = vim.vm.device.VirtualDisk(
-                key=-11, controllerKey=-10, unitNumber=0, capacityInKB=1024, backing=backing
-            )
-            changes.append(
-                vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=disk)
-            )
-        spec = vim.vm.ConfigSpec(
-            name=name,
-            guestId="otherGuest64",
-            files=vim.vm.FileInfo(vmPathName="[LocalDS_0]"),
-            deviceChange=changes,
-        )
-        task = datacenter.vmFolder.CreateVM_Task(config=spec, pool=host.parent.resourcePool, host=host)
-        WaitForTask(task)
-        made.append(task.info.result)
-        return name
-
-    yield make
-    for vm in made:
-        with contextlib.suppress(vmodl.fault.ManagedObjectNotFound):  # the test destroyed it
-            WaitForTask(vm.Destroy_Task())
+    forget_portal(si, vcsim.inventory, lab.tgt.port)
 
 
 @pytest.fixture

@@ -55,6 +55,16 @@ def send_targets(si: Any, host_name: str) -> list[tuple[str, int]]:
     return [(t.address, t.port) for t in hba.configuredSendTarget or []]
 
 
+def forget_portal(si: Any, inventory: vcsim_lab.Inventory, port: int) -> None:
+    """Take the lab's tgtd portal out of every host's send targets and rescan, so the lab's
+    other tests find the hosts as the lab made them."""
+    target = vim.host.InternetScsiHba.SendTarget(address="127.0.0.1", port=port)
+    for info in inventory.hosts:
+        storage = find(si, vim.HostSystem, info.name).configManager.storageSystem
+        storage.RemoveInternetScsiSendTargets(iScsiHbaDevice=info.iscsi_device, targets=[target])
+        storage.RescanAllHba()
+
+
 @dataclass(frozen=True)
 class LunSet:
     """One tgtd target holding LUNs 1..n, each with its own NAA."""

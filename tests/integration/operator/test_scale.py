@@ -1,0 +1,65 @@
+"""Fifty VirtualDisks in one `kubectl apply` over five VMs (on all four hosts: the cluster's
+three and the standalone one): all Ready, every one at its own (VM, controller, unit) as vcsim shows, and
+all gone after one delete. Prints how long both took."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.integration.operator import expect, observe
+from tests.integration.operator.conftest import TEST_LABEL, Disks, LabVm
+from tests.lab import vcsim as vcsim_lab
+from tests.lab.lab import LabState, kubectl
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+DISKS, VMS = 50, 5
+
+
+def test_fifty_disks_at_once_over_five_vms_get_distinct_units_and_all_go(
+    lab: LabState, si: Any, vcsim: vcsim_lab.VcsimPeer, lab_vms: list[LabVm], disks: Disks
+) -> None:
+    first_per_host = list({vm.host.name: vm for vm in reversed(lab_vms)}.values())
+    vms = [*first_per_host, next(vm for vm in lab_vms if vm not in first_per_host)][:VMS]
+    assert len(vms) == VMS
+    assert len({vm.host.name for vm in vms}) == len(vcsim.inventory.hosts) == 4
+    assert all(observe.rdms(si, vm.name) == [] for vm in vms)
+    manifests = [disks.manifest(vms[i % VMS].node) for i in range(DISKS)]
+    selector = f"{TEST_LABEL}={disks.test_id}"
+
+    started = time.monotonic()
+    observe.apply(lab, *manifests)
+
+    def all_ready() -> list[dict[str, Any]] | None:
+        found = disks.mine()
+        return found if len(found) == DISKS and all(observe.is_ready(d) for d in found) else None
+
+    ready = observe.eventually(all_ready, 300, f"{DISKS} VirtualDisks Ready", every=1)
+    took = time.monotonic() - started
+
+    places = [
+        (d["status"]["attachment"]["vm"], d["status"]["attachment"]["controllerKey"],
+         d["status"]["attachment"]["unitNumber"])
+        for d in ready
+    ]  # fmt: skip
+    assert len(set(places)) == DISKS, "two disks share a SCSI unit"
+    in_vcsim = [r for vm in vms for r in observe.rdms(si, vm.name)]
+    assert len(in_vcsim) == DISKS
+    assert {(r.vm, r.controller_key, r.unit) for r in in_vcsim} == set(places)
+    naas = {d["status"]["lun"]["naa"] for d in ready}
+    assert {r.device.rsplit("/", 1)[1] for r in in_vcsim} == naas
+    assert len(naas) == DISKS
+    assert naas <= observe.served(lab.tgt)
+    print(f"{DISKS} disks over {VMS} VMs Ready in {took:.1f}s ({DISKS / took:.1f} disks/s)")
+
+    started = time.monotonic()
+    deleted = kubectl(lab, "delete", "vdisk", "-l", selector, "--timeout=300s")
+    took = time.monotonic() - started
+    assert deleted.returncode == 0, deleted.stderr
+    assert disks.mine() == []
+    hosts = [h.name for h in vcsim.inventory.hosts]
+    expect.nothing_left(lab, si, [d["status"]["lun"] for d in ready], [vm.name for vm in vms], hosts)
+    print(f"{DISKS} disks deleted in {took:.1f}s")
