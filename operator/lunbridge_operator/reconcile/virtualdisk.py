@@ -19,7 +19,7 @@ from typing import Any
 import kubernetes.utils
 
 from lunbridge.api import VIRTUAL_DISK_PLURAL
-from lunbridge.errors import InvalidArgument, NotFound
+from lunbridge.errors import AlreadyExists, InvalidArgument, NotFound
 from lunbridge.hypervisor.base import Attachment, Host, Scope, Vm
 from lunbridge.storage.base import Lun
 from lunbridge_operator import conditions as cond
@@ -92,8 +92,8 @@ class DiskSteps:
             try:
                 lun = await storage.get_lun(disk.lun_name)
             except NotFound:
-                lun = await storage.create_lun(disk.lun_name, disk.size_bytes, disk.spec.get("pool"))
-                self.events("Provisioned", f"created LUN {lun.name} ({lun.size_bytes} bytes, {lun.naa})")
+                lun = await self._create()
+            await self._forget_clone_snapshot()
             if lun.size_bytes < disk.size_bytes:
                 lun = await storage.resize_lun(lun.name, disk.size_bytes)
                 self.events("Resized", f"grew LUN {lun.name} to {lun.size_bytes} bytes")
@@ -104,6 +104,42 @@ class DiskSteps:
         self.condition(cond.PROVISIONED, True, "LunCreated", f"LUN {lun.name} exists on the storage server")
         await self.save("provision", phase="Provisioning")
         return lun
+
+    async def _create(self) -> Lun:
+        """A new LUN: empty, or a copy of `spec.source` (a storage snapshot, or another disk)."""
+        storage, disk = self.svc.storage, self.disk
+        source = disk.spec.get("source") or {}
+        if source.get("snapshot"):
+            lun = await storage.clone_lun(source["snapshot"], disk.lun_name)
+            self.events(
+                "Provisioned", f"created LUN {lun.name} ({lun.naa}) from snapshot {source['snapshot']}"
+            )
+        elif source.get("virtualDisk"):
+            try:
+                origin = await self.svc.kube.get(VIRTUAL_DISK_PLURAL, source["virtualDisk"])
+            except NotFound:
+                raise NotFound(f"spec.source.virtualDisk {source['virtualDisk']} does not exist") from None
+            origin_lun = naming.lun_name(origin["metadata"]["uid"])
+            snapshot = self._clone_snapshot
+            with contextlib.suppress(AlreadyExists):  # a retry after a crash finds it made
+                await storage.create_snapshot(origin_lun, snapshot)
+            lun = await storage.clone_lun(snapshot, disk.lun_name)
+            self.events(
+                "Provisioned", f"created LUN {lun.name} ({lun.naa}) as a copy of {source['virtualDisk']}"
+            )
+        else:
+            lun = await storage.create_lun(disk.lun_name, disk.size_bytes, disk.spec.get("pool"))
+            self.events("Provisioned", f"created LUN {lun.name} ({lun.size_bytes} bytes, {lun.naa})")
+        return lun
+
+    @property
+    def _clone_snapshot(self) -> str:
+        return f"clone-src-{self.disk.uid.lower()}"
+
+    async def _forget_clone_snapshot(self) -> None:
+        """The snapshot a clone was copied from is scaffolding: gone once the clone exists."""
+        if (self.disk.spec.get("source") or {}).get("virtualDisk"):
+            await self.svc.storage.delete_snapshot(self._clone_snapshot)
 
     async def locate(self, node_name: str) -> tuple[Vm, str]:
         """The VM of Node `node_name` and the Node's providerID, through the hypervisor."""
@@ -221,6 +257,11 @@ class DiskSteps:
 async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
     """Bring the LUN, its masking and its attachment to what the spec asks."""
     steps = DiskSteps(svc, disk, events)
+    if disk.status.get("observedGeneration") != disk.generation and cond.condition(disk.status, cond.READY):
+        # a changed spec: not Ready for it until every step has run again
+        steps.condition(
+            cond.READY, False, "Reconciling", f"applying generation {disk.generation} of the spec"
+        )
     lun = await steps.provision()
     node_name = disk.spec.get("nodeName") or None
     attached = disk.status.get("attachment") or {}
