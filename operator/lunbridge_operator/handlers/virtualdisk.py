@@ -43,7 +43,10 @@ async def _failed(memo: Any, disk: Disk, body: kopf.Body, exc: LunbridgeError, r
 @kopf.on.create(GROUP, VERSION, VIRTUAL_DISK_PLURAL)
 @kopf.on.update(GROUP, VERSION, VIRTUAL_DISK_PLURAL, field="spec")
 async def reconcile_virtual_disk(*, body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
-    disk = _disk(body)
+    await _reconcile(_disk(body), body, memo, retry)
+
+
+async def _reconcile(disk: Disk, body: kopf.Body, memo: Any, retry: int) -> None:
     async with object_lock(memo, "VirtualDisk", disk.name):
         try:
             await virtualdisk.reconcile(services(memo), disk, events_for(body))
@@ -61,12 +64,7 @@ async def recheck_virtual_disk(*, body: kopf.Body, memo: Any, **kwargs: Any) -> 
         return
     if time.monotonic() - memo.checked.get(disk.name, 0.0) < memo.config.resync_seconds:
         return
-    async with object_lock(memo, "VirtualDisk", disk.name):
-        try:
-            await virtualdisk.reconcile(services(memo), disk, events_for(body))
-        except LunbridgeError as exc:
-            raise await _failed(memo, disk, body, exc, retry) from exc
-    memo.checked[disk.name] = time.monotonic()
+    await _reconcile(disk, body, memo, retry)
 
 
 @kopf.on.delete(GROUP, VERSION, VIRTUAL_DISK_PLURAL)

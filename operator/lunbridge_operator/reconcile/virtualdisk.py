@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,15 +66,23 @@ class DiskSteps:
         self.svc = svc
         self.disk = disk
         self.events = events
+        # a periodic re-check of a Ready disk: it stays Ready, and only changes are told
+        self.settled = (
+            disk.status.get("phase") == "Ready" and disk.status.get("observedGeneration") == disk.generation
+        )
+        self._written = copy.deepcopy(disk.status)
 
     async def save(self, step: str, phase: str | None = None, message: str | None = None) -> None:
+        """Write status (if it changed) before the next step runs."""
         status = self.disk.status
-        if phase:
+        if phase and not (self.settled and phase != "Ready"):
             status["phase"] = phase
         if message is not None:
             status["message"] = message
         status["observedGeneration"] = self.disk.generation
-        await self.svc.kube.patch_status(VIRTUAL_DISK_PLURAL, self.disk.name, status)
+        if status != self._written:
+            await self.svc.kube.patch_status(VIRTUAL_DISK_PLURAL, self.disk.name, status)
+            self._written = copy.deepcopy(status)
         if self.svc.after_step is not None:
             await self.svc.after_step(KIND, step)
 
@@ -172,12 +181,14 @@ class DiskSteps:
             await ensure_igroup_object(svc.kube, name, vm.host, scope, svc.transport)
             await ensure_storage_igroup(svc.storage, name, svc.transport, wanted)
             mapping = await svc.storage.map_lun(lun.name, name)
+        changed = (disk.status.get("initiatorGroup"), disk.status["lun"].get("id")) != (name, mapping.lun_id)
         disk.status["initiatorGroup"] = name
         disk.status["lun"]["id"] = mapping.lun_id
         self.condition(cond.MAPPED, True, "LunMapped", f"mapped as LUN {mapping.lun_id} to igroup {name}")
-        self.events(
-            "Mapped", f"mapped {lun.name} as LUN {mapping.lun_id} to igroup {name} ({', '.join(wanted)})"
-        )
+        if changed:
+            self.events(
+                "Mapped", f"mapped {lun.name} as LUN {mapping.lun_id} to igroup {name} ({', '.join(wanted)})"
+            )
         await self.save("map", phase="Mapping")
         return name, vm.host
 
@@ -187,12 +198,14 @@ class DiskSteps:
             if self.svc.portal and self.svc.transport.value == "iscsi":
                 await self.svc.hypervisor.ensure_iscsi_portal(scope_hosts, self.svc.portal)
             await asyncio.gather(*(self.svc.hypervisor.rescan(host) for host in scope_hosts))
-        self.events("Rescanned", f"rescanned the HBAs of {', '.join(h.name for h in scope_hosts)}")
+        if not self.settled:
+            self.events("Rescanned", f"rescanned the HBAs of {', '.join(h.name for h in scope_hosts)}")
         await self.save("rescan", phase="Attaching")
 
     async def attach(self, lun: Lun, vm: Vm, node_name: str, provider_id: str) -> Attachment:
         with measured(KIND, "attach"):
             attachment = await self.svc.hypervisor.attach_rdm(vm, lun.naa)
+        before = self.disk.status.get("attachment")
         self.disk.status["attachment"] = {
             "node": node_name, "providerID": provider_id, "vm": vm.name, "vmId": vm.id, "host": vm.host.name,
             "controllerKey": attachment.controller_key, "busNumber": attachment.bus_number,
@@ -205,7 +218,8 @@ class DiskSteps:
         )
         self.condition(cond.ATTACHED, True, "RdmAttached", f"attached to VM {vm.name} at {where}")
         self.condition(cond.READY, True, "Ready", f"LUN {lun.naa} is attached to node {node_name}")
-        self.events("Attached", f"attached {lun.naa} to VM {vm.name} on host {vm.host.name} at {where}")
+        if before != self.disk.status["attachment"]:
+            self.events("Attached", f"attached {lun.naa} to VM {vm.name} on host {vm.host.name} at {where}")
         await self.save("attach", phase="Ready", message="")
         return attachment
 
