@@ -9,7 +9,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 all: test
 
+# libvirt-python builds from source: the Debian packages (libvirt-dev, pkg-config, gcc) come first.
 $(VENV)/.installed: pyproject.toml
+	hack/peers/install-debian.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

@@ -1,7 +1,7 @@
 """What the operator needs from a hypervisor, independent of which one.
 
 A guest cannot see its host's HBAs, so everything about initiators, rescans and raw device
-mappings is asked of the hypervisor through this protocol. Implementations (`vsphere`, later
+mappings is asked of the hypervisor through this protocol. Implementations (`vsphere`,
 `libvirt`) raise only `lunbridge.errors`; every method is a coroutine and never blocks the
 event loop.
 """
@@ -38,14 +38,14 @@ class Initiator:
 @dataclass(frozen=True)
 class Host:
     name: str
-    id: str  # the hypervisor's own reference (vSphere moref, libvirt hostname)
+    id: str  # the hypervisor's own reference (vSphere moref; libvirt: `libvirt:<uri>`)
     cluster: str | None
 
 
 @dataclass(frozen=True)
 class Vm:
     name: str
-    id: str  # vSphere moref / libvirt domain name
+    id: str  # vSphere moref; libvirt: `libvirt:<domain uuid>`
     bios_uuid: str  # lowercase; what the guest reads from DMI
     instance_uuid: str | None
     host: Host
@@ -53,7 +53,17 @@ class Vm:
 
 @dataclass(frozen=True)
 class Attachment:
-    """Where a LUN is attached in the VM: enough for the guest to rescan exactly one address."""
+    """Where a LUN is attached in the VM: enough for the guest to rescan exactly one address.
+
+    vSphere: `controller_key` is the controller's device key, `bus_number` its SCSI bus
+    (one controller per bus), `unit_number` the disk's unit, `target` None; the guest sees the
+    disk at SCSI target = unit, LUN 0 of that controller's host.
+    libvirt: `controller_key` is the controller's index, `bus_number` the drive address' bus
+    (always 0 on virtio-scsi), `target`/`unit_number` the drive address' target and unit; the
+    guest sees the disk at channel = bus, target, LUN = unit. `disk_key` is the address packed
+    into one number there (libvirt disks have no key).
+    In both, `pci_slot` is the controller's PCI slot: how the guest finds its SCSI host.
+    """
 
     vm: str  # the Vm.id of the VM (stable while the VM exists; names can change)
     naa: str
@@ -62,12 +72,22 @@ class Attachment:
     unit_number: int
     pci_slot: int | None
     disk_key: int
+    target: int | None = None  # the SCSI target id, where the hypervisor addresses disks by target and unit
+
+    @property
+    def guest_address(self) -> tuple[int, int, int]:
+        """(channel, target, LUN) of the disk on its controller's SCSI host in the guest: what a
+        targeted rescan writes to /sys/class/scsi_host/hostN/scan."""
+        if self.target is None:
+            return (0, self.unit_number, 0)
+        return (self.bus_number, self.target, self.unit_number)
 
 
 class Hypervisor(Protocol):
     async def find_vm(self, ref: str) -> Vm:
-        """A VM by providerID (`vsphere://<bios uuid>`, any letter case), BIOS UUID, instance
-        UUID or name; NotFound if there is none, Conflict if a name is ambiguous.
+        """A VM by providerID (`vsphere://<bios uuid>` or `libvirt://<domain uuid>` for the
+        layer that serves it, any letter case), BIOS UUID, instance UUID or name; NotFound if
+        there is none, Conflict if a name is ambiguous.
         `Vm.host` is where the VM ran when it was looked up; every method taking a Vm reads
         the VM's host again, because VMs move."""
         ...

@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.lab import lab, procs, tgt
+from tests.lab import lab, libvirt, procs, tgt
 from tests.lab.paths import REPO_DIR
 
-PEERS = ("etcd", "kube-apiserver", "kube-controller-manager", "tgtd", "vcsim")
+PEERS = ("etcd", "kube-apiserver", "kube-controller-manager", "tgtd", "vcsim", "libvirtd")
 
 
 def _lab(command: str, lab_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -38,8 +38,12 @@ def test_up_twice_then_down_leaves_nothing(tmp_path: Path) -> None:
     assert state is not None
     env_text = (lab_dir / "env").read_text()
     for key in ("KUBECONFIG", "LUNBRIDGE_VSPHERE_URL", "LUNBRIDGE_VSPHERE_USER", "LUNBRIDGE_VSPHERE_PASSWORD",
-                "LUNBRIDGE_TGT_PORTAL", "LUNBRIDGE_TGT_CONTROL_PORT", "PATH"):  # fmt: skip
+                "LUNBRIDGE_TGT_PORTAL", "LUNBRIDGE_TGT_CONTROL_PORT", "PATH",
+                "LUNBRIDGE_LIBVIRT_URI", "LUNBRIDGE_HOST_IQN", "LUNBRIDGE_GUEST_NODE"):  # fmt: skip
         assert f"export {key}=" in env_text
+
+    guest_qemu = _qemu_of(lab_dir)
+    assert guest_qemu is not None, "the libvirt guest's QEMU does not run"
 
     second = _lab("up", lab_dir)
     assert second.returncode == 0, second.stderr
@@ -57,6 +61,7 @@ def test_up_twice_then_down_leaves_nothing(tmp_path: Path) -> None:
     for name, pid in pids.items():
         assert pid is not None
         assert not _running(pid), f"{name} (pid {pid}) still runs after lab down"
+    assert not _running(guest_qemu), "the libvirt guest's QEMU still runs after lab down"
     assert not Path(f"/var/run/tgtd/socket.{state.tgt_control}").exists() or (
         state.tgt.adm("--op", "show", "--mode", "target", check=False).stdout == ""
     )
@@ -70,3 +75,18 @@ def _running(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _qemu_of(lab_dir: Path) -> int | None:
+    """The PID of the QEMU the lab's libvirtd runs its guest in (found by its SMBIOS UUID)."""
+    uuid = libvirt.domain_uuid(lab_dir).encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"qemu-system-x86_64") and uuid in argv:
+            return int(proc.name)
+    return None

@@ -127,7 +127,12 @@ def test_controller_manager_creates_default_service_account(lab: LabState) -> No
 def test_one_node_per_vm_with_vsphere_provider_id(lab: LabState) -> None:
     result = kubectl(lab, "get", "nodes", "-o", "json")
     assert result.returncode == 0, result.stderr
-    provider_ids = sorted(item["spec"]["providerID"] for item in json.loads(result.stdout)["items"])
+    items = json.loads(result.stdout)["items"]
+    nodes = {item["metadata"]["name"]: item["spec"]["providerID"] for item in items}
+    provider_ids = sorted(p for p in nodes.values() if p.startswith("vsphere://"))
     inventory = vcsim.load_inventory(Path(lab.lab_dir))
     assert provider_ids == sorted(f"vsphere://{vm.bios_uuid}" for vm in inventory.vms)
     assert len(provider_ids) >= 4
+    # and the KVM guest booted through the lab's libvirtd
+    assert nodes[lab.guest_node] == f"libvirt://{lab.guest_uuid}"
+    assert len(nodes) == len(provider_ids) + 1

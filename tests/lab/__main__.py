@@ -27,7 +27,13 @@ def _describe(state: lab.LabState) -> str:
         f"  kube-apiserver  https://127.0.0.1:{state.apiserver_port}   (KUBECONFIG={state.kubeconfig})\n"
         f"  vCenter (sim)   {state.vsphere_url}   user {state.vsphere_user}\n"
         f"  tgtd            iscsi://{state.tgt.portal}   control socket {state.tgt_control}\n"
-        f"  shell env       source {lab_dir / 'env'}\n\n"
+        + (
+            f"  KVM host        {state.libvirt_uri}   host IQN {state.host_iqn}   "
+            f"guest Node {state.guest_node} (virsh -c '{state.libvirt_uri}' list)\n"
+            if state.libvirt_uri
+            else "  KVM host        (none: LAB_GUEST=0)\n"
+        )
+        + f"  shell env       source {lab_dir / 'env'}\n\n"
         f"Kubernetes Nodes (one per VM):\n{nodes.stdout}\n"
         f"Hypervisor hosts and their initiators:\n{hosts}\n\n"
         f"tgtd targets:\n{targets}\n"

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,17 +87,8 @@ def qemu_argv(
 ) -> list[str]:
     """The QEMU command line of the lab guest (`root_cache`: the 9p root's cache= mode)."""
     kernel, initrd = assets(cache_dir)
-    python = python or sys.executable
-    for path in (str(AGENT_SCRIPT), python):
-        if any(c.isspace() for c in path):
-            raise LabError(f"{path}: the guest's kernel command line cannot carry spaces")
+    append = kernel_cmdline(python, root_cache)
     socks = socket_dir(lab_dir)
-    append = (
-        f"console=ttyS0 quiet panic=-1 lunbridge.agent={AGENT_SCRIPT} "
-        f"lunbridge.python={python} lunbridge.state={STATE_DIR}"
-    )
-    if root_cache:
-        append += f" lunbridge.9pcache={root_cache}"
     return [
         "qemu-system-x86_64",
         "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", memory, "-uuid", vm_uuid(lab_dir),
@@ -117,38 +109,45 @@ def _node(name: str) -> dict[str, Any]:
     return {"node-name": name}
 
 
-class Guest:
-    """A running lab guest: run commands in it, hot-plug and unplug SAN LUNs."""
+def kernel_cmdline(python: str | None = None, root_cache: str | None = None) -> str:
+    """The guest kernel's command line: what build-guest.sh's init reads (agent, Python, the
+    writable state folder, the 9p root's cache mode). Shared by every lab guest."""
+    python = python or sys.executable
+    for path in (str(AGENT_SCRIPT), python):
+        if any(c.isspace() for c in path):
+            raise LabError(f"{path}: the guest's kernel command line cannot carry spaces")
+    append = (
+        f"console=ttyS0 quiet panic=-1 lunbridge.agent={AGENT_SCRIPT} "
+        f"lunbridge.python={python} lunbridge.state={STATE_DIR}"
+    )
+    if root_cache:
+        append += f" lunbridge.9pcache={root_cache}"
+    return append
 
-    def __init__(self, lab_dir: Path, boot_timeout: float = BOOT_TIMEOUT) -> None:
-        self.lab_dir = lab_dir
-        socks = socket_dir(lab_dir)
-        deadline = time.monotonic() + boot_timeout
-        alive = self._alive
-        self._agent = LineSocket(socks / "guest-agent.sock", boot_timeout, alive)
-        self._qmp = Qmp(socks / "guest-qmp.sock", max(deadline - time.monotonic(), 5.0))
-        self._wait_agent(deadline)
 
-    def _alive(self) -> bool:
-        return procs.read_pid(self.lab_dir, NAME) is not None
+class Agent:
+    """The host end of the guest's command agent (tests/lab/guest_agent.py): JSON lines over
+    the unix socket the hypervisor connects to the guest's `lunbridge.agent` virtio-serial
+    port. The same for every lab guest, whoever started it (QEMU directly, or libvirt).
 
-    def console_tail(self, lines: int = 30) -> str:
-        return procs.tail(console_log(self.lab_dir), lines)
+    `alive` tells whether the VM still runs; `fail(what)` makes the error to raise, with
+    whatever logs the guest's owner can show."""
 
-    def _fail(self, what: str) -> LabError:
-        return LabError(
-            f"guest {what}; see {console_log(self.lab_dir)} and "
-            f"{procs.log_file(self.lab_dir, NAME)}\n--- console tail ---\n{self.console_tail()}"
-            f"\n--- qemu log ---\n{procs.tail(procs.log_file(self.lab_dir, NAME), 10)}"
-        )
+    def __init__(
+        self, path: Path, timeout: float, alive: Callable[[], bool], fail: Callable[[str], LabError]
+    ) -> None:
+        self._conn = LineSocket(path, timeout, alive)
+        self._alive = alive
+        self._fail = fail
 
-    def _wait_agent(self, deadline: float) -> None:
+    def wait(self, deadline: float) -> None:
+        """Until the agent answers a ping (the guest has booted), or fail at `deadline`."""
         while time.monotonic() < deadline:
             if not self._alive():
-                raise self._fail("QEMU exited while booting")
+                raise self._fail("VM exited while booting")
             req_id = uuid.uuid4().hex
             try:
-                self._agent.send({"id": req_id, "op": "ping"}, timeout=2.0)
+                self._conn.send({"id": req_id, "op": "ping"}, timeout=2.0)
             except TimeoutError:
                 continue  # the guest has not opened its agent port yet; QEMU holds our bytes
             if self._reply(req_id, min(time.monotonic() + 2.0, deadline)) is not None:
@@ -158,7 +157,7 @@ class Guest:
     def _reply(self, req_id: str, deadline: float) -> dict[str, Any] | None:
         """The agent's reply to `req_id`; replies to older (abandoned) requests are dropped."""
         while True:
-            reply = self._agent.recv(deadline)
+            reply = self._conn.recv(deadline)
             if reply is None or reply.get("id") == req_id:
                 return reply
 
@@ -179,7 +178,7 @@ class Guest:
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         req_id = uuid.uuid4().hex
         req = {"id": req_id, "op": "run", "argv": argv, "timeout": timeout, "input": input, "env": env}
-        self._agent.send(req)
+        self._conn.send(req)
         reply = self._reply(req_id, time.monotonic() + timeout + AGENT_MARGIN)
         if reply is None:
             raise self._fail(f"agent gave no answer to {shlex.join(argv)!r} within {timeout}s")
@@ -191,6 +190,46 @@ class Guest:
         if check:
             result.check_returncode()
         return result
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class Guest:
+    """A running lab guest: run commands in it, hot-plug and unplug SAN LUNs."""
+
+    def __init__(self, lab_dir: Path, boot_timeout: float = BOOT_TIMEOUT) -> None:
+        self.lab_dir = lab_dir
+        socks = socket_dir(lab_dir)
+        deadline = time.monotonic() + boot_timeout
+        self._agent = Agent(socks / "guest-agent.sock", boot_timeout, self._alive, self._fail)
+        self._qmp = Qmp(socks / "guest-qmp.sock", max(deadline - time.monotonic(), 5.0))
+        self._agent.wait(deadline)
+
+    def _alive(self) -> bool:
+        return procs.read_pid(self.lab_dir, NAME) is not None
+
+    def console_tail(self, lines: int = 30) -> str:
+        return procs.tail(console_log(self.lab_dir), lines)
+
+    def _fail(self, what: str) -> LabError:
+        return LabError(
+            f"guest {what}; see {console_log(self.lab_dir)} and "
+            f"{procs.log_file(self.lab_dir, NAME)}\n--- console tail ---\n{self.console_tail()}"
+            f"\n--- qemu log ---\n{procs.tail(procs.log_file(self.lab_dir, NAME), 10)}"
+        )
+
+    def run(
+        self,
+        cmd: list[str] | str,
+        timeout: float = 60.0,
+        *,
+        check: bool = False,
+        input: str | None = None,  # same name as subprocess.run's
+        env: dict[str, str] | None = None,
+    ) -> GuestResult:
+        """Run `cmd` as root in the guest (see `Agent.run`)."""
+        return self._agent.run(cmd, timeout, check=check, input=input, env=env)
 
     def qmp(self, command: str, *, timeout: float = 30.0, **args: Any) -> Any:
         """Run a QMP command; hyphenated arguments go in as `**{"node-name": ...}`."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import shlex
 import shutil
@@ -20,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.lab import kube, paths, procs, tgt, vcsim
+from tests.lab import libvirt as libvirt_lab
 
 VSPHERE_USER = "lab-admin@vsphere.local"
 
@@ -36,6 +38,11 @@ class LabState:
     vsphere_user: str
     vsphere_password: str
     vsphere_thumbprint: str
+    # the KVM host (the lab's libvirtd) and its guest; empty when started with LAB_GUEST=0
+    libvirt_uri: str = ""
+    host_iqn: str = ""
+    guest_node: str = ""
+    guest_uuid: str = ""
 
     @property
     def kubeconfig(self) -> Path:
@@ -58,6 +65,16 @@ class LabState:
             "LUNBRIDGE_TGT_POOL_DIR": str(Path(self.lab_dir) / "pool"),
             "LUNBRIDGE_TGT_STATE_FILE": str(Path(self.lab_dir) / "tgt-state.json"),
             "LUNBRIDGE_VSPHERE_THUMBPRINT": self.vsphere_thumbprint,
+            **self._kvm_env(),
+        }
+
+    def _kvm_env(self) -> dict[str, str]:
+        if not self.libvirt_uri:
+            return {}
+        return {
+            "LUNBRIDGE_LIBVIRT_URI": self.libvirt_uri,
+            "LUNBRIDGE_HOST_IQN": self.host_iqn,
+            "LUNBRIDGE_GUEST_NODE": self.guest_node,
         }
 
 
@@ -74,24 +91,33 @@ def load(lab_dir: Path) -> LabState | None:
 
 
 def running(lab_dir: Path) -> bool:
+    state = load(lab_dir)
     return (
-        load(lab_dir) is not None
+        state is not None
         and kube.running(lab_dir)
         and procs.read_pid(lab_dir, tgt.NAME) is not None
         and procs.read_pid(lab_dir, vcsim.NAME) is not None
+        and (not state.libvirt_uri or libvirt_lab.running(lab_dir))
     )
+
+
+def guest_wanted() -> bool:
+    """The KVM host and its guest are part of the lab unless LAB_GUEST=0."""
+    return os.environ.get("LAB_GUEST", "1").strip() != "0"
 
 
 def up(lab_dir: Path) -> LabState:
     """Start every peer (or find them running) and write kubeconfig, env and state."""
     existing = load(lab_dir)
-    if existing is not None and running(lab_dir):
+    if existing is not None and running(lab_dir) and bool(existing.libvirt_uri) == guest_wanted():
         return existing
     down(lab_dir)
     _forget(lab_dir)
     lab_dir.mkdir(parents=True, exist_ok=True)
     bin_dir = paths.bin_dir()
     try:
+        # the KVM host first: its guest boots (TCG, seconds) while the other peers start
+        kvm_guest = _start_kvm_host(lab_dir) if guest_wanted() else None
         endpoints = kube.start(lab_dir, bin_dir)
         storage = tgt.start(lab_dir)
         password = secrets.token_urlsafe(12)
@@ -108,10 +134,17 @@ def up(lab_dir: Path) -> LabState:
             vsphere_password=password,
             vsphere_thumbprint=_thumbprint(inventory.url),
         )
+        if kvm_guest is not None:
+            state.libvirt_uri = libvirt_lab.uri(lab_dir)
+            state.host_iqn = libvirt_lab.HOST_IQN
+            state.guest_node = libvirt_lab.NODE_NAME
+            state.guest_uuid = kvm_guest.uuid
         _state_file(lab_dir).write_text(json.dumps(asdict(state), indent=2))
         _write_env(lab_dir, state)
         apply_crds(state)
         create_nodes(state, inventory)
+        if kvm_guest is not None:
+            _finish_kvm_host(lab_dir, state)
     except BaseException:
         down(lab_dir)
         raise
@@ -120,7 +153,7 @@ def up(lab_dir: Path) -> LabState:
 
 def _forget(lab_dir: Path) -> None:
     """A new lab starts empty: no objects in etcd, no LUNs, no storage backend state."""
-    for name in ("etcd-data", "pool"):
+    for name in ("etcd-data", "pool", "libvirt"):
         shutil.rmtree(lab_dir / name, ignore_errors=True)
     for state_file in lab_dir.glob("tgt-state.json*"):
         state_file.unlink()
@@ -129,6 +162,7 @@ def _forget(lab_dir: Path) -> None:
 def down(lab_dir: Path) -> None:
     """Stop every peer the lab started; leaves no process and no tgtd target behind."""
     state = load(lab_dir)
+    libvirt_lab.stop(lab_dir)  # first: its guest's iSCSI sessions end before tgtd's targets go
     vcsim.stop(lab_dir)
     tgt.stop(lab_dir, state.tgt if state else None)
     kube.stop(lab_dir)
@@ -201,3 +235,31 @@ def create_nodes(state: LabState, inventory: vcsim.Inventory) -> None:
     result = kubectl(state, "apply", "--server-side", "--filename=-", input_text=manifest)
     if result.returncode != 0:
         raise procs.LabError(f"creating the lab's Nodes failed: {result.stderr}")
+
+
+# --- the KVM host (libvirtd) and its guest -------------------------------------------------
+
+
+def _start_kvm_host(lab_dir: Path) -> libvirt_lab.GuestInfo:
+    """Start the lab's libvirtd and its guest; the guest boots while the caller goes on."""
+    libvirt_lab.start(lab_dir, paths.cache_dir())
+    return libvirt_lab.create_guest(lab_dir, paths.cache_dir())
+
+
+def _finish_kvm_host(lab_dir: Path, state: LabState) -> None:
+    """Wait until the guest's agent answers, then give the guest its Node."""
+    libvirt_lab.connect_guest(lab_dir).close()
+    create_guest_node(state)
+
+
+def create_guest_node(state: LabState) -> None:
+    """The libvirt guest's Node, with `spec.providerID: libvirt://<domain uuid>`."""
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": state.guest_node, "labels": {"lunbridge.io/lab-vm": state.guest_node}},
+        "spec": {"providerID": f"libvirt://{state.guest_uuid}"},
+    }
+    result = kubectl(state, "apply", "--server-side", "--filename=-", input_text=json.dumps(node))
+    if result.returncode != 0:
+        raise procs.LabError(f"creating the guest's Node failed: {result.stderr}")
