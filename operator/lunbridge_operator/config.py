@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lunbridge.errors import InvalidArgument
 from lunbridge.hypervisor.base import Scope
+from lunbridge.hypervisor.libvirt import LibvirtConfig
 from lunbridge.hypervisor.vsphere import VSphereConfig
 from lunbridge.san import Transport
 from lunbridge.storage.tgt import TgtConfig
@@ -27,7 +28,8 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class OperatorConfig:
-    vsphere: VSphereConfig = field(repr=False)
+    vsphere: VSphereConfig | None = field(repr=False)  # at least one hypervisor is configured
+    libvirt: LibvirtConfig | None
     tgt: TgtConfig
     transport: Transport = Transport.ISCSI
     default_scope: Scope | None = None  # None: cluster for clustered hosts, host otherwise
@@ -76,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     _option(vs, "--vsphere-thumbprint", "SHA-256 of the vCenter certificate to pin")
     _option(vs, "--vsphere-ca-file", "PEM bundle to verify vCenter's certificate with")
     _option(vs, "--vsphere-insecure", "do not verify vCenter's certificate", action="store_true")
+    kvm = parser.add_argument_group("KVM host (libvirt)")
+    _option(kvm, "--libvirt-uri", "libvirt URI of a KVM host, e.g. qemu:///system")
+    _option(kvm, "--host-iqn", "the KVM host's iSCSI initiator name (QEMU logs in with it)")
     st = parser.add_argument_group("storage server (tgtd)")
     _option(st, "--tgt-portal", "iSCSI portal host:port that hosts log in to")
     _option(st, "--tgt-control-port", "tgtd control socket number (tgtd -C N)")
@@ -108,7 +113,23 @@ def _secret_folder(folder: str) -> dict[str, str]:
     }
 
 
-def _vsphere(args: argparse.Namespace, environ: Mapping[str, str]) -> VSphereConfig:
+def _libvirt(args: argparse.Namespace, environ: Mapping[str, str]) -> LibvirtConfig | None:
+    if not args.libvirt_uri:
+        return None
+    if not args.host_iqn:
+        raise ConfigError("LUNBRIDGE_LIBVIRT_URI is set but LUNBRIDGE_HOST_IQN (--host-iqn) is not")
+    try:
+        return LibvirtConfig.from_env(
+            {**environ, "LUNBRIDGE_LIBVIRT_URI": args.libvirt_uri, "LUNBRIDGE_HOST_IQN": args.host_iqn}
+        )
+    except InvalidArgument as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _vsphere(args: argparse.Namespace, environ: Mapping[str, str], required: bool) -> VSphereConfig | None:
+    password = environ.get("LUNBRIDGE_VSPHERE_PASSWORD")
+    if not required and not any((args.vsphere_credentials, args.vsphere_url, args.vsphere_user, password)):
+        return None
     if args.vsphere_credentials:
         data = _secret_folder(args.vsphere_credentials)
     else:
@@ -120,7 +141,8 @@ def _vsphere(args: argparse.Namespace, environ: Mapping[str, str]) -> VSphereCon
         missing = [name for name, value in given.items() if not value]
         if missing:
             raise ConfigError(
-                "vCenter is not configured: set " + ", ".join(missing) + " or --vsphere-credentials DIR"
+                "no hypervisor is configured: for vCenter set " + ", ".join(missing) + " or "
+                "--vsphere-credentials DIR; for a KVM host set LUNBRIDGE_LIBVIRT_URI and LUNBRIDGE_HOST_IQN"
             )
         data = {"url": args.vsphere_url, "username": args.vsphere_user,
                 "password": environ["LUNBRIDGE_VSPHERE_PASSWORD"]}  # fmt: skip
@@ -171,8 +193,10 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Parse flags and environment into a checked configuration (ConfigError otherwise)."""
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
+    libvirt = _libvirt(args, environ)
     return OperatorConfig(
-        vsphere=_vsphere(args, environ),
+        vsphere=_vsphere(args, environ, required=libvirt is None),
+        libvirt=libvirt,
         tgt=_tgt(args),
         transport=Transport(args.protocol),
         default_scope=None if args.default_scope == "auto" else Scope(args.default_scope),

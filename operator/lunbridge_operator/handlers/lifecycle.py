@@ -9,6 +9,9 @@ from typing import Any
 import kopf
 
 from lunbridge.api import FINALIZER
+from lunbridge.hypervisor.base import Hypervisor
+from lunbridge.hypervisor.libvirt import Libvirt
+from lunbridge.hypervisor.router import Router
 from lunbridge.hypervisor.vsphere import VSphere
 from lunbridge.storage.tgt import TgtBackend
 from lunbridge_operator import metrics
@@ -19,8 +22,18 @@ from lunbridge_operator.reconcile.services import Services
 
 
 async def connect(config: OperatorConfig) -> Services:
-    """Log in to vCenter and reach tgtd (each raises a clear domain error if it cannot)."""
-    hypervisor = await VSphere.connect(config.vsphere)
+    """Log in to the hypervisors and reach tgtd (each raises a clear domain error if it cannot)."""
+    layers: dict[str, Hypervisor] = {}
+    try:
+        if config.vsphere is not None:
+            layers["vsphere"] = await VSphere.connect(config.vsphere)
+        if config.libvirt is not None:
+            layers["libvirt"] = await Libvirt.connect(config.libvirt)
+    except BaseException:
+        for layer in layers.values():
+            await layer.close()
+        raise
+    hypervisor = Router(layers)
     storage = TgtBackend(config.tgt)
     try:
         await storage.pools()
@@ -55,8 +68,9 @@ async def started(
     memo.checked = {}
     memo.services = await connect(config)
     metrics.serve(config.metrics_port)
-    logger.info("connected to vCenter %s as %s and to tgtd -C %s", config.vsphere.url,
-                config.vsphere.username, config.tgt.control)  # fmt: skip
+    hypervisors = [f"vCenter {config.vsphere.url} as {config.vsphere.username}"] if config.vsphere else []
+    hypervisors += [f"KVM host {config.libvirt.uri}"] if config.libvirt else []
+    logger.info("connected to %s and to tgtd -C %s", " and ".join(hypervisors), config.tgt.control)
 
 
 @kopf.on.cleanup()

@@ -53,14 +53,16 @@ def initiators_status(initiators: list[Initiator], transport: Transport) -> list
     return rows
 
 
-async def ensure_igroup_object(kube: Kube, name: str, host: Host, scope: Scope, transport: Transport) -> None:
-    """Make the InitiatorGroup object for a host (or its cluster) if nobody has; a user-made one
-    of that name is left as it is."""
+async def ensure_igroup_object(kube: Kube, name: str, host: Host, scope: Scope, transport: Transport) -> bool:
+    """Make the InitiatorGroup object for a host (or its cluster) if nobody has. True when the
+    operator manages it; False for one a user made, which is left as written."""
     try:
-        await kube.get(INITIATOR_GROUP_PLURAL, name)
-        return
+        found = await kube.get(INITIATOR_GROUP_PLURAL, name)
     except NotFound:
         pass
+    else:
+        labels = (found.get("metadata") or {}).get("labels") or {}
+        return bool(labels.get(MANAGED_LABEL) == MANAGED_VALUE)
     body = {
         "apiVersion": API_VERSION,
         "kind": INITIATOR_GROUP_KIND,
@@ -69,3 +71,4 @@ async def ensure_igroup_object(kube: Kube, name: str, host: Host, scope: Scope, 
     }
     with contextlib.suppress(AlreadyExists):
         await kube.create(INITIATOR_GROUP_PLURAL, body)
+    return True

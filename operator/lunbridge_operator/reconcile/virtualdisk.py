@@ -178,8 +178,9 @@ class DiskSteps:
                     f"host {vm.host.name} reports no {protocol} initiator, so no LUN can be masked to "
                     f"it; give it a {protocol} adapter or change the operator's --protocol"
                 )
-            await ensure_igroup_object(svc.kube, name, vm.host, scope, svc.transport)
-            await ensure_storage_igroup(svc.storage, name, svc.transport, wanted)
+            if await ensure_igroup_object(svc.kube, name, vm.host, scope, svc.transport):
+                await ensure_storage_igroup(svc.storage, name, svc.transport, wanted)
+            # else a user wrote that InitiatorGroup: its own spec decides who is in it
             mapping = await svc.storage.map_lun(lun.name, name)
         changed = (disk.status.get("initiatorGroup"), disk.status["lun"].get("id")) != (name, mapping.lun_id)
         disk.status["initiatorGroup"] = name
@@ -210,7 +211,9 @@ class DiskSteps:
             "node": node_name, "providerID": provider_id, "vm": vm.name, "vmId": vm.id, "host": vm.host.name,
             "controllerKey": attachment.controller_key, "busNumber": attachment.bus_number,
             "unitNumber": attachment.unit_number, "diskKey": attachment.disk_key,
+            "guestAddress": ":".join(str(part) for part in attachment.guest_address),
             **({"pciSlot": attachment.pci_slot} if attachment.pci_slot is not None else {}),
+            **({"target": attachment.target} if attachment.target is not None else {}),
         }  # fmt: skip
         where = (
             f"controller {attachment.controller_key} (bus {attachment.bus_number}) "
