@@ -4,6 +4,10 @@
 #   lunbridge-csi --mode node            (node DaemonSet, privileged, runs as root)
 # Build after `make proto` (the CSI stubs are generated, not committed): `make image`.
 FROM python:3.11.11-slim-bookworm AS build
+# libvirt-python builds from source against libvirt's headers
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc=4:12.2.0-3 pkg-config=1.8.1-1 libvirt-dev=9.0.0-4+deb12u2 \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY lunbridge ./lunbridge
@@ -13,10 +17,12 @@ RUN test -f csi/lunbridge_csi/_proto/csi_pb2.py \
     && pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11.11-slim-bookworm
-# Node tools: filesystems, mounts, SCSI inquiry; nothing else.
+# Node tools (filesystems, mounts, SCSI inquiry); libvirt's client library and libiscsi's
+# tools for the operator's KVM layer (it finds a LUN by NAA as the host's initiator).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         e2fsprogs=1.47.0-2+b2 xfsprogs=6.1.0-1 util-linux=2.38.1-5+deb12u3 sg3-utils=1.46-3 \
+        libvirt0=9.0.0-4+deb12u2 libiscsi-bin=1.19.0-3 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
