@@ -35,6 +35,8 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
 
 def test_complete_environment_loads(env: dict[str, str]) -> None:
     config = load([])
+    assert config.vsphere is not None
+    assert config.libvirt is None
     assert config.vsphere.url == "https://vc.example.test:443/sdk"
     assert config.vsphere.thumbprint is not None
     assert config.tgt.control == 7
@@ -89,7 +91,22 @@ def test_credentials_folder_like_a_mounted_secret(env: dict[str, str], monkeypat
     (secret / "username").write_text("robot")
     (secret / "password").write_text("from-the-secret\n")
     config = load(["--vsphere-credentials", str(secret)])
+    assert config.vsphere is not None
     assert (config.vsphere.url, config.vsphere.username, config.vsphere.password) == (
         "https://vc2.example.test:443/sdk", "robot", "from-the-secret")  # fmt: skip
     with pytest.raises(ConfigError, match="no such folder"):
         load(["--vsphere-credentials", str(tmp_path / "absent")])
+
+
+def test_a_kvm_host_alone_is_enough(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("LUNBRIDGE_VSPHERE_URL", "LUNBRIDGE_VSPHERE_USER", "LUNBRIDGE_VSPHERE_PASSWORD"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("LUNBRIDGE_LIBVIRT_URI", "qemu:///system")
+    monkeypatch.setenv("LUNBRIDGE_HOST_IQN", "iqn.2024-01.test:kvm1")
+    config = load([])
+    assert config.vsphere is None
+    assert config.libvirt is not None
+    assert config.libvirt.host_iqn == "iqn.2024-01.test:kvm1"
+    monkeypatch.delenv("LUNBRIDGE_HOST_IQN")
+    with pytest.raises(ConfigError, match="LUNBRIDGE_HOST_IQN"):
+        load([])
