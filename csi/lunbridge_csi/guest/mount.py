@@ -1,0 +1,106 @@
+"""Mounts in the guest: what is mounted (from mountinfo), mount, bind mount, unmount, flush.
+
+Mount state is read from `<root>/proc/self/mountinfo`; changes go through the injected runner
+(`mount`, `umount`, `blockdev`), so tests feed a fixture mountinfo and a fake runner.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lunbridge_csi.guest.runner import Runner, check
+
+MOUNTINFO = Path("proc/self/mountinfo")
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    mount_point: str
+    root: str  # the folder of the source filesystem this mount shows (bind mounts: not "/")
+    fs_type: str
+    source: str
+    options: tuple[str, ...]  # per-mount options (ro/rw, nosuid, ...)
+    super_options: tuple[str, ...]
+    major_minor: str
+
+    @property
+    def read_only(self) -> bool:
+        return "ro" in self.options
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def parse_mountinfo(text: str) -> list[MountEntry]:
+    entries: list[MountEntry] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if "-" not in fields:
+            continue
+        separator = fields.index("-")
+        if separator < 6 or len(fields) < separator + 3:
+            continue
+        entries.append(
+            MountEntry(
+                mount_point=_unescape(fields[4]),
+                root=_unescape(fields[3]),
+                fs_type=fields[separator + 1],
+                source=_unescape(fields[separator + 2]),
+                options=tuple(fields[5].split(",")),
+                super_options=tuple(fields[separator + 3].split(",")) if len(fields) > separator + 3 else (),
+                major_minor=fields[2],
+            )
+        )
+    return entries
+
+
+def mounts(root: Path) -> list[MountEntry]:
+    return parse_mountinfo((root / MOUNTINFO).read_text())
+
+
+def mounted_at(root: Path, path: str | Path) -> MountEntry | None:
+    """The topmost mount at `path`, or None when nothing is mounted there."""
+    wanted = str(path).rstrip("/") or "/"
+    found = None
+    for entry in mounts(root):
+        if entry.mount_point == wanted:
+            found = entry  # later lines are mounted on top
+    return found
+
+
+def mount_argv(source: str, target: str, fs_type: str | None, options: Sequence[str]) -> list[str]:
+    argv = ["mount"]
+    if fs_type:
+        argv += ["-t", fs_type]
+    if options:
+        argv += ["-o", ",".join(options)]
+    return [*argv, source, target]
+
+
+async def mount(runner: Runner, source: str, target: str, fs_type: str, options: Sequence[str] = ()) -> None:
+    await check(runner, mount_argv(source, target, fs_type, options))
+
+
+async def bind_mount(runner: Runner, source: str, target: str, read_only: bool = False) -> None:
+    """Bind `source` onto `target`; read-only takes the second (remount) step a bind needs."""
+    await check(runner, ["mount", "--bind", source, target])
+    if read_only:
+        await check(runner, ["mount", "-o", "remount,bind,ro", target])
+
+
+async def unmount(runner: Runner, root: Path, target: str, limit: int = 8) -> int:
+    """Unmount everything stacked at `target`; how many mounts went (0: nothing was mounted)."""
+    count = 0
+    while mounted_at(root, target) is not None and count < limit:
+        await check(runner, ["umount", target])
+        count += 1
+    return count
+
+
+async def flush(runner: Runner, device: str) -> None:
+    """Write the device's dirty buffers out (`blockdev --flushbufs`)."""
+    await check(runner, ["blockdev", "--flushbufs", device])

@@ -1,0 +1,305 @@
+"""The guest's SCSI bus, read and driven through sysfs under a root folder.
+
+- `host_for_pci_slot`: the SCSI host (hostN) of the controller in PCI slot SS of bus 0, from
+  the path each /sys/class/scsi_host/hostN symlink points to (`.../0000:00:SS.F/.../hostN`).
+- `rescan`: a targeted scan of exactly one channel/target/LUN (`echo 'C T L' > .../scan`),
+  milliseconds instead of a wildcard scan of the whole host.
+- `wait_for_device`: rescan and wait, bounded, until H:C:T:L has a block device.
+- `parse_vpd83` / `device_naas`: the NAA designators of the logical unit from its Device
+  Identification VPD page (0x83) as the kernel cached it (`device/vpd_pg83`).
+- `devices_with_naa`, `delete_device`, `rescan_size`, `size_bytes`, `free_slots`.
+
+Every write goes to a sysfs file; nothing here runs a command or imports grpc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from lunbridge.errors import InvalidArgument, NotFound, Unavailable
+from lunbridge.san import naa as normal_naa
+
+SCSI_HOSTS = Path("sys/class/scsi_host")
+SCSI_DEVICES = Path("sys/bus/scsi/devices")
+BLOCK = Path("sys/block")
+
+# usable disk addresses per controller, by the guest driver of the controller
+UNITS_PER_HOST: Mapping[str, int] = {
+    "vmw_pvscsi": 15,  # vSphere PVSCSI: 16 units, unit 7 is the controller itself
+    "virtio_scsi": 256,  # libvirt virtio-scsi as lunbridge's libvirt layer uses it: 256 targets, LUN 0
+}
+
+# designator types and associations of SPC-4 7.8.6
+DESIGNATOR_NAA = 3
+ASSOCIATION_LU = 0
+
+
+@dataclass(frozen=True)
+class Address:
+    """channel, target and LUN of a disk on one SCSI host (the publish context's guestAddress)."""
+
+    channel: int
+    target: int
+    lun: int
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        parts = text.strip().split(":")
+        if len(parts) != 3 or not all(part.isdigit() for part in parts):
+            raise InvalidArgument(f"guest address {text!r} is not 'channel:target:lun' (three integers)")
+        return cls(int(parts[0]), int(parts[1]), int(parts[2]))
+
+    def hctl(self, host: str) -> str:
+        return f"{host_number(host)}:{self.channel}:{self.target}:{self.lun}"
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.target}:{self.lun}"
+
+
+@dataclass(frozen=True)
+class Designator:
+    code_set: int
+    association: int
+    type: int
+    value: bytes
+
+    @property
+    def naa(self) -> str | None:
+        """`naa.<hex>` for an NAA designator of the logical unit, else None."""
+        if self.type != DESIGNATOR_NAA or self.association != ASSOCIATION_LU:
+            return None
+        return f"naa.{self.value.hex()}"
+
+
+def host_number(host: str) -> int:
+    if not re.fullmatch(r"host\d+", host):
+        raise InvalidArgument(f"{host!r} is not a SCSI host name (hostN)")
+    return int(host[4:])
+
+
+def hosts_by_pci_slot(root: Path) -> dict[int, str]:
+    """PCI slot (on bus 0) → hostN, for every SCSI host that sits on a PCI function of bus 0."""
+    found: dict[int, str] = {}
+    folder = root / SCSI_HOSTS
+    if not folder.is_dir():
+        return found
+    for entry in sorted(folder.iterdir(), key=lambda p: _natural(p.name)):
+        match = re.search(r"/pci0000:00/0000:00:([0-9a-f]{2})\.[0-7]/", str(entry.resolve()))
+        if match:
+            found.setdefault(int(match.group(1), 16), entry.name)
+    return found
+
+
+def host_for_pci_slot(root: Path, slot: int) -> str | None:
+    return hosts_by_pci_slot(root).get(slot)
+
+
+def _natural(name: str) -> tuple[str, int]:
+    digits = re.search(r"\d+$", name)
+    return (name[: digits.start()] if digits else name, int(digits.group()) if digits else -1)
+
+
+async def _write(path: Path, text: str) -> None:
+    """Write a sysfs attribute (the kernel may block in the write, e.g. a scan: off the loop)."""
+
+    def write() -> None:
+        with path.open("w") as handle:
+            handle.write(text)
+
+    await asyncio.to_thread(write)
+
+
+async def rescan(root: Path, host: str, address: Address) -> None:
+    """Scan exactly one channel/target/LUN of `host`."""
+    scan = root / SCSI_HOSTS / host / "scan"
+    if not scan.exists():
+        raise NotFound(f"SCSI host {host} has no {scan}; is the controller still there?")
+    try:
+        await _write(scan, f"{address.channel} {address.target} {address.lun}")
+    except OSError as err:
+        raise Unavailable(f"targeted rescan of {host} {address} failed: {err}") from err
+
+
+def block_device_at(root: Path, hctl: str) -> str | None:
+    """The block device name (sdX) of SCSI device H:C:T:L, if the kernel has made one."""
+    folder = root / SCSI_DEVICES / hctl / "block"
+    try:
+        names = sorted(entry.name for entry in folder.iterdir())
+    except OSError:
+        return None
+    return names[0] if names else None
+
+
+async def wait_for_host(root: Path, slot: int, within: float, interval: float = 0.1) -> str:
+    """The SCSI host of PCI slot `slot`, waiting (bounded) for a hot-added controller."""
+    deadline = time.monotonic() + within
+    while (host := host_for_pci_slot(root, slot)) is None:
+        if time.monotonic() >= deadline:
+            raise NotFound(
+                f"no SCSI host in PCI slot {slot} after {within:g}s "
+                f"(hosts by slot: {hosts_by_pci_slot(root)}); is the controller attached to this VM?"
+            )
+        await asyncio.sleep(interval)
+    return host
+
+
+async def wait_for_device(
+    root: Path,
+    host: str,
+    address: Address,
+    within: float,
+    interval: float = 0.05,
+    rescan_every: float = 1.0,
+) -> str:
+    """Rescan exactly `address` on `host` and wait (bounded) for its block device; sdX."""
+    hctl = address.hctl(host)
+    if (found := block_device_at(root, hctl)) is not None:
+        return found
+    deadline = time.monotonic() + within
+    next_scan = 0.0
+    while True:
+        now = time.monotonic()
+        if now >= next_scan:
+            await rescan(root, host, address)
+            next_scan = now + rescan_every
+            if (found := block_device_at(root, hctl)) is not None:
+                return found
+        if now >= deadline:
+            raise NotFound(
+                f"no disk at {hctl} ({host}, address {address}) after a targeted rescan and {within:g}s; "
+                "is the LUN attached to this VM at that address?"
+            )
+        await asyncio.sleep(interval)
+        if (found := block_device_at(root, hctl)) is not None:
+            return found
+
+
+def parse_vpd83(page: bytes) -> list[Designator]:
+    """The designation descriptors of a Device Identification VPD page (0x83)."""
+    if len(page) < 4 or page[1] != 0x83:
+        raise InvalidArgument(f"not a VPD page 0x83 ({len(page)} bytes, page code {page[1:2].hex() or '-'})")
+    end = min(len(page), 4 + int.from_bytes(page[2:4], "big"))
+    found: list[Designator] = []
+    offset = 4
+    while offset + 4 <= end:
+        length = page[offset + 3]
+        value = page[offset + 4 : offset + 4 + length]
+        if len(value) < length:
+            break  # a truncated descriptor: ignore it rather than guess
+        found.append(
+            Designator(
+                code_set=page[offset] & 0x0F,
+                association=(page[offset + 1] >> 4) & 0x03,
+                type=page[offset + 1] & 0x0F,
+                value=bytes(value),
+            )
+        )
+        offset += 4 + length
+    return found
+
+
+def naas_in_vpd83(page: bytes) -> list[str]:
+    return [naa for designator in parse_vpd83(page) if (naa := designator.naa) is not None]
+
+
+def device_naas(root: Path, device: str) -> list[str]:
+    """The NAA ids the disk `device` (sdX) carries in its VPD page 0x83; [] when it has none.
+
+    A kernel without the cached page falls back to `device/wwid` when that is an NAA id.
+    """
+    folder = root / BLOCK / device / "device"
+    try:
+        page = (folder / "vpd_pg83").read_bytes()
+    except OSError:
+        page = b""
+    if page:
+        return naas_in_vpd83(page)
+    try:
+        wwid = (folder / "wwid").read_text().strip().lower()
+    except OSError:
+        return []
+    return [wwid] if wwid.startswith("naa.") else []
+
+
+def devices_with_naa(root: Path, naa: str) -> list[str]:
+    """Every SCSI disk (sdX) of this guest that carries `naa`."""
+    wanted = normal_naa(naa)
+    folder = root / BLOCK
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return [
+        name for name in names if (folder / name / "device").exists() and wanted in device_naas(root, name)
+    ]
+
+
+def hctl_of(root: Path, device: str) -> str | None:
+    try:
+        return (root / BLOCK / device / "device").resolve(strict=True).name
+    except OSError:
+        return None
+
+
+async def delete_device(root: Path, device: str, within: float = 10.0) -> bool:
+    """Remove the SCSI device of `device` (sdX) from the guest's kernel; False if already gone."""
+    delete = root / BLOCK / device / "device" / "delete"
+    if not delete.exists():
+        return False
+    try:
+        await _write(delete, "1")
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise Unavailable(f"deleting SCSI device {device} failed: {err}") from err
+    for _ in range(max(1, int(within / 0.05))):  # the block device goes a moment after the write
+        if not (root / BLOCK / device).exists():
+            break
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def rescan_size(root: Path, device: str) -> int:
+    """Ask the disk for its capacity again (`device/rescan`); its size in bytes afterwards."""
+    path = root / BLOCK / device / "device" / "rescan"
+    if not path.exists():
+        raise NotFound(f"disk {device} is not in {root / BLOCK}")
+    try:
+        await _write(path, "1")
+    except OSError as err:
+        raise Unavailable(f"size rescan of {device} failed: {err}") from err
+    return size_bytes(root, device)
+
+
+def size_bytes(root: Path, device: str) -> int:
+    try:
+        return int((root / BLOCK / device / "size").read_text().strip()) * 512
+    except (OSError, ValueError) as err:
+        raise NotFound(f"cannot read the size of disk {device}: {err}") from err
+
+
+def host_driver(root: Path, host: str) -> str:
+    try:
+        return (root / SCSI_HOSTS / host / "proc_name").read_text().strip()
+    except OSError:
+        return ""
+
+
+def free_slots(root: Path, units_per_host: Mapping[str, int] = UNITS_PER_HOST) -> int:
+    """Free disk addresses on the guest's PCI SCSI controllers whose driver is in `units_per_host`:
+    each such host's usable units minus the SCSI devices it already has."""
+    devices = root / SCSI_DEVICES
+    used: dict[int, int] = {}
+    if devices.is_dir():
+        for entry in devices.iterdir():
+            if re.fullmatch(r"\d+:\d+:\d+:\d+", entry.name):
+                number = int(entry.name.split(":", 1)[0])
+                used[number] = used.get(number, 0) + 1
+    free = 0
+    for host in hosts_by_pci_slot(root).values():
+        units = units_per_host.get(host_driver(root, host))
+        if units is not None:
+            free += max(0, units - used.get(host_number(host), 0))
+    return free

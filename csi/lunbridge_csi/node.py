@@ -1,0 +1,372 @@
+"""The CSI Node service: runs inside each guest (privileged DaemonSet) and turns an attached
+LUN into a mounted filesystem or a raw block device.
+
+publish_context (written by ControllerPublishVolume from the VirtualDisk's status):
+- `naa`: the LUN's NAA id (`naa.<hex>`, status.lun.naa). Every device is checked against it
+  (VPD page 0x83) before anything is written to it or mounted from it; a mismatch is
+  FAILED_PRECONDITION and nothing is written.
+- `pciSlot`: the PCI slot (bus 0) of the guest SCSI controller the disk sits on
+  (status.attachment.pciSlot); the guest finds that controller's SCSI host from it.
+- `guestAddress`: `channel:target:lun` of the disk on that host (status.attachment.guestAddress);
+  NodeStageVolume rescans exactly that address, never the whole bus.
+
+What a staged volume is on this node (its NAA, device, address) is kept in a small JSON file
+per volume under `state_dir`, so unstage, publish and expand find the device again; the device
+is re-checked by NAA whenever it is used. Domain errors map to gRPC codes through the table in
+`lunbridge_csi.errors`; a second call on a volume already being worked on is ABORTED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import grpc.aio
+
+from lunbridge.errors import Conflict, InvalidArgument, NotFound, Unavailable
+from lunbridge.hypervisor.detect import detect
+from lunbridge.san import naa as normal_naa
+from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
+from lunbridge_csi.errors import InFlight, handled
+from lunbridge_csi.guest import filesystem, mount, scsi
+from lunbridge_csi.guest.runner import Runner, run
+
+log = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[Any, Any]
+Rpc = csi_pb2.NodeServiceCapability.RPC
+Mode = csi_pb2.VolumeCapability.AccessMode.Mode
+Unit = csi_pb2.VolumeUsage.Unit
+
+CONTEXT_NAA = "naa"
+CONTEXT_PCI_SLOT = "pciSlot"
+CONTEXT_GUEST_ADDRESS = "guestAddress"
+READ_ONLY_MODES = {Mode.SINGLE_NODE_READER_ONLY, Mode.MULTI_NODE_READER_ONLY}
+DEFAULT_STATE_DIR = Path("/var/lib/lunbridge-guest")
+
+
+@dataclass(frozen=True)
+class Staged:
+    """What this node knows of one staged volume (its JSON file under state_dir)."""
+
+    volume_id: str
+    naa: str
+    device: str  # sdX when it was staged
+    hctl: str
+    staging_path: str
+    block: bool
+    fs_type: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    naa: str
+    pci_slot: int
+    address: scsi.Address
+
+
+def placement(context: Mapping[str, str]) -> Placement:
+    missing = [key for key in (CONTEXT_NAA, CONTEXT_PCI_SLOT, CONTEXT_GUEST_ADDRESS) if not context.get(key)]
+    if missing:
+        raise InvalidArgument(
+            f"publish_context lacks {', '.join(missing)} (ControllerPublishVolume puts naa, pciSlot "
+            "and guestAddress there)"
+        )
+    slot = context[CONTEXT_PCI_SLOT].strip()
+    if not slot.isdigit():
+        raise InvalidArgument(f"publish_context pciSlot {slot!r} is not a number")
+    return Placement(
+        normal_naa(context[CONTEXT_NAA]), int(slot), scsi.Address.parse(context[CONTEXT_GUEST_ADDRESS])
+    )
+
+
+def _require(value: str, what: str) -> str:
+    if not value:
+        raise InvalidArgument(f"{what} is missing")
+    return value
+
+
+def _capability(request: Any) -> csi_pb2.VolumeCapability:
+    if not request.HasField("volume_capability"):
+        raise InvalidArgument("volume_capability is missing")
+    capability: csi_pb2.VolumeCapability = request.volume_capability
+    kind = capability.WhichOneof("access_type")
+    if kind is None:
+        raise InvalidArgument("volume_capability has neither block nor mount access")
+    if capability.access_mode.mode == Mode.UNKNOWN:
+        raise InvalidArgument("volume_capability.access_mode is missing")
+    if kind == "mount":
+        filesystem.fs_type(capability.mount.fs_type)  # validates
+    return capability
+
+
+class NodeService(csi_pb2_grpc.NodeServicer):
+    def __init__(
+        self,
+        *,
+        root: Path = Path("/"),
+        runner: Runner = run,
+        node_id: str | None = None,
+        max_volumes: int | None = None,
+        state_dir: Path = DEFAULT_STATE_DIR,
+        device_timeout: float = 30.0,
+        dev_dir: str = "/dev",
+    ) -> None:
+        self.root = root
+        self.runner = runner
+        self.node_id = node_id
+        self.max_volumes = max_volumes
+        self.state_dir = state_dir
+        self.device_timeout = device_timeout
+        self.dev_dir = dev_dir
+        self.in_flight = InFlight()
+
+    # --- state of staged volumes -------------------------------------------------------------
+
+    def _state_file(self, volume_id: str) -> Path:
+        return self.state_dir / f"{quote(volume_id, safe='')}.json"
+
+    def _load(self, volume_id: str) -> Staged | None:
+        try:
+            return Staged(**json.loads(self._state_file(volume_id).read_text()))
+        except FileNotFoundError:
+            return None
+
+    def _save(self, staged: Staged) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self._state_file(staged.volume_id)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(staged)))
+        temporary.replace(path)
+
+    def _dev(self, device: str) -> str:
+        return f"{self.dev_dir}/{device}"
+
+    def _current_device(self, staged: Staged) -> str:
+        """The disk that carries the staged volume's NAA now (re-checked; names can move)."""
+        if staged.naa in scsi.device_naas(self.root, staged.device):
+            return staged.device
+        found = scsi.devices_with_naa(self.root, staged.naa)
+        if not found:
+            raise NotFound(f"volume {staged.volume_id}: no disk with {staged.naa} in this guest any more")
+        return found[0]
+
+    # --- identity ----------------------------------------------------------------------------
+
+    @handled
+    async def NodeGetInfo(
+        self, request: csi_pb2.NodeGetInfoRequest, context: Context
+    ) -> csi_pb2.NodeGetInfoResponse:
+        node_id = self.node_id or detect(self.root).provider_id
+        if not node_id:
+            raise Unavailable(
+                "this node has no hypervisor identity lunbridge understands (DMI shows no vSphere or "
+                "libvirt VM UUID); set --node-id"
+            )
+        if self.max_volumes is not None:
+            limit = self.max_volumes
+        else:
+            staged = len(list(self.state_dir.glob("*.json"))) if self.state_dir.is_dir() else 0
+            limit = scsi.free_slots(self.root) + staged
+        return csi_pb2.NodeGetInfoResponse(node_id=node_id, max_volumes_per_node=limit)
+
+    @handled
+    async def NodeGetCapabilities(
+        self, request: csi_pb2.NodeGetCapabilitiesRequest, context: Context
+    ) -> csi_pb2.NodeGetCapabilitiesResponse:
+        kinds = (Rpc.STAGE_UNSTAGE_VOLUME, Rpc.EXPAND_VOLUME, Rpc.GET_VOLUME_STATS)
+        return csi_pb2.NodeGetCapabilitiesResponse(
+            capabilities=[csi_pb2.NodeServiceCapability(rpc=Rpc(type=kind)) for kind in kinds]
+        )
+
+    # --- stage / unstage ---------------------------------------------------------------------
+
+    @handled
+    async def NodeStageVolume(
+        self, request: csi_pb2.NodeStageVolumeRequest, context: Context
+    ) -> csi_pb2.NodeStageVolumeResponse:
+        volume_id = _require(request.volume_id, "volume_id")
+        staging = _require(request.staging_target_path, "staging_target_path")
+        capability = _capability(request)
+        where = placement(request.publish_context)
+        block = capability.WhichOneof("access_type") == "block"
+        fs_type = "" if block else filesystem.fs_type(capability.mount.fs_type)
+        async with self.in_flight.hold(volume_id):
+            started = time.monotonic()
+            host = await scsi.wait_for_host(self.root, where.pci_slot, self.device_timeout)
+            device = await scsi.wait_for_device(self.root, host, where.address, self.device_timeout)
+            carried = scsi.device_naas(self.root, device)
+            if where.naa not in carried:
+                raise Conflict(
+                    f"the disk at {where.address.hctl(host)} ({device}) carries "
+                    f"{', '.join(carried) or 'no NAA'}, "
+                    f"not {where.naa} of volume {volume_id}; nothing was written to it"
+                )
+            dev = self._dev(device)
+            mounted = None if block else mount.mounted_at(self.root, staging)
+            if mounted is not None and mounted.source != dev:
+                raise Conflict(
+                    f"{staging} already has {mounted.source} mounted, not {dev} of volume {volume_id}"
+                )
+            self._save(
+                Staged(volume_id, where.naa, device, where.address.hctl(host), staging, block, fs_type)
+            )
+            if not block and mounted is None:
+                formatted = await filesystem.ensure_filesystem(self.runner, dev, fs_type)
+                await asyncio.to_thread(os.makedirs, staging, exist_ok=True)
+                await mount.mount(self.runner, dev, staging, fs_type, list(capability.mount.mount_flags))
+                log.info("staged %s (%s, formatted=%s) at %s", volume_id, dev, formatted, staging)
+            log.info("NodeStageVolume %s took %.3fs", volume_id, time.monotonic() - started)
+        return csi_pb2.NodeStageVolumeResponse()
+
+    @handled
+    async def NodeUnstageVolume(
+        self, request: csi_pb2.NodeUnstageVolumeRequest, context: Context
+    ) -> csi_pb2.NodeUnstageVolumeResponse:
+        volume_id = _require(request.volume_id, "volume_id")
+        staging = _require(request.staging_target_path, "staging_target_path")
+        async with self.in_flight.hold(volume_id):
+            staged = self._load(volume_id)
+            devices: set[str] = set()
+            entry = mount.mounted_at(self.root, staging)
+            if entry is not None and entry.source.startswith(f"{self.dev_dir}/"):
+                devices.add(entry.source.removeprefix(f"{self.dev_dir}/"))
+            await mount.unmount(self.runner, self.root, staging)
+            if staged is not None:
+                devices.update(scsi.devices_with_naa(self.root, staged.naa))
+            for device in sorted(devices):
+                if (self.root / scsi.BLOCK / device).exists():
+                    await mount.flush(self.runner, self._dev(device))
+                    await scsi.delete_device(self.root, device, within=self.device_timeout)
+            self._state_file(volume_id).unlink(missing_ok=True)
+        return csi_pb2.NodeUnstageVolumeResponse()
+
+    # --- publish / unpublish -----------------------------------------------------------------
+
+    @handled
+    async def NodePublishVolume(
+        self, request: csi_pb2.NodePublishVolumeRequest, context: Context
+    ) -> csi_pb2.NodePublishVolumeResponse:
+        volume_id = _require(request.volume_id, "volume_id")
+        target = _require(request.target_path, "target_path")
+        staging = _require(request.staging_target_path, "staging_target_path")
+        capability = _capability(request)
+        read_only = request.readonly or capability.access_mode.mode in READ_ONLY_MODES
+        block = capability.WhichOneof("access_type") == "block"
+        async with self.in_flight.hold(volume_id):
+            if mount.mounted_at(self.root, target) is not None:
+                return csi_pb2.NodePublishVolumeResponse()  # already published
+            if block:
+                staged = self._load(volume_id)
+                if staged is None:
+                    raise Conflict(f"volume {volume_id} is not staged on this node (NodeStageVolume first)")
+                source = self._dev(self._current_device(staged))
+                await asyncio.to_thread(_make_file, target)
+            else:
+                if mount.mounted_at(self.root, staging) is None:
+                    raise Conflict(f"volume {volume_id} is not staged at {staging} (NodeStageVolume first)")
+                source = staging
+                await asyncio.to_thread(os.makedirs, target, exist_ok=True)
+            await mount.bind_mount(self.runner, source, target, read_only)
+        return csi_pb2.NodePublishVolumeResponse()
+
+    @handled
+    async def NodeUnpublishVolume(
+        self, request: csi_pb2.NodeUnpublishVolumeRequest, context: Context
+    ) -> csi_pb2.NodeUnpublishVolumeResponse:
+        volume_id = _require(request.volume_id, "volume_id")
+        target = _require(request.target_path, "target_path")
+        async with self.in_flight.hold(volume_id):
+            await mount.unmount(self.runner, self.root, target)
+            await asyncio.to_thread(_remove, target)
+        return csi_pb2.NodeUnpublishVolumeResponse()
+
+    # --- stats / expand ----------------------------------------------------------------------
+
+    @handled
+    async def NodeGetVolumeStats(
+        self, request: csi_pb2.NodeGetVolumeStatsRequest, context: Context
+    ) -> csi_pb2.NodeGetVolumeStatsResponse:
+        volume_id = _require(request.volume_id, "volume_id")
+        path = _require(request.volume_path, "volume_path")
+        kind = await asyncio.to_thread(_path_kind, path)
+        if kind is None:
+            raise NotFound(f"volume path {path} of volume {volume_id} does not exist")
+        if kind == "dir":
+            stat = await asyncio.to_thread(os.statvfs, path)
+            usage = [
+                csi_pb2.VolumeUsage(
+                    unit=Unit.BYTES,
+                    total=stat.f_blocks * stat.f_frsize,
+                    available=stat.f_bavail * stat.f_frsize,
+                    used=(stat.f_blocks - stat.f_bfree) * stat.f_frsize,
+                ),
+                csi_pb2.VolumeUsage(
+                    unit=Unit.INODES,
+                    total=stat.f_files,
+                    available=stat.f_favail,
+                    used=stat.f_files - stat.f_ffree,
+                ),
+            ]
+        else:
+            staged = self._load(volume_id)
+            if staged is None:
+                raise NotFound(f"volume {volume_id} is not staged on this node")
+            usage = [
+                csi_pb2.VolumeUsage(
+                    unit=Unit.BYTES, total=scsi.size_bytes(self.root, self._current_device(staged))
+                )
+            ]
+        return csi_pb2.NodeGetVolumeStatsResponse(usage=usage)
+
+    @handled
+    async def NodeExpandVolume(
+        self, request: csi_pb2.NodeExpandVolumeRequest, context: Context
+    ) -> csi_pb2.NodeExpandVolumeResponse:
+        volume_id = _require(request.volume_id, "volume_id")
+        path = _require(request.volume_path, "volume_path")
+        async with self.in_flight.hold(volume_id):
+            staged = self._load(volume_id)
+            if staged is None:
+                raise NotFound(f"volume {volume_id} is not staged on this node")
+            device = self._current_device(staged)
+            size = await scsi.rescan_size(self.root, device)
+            block = staged.block or (
+                request.HasField("volume_capability") and request.volume_capability.HasField("block")
+            )
+            if not block:
+                mounted_path = (
+                    staged.staging_path if mount.mounted_at(self.root, staged.staging_path) else path
+                )
+                await filesystem.grow(self.runner, self._dev(device), staged.fs_type, mounted_path)
+        return csi_pb2.NodeExpandVolumeResponse(capacity_bytes=size)
+
+
+def _path_kind(path: str) -> str | None:
+    if not os.path.exists(path):
+        return None
+    return "dir" if os.path.isdir(path) else "file"
+
+
+def _make_file(path: str) -> None:
+    os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
+    if not os.path.exists(path):
+        with open(path, "a"):
+            pass
+
+
+def _remove(path: str) -> None:
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.rmdir(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,296 @@
+"""lunbridge's real NodeService inside the lab's KVM guest, on a LUN the libvirt layer
+attached from tgtd: stage formats a blank disk and mounts it, publish bind-mounts it, a file
+written there survives unstage and a second stage (which does not format again); a device at
+the published address that carries another NAA is refused FAILED_PRECONDITION and left
+untouched; after unstage no disk of that NAA is left in the guest; a Block volume is a device
+node bind-mounted onto a file. Every test detaches its LUN and leaves no mount behind."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from lunbridge.hypervisor.base import Attachment
+from lunbridge.hypervisor.libvirt import Libvirt
+from lunbridge.storage.base import Lun
+from lunbridge.storage.tgt import TgtBackend
+from tests.integration.csi_node.conftest import Node
+from tests.integration.libvirt.conftest import MakeLun
+from tests.integration.libvirt.guestscsi import delete_disk, disks
+from tests.lab.lab import LabState
+from tests.lab.libvirt import LibvirtGuest
+
+MOUNT = {"mount": {"fsType": "ext4"}, "accessMode": {"mode": "SINGLE_NODE_WRITER"}}
+BLOCK = {"block": {}, "accessMode": {"mode": "SINGLE_NODE_WRITER"}}
+OTHER_NAA = "naa.6001405" + "ab" * 12 + "c"
+
+
+def context(attachment: Attachment, naa: str) -> dict[str, str]:
+    channel, target, lun = attachment.guest_address
+    return {"naa": naa, "pciSlot": str(attachment.pci_slot), "guestAddress": f"{channel}:{target}:{lun}"}
+
+
+@contextlib.asynccontextmanager
+async def attached(
+    kvm: Libvirt, guest: LibvirtGuest, masked_lun: MakeLun, lab: LabState
+) -> AsyncIterator[tuple[Lun, Attachment, str]]:
+    """A LUN attached to the guest; afterwards nothing of it stays mounted or visible there."""
+    lun = await masked_lun([lab.host_iqn])
+    vm = await kvm.find_vm(f"libvirt://{lab.guest_uuid}")
+    await kvm.ensure_iscsi_portal([vm.host], lab.tgt.portal)
+    attachment = await kvm.attach_rdm(vm, lun.naa)
+    assert attachment.pci_slot is not None
+    base = f"/mnt/lunbridge-csi-test/{uuid.uuid4().hex[:8]}"
+    try:
+        yield lun, attachment, base
+    finally:
+        guest.run(
+            f"for m in $(findmnt -rn -o TARGET | grep '^{base}' | sort -r); do umount $m; done; "
+            f"rm -rf {base}",
+            timeout=60,
+        )
+        found = disks(guest).get(lun.naa)
+        if found:
+            delete_disk(guest, found[0])
+        await kvm.detach_rdm(vm, lun.naa)
+
+
+def call(method: str, **request: Any) -> dict[str, Any]:
+    return {"call": method, "request": request}
+
+
+def sh(command: str) -> dict[str, Any]:
+    return {"sh": command}
+
+
+def codes(results: list[dict[str, Any]]) -> list[str]:
+    return [r.get("code", "sh") for r in results]
+
+
+@pytest.mark.timeout(900)
+async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
+    kvm: Libvirt, kvm_guest: LibvirtGuest, masked_lun: MakeLun, lab: LabState, node: Node
+) -> None:
+    async with attached(kvm, kvm_guest, masked_lun, lab) as (lun, attachment, base):
+        volume = f"vd-{lun.name}"
+        staging, target = f"{base}/staging", f"{base}/pod/mount"
+        ctx = context(attachment, lun.naa)
+        stage = call(
+            "NodeStageVolume",
+            volumeId=volume,
+            stagingTargetPath=staging,
+            volumeCapability=MOUNT,
+            publishContext=ctx,
+        )
+        publish = call(
+            "NodePublishVolume",
+            volumeId=volume,
+            stagingTargetPath=staging,
+            targetPath=target,
+            volumeCapability=MOUNT,
+            publishContext=ctx,
+        )
+        unpublish = call("NodeUnpublishVolume", volumeId=volume, targetPath=target)
+        unstage = call("NodeUnstageVolume", volumeId=volume, stagingTargetPath=staging)
+        fs_uuid = sh(f"blkid -p -s UUID -o value $(findmnt -n -o SOURCE {staging})")
+
+        first = node(
+            [
+                call("NodeGetInfo"),
+                call("NodeGetCapabilities"),
+                stage,
+                stage,  # idempotent
+                fs_uuid,
+                publish,
+                publish,  # idempotent
+                sh(
+                    f"echo kept-by-lunbridge > {target}/proof && sync && findmnt -n -o SOURCE,FSTYPE {target}"
+                ),
+                call("NodeGetVolumeStats", volumeId=volume, volumePath=target),
+                unpublish,
+                unpublish,  # idempotent
+                unstage,
+                unstage,  # idempotent
+                sh(f"findmnt {staging}; findmnt {target}; test -e {target}"),
+            ]
+        )
+        assert codes(first) == [
+            "OK",
+            "OK",
+            "OK",
+            "OK",
+            "sh",
+            "OK",
+            "OK",
+            "sh",
+            "OK",
+            "OK",
+            "OK",
+            "OK",
+            "OK",
+            "sh",
+        ], first
+        info, capabilities = first[0]["response"], first[1]["response"]
+        assert info["nodeId"].lower() == f"libvirt://{lab.guest_uuid}".lower()
+        assert int(info["maxVolumesPerNode"]) > 0
+        assert {c["rpc"]["type"] for c in capabilities["capabilities"]} == {
+            "STAGE_UNSTAGE_VOLUME",
+            "EXPAND_VOLUME",
+            "GET_VOLUME_STATS",
+        }
+        first_uuid = first[4]["stdout"].strip()
+        assert first_uuid, first[4]
+        assert first[7]["rc"] == 0, first[7]
+        assert first[7]["stdout"].split()[1] == "ext4"
+        usage = {u["unit"]: u for u in first[8]["response"]["usage"]}
+        assert 0 < int(usage["BYTES"]["total"]) <= lun.size_bytes
+        assert first[13]["rc"] != 0  # nothing mounted, target removed
+        assert first[13]["stdout"] == ""
+        assert lun.naa not in disks(kvm_guest)  # unstage deleted the SCSI device: no ghost
+
+        second = node(
+            [
+                stage,
+                fs_uuid,
+                publish,
+                sh(f"cat {target}/proof"),
+                unpublish,
+                unstage,
+            ]
+        )
+        assert codes(second) == ["OK", "sh", "OK", "sh", "OK", "OK"], second
+        assert second[1]["stdout"].strip() == first_uuid  # the same filesystem: never re-formatted
+        assert second[3]["stdout"] == "kept-by-lunbridge\n"
+        assert lun.naa not in disks(kvm_guest)
+        print(
+            "stage (format+mount) {:.3f}s, stage again {:.3f}s, stage (existing fs) {:.3f}s, "
+            "unstage {:.3f}s".format(
+                first[2]["seconds"], first[3]["seconds"], second[0]["seconds"], first[11]["seconds"]
+            )
+        )
+
+
+@pytest.mark.timeout(900)
+async def test_a_device_with_another_naa_at_the_address_is_refused_and_untouched(
+    kvm: Libvirt, kvm_guest: LibvirtGuest, masked_lun: MakeLun, lab: LabState, node: Node
+) -> None:
+    async with attached(kvm, kvm_guest, masked_lun, lab) as (lun, attachment, base):
+        staging = f"{base}/staging"
+        results = node(
+            [
+                call(
+                    "NodeStageVolume",
+                    volumeId="vd-wrong",
+                    stagingTargetPath=staging,
+                    volumeCapability=MOUNT,
+                    publishContext=context(attachment, OTHER_NAA),
+                ),
+                sh(f"findmnt {staging}"),
+                sh("ls /var/lib/lunbridge-guest/csi-node-test/"),
+            ]
+        )
+        refused = results[0]
+        assert refused["code"] == "FAILED_PRECONDITION", refused
+        assert OTHER_NAA in refused["details"]
+        assert lun.naa in refused["details"]
+        assert results[1]["rc"] != 0  # nothing mounted
+        assert "vd-wrong" not in results[2]["stdout"]  # nothing recorded
+        sd, _ = disks(kvm_guest)[lun.naa]  # the rescan found it, the NAA check refused it
+        probe = kvm_guest.run(["blkid", "-p", f"/dev/{sd}"], timeout=60)
+        assert probe.returncode == 2, probe  # still no signature at all: nothing was written
+
+
+@pytest.mark.timeout(900)
+async def test_a_block_volume_is_the_device_bound_onto_a_file(
+    kvm: Libvirt, kvm_guest: LibvirtGuest, masked_lun: MakeLun, lab: LabState, node: Node
+) -> None:
+    async with attached(kvm, kvm_guest, masked_lun, lab) as (lun, attachment, base):
+        volume = f"vd-{lun.name}"
+        staging, target = f"{base}/staging", f"{base}/pod/dev"
+        ctx = context(attachment, lun.naa)
+        results = node(
+            [
+                call(
+                    "NodeStageVolume",
+                    volumeId=volume,
+                    stagingTargetPath=staging,
+                    volumeCapability=BLOCK,
+                    publishContext=ctx,
+                ),
+                call(
+                    "NodePublishVolume",
+                    volumeId=volume,
+                    stagingTargetPath=staging,
+                    targetPath=target,
+                    volumeCapability=BLOCK,
+                    publishContext=ctx,
+                ),
+                sh(f"blockdev --getsize64 {target}; blkid -p {target}; echo rc=$?"),
+                call("NodeGetVolumeStats", volumeId=volume, volumePath=target),
+                call("NodeUnpublishVolume", volumeId=volume, targetPath=target),
+                call("NodeUnstageVolume", volumeId=volume, stagingTargetPath=staging),
+                sh(f"test -e {target}"),
+            ]
+        )
+        assert codes(results) == ["OK", "OK", "sh", "OK", "OK", "OK", "sh"], results
+        size, probe = results[2]["stdout"].split()
+        assert int(size) == lun.size_bytes
+        assert probe == "rc=2"  # a Block volume is never formatted
+        assert int(results[3]["response"]["usage"][0]["total"]) == lun.size_bytes
+        assert results[6]["rc"] != 0
+        assert lun.naa not in disks(kvm_guest)
+
+
+@pytest.mark.timeout(900)
+async def test_expand_rescans_the_size_and_grows_the_filesystem(
+    kvm: Libvirt,
+    kvm_guest: LibvirtGuest,
+    masked_lun: MakeLun,
+    lab: LabState,
+    node: Node,
+    backend: TgtBackend,
+) -> None:
+    async with attached(kvm, kvm_guest, masked_lun, lab) as (lun, attachment, base):
+        volume = f"vd-{lun.name}"
+        staging, target = f"{base}/staging", f"{base}/pod/mount"
+        ctx = context(attachment, lun.naa)
+        stage = call(
+            "NodeStageVolume",
+            volumeId=volume,
+            stagingTargetPath=staging,
+            volumeCapability=MOUNT,
+            publishContext=ctx,
+        )
+        publish = call(
+            "NodePublishVolume",
+            volumeId=volume,
+            stagingTargetPath=staging,
+            targetPath=target,
+            volumeCapability=MOUNT,
+            publishContext=ctx,
+        )
+        first = node(
+            [stage, publish, sh(f"echo before-grow > {target}/proof && sync; df -B1 --output=size {target}")]
+        )
+        assert codes(first) == ["OK", "OK", "sh"], first
+        size_before = int(first[2]["stdout"].split()[-1])
+
+        grown = await backend.resize_lun(lun.name, 2 * lun.size_bytes)
+        second = node(
+            [
+                call("NodeExpandVolume", volumeId=volume, volumePath=target, volumeCapability=MOUNT),
+                sh(f"df -B1 --output=size {target}; cat {target}/proof"),
+                call("NodeUnpublishVolume", volumeId=volume, targetPath=target),
+                call("NodeUnstageVolume", volumeId=volume, stagingTargetPath=staging),
+            ]
+        )
+        assert codes(second) == ["OK", "sh", "OK", "OK"], second
+        assert int(second[0]["response"]["capacityBytes"]) == grown.size_bytes
+        size_after, proof = second[1]["stdout"].split()[-2:]
+        assert int(size_after) > size_before * 3 // 2
+        assert proof == "before-grow"
+        assert lun.naa not in disks(kvm_guest)

@@ -1,0 +1,146 @@
+"""The guest's SCSI helpers on fixture sysfs trees: host by PCI slot, VPD page 0x83 parsing,
+targeted rescan and the bounded wait, device deletion, free slots."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from lunbridge.errors import InvalidArgument, NotFound
+from lunbridge_csi.guest import scsi
+
+NAA = "naa.6001405f3a1b2c3d4e5f60718293a4b5"
+
+
+def vpd83(*descriptors: tuple[int, int, int, bytes]) -> bytes:
+    """A VPD page 0x83 of (code set, association, type, value) descriptors."""
+    body = b"".join(
+        bytes([0x10 | code_set, (association << 4) | kind, 0, len(value)]) + value
+        for code_set, association, kind, value in descriptors
+    )
+    return bytes([0, 0x83]) + len(body).to_bytes(2, "big") + body
+
+
+# what tgtd's LUNs answer: a T10 vendor id, the NAA of the LU, and a relative port id
+TGT_PAGE = vpd83(
+    (2, 0, 1, b"IET     00010001"),
+    (1, 0, 3, bytes.fromhex(NAA[4:])),
+    (1, 1, 4, bytes.fromhex("00000001")),
+)
+
+
+def add_host(root: Path, host: str, pci: str, driver: str = "virtio_scsi") -> None:
+    real = root / "sys/devices/pci0000:00" / pci / "virtio2" / host / "scsi_host" / host
+    real.mkdir(parents=True)
+    (real / "scan").write_text("")
+    (real / "proc_name").write_text(f"{driver}\n")
+    link = root / scsi.SCSI_HOSTS / host
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(os.path.relpath(real, link.parent))
+
+
+def add_disk(root: Path, hctl: str, name: str, page: bytes | None = TGT_PAGE) -> None:
+    device = root / "sys/devices/scsi" / hctl
+    (device / "block" / name).mkdir(parents=True)
+    for attribute in ("delete", "rescan"):
+        (device / attribute).write_text("")
+    if page is not None:
+        (device / "vpd_pg83").write_bytes(page)
+    (root / scsi.SCSI_DEVICES).mkdir(parents=True, exist_ok=True)
+    (root / scsi.SCSI_DEVICES / hctl).symlink_to(device)
+    block = root / scsi.BLOCK / name
+    block.mkdir(parents=True)
+    (block / "device").symlink_to(device)
+    (block / "size").write_text("65536\n")
+
+
+def test_vpd83_yields_the_naa_of_the_logical_unit_only() -> None:
+    designators = scsi.parse_vpd83(TGT_PAGE)
+    assert [(d.type, d.association) for d in designators] == [(1, 0), (3, 0), (4, 1)]
+    assert scsi.naas_in_vpd83(TGT_PAGE) == [NAA]
+    # an NAA of the target port (association 1) is not the LU's
+    port_naa = vpd83((1, 1, 3, bytes.fromhex("5" + "0" * 15)))
+    assert scsi.naas_in_vpd83(port_naa) == []
+    # a registered-extended (16 byte) and a registered (8 byte) NAA
+    short = vpd83((1, 0, 3, bytes.fromhex("5000c50012345678")))
+    assert scsi.naas_in_vpd83(short) == ["naa.5000c50012345678"]
+
+
+def test_vpd83_ignores_a_truncated_descriptor_and_refuses_another_page() -> None:
+    page = TGT_PAGE[:-2]  # the last descriptor cut short
+    assert scsi.naas_in_vpd83(page) == [NAA]
+    with pytest.raises(InvalidArgument, match="not a VPD page 0x83"):
+        scsi.parse_vpd83(bytes([0, 0x80, 0, 0]))
+
+
+def test_host_by_pci_slot_from_the_sysfs_symlinks(tmp_path: Path) -> None:
+    add_host(tmp_path, "host0", "0000:00:01.1")
+    add_host(tmp_path, "host2", "0000:00:05.0")
+    add_host(tmp_path, "host10", "0000:00:1c.0")
+    assert scsi.hosts_by_pci_slot(tmp_path) == {1: "host0", 5: "host2", 0x1C: "host10"}
+    assert scsi.host_for_pci_slot(tmp_path, 5) == "host2"
+    assert scsi.host_for_pci_slot(tmp_path, 6) is None
+    assert scsi.hosts_by_pci_slot(tmp_path / "nothing") == {}
+
+
+async def test_wait_for_host_is_bounded(tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="no SCSI host in PCI slot 7"):
+        await scsi.wait_for_host(tmp_path, 7, within=0.2)
+
+
+async def test_targeted_rescan_writes_exactly_one_address_and_finds_the_disk(tmp_path: Path) -> None:
+    add_host(tmp_path, "host2", "0000:00:05.0")
+    address = scsi.Address.parse("0:3:0")
+    scan = tmp_path / scsi.SCSI_HOSTS / "host2" / "scan"
+
+    async def kernel() -> None:  # the disk appears a moment after the scan
+        for _ in range(500):
+            if scan.read_text():
+                break
+            await asyncio.sleep(0.01)
+        add_disk(tmp_path, "2:0:3:0", "sdb")
+
+    appear = asyncio.create_task(kernel())
+    found = await scsi.wait_for_device(tmp_path, "host2", address, within=5)
+    await appear
+    assert found == "sdb"
+    assert scan.read_text() == "0 3 0"
+    assert scsi.device_naas(tmp_path, "sdb") == [NAA]
+    assert scsi.devices_with_naa(tmp_path, NAA.upper()) == ["sdb"]
+    assert scsi.hctl_of(tmp_path, "sdb") == "2:0:3:0"
+
+
+async def test_wait_for_device_is_bounded_and_says_where_it_looked(tmp_path: Path) -> None:
+    add_host(tmp_path, "host2", "0000:00:05.0")
+    with pytest.raises(NotFound, match=r"no disk at 2:0:4:0 .* after a targeted rescan"):
+        await scsi.wait_for_device(tmp_path, "host2", scsi.Address(0, 4, 0), within=0.2)
+
+
+def test_guest_address_is_three_integers() -> None:
+    assert scsi.Address.parse("0:12:0") == scsi.Address(0, 12, 0)
+    for bad in ("0:1", "a:b:c", "0:1:2:3", ""):
+        with pytest.raises(InvalidArgument):
+            scsi.Address.parse(bad)
+
+
+async def test_delete_size_rescan_and_wwid_fallback(tmp_path: Path) -> None:
+    add_disk(tmp_path, "2:0:1:0", "sdc", page=None)
+    (tmp_path / "sys/devices/scsi/2:0:1:0/wwid").write_text(NAA + "\n")
+    assert scsi.device_naas(tmp_path, "sdc") == [NAA]
+    assert await scsi.rescan_size(tmp_path, "sdc") == 65536 * 512
+    assert await scsi.delete_device(tmp_path, "sdc", within=0.1)
+    assert (tmp_path / "sys/devices/scsi/2:0:1:0/delete").read_text() == "1"
+    assert not await scsi.delete_device(tmp_path, "sdz")
+
+
+def test_free_slots_count_the_controller_hosts_only(tmp_path: Path) -> None:
+    add_host(tmp_path, "host0", "0000:00:01.1", driver="ata_piix")
+    add_host(tmp_path, "host2", "0000:00:05.0", driver="vmw_pvscsi")
+    add_host(tmp_path, "host3", "0000:00:06.0", driver="vmw_pvscsi")
+    add_disk(tmp_path, "2:0:0:0", "sda")
+    add_disk(tmp_path, "2:0:1:0", "sdb")
+    add_disk(tmp_path, "0:0:0:0", "sr0", page=None)
+    assert scsi.free_slots(tmp_path) == 15 - 2 + 15
