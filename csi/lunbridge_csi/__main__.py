@@ -1,19 +1,22 @@
 """Command line of `lunbridge-csi`.
 
-One binary serves every role (`--mode controller|node|all`). The services arrive with the
-CSI work; for now the command accepts and documents its options and says plainly that it
-cannot serve yet.
+One binary serves every role: `--mode controller` (Identity + Controller: CSI calls become
+VirtualDisk objects, next to the operator), `--mode node` (Identity + Node, inside each guest)
+or `--mode all`, over grpc.aio on a unix socket or a TCP port.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from lunbridge import __version__
 from lunbridge.api import CSI_DRIVER_NAME
+from lunbridge_csi.controller import Timeouts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,13 +41,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--driver-name", default=CSI_DRIVER_NAME, help="CSI driver name")
     parser.add_argument("--node-id", default=os.environ.get("NODE_ID"), help="override the node identity")
+    parser.add_argument(
+        "--capacity-bytes",
+        type=int,
+        default=int(os.environ.get("LUNBRIDGE_CSI_CAPACITY_BYTES", "0")),
+        help="what GetCapacity answers (the controller never asks the storage server); "
+        "0: GET_CAPACITY is not advertised",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=float(os.environ.get("LUNBRIDGE_CSI_TIMEOUT", "240")),
+        help="seconds a controller call waits for the operator before DEADLINE_EXCEEDED (default 240)",
+    )
+    parser.add_argument("--log-level", default=os.environ.get("LUNBRIDGE_LOG_LEVEL", "INFO"))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("lunbridge-csi: the CSI services are not part of this build yet.", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from lunbridge_csi.server import EndpointError, Settings, serve
+
+    wait = args.timeout
+    settings = Settings(
+        mode=args.mode,
+        endpoint=args.endpoint,
+        driver_name=args.driver_name,
+        node_id=args.node_id,
+        capacity_bytes=args.capacity_bytes,
+        timeouts=Timeouts(provision=wait, attach=wait, detach=wait, delete=wait, expand=wait),
+    )
+    try:
+        asyncio.run(serve(settings))
+    except (EndpointError, RuntimeError) as exc:
+        print(f"lunbridge-csi: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

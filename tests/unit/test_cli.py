@@ -1,13 +1,20 @@
-"""Both console scripts exist, document themselves, and refuse to pretend they work (the CSI
-plugin) or to start without their settings (the operator)."""
+"""Both console scripts exist and document themselves; the operator refuses to start without its
+settings; the CSI plugin refuses a bad endpoint, serves on a unix socket (removing a stale one)
+and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
+import grpc
 import pytest
+
+from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 
 
 @pytest.mark.parametrize(
@@ -20,10 +27,67 @@ def test_help_describes_options(module: str, expected: str) -> None:
     assert expected in result.stdout
 
 
-def test_running_without_implementation_fails_clearly() -> None:
-    result = subprocess.run([sys.executable, "-m", "lunbridge_csi"], capture_output=True, text=True)
+def test_csi_refuses_a_bad_endpoint() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lunbridge_csi", "--mode", "controller", "--endpoint", "http://x"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
-    assert "not part of this build yet" in result.stderr
+    assert "expected unix:///path or tcp://host:port" in result.stderr
+
+
+def test_csi_controller_without_kubernetes_configuration_says_so(tmp_path: Path) -> None:
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "missing")}
+    result = subprocess.run(
+        [sys.executable, "-m", "lunbridge_csi", "--mode", "controller", "--endpoint",
+         f"unix://{tmp_path}/csi.sock"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "cannot load a Kubernetes configuration" in result.stderr
+
+
+def test_csi_controller_serves_identity_on_a_unix_socket_and_stops_on_sigterm(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG_NOWHERE)
+    sock = tmp_path / "csi" / "csi.sock"
+    sock.parent.mkdir()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(sock))  # a socket left behind by an earlier run
+    stale.close()
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lunbridge_csi", "--mode", "controller", "--endpoint", f"unix://{sock}"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        with grpc.insecure_channel(f"unix://{sock}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            identity = csi_pb2_grpc.IdentityStub(channel)  # type: ignore[no-untyped-call]
+            info = identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest(), timeout=10)
+            assert info.name == "csi.lunbridge.io"
+            # the API server cannot be reached: alive, but not ready
+            assert identity.Probe(csi_pb2.ProbeRequest(), timeout=30).ready.value is False
+            kinds = identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest(), timeout=10)
+            assert [c.service.type for c in kinds.capabilities] == [
+                csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE
+            ]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "stopped" in stderr
+    assert not sock.exists()
+
+
+KUBECONFIG_NOWHERE = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"""
 
 
 def test_operator_without_settings_names_what_is_missing() -> None:

@@ -1,0 +1,600 @@
+"""The CSI Controller service: a translation of CSI calls into VirtualDisk operations (create,
+patch `spec.nodeName` or `spec.size`, delete) and bounded waits on the status the operator
+writes. It never talks to the hypervisor or the storage server itself.
+
+`volume_id` is the VirtualDisk's name: the request name when it is already a DNS label
+(`pvc-<uuid>` from the external-provisioner), else `csi-` and a hash of it; the request name
+is kept in an annotation, so a second CreateVolume of the same name finds the same disk.
+
+Idempotency, call by call:
+- CreateVolume: a disk of that name with the same parameters and a size inside the requested
+  range is the same volume (waited for until Provisioned); different ones -> ALREADY_EXISTS.
+  A volume content source (CLONE_VOLUME) becomes spec.source.virtualDisk: the operator copies
+  the source's LUN; the clone is at least the source's size. Snapshots: UNIMPLEMENTED.
+- DeleteVolume: a missing disk is deleted already (OK); a published one -> FAILED_PRECONDITION.
+- ControllerPublishVolume: already published to that node -> the same publish_context;
+  published to another node -> FAILED_PRECONDITION.
+- ControllerUnpublishVolume: a missing disk or node, or a disk published elsewhere -> OK.
+- ControllerExpandVolume: a disk at least that large already -> OK with its size.
+
+Every wait is bounded (`Timeouts`, and never past the call's own deadline); when the bound
+passes the call ends with DEADLINE_EXCEEDED and the CO's retry carries on where it stopped.
+GetCapacity answers the capacity given with --capacity-bytes (the controller cannot ask the
+storage server); GET_CAPACITY is advertised only when one is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc.aio
+import kubernetes.utils
+
+from lunbridge.api import API_VERSION, VIRTUAL_DISK_KIND
+from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
+from lunbridge_csi.errors import InFlight, InvalidToken, OutOfRange, TimedOut, Unimplemented, handled
+from lunbridge_csi.kube import VirtualDisks
+
+log = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[Any, Any]
+parse_quantity: Any = kubernetes.utils.parse_quantity
+
+MiB = 1 << 20
+GiB = 1 << 30
+DEFAULT_SIZE = GiB
+MIN_SIZE = MiB  # the CRD's bounds
+MAX_SIZE = 64 << 40
+
+NAME_ANNOTATION = "csi.lunbridge.io/name"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "lunbridge-csi"}
+PARAMETERS = ("backend", "pool", "fsType", "scope")
+RESERVED_PREFIX = "csi.storage.k8s.io/"  # the CO's own keys, passed through by some sidecars
+FS_TYPES = ("ext4", "xfs")
+SCOPES = ("host", "cluster")
+FILESYSTEM, BLOCK = "Filesystem", "Block"
+
+Mode = csi_pb2.VolumeCapability.AccessMode
+SUPPORTED_MODES = {
+    Mode.SINGLE_NODE_WRITER,
+    Mode.SINGLE_NODE_READER_ONLY,
+    Mode.SINGLE_NODE_SINGLE_WRITER,
+    Mode.SINGLE_NODE_MULTI_WRITER,
+}
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+RPC = csi_pb2.ControllerServiceCapability.RPC
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds, in seconds, of each wait on the operator."""
+
+    provision: float = 120.0
+    attach: float = 240.0
+    detach: float = 240.0
+    delete: float = 240.0
+    expand: float = 120.0
+    poll: float = 0.25
+
+
+# --- request checks ---------------------------------------------------------------------------
+def volume_id_for(name: str) -> str:
+    """The VirtualDisk name of a CreateVolume request name: the name itself if it is a DNS
+    label, else `csi-` and 40 hex digits of its SHA-256."""
+    if _DNS_LABEL.match(name):
+        return name
+    return "csi-" + hashlib.sha256(name.encode()).hexdigest()[:40]
+
+
+def required(value: str, field: str) -> str:
+    if not value:
+        raise InvalidArgument(f"{field} is required")
+    return value
+
+
+def capability_mode(capability: csi_pb2.VolumeCapability) -> str:
+    """Check one capability's shape; Filesystem (mount) or Block. Raises InvalidArgument."""
+    if not capability.HasField("access_mode") or capability.access_mode.mode == Mode.UNKNOWN:
+        raise InvalidArgument("volume_capability.access_mode is required")
+    kind = capability.WhichOneof("access_type")
+    if kind is None:
+        raise InvalidArgument("volume_capability needs an access_type: mount or block")
+    if kind == "mount" and capability.mount.fs_type not in ("", *FS_TYPES):
+        raise InvalidArgument(
+            f"fs_type {capability.mount.fs_type!r} is not supported: use one of {', '.join(FS_TYPES)}"
+        )
+    return FILESYSTEM if kind == "mount" else BLOCK
+
+
+def unsupported(capability: csi_pb2.VolumeCapability) -> str | None:
+    """Why a well-formed capability cannot be offered, or None."""
+    if capability.access_mode.mode not in SUPPORTED_MODES:
+        name = Mode.Mode.Name(capability.access_mode.mode)
+        return f"access mode {name} is not supported: a LUN is attached to one node at a time"
+    return None
+
+
+def check_capabilities(capabilities: Any, field: str = "volume_capabilities") -> tuple[str, str]:
+    """Every capability well-formed and supported: (volumeMode, fs_type asked or '')."""
+    if not capabilities:
+        raise InvalidArgument(f"{field} is required")
+    modes = {capability_mode(c) for c in capabilities}
+    for capability in capabilities:
+        reason = unsupported(capability)
+        if reason:
+            raise InvalidArgument(reason)
+    if len(modes) > 1:
+        raise InvalidArgument(f"{field} mixes mount and block: a volume is one or the other")
+    fs_types = {c.mount.fs_type for c in capabilities if c.WhichOneof("access_type") == "mount"} - {""}
+    if len(fs_types) > 1:
+        raise InvalidArgument(f"{field} asks for several fs_types: {sorted(fs_types)}")
+    return modes.pop(), (fs_types.pop() if fs_types else "")
+
+
+def check_parameters(parameters: Mapping[str, str]) -> dict[str, str]:
+    """StorageClass parameters as VirtualDisk spec fields."""
+    spec: dict[str, str] = {}
+    for key, value in parameters.items():
+        if key.startswith(RESERVED_PREFIX):
+            continue
+        if key not in PARAMETERS:
+            raise InvalidArgument(f"unknown parameter {key!r}: the parameters are {', '.join(PARAMETERS)}")
+        if key == "fsType" and value not in FS_TYPES:
+            raise InvalidArgument(f"parameter fsType {value!r} is not one of {', '.join(FS_TYPES)}")
+        if key == "scope" and value not in SCOPES:
+            raise InvalidArgument(f"parameter scope {value!r} is not one of {', '.join(SCOPES)}")
+        if value:
+            spec[key] = value
+    return spec
+
+
+def capacity_bounds(capacity_range: csi_pb2.CapacityRange | None) -> tuple[int, int]:
+    """(required, limit) bytes; 0 means not given."""
+    if capacity_range is None:
+        return 0, 0
+    low, high = capacity_range.required_bytes, capacity_range.limit_bytes
+    if low < 0 or high < 0:
+        raise InvalidArgument("capacity_range bytes cannot be negative")
+    if high and low > high:
+        raise InvalidArgument(f"capacity_range required_bytes {low} is above limit_bytes {high}")
+    return low, high
+
+
+def size_for(capacity_range: csi_pb2.CapacityRange | None, default: int = DEFAULT_SIZE) -> int:
+    """The size to provision: the required bytes rounded up to MiB (default 1Gi, at most the
+    limit); OutOfRange when the range cannot be met."""
+    low, high = capacity_bounds(capacity_range)
+    size = low or (min(default, high) if high else default)
+    size = max(-(-size // MiB) * MiB, MIN_SIZE)
+    if high and size > high:
+        raise OutOfRange(f"no size in MiB steps of at least {MIN_SIZE} bytes fits under limit_bytes {high}")
+    if size > MAX_SIZE:
+        raise OutOfRange(f"{size} bytes is above the largest LUN ({MAX_SIZE} bytes)")
+    return size
+
+
+def quantity(size: int) -> str:
+    return f"{size // GiB}Gi" if size % GiB == 0 else f"{size // MiB}Mi"
+
+
+def spec_bytes(disk: Mapping[str, Any]) -> int:
+    return int(parse_quantity(str(disk.get("spec", {}).get("size", "0"))))
+
+
+# --- reading status ---------------------------------------------------------------------------
+def condition(disk: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    found = (c for c in disk.get("status", {}).get("conditions", []) if c.get("type") == kind)
+    return next(found, {})
+
+
+def current(disk: Mapping[str, Any]) -> bool:
+    """The status describes the disk's current spec generation."""
+    return bool(disk.get("status", {}).get("observedGeneration") == disk["metadata"].get("generation"))
+
+
+def provisioned(disk: Mapping[str, Any]) -> bool:
+    status = disk.get("status", {})
+    return condition(disk, "Provisioned").get("status") == "True" and bool(status.get("lun", {}).get("naa"))
+
+
+def attached_to(node: str) -> Callable[[Mapping[str, Any]], bool]:
+    def check(disk: Mapping[str, Any]) -> bool:
+        ready = condition(disk, "Ready")
+        return (
+            current(disk)
+            and ready.get("status") == "True"
+            and ready.get("observedGeneration") == disk["metadata"].get("generation")
+            and condition(disk, "Attached").get("status") == "True"
+            and (disk.get("status", {}).get("attachment") or {}).get("node") == node
+        )
+
+    return check
+
+
+def detached(disk: Mapping[str, Any]) -> bool:
+    return (
+        current(disk)
+        and not disk.get("status", {}).get("attachment")
+        and condition(disk, "Attached").get("status") != "True"
+        and disk.get("status", {}).get("phase") in ("Ready", "Failed")
+    )
+
+
+def failure(disk: Mapping[str, Any]) -> str | None:
+    """The operator's message when it gave up on the current generation."""
+    status = disk.get("status", {})
+    if status.get("phase") == "Failed" and current(disk):
+        return str(status.get("message") or condition(disk, "Ready").get("message") or "failed")
+    return None
+
+
+def publish_context(disk: Mapping[str, Any]) -> dict[str, str]:
+    status = disk.get("status", {})
+    attachment = status.get("attachment") or {}
+    context = {"naa": str(status.get("lun", {}).get("naa", ""))}
+    for key in ("pciSlot", "guestAddress", "controllerKey", "busNumber", "unitNumber", "target"):
+        if attachment.get(key) is not None:
+            context[key] = str(attachment[key])
+    return context
+
+
+def volume_context(disk: Mapping[str, Any]) -> dict[str, str]:
+    spec = disk.get("spec", {})
+    mode = spec.get("volumeMode", FILESYSTEM)
+    context = {"volumeMode": mode}
+    if mode == FILESYSTEM:
+        context["fsType"] = spec.get("fsType", "ext4")
+    return context
+
+
+def capacity_of(disk: Mapping[str, Any]) -> int:
+    return int(disk.get("status", {}).get("lun", {}).get("sizeBytes") or spec_bytes(disk))
+
+
+# --- the service ------------------------------------------------------------------------------
+class ControllerService(csi_pb2_grpc.ControllerServicer):
+    def __init__(self, kube: VirtualDisks, timeouts: Timeouts | None = None, capacity_bytes: int = 0) -> None:
+        self.kube = kube
+        self.timeouts = timeouts or Timeouts()
+        self.capacity_bytes = capacity_bytes
+        self.in_flight = InFlight()
+
+    async def _wait(
+        self,
+        name: str,
+        what: str,
+        done: Callable[[Mapping[str, Any]], bool],
+        bound: float,
+        context: Context | None,
+    ) -> dict[str, Any]:
+        """Poll the disk until `done`; NotFound if it vanishes, Conflict if the operator gave up,
+        TimedOut after `timeout` (or just before the call's deadline)."""
+        remaining = context.time_remaining() if context is not None else None
+        if remaining is not None:
+            bound = min(bound, max(remaining - 1.0, 0.0))
+        deadline = time.monotonic() + bound
+        while True:
+            disk = await self.kube.get(name)
+            if done(disk):
+                return disk
+            reason = failure(disk)
+            if reason is not None:
+                # the operator gives up only on what retrying cannot fix: a bad spec is the
+                # request's fault (INVALID_ARGUMENT); anything else is FAILED_PRECONDITION
+                invalid = condition(disk, "Ready").get("reason") == "InvalidArgument"
+                raise (InvalidArgument if invalid else Conflict)(f"VirtualDisk {name} failed: {reason}")
+            if time.monotonic() >= deadline:
+                status = disk.get("status", {})
+                raise TimedOut(
+                    f"VirtualDisk {name} not {what} within {bound:.0f}s "
+                    f"(phase {status.get('phase', 'none')}: {status.get('message') or 'no message'})"
+                )
+            await asyncio.sleep(self.timeouts.poll)
+
+    # --- create / delete ------------------------------------------------------------------
+    @handled
+    async def CreateVolume(
+        self, request: csi_pb2.CreateVolumeRequest, context: Context
+    ) -> csi_pb2.CreateVolumeResponse:
+        name = required(request.name, "name")
+        mode, fs_type = check_capabilities(request.volume_capabilities)
+        params = check_parameters(request.parameters)
+        source_id = self._clone_source(request)
+        if fs_type and params.setdefault("fsType", fs_type) != fs_type:
+            raise InvalidArgument(f"parameter fsType {params['fsType']} contradicts fs_type {fs_type}")
+        if mode == BLOCK:
+            params.pop("fsType", None)
+        capacity_range = request.capacity_range if request.HasField("capacity_range") else None
+        low, high = capacity_bounds(capacity_range)
+        size = size_for(capacity_range)
+        volume_id = volume_id_for(name)
+        spec: dict[str, Any] = {"size": quantity(size), "volumeMode": mode, **params}
+        async with self.in_flight.hold(volume_id):
+            if source_id is not None:
+                size = await self._clone_size(source_id, mode, size, high)
+                spec.update(size=quantity(size), source={"virtualDisk": source_id})
+            try:
+                existing: dict[str, Any] | None = await self.kube.get(volume_id)
+            except NotFound:
+                existing = None
+            if existing is None:
+                body = {
+                    "apiVersion": API_VERSION,
+                    "kind": VIRTUAL_DISK_KIND,
+                    "metadata": {
+                        "name": volume_id,
+                        "labels": dict(MANAGED_BY),
+                        "annotations": {NAME_ANNOTATION: name},
+                    },
+                    "spec": spec,
+                }
+                try:
+                    await self.kube.create(body)
+                    log.info("CreateVolume %s: created VirtualDisk %s (%s)", name, volume_id, spec)
+                except AlreadyExists:
+                    existing = await self.kube.get(volume_id)
+            if existing is not None:
+                self._same_volume(existing, name, spec, low, high)
+            disk = await self._wait(volume_id, "provisioned", provisioned, self.timeouts.provision, context)
+        volume = csi_pb2.Volume(
+            volume_id=volume_id, capacity_bytes=capacity_of(disk), volume_context=volume_context(disk)
+        )
+        if source_id is not None:
+            volume.content_source.CopyFrom(request.volume_content_source)
+        return csi_pb2.CreateVolumeResponse(volume=volume)
+
+    @staticmethod
+    def _clone_source(request: csi_pb2.CreateVolumeRequest) -> str | None:
+        """The volume to clone (spec.source.virtualDisk), if any; snapshots are not offered."""
+        if not request.HasField("volume_content_source"):
+            return None
+        kind = request.volume_content_source.WhichOneof("type")
+        if kind != "volume":
+            raise Unimplemented("creating a volume from a snapshot is not supported yet")
+        return required(
+            request.volume_content_source.volume.volume_id, "volume_content_source.volume.volume_id"
+        )
+
+    async def _clone_size(self, source_id: str, mode: str, size: int, high: int) -> int:
+        """A clone is at least as large as its source (it may grow, never shrink)."""
+        try:
+            origin = await self.kube.get(source_id)
+        except NotFound:
+            raise NotFound(f"source volume {source_id} does not exist") from None
+        origin_mode = origin.get("spec", {}).get("volumeMode", FILESYSTEM)
+        if origin_mode != mode:
+            raise InvalidArgument(f"source volume {source_id} is a {origin_mode} volume, not {mode}")
+        origin_size = max(spec_bytes(origin), capacity_of(origin))
+        if high and origin_size > high:
+            raise OutOfRange(f"source volume {source_id} has {origin_size} bytes, above limit_bytes {high}")
+        return max(size, origin_size)
+
+    @staticmethod
+    def _same_volume(
+        disk: Mapping[str, Any], name: str, spec: Mapping[str, Any], low: int, high: int
+    ) -> None:
+        meta, have = disk["metadata"], disk.get("spec", {})
+        volume_id = meta["name"]
+        if (meta.get("annotations") or {}).get(NAME_ANNOTATION) != name:
+            raise AlreadyExists(f"VirtualDisk {volume_id} exists but was not made for volume {name!r}")
+        if meta.get("deletionTimestamp"):
+            raise AlreadyExists(f"VirtualDisk {volume_id} is being deleted; create it again afterwards")
+        size = spec_bytes(disk)
+        if (low and size < low) or (high and size > high):
+            raise AlreadyExists(
+                f"volume {name!r} exists with size {have.get('size')}, outside the requested range"
+            )
+        defaults = {"volumeMode": FILESYSTEM, "fsType": "ext4" if spec["volumeMode"] == FILESYSTEM else None}
+        if (have.get("source") or None) != spec.get("source"):
+            raise AlreadyExists(
+                f"volume {name!r} exists with source {have.get('source')}, not {spec.get('source')}"
+            )
+        for key in ("volumeMode", "backend", "pool", "scope", "fsType"):
+            wanted = spec.get(key, defaults.get(key))
+            found = have.get(key, defaults.get(key))
+            if key == "fsType" and spec["volumeMode"] == BLOCK:
+                continue
+            if wanted != found:
+                raise AlreadyExists(f"volume {name!r} exists with {key} {found!r}, not {wanted!r}")
+
+    @handled
+    async def DeleteVolume(
+        self, request: csi_pb2.DeleteVolumeRequest, context: Context
+    ) -> csi_pb2.DeleteVolumeResponse:
+        volume_id = required(request.volume_id, "volume_id")
+        async with self.in_flight.hold(volume_id):
+            try:
+                disk = await self.kube.get(volume_id)
+                node = disk.get("spec", {}).get("nodeName")
+                if node:
+                    raise Conflict(f"volume {volume_id} is published to node {node}; unpublish it first")
+                if not disk["metadata"].get("deletionTimestamp"):
+                    await self.kube.delete(volume_id)
+                await self._wait(volume_id, "deleted", lambda _: False, self.timeouts.delete, context)
+            except NotFound:
+                pass
+        return csi_pb2.DeleteVolumeResponse()
+
+    # --- publish / unpublish ----------------------------------------------------------------
+    @handled
+    async def ControllerPublishVolume(
+        self, request: csi_pb2.ControllerPublishVolumeRequest, context: Context
+    ) -> csi_pb2.ControllerPublishVolumeResponse:
+        volume_id = required(request.volume_id, "volume_id")
+        node_id = required(request.node_id, "node_id")
+        if not request.HasField("volume_capability"):
+            raise InvalidArgument("volume_capability is required")
+        check_capabilities([request.volume_capability], "volume_capability")
+        async with self.in_flight.hold(volume_id):
+            disk = await self.kube.get(volume_id)
+            node = await self.kube.node_by_provider_id(node_id)
+            published = disk.get("spec", {}).get("nodeName")
+            if published and published != node:
+                raise Conflict(
+                    f"volume {volume_id} is published to node {published}; unpublish it before {node}"
+                )
+            if not published:
+                await self.kube.patch_spec(volume_id, {"nodeName": node})
+                log.info("ControllerPublishVolume: VirtualDisk %s -> node %s", volume_id, node)
+            disk = await self._wait(
+                volume_id, f"attached to {node}", attached_to(node), self.timeouts.attach, context
+            )
+        return csi_pb2.ControllerPublishVolumeResponse(publish_context=publish_context(disk))
+
+    @handled
+    async def ControllerUnpublishVolume(
+        self, request: csi_pb2.ControllerUnpublishVolumeRequest, context: Context
+    ) -> csi_pb2.ControllerUnpublishVolumeResponse:
+        volume_id = required(request.volume_id, "volume_id")
+        async with self.in_flight.hold(volume_id):
+            try:
+                disk = await self.kube.get(volume_id)
+                published = disk.get("spec", {}).get("nodeName")
+                if published and request.node_id:
+                    recorded = (disk.get("status", {}).get("attachment") or {}).get("providerID")
+                    try:
+                        node: str | None = await self.kube.node_by_provider_id(request.node_id)
+                    except NotFound:
+                        node = None
+                    if published != node and recorded != request.node_id:
+                        return csi_pb2.ControllerUnpublishVolumeResponse()  # published elsewhere
+                if published:
+                    await self.kube.patch_spec(volume_id, {"nodeName": None})
+                    log.info("ControllerUnpublishVolume: VirtualDisk %s <- node %s", volume_id, published)
+                await self._wait(volume_id, "detached", detached, self.timeouts.detach, context)
+            except NotFound:
+                pass
+        return csi_pb2.ControllerUnpublishVolumeResponse()
+
+    # --- questions ------------------------------------------------------------------------
+    @handled
+    async def ValidateVolumeCapabilities(
+        self, request: csi_pb2.ValidateVolumeCapabilitiesRequest, context: Context
+    ) -> csi_pb2.ValidateVolumeCapabilitiesResponse:
+        volume_id = required(request.volume_id, "volume_id")
+        if not request.volume_capabilities:
+            raise InvalidArgument("volume_capabilities is required")
+        modes = {capability_mode(c) for c in request.volume_capabilities}
+        disk = await self.kube.get(volume_id)
+        reasons = [r for r in map(unsupported, request.volume_capabilities) if r]
+        have = disk.get("spec", {}).get("volumeMode", FILESYSTEM)
+        if modes - {have}:
+            reasons.append(f"volume {volume_id} is a {have} volume")
+        try:
+            check_parameters(request.parameters)
+        except InvalidArgument as exc:
+            reasons.append(str(exc))
+        if reasons:
+            return csi_pb2.ValidateVolumeCapabilitiesResponse(message="; ".join(reasons))
+        confirmed = csi_pb2.ValidateVolumeCapabilitiesResponse.Confirmed(
+            volume_context=request.volume_context,
+            volume_capabilities=request.volume_capabilities,
+            parameters=request.parameters,
+        )
+        return csi_pb2.ValidateVolumeCapabilitiesResponse(confirmed=confirmed)
+
+    @handled
+    async def ListVolumes(
+        self, request: csi_pb2.ListVolumesRequest, context: Context
+    ) -> csi_pb2.ListVolumesResponse:
+        if request.max_entries < 0:
+            raise InvalidArgument("max_entries cannot be negative")
+        disks = sorted(await self.kube.list(), key=lambda d: str(d["metadata"]["name"]))
+        token = request.starting_token
+        if token and (not token.isdigit() or int(token) > len(disks)):
+            raise InvalidToken(f"starting_token {token!r} was not handed out by ListVolumes (or is stale)")
+        start = int(token or 0)
+        end = start + request.max_entries if request.max_entries else len(disks)
+        entries = [
+            csi_pb2.ListVolumesResponse.Entry(
+                volume=csi_pb2.Volume(
+                    volume_id=disk["metadata"]["name"],
+                    capacity_bytes=capacity_of(disk),
+                    volume_context=volume_context(disk),
+                )
+            )
+            for disk in disks[start:end]
+        ]
+        return csi_pb2.ListVolumesResponse(entries=entries, next_token=str(end) if end < len(disks) else "")
+
+    @handled
+    async def GetCapacity(
+        self, request: csi_pb2.GetCapacityRequest, context: Context
+    ) -> csi_pb2.GetCapacityResponse:
+        for capability in request.volume_capabilities:
+            capability_mode(capability)
+        check_parameters(request.parameters)
+        return csi_pb2.GetCapacityResponse(available_capacity=self.capacity_bytes)
+
+    @handled
+    async def ControllerGetCapabilities(
+        self, request: csi_pb2.ControllerGetCapabilitiesRequest, context: Context
+    ) -> csi_pb2.ControllerGetCapabilitiesResponse:
+        rpcs = [
+            RPC.CREATE_DELETE_VOLUME,
+            RPC.PUBLISH_UNPUBLISH_VOLUME,
+            RPC.LIST_VOLUMES,
+            RPC.EXPAND_VOLUME,
+            RPC.CLONE_VOLUME,
+        ]
+        if self.capacity_bytes:
+            rpcs.append(RPC.GET_CAPACITY)
+        return csi_pb2.ControllerGetCapabilitiesResponse(
+            capabilities=[csi_pb2.ControllerServiceCapability(rpc=RPC(type=rpc)) for rpc in rpcs]
+        )
+
+    # --- expand ---------------------------------------------------------------------------
+    @handled
+    async def ControllerExpandVolume(
+        self, request: csi_pb2.ControllerExpandVolumeRequest, context: Context
+    ) -> csi_pb2.ControllerExpandVolumeResponse:
+        volume_id = required(request.volume_id, "volume_id")
+        if not request.HasField("capacity_range"):
+            raise InvalidArgument("capacity_range is required")
+        block = False
+        if request.HasField("volume_capability"):
+            block = check_capabilities([request.volume_capability], "volume_capability")[0] == BLOCK
+        size = size_for(request.capacity_range)
+        async with self.in_flight.hold(volume_id):
+            disk = await self.kube.get(volume_id)
+            block = block or disk.get("spec", {}).get("volumeMode") == BLOCK
+            if spec_bytes(disk) < size:
+                await self.kube.patch_spec(volume_id, {"size": quantity(size)})
+                log.info("ControllerExpandVolume: VirtualDisk %s -> %s", volume_id, quantity(size))
+
+            def grown(disk: Mapping[str, Any]) -> bool:
+                return current(disk) and capacity_of(disk) >= size and provisioned(disk)
+
+            disk = await self._wait(volume_id, f"grown to {size} bytes", grown, self.timeouts.expand, context)
+        return csi_pb2.ControllerExpandVolumeResponse(
+            capacity_bytes=capacity_of(disk), node_expansion_required=not block
+        )
+
+    # --- not offered (and not advertised) -------------------------------------------------
+    async def _unimplemented(self, what: str, context: Context) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{what} is not supported by lunbridge")
+
+    async def CreateSnapshot(self, request: Any, context: Context) -> Any:
+        return await self._unimplemented("CreateSnapshot", context)
+
+    async def DeleteSnapshot(self, request: Any, context: Context) -> Any:
+        return await self._unimplemented("DeleteSnapshot", context)
+
+    async def ListSnapshots(self, request: Any, context: Context) -> Any:
+        return await self._unimplemented("ListSnapshots", context)
+
+    async def GetSnapshot(self, request: Any, context: Context) -> Any:
+        return await self._unimplemented("GetSnapshot", context)
+
+    async def ControllerGetVolume(self, request: Any, context: Context) -> Any:
+        return await self._unimplemented("ControllerGetVolume", context)
+
+    async def ControllerModifyVolume(self, request: Any, context: Context) -> Any:
+        return await self._unimplemented("ControllerModifyVolume", context)
