@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from lunbridge import __version__
 from lunbridge.api import CSI_DRIVER_NAME
-from lunbridge_csi.controller import Timeouts
+from lunbridge_csi.volume_rules import Timeouts
 
 
 def build_parser() -> argparse.ArgumentParser:

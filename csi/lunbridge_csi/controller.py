@@ -26,12 +26,9 @@ storage server); GET_CAPACITY is advertised only when one is given.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import grpc.aio
@@ -42,223 +39,39 @@ from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from lunbridge_csi.errors import InFlight, InvalidToken, OutOfRange, TimedOut, Unimplemented, handled
 from lunbridge_csi.kube import VirtualDisks
+from lunbridge_csi.volume_rules import (
+    BLOCK,
+    FILESYSTEM,
+    MANAGED_BY,
+    NAME_ANNOTATION,
+    RPC,
+    Timeouts,
+    attached_to,
+    capability_mode,
+    capacity_bounds,
+    capacity_of,
+    check_capabilities,
+    check_parameters,
+    condition,
+    current,
+    detached,
+    failure,
+    provisioned,
+    publish_context,
+    quantity,
+    required,
+    size_for,
+    spec_bytes,
+    unsupported,
+    volume_context,
+    volume_id_for,
+)
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 parse_quantity: Any = kubernetes.utils.parse_quantity
 
-MiB = 1 << 20
-GiB = 1 << 30
-DEFAULT_SIZE = GiB
-MIN_SIZE = MiB  # the CRD's bounds
-MAX_SIZE = 64 << 40
 
-NAME_ANNOTATION = "csi.lunbridge.io/name"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "lunbridge-csi"}
-PARAMETERS = ("backend", "pool", "fsType", "scope")
-RESERVED_PREFIX = "csi.storage.k8s.io/"  # the CO's own keys, passed through by some sidecars
-FS_TYPES = ("ext4", "xfs")
-SCOPES = ("host", "cluster")
-FILESYSTEM, BLOCK = "Filesystem", "Block"
-
-Mode = csi_pb2.VolumeCapability.AccessMode
-SUPPORTED_MODES = {
-    Mode.SINGLE_NODE_WRITER,
-    Mode.SINGLE_NODE_READER_ONLY,
-    Mode.SINGLE_NODE_SINGLE_WRITER,
-    Mode.SINGLE_NODE_MULTI_WRITER,
-}
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-RPC = csi_pb2.ControllerServiceCapability.RPC
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Bounds, in seconds, of each wait on the operator."""
-
-    provision: float = 120.0
-    attach: float = 240.0
-    detach: float = 240.0
-    delete: float = 240.0
-    expand: float = 120.0
-    poll: float = 0.25
-
-
-# --- request checks ---------------------------------------------------------------------------
-def volume_id_for(name: str) -> str:
-    """The VirtualDisk name of a CreateVolume request name: the name itself if it is a DNS
-    label, else `csi-` and 40 hex digits of its SHA-256."""
-    if _DNS_LABEL.match(name):
-        return name
-    return "csi-" + hashlib.sha256(name.encode()).hexdigest()[:40]
-
-
-def required(value: str, field: str) -> str:
-    if not value:
-        raise InvalidArgument(f"{field} is required")
-    return value
-
-
-def capability_mode(capability: csi_pb2.VolumeCapability) -> str:
-    """Check one capability's shape; Filesystem (mount) or Block. Raises InvalidArgument."""
-    if not capability.HasField("access_mode") or capability.access_mode.mode == Mode.UNKNOWN:
-        raise InvalidArgument("volume_capability.access_mode is required")
-    kind = capability.WhichOneof("access_type")
-    if kind is None:
-        raise InvalidArgument("volume_capability needs an access_type: mount or block")
-    if kind == "mount" and capability.mount.fs_type not in ("", *FS_TYPES):
-        raise InvalidArgument(
-            f"fs_type {capability.mount.fs_type!r} is not supported: use one of {', '.join(FS_TYPES)}"
-        )
-    return FILESYSTEM if kind == "mount" else BLOCK
-
-
-def unsupported(capability: csi_pb2.VolumeCapability) -> str | None:
-    """Why a well-formed capability cannot be offered, or None."""
-    if capability.access_mode.mode not in SUPPORTED_MODES:
-        name = Mode.Mode.Name(capability.access_mode.mode)
-        return f"access mode {name} is not supported: a LUN is attached to one node at a time"
-    return None
-
-
-def check_capabilities(capabilities: Any, field: str = "volume_capabilities") -> tuple[str, str]:
-    """Every capability well-formed and supported: (volumeMode, fs_type asked or '')."""
-    if not capabilities:
-        raise InvalidArgument(f"{field} is required")
-    modes = {capability_mode(c) for c in capabilities}
-    for capability in capabilities:
-        reason = unsupported(capability)
-        if reason:
-            raise InvalidArgument(reason)
-    if len(modes) > 1:
-        raise InvalidArgument(f"{field} mixes mount and block: a volume is one or the other")
-    fs_types = {c.mount.fs_type for c in capabilities if c.WhichOneof("access_type") == "mount"} - {""}
-    if len(fs_types) > 1:
-        raise InvalidArgument(f"{field} asks for several fs_types: {sorted(fs_types)}")
-    return modes.pop(), (fs_types.pop() if fs_types else "")
-
-
-def check_parameters(parameters: Mapping[str, str]) -> dict[str, str]:
-    """StorageClass parameters as VirtualDisk spec fields."""
-    spec: dict[str, str] = {}
-    for key, value in parameters.items():
-        if key.startswith(RESERVED_PREFIX):
-            continue
-        if key not in PARAMETERS:
-            raise InvalidArgument(f"unknown parameter {key!r}: the parameters are {', '.join(PARAMETERS)}")
-        if key == "fsType" and value not in FS_TYPES:
-            raise InvalidArgument(f"parameter fsType {value!r} is not one of {', '.join(FS_TYPES)}")
-        if key == "scope" and value not in SCOPES:
-            raise InvalidArgument(f"parameter scope {value!r} is not one of {', '.join(SCOPES)}")
-        if value:
-            spec[key] = value
-    return spec
-
-
-def capacity_bounds(capacity_range: csi_pb2.CapacityRange | None) -> tuple[int, int]:
-    """(required, limit) bytes; 0 means not given."""
-    if capacity_range is None:
-        return 0, 0
-    low, high = capacity_range.required_bytes, capacity_range.limit_bytes
-    if low < 0 or high < 0:
-        raise InvalidArgument("capacity_range bytes cannot be negative")
-    if high and low > high:
-        raise InvalidArgument(f"capacity_range required_bytes {low} is above limit_bytes {high}")
-    return low, high
-
-
-def size_for(capacity_range: csi_pb2.CapacityRange | None, default: int = DEFAULT_SIZE) -> int:
-    """The size to provision: the required bytes rounded up to MiB (default 1Gi, at most the
-    limit); OutOfRange when the range cannot be met."""
-    low, high = capacity_bounds(capacity_range)
-    size = low or (min(default, high) if high else default)
-    size = max(-(-size // MiB) * MiB, MIN_SIZE)
-    if high and size > high:
-        raise OutOfRange(f"no size in MiB steps of at least {MIN_SIZE} bytes fits under limit_bytes {high}")
-    if size > MAX_SIZE:
-        raise OutOfRange(f"{size} bytes is above the largest LUN ({MAX_SIZE} bytes)")
-    return size
-
-
-def quantity(size: int) -> str:
-    return f"{size // GiB}Gi" if size % GiB == 0 else f"{size // MiB}Mi"
-
-
-def spec_bytes(disk: Mapping[str, Any]) -> int:
-    return int(parse_quantity(str(disk.get("spec", {}).get("size", "0"))))
-
-
-# --- reading status ---------------------------------------------------------------------------
-def condition(disk: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    found = (c for c in disk.get("status", {}).get("conditions", []) if c.get("type") == kind)
-    return next(found, {})
-
-
-def current(disk: Mapping[str, Any]) -> bool:
-    """The status describes the disk's current spec generation."""
-    return bool(disk.get("status", {}).get("observedGeneration") == disk["metadata"].get("generation"))
-
-
-def provisioned(disk: Mapping[str, Any]) -> bool:
-    status = disk.get("status", {})
-    return condition(disk, "Provisioned").get("status") == "True" and bool(status.get("lun", {}).get("naa"))
-
-
-def attached_to(node: str) -> Callable[[Mapping[str, Any]], bool]:
-    def check(disk: Mapping[str, Any]) -> bool:
-        ready = condition(disk, "Ready")
-        return (
-            current(disk)
-            and ready.get("status") == "True"
-            and ready.get("observedGeneration") == disk["metadata"].get("generation")
-            and condition(disk, "Attached").get("status") == "True"
-            and (disk.get("status", {}).get("attachment") or {}).get("node") == node
-        )
-
-    return check
-
-
-def detached(disk: Mapping[str, Any]) -> bool:
-    return (
-        current(disk)
-        and not disk.get("status", {}).get("attachment")
-        and condition(disk, "Attached").get("status") != "True"
-        and disk.get("status", {}).get("phase") in ("Ready", "Failed")
-    )
-
-
-def failure(disk: Mapping[str, Any]) -> str | None:
-    """The operator's message when it gave up on the current generation."""
-    status = disk.get("status", {})
-    if status.get("phase") == "Failed" and current(disk):
-        return str(status.get("message") or condition(disk, "Ready").get("message") or "failed")
-    return None
-
-
-def publish_context(disk: Mapping[str, Any]) -> dict[str, str]:
-    status = disk.get("status", {})
-    attachment = status.get("attachment") or {}
-    context = {"naa": str(status.get("lun", {}).get("naa", ""))}
-    for key in ("pciSlot", "guestAddress", "controllerKey", "busNumber", "unitNumber", "target"):
-        if attachment.get(key) is not None:
-            context[key] = str(attachment[key])
-    return context
-
-
-def volume_context(disk: Mapping[str, Any]) -> dict[str, str]:
-    spec = disk.get("spec", {})
-    mode = spec.get("volumeMode", FILESYSTEM)
-    context = {"volumeMode": mode}
-    if mode == FILESYSTEM:
-        context["fsType"] = spec.get("fsType", "ext4")
-    return context
-
-
-def capacity_of(disk: Mapping[str, Any]) -> int:
-    return int(disk.get("status", {}).get("lun", {}).get("sizeBytes") or spec_bytes(disk))
-
-
-# --- the service ------------------------------------------------------------------------------
 class ControllerService(csi_pb2_grpc.ControllerServicer):
     def __init__(self, kube: VirtualDisks, timeouts: Timeouts | None = None, capacity_bytes: int = 0) -> None:
         self.kube = kube

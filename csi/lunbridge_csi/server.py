@@ -19,8 +19,9 @@ import grpc.aio
 
 from lunbridge.api import CSI_DRIVER_NAME
 from lunbridge_csi._proto import csi_pb2_grpc
-from lunbridge_csi.controller import ControllerService, Timeouts
+from lunbridge_csi.controller import ControllerService
 from lunbridge_csi.identity import IdentityService
+from lunbridge_csi.volume_rules import Timeouts
 
 log = logging.getLogger(__name__)
 stubs: Any = csi_pb2_grpc  # the generated registration functions are untyped

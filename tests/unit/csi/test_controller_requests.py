@@ -12,15 +12,8 @@ import pytest
 
 from lunbridge.errors import NotFound
 from lunbridge_csi._proto import csi_pb2
-from lunbridge_csi.controller import (
-    ControllerService,
-    GiB,
-    MiB,
-    Timeouts,
-    publish_context,
-    size_for,
-    volume_id_for,
-)
+from lunbridge_csi.controller import ControllerService
+from lunbridge_csi.volume_rules import GiB, MiB, Timeouts, publish_context, size_for, volume_id_for
 from tests.unit.csi.test_errors import Aborted, FakeContext
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
