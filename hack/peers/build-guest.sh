@@ -131,9 +131,10 @@ fail() { say "$*"; sleep 1; echo o >/proc/sysrq-trigger; poweroff -f; }
 for m in $(cat /lib/modules/load.order); do
   insmod "/lib/modules/$m" || say "insmod $m failed"
 done
-agent=; python=python3; state=; cache=
+agent=; python=python3; state=; cache=; keep=
 for arg in $(cat /proc/cmdline); do
   case $arg in
+    lunbridge.keep=*) keep=$(echo "${arg#*=}" | tr , ' ') ;;  # host folders tmpfs must not hide
     lunbridge.agent=*) agent=${arg#*=} ;;
     lunbridge.python=*) python=${arg#*=} ;;
     lunbridge.state=*) state=${arg#*=} ;;
@@ -145,6 +146,9 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144$cache hostroot /new
   || fail "cannot mount hostroot over 9p"
 # Copy the agent before tmpfs mounts can hide it (a checkout under /tmp or /run).
 if [ -n "$agent" ]; then cp "/newroot$agent" /agent.py || fail "agent $agent not found"; fi
+# the host's tree stays reachable here, to show `keep` folders through the tmpfs mounts below
+mkdir -p /hostroot
+mount -o bind /newroot /hostroot
 mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
 mount -t devtmpfs devtmpfs /newroot/dev
@@ -155,6 +159,9 @@ mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp
 mount -t tmpfs -o mode=755 tmpfs /newroot/run
 for d in /mnt $state; do
   if [ -d "/newroot$d" ]; then mount -t tmpfs -o mode=755 tmpfs "/newroot$d"; else say "no $d on host"; fi
+done
+for k in $keep; do  # e.g. a checkout and its venv under /tmp: visible again, read-only
+  if [ -d "/hostroot$k" ]; then mkdir -p "/newroot$k" && mount -o bind "/hostroot$k" "/newroot$k"; fi
 done
 hostname lunbridge-guest
 ifconfig lo 127.0.0.1 up 2>/dev/null

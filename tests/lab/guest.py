@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.lab import procs
+from tests.lab.paths import REPO_DIR
 from tests.lab.procs import LabError
 from tests.lab.qmp import LineSocket, Qmp
 
@@ -122,6 +123,12 @@ def kernel_cmdline(python: str | None = None, root_cache: str | None = None) -> 
     )
     if root_cache:
         append += f" lunbridge.9pcache={root_cache}"
+    # the guest mounts tmpfs over /tmp, /run and /mnt: a checkout or venv there must stay visible
+    hidden = ("/tmp/", "/run/", "/mnt/")
+    keep = sorted({str(p) for p in (REPO_DIR, Path(sys.prefix), Path(python).parent.parent)
+                   if str(p).startswith(hidden) and not any(c.isspace() or c == "," for c in str(p))})  # fmt: skip
+    if keep:
+        append += f" lunbridge.keep={','.join(keep)}"
     return append
 
 
