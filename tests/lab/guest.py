@@ -125,8 +125,8 @@ def kernel_cmdline(python: str | None = None, root_cache: str | None = None) -> 
         append += f" lunbridge.9pcache={root_cache}"
     # the guest mounts tmpfs over /tmp, /run and /mnt: a checkout or venv there must stay visible
     hidden = ("/tmp/", "/run/", "/mnt/")
-    keep = sorted({str(p) for p in (REPO_DIR, Path(sys.prefix), Path(python).parent.parent)
-                   if str(p).startswith(hidden) and not any(c.isspace() or c == "," for c in str(p))})  # fmt: skip
+    folders = {str(p) for p in (REPO_DIR, Path(sys.prefix), Path(python).parent.parent)}
+    keep = sorted(f for f in folders if f.startswith(hidden) and not any(c.isspace() or c == "," for c in f))
     if keep:
         append += f" lunbridge.keep={','.join(keep)}"
     return append
