@@ -40,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import lunbridge_operator.handlers  # noqa: F401  (registers the handlers)
 
-    kopf.configure(verbose=False)
+    log_format = kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(verbose=False, log_format=log_format)
     kopf.run(
         clusterwide=True,
         standalone=config.standalone,

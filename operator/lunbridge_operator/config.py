@@ -39,6 +39,7 @@ class OperatorConfig:
     metrics_port: int = 8080
     liveness: str | None = None
     resync_seconds: float = 60.0
+    log_format: str = "plain"
 
 
 def _truthy(value: str | None) -> bool:
@@ -99,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     _option(op, "--metrics-port", "Prometheus metrics port, 0 = off", "8080", type=int)
     _option(op, "--liveness", "liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     _option(op, "--resync-seconds", "how often Ready objects are checked again", "60", type=float)
+    _option(op, "--log-format", "plain lines, or one JSON object per line for log collectors", "plain",
+            choices=["plain", "json"])  # fmt: skip
     return parser
 
 
@@ -206,4 +209,5 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         metrics_port=args.metrics_port,
         liveness=args.liveness,
         resync_seconds=args.resync_seconds,
+        log_format=args.log_format,
     )
