@@ -46,7 +46,7 @@ func installStorage(m *simulator.Model, tools *iscsiTools) []*storageSystem {
 }
 
 // createVMs makes vmsPerHost powered-on VMs on every host, named <host>_VM<n>, each with a
-// ParaVirtualSCSIController (bus 0) holding a boot disk at unit 0, an IDE CD-ROM and a NIC.
+// ParaVirtualSCSIController (bus 0, PCI slot 160) holding a boot disk at unit 0, an IDE CD-ROM and a NIC.
 func createVMs(ctx context.Context, m *simulator.Model, c *vim25.Client, vmsPerHost int) error {
 	finder := find.NewFinder(c, true)
 	dc, err := finder.DefaultDatacenter(ctx)
@@ -79,6 +79,8 @@ func createVMs(ctx context.Context, m *simulator.Model, c *vim25.Client, vmsPerH
 			}
 			var devices object.VirtualDeviceList
 			scsi, _ := devices.CreateSCSIController("pvscsi")
+			// vCenter gives the first SCSI controller PCI slot 160; the guest finds its SCSI host by it
+			scsi.GetVirtualDevice().SlotInfo = &types.VirtualDevicePciBusSlotInfo{PciSlotNumber: 160}
 			ide, _ := devices.CreateIDEController()
 			cdrom, _ := devices.CreateCdrom(ide.(*types.VirtualIDEController))
 			disk := devices.CreateDisk(scsi.(types.BaseVirtualController), types.ManagedObjectReference{},

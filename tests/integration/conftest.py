@@ -16,9 +16,11 @@ from urllib.parse import urlsplit
 import pytest
 import pyVim.connect
 
+from lunbridge.hypervisor.libvirt import LibvirtConfig
 from tests.integration.hypervisor.vcenter import WaitForTask, find, vim, vmodl
 from tests.lab import guest as guest_module
 from tests.lab import lab as lab_module
+from tests.lab import libvirt as libvirt_lab
 from tests.lab import paths
 from tests.lab import tgt as tgt_module
 from tests.lab import vcsim as vcsim_module
@@ -134,3 +136,19 @@ def guest(lab_dir: Path) -> Iterator[Guest]:
     yield vm
     vm.close()
     guest_module.stop(lab_dir)
+
+
+# The lab's KVM host and its guest: defined once here, because the guest's agent channel
+# serves one client at a time (a second session-wide connection would never be answered).
+@pytest.fixture(scope="session")
+def kvm_config(lab: LabState) -> LibvirtConfig:
+    assert lab.libvirt_uri, "the lab runs without its KVM host (LAB_GUEST=0); these tests need it"
+    return LibvirtConfig(uri=lab.libvirt_uri, host_iqn=lab.host_iqn)
+
+
+@pytest.fixture(scope="session")
+def kvm_guest(lab: LabState) -> Iterator[libvirt_lab.LibvirtGuest]:
+    """The lab's libvirt guest (already booted by the lab)."""
+    guest = libvirt_lab.connect_guest(Path(lab.lab_dir))
+    yield guest
+    guest.close()

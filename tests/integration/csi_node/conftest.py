@@ -14,8 +14,6 @@ import pytest
 from tests.integration.libvirt.conftest import (  # noqa: F401 - fixtures used by this package
     backend,
     kvm,
-    kvm_config,
-    kvm_guest,
     masked_lun,
     prefix,
 )
@@ -43,7 +41,7 @@ def drive(guest: LibvirtGuest, steps: list[dict[str, Any]], **service: Any) -> l
 
 
 @pytest.fixture
-def node(kvm_guest: LibvirtGuest) -> Node:  # noqa: F811 - the imported fixture
+def node(kvm_guest: LibvirtGuest) -> Node:
     """`node(steps, **service_options)` → one result per step, run by the real NodeService in the guest."""
 
     def run(steps: list[dict[str, Any]], **service: Any) -> list[dict[str, Any]]:

@@ -64,7 +64,7 @@ async def test_attach_and_detach_a_lun_masked_to_the_vms_host(
     pv0 = info.scsi_controllers[0]
     assert (attachment.controller_key, attachment.bus_number) == (pv0.key, pv0.bus_number)
     assert attachment.unit_number == 1  # unit 0 holds the boot disk
-    assert attachment.pci_slot is None  # the simulator sets no slotInfo
+    assert attachment.pci_slot == 160  # the lab gives the first PVSCSI controller slot 160, as vCenter does
 
     vm_obj = find(si, vim.VirtualMachine, info.name)
     disk = disk_at(vm_obj, attachment)

@@ -10,7 +10,7 @@ tests use the lowest free address, which is on controller 0).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -19,18 +19,10 @@ from lunbridge.hypervisor.libvirt import Libvirt, LibvirtConfig
 from lunbridge.san import Transport
 from lunbridge.storage.base import Lun
 from lunbridge.storage.tgt import TgtBackend, TgtConfig
-from tests.lab import libvirt as libvirt_lab
 from tests.lab import tgt as tgt_lab
-from tests.lab.lab import LabState
 
 MiB = 1 << 20
 MakeLun = Callable[[list[str]], Awaitable[Lun]]
-
-
-@pytest.fixture(scope="session")
-def kvm_config(lab: LabState) -> LibvirtConfig:
-    assert lab.libvirt_uri, "the lab runs without its KVM host (LAB_GUEST=0); these tests need it"
-    return LibvirtConfig(uri=lab.libvirt_uri, host_iqn=lab.host_iqn)
 
 
 @pytest.fixture
@@ -38,14 +30,6 @@ async def kvm(kvm_config: LibvirtConfig) -> AsyncIterator[Libvirt]:
     client = await Libvirt.connect(kvm_config)
     yield client
     await client.close()
-
-
-@pytest.fixture(scope="session")
-def kvm_guest(lab: LabState) -> Iterator[libvirt_lab.LibvirtGuest]:
-    """The lab's libvirt guest (already booted by the lab)."""
-    guest = libvirt_lab.connect_guest(Path(lab.lab_dir))
-    yield guest
-    guest.close()
 
 
 @pytest.fixture

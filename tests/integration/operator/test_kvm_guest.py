@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -25,14 +23,6 @@ pytestmark = pytest.mark.usefixtures("operator")
 TARGET_PREFIX = "iqn.2024-01.io.lunbridge:"
 
 
-@pytest.fixture(scope="module")
-def guest(lab: LabState) -> Iterator[libvirt_lab.LibvirtGuest]:
-    assert lab.guest_node, "the lab runs without its KVM guest (LAB_GUEST=0); this test needs it"
-    found = libvirt_lab.connect_guest(Path(lab.lab_dir))
-    yield found
-    found.close()
-
-
 def _guest_disk(guest: libvirt_lab.LibvirtGuest, attachment: dict[str, object], naa: str) -> str | None:
     host = scsi_hosts(guest).get(int(attachment["pciSlot"]))  # type: ignore[call-overload]
     if host is None:
@@ -44,11 +34,12 @@ def _guest_disk(guest: libvirt_lab.LibvirtGuest, attachment: dict[str, object], 
 
 
 def test_disk_for_the_guest_node_appears_in_the_guest_by_its_naa(
-    lab: LabState, tgt: Tgt, guest: libvirt_lab.LibvirtGuest, disks: Disks
+    lab: LabState, tgt: Tgt, kvm_guest: libvirt_lab.LibvirtGuest, disks: Disks
 ) -> None:
     before = set(nexus_initiators(tgt, TARGET_PREFIX))
     name = disks.make(node=lab.guest_node, size="32Mi")
     disk = observe.wait_ready(lab, name, timeout=90)
+    guest = kvm_guest
     naa = disk["status"]["lun"]["naa"]
     attachment = disk["status"]["attachment"]
     assert attachment["providerID"].startswith("libvirt://")
