@@ -7,27 +7,11 @@ as `lunbridge.errors`, which `lunbridge_csi.errors` turns into gRPC codes.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
-
-import kubernetes
-import urllib3
-from kubernetes.client.exceptions import ApiException
+from typing import Any, Protocol
 
 from lunbridge.api import GROUP, VERSION, VIRTUAL_DISK_PLURAL
-from lunbridge.errors import (
-    AlreadyExists,
-    InvalidArgument,
-    LunbridgeError,
-    NotFound,
-    Unauthenticated,
-    Unavailable,
-)
-
-T = TypeVar("T")
-client: Any = kubernetes.client
-config: Any = kubernetes.config
+from lunbridge.errors import NotFound
+from lunbridge.kubeapi import KubeApi
 
 
 class VirtualDisks(Protocol):
@@ -42,38 +26,8 @@ class VirtualDisks(Protocol):
     async def ping(self) -> None: ...
 
 
-def translate(what: str, exc: Exception) -> LunbridgeError:
-    if isinstance(exc, ApiException):
-        if exc.status == 404:
-            return NotFound(f"{what}: not found")
-        if exc.status == 409:
-            return AlreadyExists(f"{what}: already exists ({exc.reason})")
-        if exc.status in (400, 422):
-            return InvalidArgument(f"{what}: the API server refused it: {exc.body}")
-        if exc.status in (401, 403):
-            return Unauthenticated(f"{what}: the API server refused the credentials ({exc.status})")
-        return Unavailable(f"{what}: the Kubernetes API answered {exc.status} {exc.reason}")
-    return Unavailable(f"{what}: the Kubernetes API cannot be reached ({exc})")
-
-
-class Kube:
+class Kube(KubeApi):
     """VirtualDisks and Nodes through the official client (in-cluster config, else kubeconfig)."""
-
-    def __init__(self, api_client: Any | None = None) -> None:
-        if api_client is None:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
-            api_client = client.ApiClient()
-        self._core: Any = client.CoreV1Api(api_client)
-        self._custom: Any = client.CustomObjectsApi(api_client)
-
-    async def _call(self, what: str, call: Callable[[], T]) -> T:
-        try:
-            return await asyncio.to_thread(call)
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise translate(what, exc) from exc
 
     async def get(self, name: str) -> dict[str, Any]:
         found: dict[str, Any] = await self._call(
