@@ -1,8 +1,9 @@
 """Two operator replicas never work on the same object: they meet in the ClusterKopfPeering
-and the one with the lower priority pauses while the other runs."""
+and the one with the lower priority stays frozen while the other runs."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,14 +33,12 @@ def _log(lab: LabState, name: str) -> str:
 
 def test_only_one_replica_reconciles(lab: LabState, replicas: tuple[str, ...], disks: Disks,
                                      lab_vms: list[LabVm]) -> None:  # fmt: skip
-    paused = observe.eventually(
-        lambda: [n for n in replicas if "Pausing operations in favour of" in _log(lab, n)] or None,
-        60,
-        "one replica pausing in favour of the other",
-    )
-    assert len(paused) == 1
-    working = next(n for n in replicas if n not in paused)
-    name = disks.make(node=lab_vms[0].node)
-    observe.wait_ready(lab, name)
-    assert "Handler 'reconcile_virtual_disk' succeeded" in _log(lab, working)
-    assert "Handler 'reconcile_virtual_disk'" not in _log(lab, paused[0])
+    # the replicas meet in the peering object within a keep-alive or two; whichever has the
+    # lower priority is frozen (from its start, or it logs that it pauses when the other comes)
+    time.sleep(5)
+    names = [disks.make(node=vm.node) for vm in lab_vms[:3]]
+    for name in names:
+        observe.wait_ready(lab, name)
+    handled = {n: _log(lab, n).count("Handler 'reconcile_virtual_disk' succeeded") for n in replicas}
+    assert sorted(handled.values())[0] == 0, handled
+    assert sorted(handled.values())[1] >= len(names), handled
