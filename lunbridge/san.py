@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import re
+from dataclasses import dataclass
 
 from lunbridge.errors import InvalidArgument
 
@@ -55,3 +56,63 @@ def iqn(value: str) -> str:
             f"{value!r} is not an iSCSI name (iqn.YYYY-MM.reversed.domain[:id] or eui.<16 hex>)"
         )
     return lowered
+
+
+ISCSI_PORT = 3260
+_UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
+
+
+def canonical_uuid(value: str) -> str:
+    """A UUID as vCenter and libvirt write it: lowercase, 8-4-4-4-12 (accepts no dashes, any case)."""
+    digits = value.strip().lower().replace("-", "")
+    if len(digits) != 32 or not _UUID.match(digits):
+        raise InvalidArgument(f"{value!r} is not a UUID")
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+def is_uuid(value: str) -> bool:
+    return bool(_UUID.match(value.strip().lower()))
+
+
+@dataclass(frozen=True)
+class Portal:
+    """An iSCSI portal: where initiators reach a storage server."""
+
+    address: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The portal as libiscsi's tools take it: `iscsi://host:port`."""
+        return f"iscsi://{self}"
+
+    def same(self, address: str, port: int | None) -> bool:
+        """True if a send target (address, port; port 0/None = 3260) is this portal."""
+        return address.strip("[]").lower() == self.address.lower() and (port or ISCSI_PORT) == self.port
+
+
+def parse_portal(value: str) -> Portal:
+    """`10.0.0.5:3260`, `[fd00::5]:3260`, `10.0.0.5` or `san.example.com` → a Portal."""
+    text = value.strip()
+    host, port = text, ISCSI_PORT
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise InvalidArgument(f"iSCSI portal {value!r} is malformed; write [ipv6]:port")
+        if rest:
+            port = _port(value, rest[1:])
+    elif text.count(":") == 1:
+        host, _, raw_port = text.partition(":")
+        port = _port(value, raw_port)
+    if not host or any(c.isspace() or c in "/?#@'\"<>&" for c in host):
+        raise InvalidArgument(f"iSCSI portal {value!r} names no usable address; write address:port")
+    return Portal(address=host.lower(), port=port)
+
+
+def _port(value: str, raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise InvalidArgument(f"iSCSI portal {value!r} has a bad port; write address:port")
+    return int(raw)

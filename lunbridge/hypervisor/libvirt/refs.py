@@ -18,21 +18,16 @@ from dataclasses import dataclass
 
 from lunbridge.api import PROVIDER_LIBVIRT
 from lunbridge.errors import InvalidArgument
+from lunbridge.san import ISCSI_PORT as ISCSI_PORT
+from lunbridge.san import Portal as Portal
+from lunbridge.san import canonical_uuid as canonical_uuid
+from lunbridge.san import is_uuid
+from lunbridge.san import parse_portal as parse_portal
 
 ID_PREFIX = "libvirt:"
-ISCSI_PORT = 3260
 # A user alias (libvirt keeps `ua-` aliases on live devices): marks the disks lunbridge made.
 ALIAS_PREFIX = "ua-lunbridge-"
-_UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
 _HEX = re.compile(r"^[0-9a-f]+$")
-
-
-def canonical_uuid(value: str) -> str:
-    """A UUID as libvirt writes it: lowercase, 8-4-4-4-12 (accepts no dashes, any case)."""
-    digits = value.strip().lower().replace("-", "")
-    if len(digits) != 32 or not _UUID.match(digits):
-        raise InvalidArgument(f"{value!r} is not a UUID")
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def vm_id(uuid: str) -> str:
@@ -76,47 +71,9 @@ def parse_vm_ref(ref: str) -> VmQuery:
                     f"providerID {ref!r} does not hold a UUID after {PROVIDER_LIBVIRT}; "
                     "check the Node's spec.providerID (libvirt://<domain UUID>)"
                 ) from None
-    if _UUID.match(lowered):
+    if is_uuid(lowered):
         return VmQuery(uuid=canonical_uuid(text))
     return VmQuery(name=text)
-
-
-@dataclass(frozen=True)
-class Portal:
-    address: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """The portal as libiscsi's tools take it: `iscsi://host:port`."""
-        return f"iscsi://{self}"
-
-
-def parse_portal(value: str) -> Portal:
-    """`10.0.0.5:3260`, `[fd00::5]:3260`, `10.0.0.5` or `san.example.com` → a Portal."""
-    text = value.strip()
-    host, port = text, ISCSI_PORT
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise InvalidArgument(f"iSCSI portal {value!r} is malformed; write [ipv6]:port")
-        if rest:
-            port = _port(value, rest[1:])
-    elif text.count(":") == 1:
-        host, _, raw_port = text.partition(":")
-        port = _port(value, raw_port)
-    if not host or any(c.isspace() or c in "/?#@'\"<>&" for c in host):
-        raise InvalidArgument(f"iSCSI portal {value!r} names no usable address; write address:port")
-    return Portal(address=host.lower(), port=port)
-
-
-def _port(value: str, raw: str) -> int:
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise InvalidArgument(f"iSCSI portal {value!r} has a bad port; write address:port")
-    return int(raw)
 
 
 def disk_alias(naa: str) -> str:
