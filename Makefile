@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all bench demo test test-unit test-integration lint proto peers venv lab-up lab-down lab-status clean
+.PHONY: all bench demo sanity test test-unit test-integration lint proto peers venv lab-up lab-down lab-status clean
 
 all: test
 
@@ -44,6 +44,10 @@ test-integration: venv proto peers
 
 lab-up: venv proto peers
 	$(PY) -m tests.lab up
+
+# csi-sanity against a lab started with `make lab-up LAB_SERVICES=1` (its .lab/env endpoints).
+sanity: venv proto peers
+	$(PY) -m tests.lab sanity
 
 lab-down: venv
 	$(PY) -m tests.lab down

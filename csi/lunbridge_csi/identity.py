@@ -1,5 +1,9 @@
 """The CSI Identity service: the plugin's name and version, what it offers, and whether it is
-ready (the controller is ready when the Kubernetes API answers; the node needs no API)."""
+ready (the controller is ready when the Kubernetes API answers; the node needs no API).
+
+The plugin has a controller service whichever role a process serves, so every role says so:
+a CO that asks a node process (csi-sanity does) learns that volumes are controller-published,
+and so hands NodeStage the publish context it needs."""
 
 from __future__ import annotations
 
@@ -25,11 +29,9 @@ class IdentityService(csi_pb2_grpc.IdentityServicer):
     def __init__(
         self,
         *,
-        controller: bool,
         driver_name: str = CSI_DRIVER_NAME,
         probe: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        self.controller = controller
         self.driver_name = driver_name
         self._probe = probe
 
@@ -43,10 +45,8 @@ class IdentityService(csi_pb2_grpc.IdentityServicer):
     async def GetPluginCapabilities(
         self, request: csi_pb2.GetPluginCapabilitiesRequest, context: Context
     ) -> csi_pb2.GetPluginCapabilitiesResponse:
-        capabilities = []
-        if self.controller:
-            capabilities.append(csi_pb2.PluginCapability(service=Service(type=Service.CONTROLLER_SERVICE)))
-        return csi_pb2.GetPluginCapabilitiesResponse(capabilities=capabilities)
+        controller = csi_pb2.PluginCapability(service=Service(type=Service.CONTROLLER_SERVICE))
+        return csi_pb2.GetPluginCapabilitiesResponse(capabilities=[controller])
 
     @handled
     async def Probe(self, request: csi_pb2.ProbeRequest, context: Context) -> csi_pb2.ProbeResponse:

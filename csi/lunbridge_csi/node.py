@@ -50,6 +50,8 @@ CONTEXT_PCI_SLOT = "pciSlot"
 CONTEXT_GUEST_ADDRESS = "guestAddress"
 READ_ONLY_MODES = {Mode.SINGLE_NODE_READER_ONLY, Mode.MULTI_NODE_READER_ONLY}
 DEFAULT_STATE_DIR = Path("/var/lib/lunbridge-guest")
+# how long a disk whose VPD page lacks the published NAA is asked again before it is refused
+RECHECK_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,11 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             host = await scsi.wait_for_host(self.root, where.pci_slot, self.device_timeout)
             device = await scsi.wait_for_device(self.root, host, where.address, self.device_timeout)
             carried = scsi.device_naas(self.root, device)
+            if where.naa not in carried:
+                log.info(
+                    "%s shows %s, not %s yet: asking the disk again", device, carried or "no NAA", where.naa
+                )
+                carried = await scsi.recheck_naas(self.root, device, where.naa, RECHECK_SECONDS)
             if where.naa not in carried:
                 raise Conflict(
                     f"the disk at {where.address.hctl(host)} ({device}) carries "

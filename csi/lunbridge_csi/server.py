@@ -103,7 +103,7 @@ def build(settings: Settings, kube: Any | None = None) -> tuple[grpc.aio.Server,
         )
     if settings.mode in ("node", "all"):
         stubs.add_NodeServicer_to_server(node_service(settings.node_id), server)
-    identity = IdentityService(controller=controller, driver_name=settings.driver_name, probe=probe)
+    identity = IdentityService(driver_name=settings.driver_name, probe=probe)
     stubs.add_IdentityServicer_to_server(identity, server)
     if endpoint.socket is not None:
         remove_stale_socket(endpoint.socket)

@@ -1,18 +1,29 @@
-"""`python -m tests.bench [--disks N --vms N]` — what `make bench` runs."""
+"""`python -m tests.bench [--disks N --vms N --only operator|node]` — what `make bench` runs:
+the operator's figures (tests/bench/operator_bench.py), then the CSI node service's in the lab's
+KVM guest (tests/bench/node_bench.py)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from tests.bench import operator_bench
+from tests.bench import node_bench, operator_bench
+from tests.lab import lab, services
 from tests.lab.paths import REPO_DIR
 
-parser = argparse.ArgumentParser(prog="python -m tests.bench", description=operator_bench.__doc__)
+parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
 parser.add_argument("--disks", type=int, default=200)
 parser.add_argument("--vms", type=int, default=10)
-parser.add_argument("--rounds", type=int, default=5, help="apply->Ready samples for (a)")
+parser.add_argument("--rounds", type=int, default=5, help="samples for (a), (c) and (d)")
 parser.add_argument("--sequential", type=int, default=20, help="disks applied one by one for (b)")
+parser.add_argument("--only", choices=("operator", "node"), help="run one of the two benches")
 parser.add_argument("--lab-dir", type=Path, default=REPO_DIR / ".lab-bench")
 args = parser.parse_args()
-operator_bench.run(args.lab_dir.resolve(), args.disks, args.vms, args.rounds, args.sequential)
+lab_dir = args.lab_dir.resolve()
+if args.only in (None, "operator"):
+    operator_bench.run(lab_dir, args.disks, args.vms, args.rounds, args.sequential)
+if args.only in (None, "node"):
+    try:
+        node_bench.run(services.up(lab_dir), args.rounds)
+    finally:
+        lab.down(lab_dir)

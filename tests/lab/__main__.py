@@ -1,14 +1,16 @@
-"""`python -m tests.lab up|down|status|demo` — what `make lab-up`, `lab-down` and `demo` run."""
+"""`python -m tests.lab up|down|status|demo|sanity` — what `make lab-up`, `lab-down`, `demo`
+and `sanity` run. `up` with LAB_SERVICES=1 also starts lunbridge's services (tests.lab.services)."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.lab import lab, operator, paths, procs, show, vcsim
+from tests.lab import csi, lab, operator, paths, procs, services, show, vcsim
 
 
 def _describe(state: lab.LabState) -> str:
@@ -33,6 +35,12 @@ def _describe(state: lab.LabState) -> str:
             if state.libvirt_uri
             else "  KVM host        (none: LAB_GUEST=0)\n"
         )
+        + (
+            f"  lunbridge       operator, CSI controller {csi.controller_socket(lab_dir)}, "
+            f"node service in the guest at {state.node_endpoint}\n"
+            if state.services
+            else "  lunbridge       (not started: LAB_SERVICES=1 starts the operator and the CSI plugin)\n"
+        )
         + f"  shell env       source {lab_dir / 'env'}\n\n"
         f"Kubernetes Nodes (one per VM):\n{nodes.stdout}\n"
         f"Hypervisor hosts and their initiators:\n{hosts}\n\n"
@@ -42,15 +50,17 @@ def _describe(state: lab.LabState) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.lab", description=__doc__)
-    parser.add_argument("command", choices=("up", "down", "status", "demo"))
+    parser.add_argument("command", choices=("up", "down", "status", "demo", "sanity"))
     parser.add_argument("--lab-dir", type=Path, default=paths.default_lab_dir())
     args = parser.parse_args(argv)
     lab_dir: Path = args.lab_dir.resolve()
     try:
         if args.command == "up":
-            already = lab.running(lab_dir)
+            current = lab.load(lab_dir)
+            with_services = current is not None and current.services
+            already = lab.running(lab_dir) and (with_services or not services.wanted())
             started = time.monotonic()
-            state = lab.up(lab_dir)
+            state = services.up(lab_dir) if services.wanted() else lab.up(lab_dir)
             verb = "already up" if already else f"up in {time.monotonic() - started:.1f}s"
             print(f"lab {verb}\n")
             print(_describe(state))
@@ -63,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"no lab running in {lab_dir}")
                 return 1
             print(_describe(current))
+        elif args.command == "sanity":
+            return _sanity(lab_dir)
         else:
             return _demo(lab_dir)
     except procs.LabError as exc:
@@ -96,6 +108,18 @@ def _demo(lab_dir: Path) -> int:
         lab.down(lab_dir)
     print("== lab down: no peer process and no tgtd target left")
     return 0
+
+
+def _sanity(lab_dir: Path) -> int:
+    """csi-sanity against the lab's CSI controller service and the guest's node service."""
+    state = lab.load(lab_dir)
+    if state is None or not state.services or not lab.running(lab_dir):
+        raise procs.LabError(
+            f"no lab with lunbridge's services runs in {lab_dir}: run `make lab-up LAB_SERVICES=1`"
+        )
+    argv = csi.sanity_argv(state.env())
+    print("== " + " ".join(argv), flush=True)
+    return subprocess.run(argv, check=False).returncode
 
 
 def _run(state: lab.LabState, title: str, *args: str) -> None:

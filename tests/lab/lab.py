@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.lab import kube, paths, procs, tgt, vcsim
+from tests.lab import csi, kube, paths, procs, tgt, vcsim
 from tests.lab import libvirt as libvirt_lab
 
 VSPHERE_USER = "lab-admin@vsphere.local"
+SERVICES = ("operator", csi.CONTROLLER)  # what LAB_SERVICES=1 runs on this machine (tests.lab.services)
 
 
 @dataclass
@@ -43,6 +44,9 @@ class LabState:
     host_iqn: str = ""
     guest_node: str = ""
     guest_uuid: str = ""
+    guest_csi_port: int = 0  # 127.0.0.1:<this> leads to the node service's port in the guest
+    # the operator, the CSI controller service and the guest's node service run (LAB_SERVICES=1)
+    services: bool = False
 
     @property
     def kubeconfig(self) -> Path:
@@ -66,6 +70,7 @@ class LabState:
             "LUNBRIDGE_TGT_STATE_FILE": str(Path(self.lab_dir) / "tgt-state.json"),
             "LUNBRIDGE_VSPHERE_THUMBPRINT": self.vsphere_thumbprint,
             **self._kvm_env(),
+            **self._services_env(),
         }
 
     def _kvm_env(self) -> dict[str, str]:
@@ -76,6 +81,16 @@ class LabState:
             "LUNBRIDGE_HOST_IQN": self.host_iqn,
             "LUNBRIDGE_GUEST_NODE": self.guest_node,
         }
+
+    def _services_env(self) -> dict[str, str]:
+        if not self.services:
+            return {}
+        return csi.services_env(Path(self.lab_dir), self.node_endpoint)
+
+    @property
+    def node_endpoint(self) -> str:
+        """The guest's node service, as seen from this machine (host:port, for any gRPC client)."""
+        return f"127.0.0.1:{self.guest_csi_port}"
 
 
 def _state_file(lab_dir: Path) -> Path:
@@ -98,6 +113,7 @@ def running(lab_dir: Path) -> bool:
         and procs.read_pid(lab_dir, tgt.NAME) is not None
         and procs.read_pid(lab_dir, vcsim.NAME) is not None
         and (not state.libvirt_uri or libvirt_lab.running(lab_dir))
+        and (not state.services or all(procs.read_pid(lab_dir, name) is not None for name in SERVICES))
     )
 
 
@@ -117,7 +133,8 @@ def up(lab_dir: Path) -> LabState:
     bin_dir = paths.bin_dir()
     try:
         # the KVM host first: its guest boots (TCG, seconds) while the other peers start
-        kvm_guest = _start_kvm_host(lab_dir) if guest_wanted() else None
+        node_port = procs.free_port()
+        kvm_guest = _start_kvm_host(lab_dir, node_port) if guest_wanted() else None
         endpoints = kube.start(lab_dir, bin_dir)
         storage = tgt.start(lab_dir)
         password = secrets.token_urlsafe(12)
@@ -139,8 +156,8 @@ def up(lab_dir: Path) -> LabState:
             state.host_iqn = libvirt_lab.HOST_IQN
             state.guest_node = libvirt_lab.NODE_NAME
             state.guest_uuid = kvm_guest.uuid
-        _state_file(lab_dir).write_text(json.dumps(asdict(state), indent=2))
-        _write_env(lab_dir, state)
+            state.guest_csi_port = node_port
+        save(state)
         apply_crds(state)
         create_nodes(state, inventory)
         if kvm_guest is not None:
@@ -153,7 +170,7 @@ def up(lab_dir: Path) -> LabState:
 
 def _forget(lab_dir: Path) -> None:
     """A new lab starts empty: no objects in etcd, no LUNs, no storage backend state."""
-    for name in ("etcd-data", "pool", "libvirt"):
+    for name in ("etcd-data", "pool", "libvirt", libvirt_lab.csi_share_dir(lab_dir).name):
         shutil.rmtree(lab_dir / name, ignore_errors=True)
     for state_file in lab_dir.glob("tgt-state.json*"):
         state_file.unlink()
@@ -162,6 +179,8 @@ def _forget(lab_dir: Path) -> None:
 def down(lab_dir: Path) -> None:
     """Stop every peer the lab started; leaves no process and no tgtd target behind."""
     state = load(lab_dir)
+    for name in SERVICES:  # first: they would log every peer below going away
+        procs.stop(lab_dir, name, timeout=15)
     libvirt_lab.stop(lab_dir)  # first: its guest's iSCSI sessions end before tgtd's targets go
     vcsim.stop(lab_dir)
     tgt.stop(lab_dir, state.tgt if state else None)
@@ -176,6 +195,13 @@ def _thumbprint(url: str) -> str:
     pem = ssl.get_server_certificate((parts.hostname or "127.0.0.1", parts.port or 443))
     digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def save(state: LabState) -> None:
+    """Record `state` (state.json) and describe it to shells (.lab/env)."""
+    lab_dir = Path(state.lab_dir)
+    _state_file(lab_dir).write_text(json.dumps(asdict(state), indent=2))
+    _write_env(lab_dir, state)
 
 
 def _write_env(lab_dir: Path, state: LabState) -> None:
@@ -240,15 +266,19 @@ def create_nodes(state: LabState, inventory: vcsim.Inventory) -> None:
 # --- the KVM host (libvirtd) and its guest -------------------------------------------------
 
 
-def _start_kvm_host(lab_dir: Path) -> libvirt_lab.GuestInfo:
+def _start_kvm_host(lab_dir: Path, node_port: int) -> libvirt_lab.GuestInfo:
     """Start the lab's libvirtd and its guest; the guest boots while the caller goes on."""
     libvirt_lab.start(lab_dir, paths.cache_dir())
-    return libvirt_lab.create_guest(lab_dir, paths.cache_dir())
+    return libvirt_lab.create_guest(lab_dir, paths.cache_dir(), node_port)
 
 
 def _finish_kvm_host(lab_dir: Path, state: LabState) -> None:
     """Wait until the guest's agent answers, then give the guest its Node."""
-    libvirt_lab.connect_guest(lab_dir).close()
+    guest = libvirt_lab.connect_guest(lab_dir)
+    try:
+        csi.prepare_guest(guest, lab_dir)
+    finally:
+        guest.close()
     create_guest_node(state)
 
 

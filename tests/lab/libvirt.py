@@ -22,6 +22,12 @@ a `<domain type='qemu'>` (TCG: this machine's /dev/kvm cannot boot a stock kerne
 kernel boot, this machine's / shared read-only over 9p (mount tag `hostroot`), a virtio-scsi
 controller whose hot-plug notifications are off (the guest sees a LUN only after a targeted
 rescan, as on a vSphere PVSCSI controller), and the command agent's virtio-serial channel.
+For the CSI node service it also has a user-mode NIC (QEMU's slirp with `restrict=on`: the
+guest reaches nothing, and one loopback port of this machine is forwarded to the guest's
+GUEST_CSI_PORT) and a second, writable 9p share mounted at the same path in the guest
+(`csi_share_dir`), so a CO on this machine (csi-sanity) and the guest see the same staging
+and target folders. libvirt has no port forwards for slirp, so the NIC is passed to QEMU
+as arguments, at a PCI slot libvirt does not hand out first.
 Its SMBIOS UUID is the domain UUID, so the Node's providerID `libvirt://<uuid>` is what the
 guest's DMI shows.
 """
@@ -62,6 +68,10 @@ SYSTEM_DIRS = {
 }
 CACHE_DIR = "/var/cache/libvirt"
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+GUEST_ADDRESS = "10.0.2.15/24"  # slirp's first guest address, where its port forwards lead
+GUEST_CSI_PORT = 10000  # the node service's TCP port inside the guest
+CSI_SHARE_TAG = "labcsi"
+NIC_PCI_SLOT = "0x1e"
 
 LIBVIRTD_CONF = """\
 # the lab's libvirtd: unix sockets in the lab folder, root only, no network listeners
@@ -104,6 +114,11 @@ def uri(lab_dir: Path) -> str:
 
 def console_log(lab_dir: Path) -> Path:
     return lab_dir / "libvirt-guest-console.log"
+
+
+def csi_share_dir(lab_dir: Path) -> Path:
+    """A folder of this machine, writable at the same path inside the guest (9p)."""
+    return lab_dir / "guest-csi"
 
 
 def domain_uuid(lab_dir: Path) -> str:
@@ -243,8 +258,11 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def domain_xml(lab_dir: Path, cache_dir: Path, *, memory_mib: int = 1024, python: str | None = None) -> str:
-    """The lab guest as a libvirt domain (see the module docstring)."""
+def domain_xml(
+    lab_dir: Path, cache_dir: Path, node_port: int, *, memory_mib: int = 1024, python: str | None = None
+) -> str:
+    """The lab guest as a libvirt domain (see the module docstring); 127.0.0.1:`node_port`
+    leads to the guest's GUEST_CSI_PORT."""
     kernel, initrd = guest_lab.assets(cache_dir)
     ET.register_namespace("qemu", QEMU_NS)
     dom = ET.Element("domain", type="qemu")
@@ -272,6 +290,9 @@ def domain_xml(lab_dir: Path, cache_dir: Path, *, memory_mib: int = 1024, python
     ET.SubElement(share, "source", dir="/")
     ET.SubElement(share, "target", dir="hostroot")  # the 9p mount tag build-guest.sh's init mounts
     ET.SubElement(share, "readonly")
+    csi_share = ET.SubElement(devices, "filesystem", type="mount", accessmode="passthrough")
+    ET.SubElement(csi_share, "source", dir=str(csi_share_dir(lab_dir)))
+    ET.SubElement(csi_share, "target", dir=CSI_SHARE_TAG)
     console = str(console_log(lab_dir))
     serial = ET.SubElement(devices, "serial", type="file")
     ET.SubElement(serial, "source", path=console)
@@ -285,6 +306,14 @@ def domain_xml(lab_dir: Path, cache_dir: Path, *, memory_mib: int = 1024, python
     override = ET.SubElement(ET.SubElement(dom, qemu + "override"), qemu + "device", alias="ua-scsi0")
     frontend = ET.SubElement(override, qemu + "frontend")
     ET.SubElement(frontend, qemu + "property", name="hotplug", type="bool", value="false")
+    forward = f"tcp:127.0.0.1:{node_port}-:{GUEST_CSI_PORT}"
+    nic = [
+        "-netdev", f"user,id=labnet,restrict=on,hostfwd={forward}",
+        "-device", f"virtio-net-pci,netdev=labnet,bus=pci.0,addr={NIC_PCI_SLOT}",
+    ]  # fmt: skip
+    commandline = ET.SubElement(dom, qemu + "commandline")
+    for arg in nic:
+        ET.SubElement(commandline, qemu + "arg", value=arg)
     return ET.tostring(dom, encoding="unicode")
 
 
@@ -298,7 +327,7 @@ class GuestInfo:
         return f"libvirt://{self.uuid}"
 
 
-def create_guest(lab_dir: Path, cache_dir: Path) -> GuestInfo:
+def create_guest(lab_dir: Path, cache_dir: Path, node_port: int) -> GuestInfo:
     """Start the lab guest through libvirt (a transient domain; it boots in the background)."""
     info = GuestInfo(DOMAIN, domain_uuid(lab_dir))
     if virsh(lab_dir, "domstate", DOMAIN, check=False).stdout.strip() == "running":
@@ -306,7 +335,8 @@ def create_guest(lab_dir: Path, cache_dir: Path) -> GuestInfo:
     virsh(lab_dir, "destroy", DOMAIN, check=False)
     (guest_lab.socket_dir(lab_dir) / AGENT_SOCKET).unlink(missing_ok=True)
     xml_file = root(lab_dir) / f"{DOMAIN}.xml"
-    xml_file.write_text(domain_xml(lab_dir, cache_dir))
+    csi_share_dir(lab_dir).mkdir(parents=True, exist_ok=True)
+    xml_file.write_text(domain_xml(lab_dir, cache_dir, node_port))
     virsh(lab_dir, "create", str(xml_file))
     return info
 

@@ -261,16 +261,37 @@ async def delete_device(root: Path, device: str, within: float = 10.0) -> bool:
     return True
 
 
-async def rescan_size(root: Path, device: str) -> int:
-    """Ask the disk for its capacity again (`device/rescan`); its size in bytes afterwards."""
+async def reread(root: Path, device: str) -> None:
+    """Ask the disk `device` (sdX) again for its capacity and VPD pages (`device/rescan`)."""
     path = root / BLOCK / device / "device" / "rescan"
     if not path.exists():
         raise NotFound(f"disk {device} is not in {root / BLOCK}")
     try:
         await _write(path, "1")
     except OSError as err:
-        raise Unavailable(f"size rescan of {device} failed: {err}") from err
+        raise Unavailable(f"rescan of disk {device} failed: {err}") from err
+
+
+async def rescan_size(root: Path, device: str) -> int:
+    """Ask the disk for its capacity again; its size in bytes afterwards."""
+    await reread(root, device)
     return size_bytes(root, device)
+
+
+async def recheck_naas(
+    root: Path, device: str, wanted: str, within: float, interval: float = 0.2
+) -> list[str]:
+    """The NAA ids of `device`, asked of the disk again until `wanted` is among them or `within`
+    has passed. A disk can show no VPD page for a moment after it appears, and the kernel keeps
+    the page of a disk whose LUN the hypervisor detached until it is asked again, while the
+    LUN now at that address may be another one."""
+    deadline = time.monotonic() + within
+    while True:
+        await reread(root, device)
+        carried = device_naas(root, device)
+        if normal_naa(wanted) in carried or time.monotonic() >= deadline:
+            return carried
+        await asyncio.sleep(interval)
 
 
 def size_bytes(root: Path, device: str) -> int:

@@ -1,8 +1,7 @@
 """CSI conformance of the Identity and Controller services: the real csi-sanity (v5.5.0, built
 by hack/peers/build-tools.sh) against `lunbridge-csi --mode all` beside the real operator, on
-the lab. Volumes are really created, published (RDMs in the simulator) and deleted. The Node
-specs are proven inside the KVM guest by tests/integration/csi_node; csi-sanity cannot reach
-the guest's node service yet (the guest has no network)."""
+the lab. Volumes are really created, published (RDMs in the simulator) and deleted. Every spec,
+the Node ones included, runs against the KVM chain in tests/integration/csi_sanity."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from tests.integration.libvirt.guestscsi import (
     vpd83_hex,
 )
 from tests.lab import libvirt as libvirt_lab
-from tests.lab import paths
+from tests.lab import paths, procs
 from tests.lab.lab import LabState
 from tests.lab.libvirt import LibvirtGuest
 from tests.lab.tgt import Tgt
@@ -197,7 +197,7 @@ async def test_a_defined_domain_that_is_shut_off_gets_the_disk_in_its_definition
     """Like an RDM on a powered-off VM: the disk goes into the persistent definition, so the
     guest has it at its next boot; detach takes it out again."""
     lab_dir = Path(lab.lab_dir)
-    root = ET.fromstring(libvirt_lab.domain_xml(lab_dir, paths.cache_dir()))
+    root = ET.fromstring(libvirt_lab.domain_xml(lab_dir, paths.cache_dir(), procs.free_port()))
     name, domain_uuid = f"kvm-test-{tmp_path.name[-8:]}", "5e6f7a8b-0000-4000-8000-00000000ab01"
     root.find("name").text = name  # type: ignore[union-attr]
     root.find("uuid").text = domain_uuid  # type: ignore[union-attr]

@@ -144,3 +144,30 @@ def test_free_slots_count_the_controller_hosts_only(tmp_path: Path) -> None:
     add_disk(tmp_path, "2:0:1:0", "sdb")
     add_disk(tmp_path, "0:0:0:0", "sr0", page=None)
     assert scsi.free_slots(tmp_path) == 15 - 2 + 15
+
+
+async def test_a_disk_is_asked_again_for_its_vpd_page_until_it_shows_the_naa(tmp_path: Path) -> None:
+    """A disk left by a detached LUN keeps its old page until `rescan`; the LUN now at that
+    address answers with its own NAA (here: the fake kernel swaps the page on the third ask)."""
+    old = vpd83((1, 0, 3, bytes.fromhex("60014050000000000000000000000001")))
+    add_disk(tmp_path, "2:0:3:0", "sdb", page=old)
+    device = tmp_path / "sys/devices/scsi/2:0:3:0"
+    asked = 0
+    real_reread = scsi.reread
+
+    async def kernel(root: Path, name: str) -> None:
+        nonlocal asked
+        await real_reread(root, name)
+        asked += 1
+        if asked == 3:
+            (device / "vpd_pg83").write_bytes(TGT_PAGE)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scsi, "reread", kernel)
+        assert await scsi.recheck_naas(tmp_path, "sdb", NAA, within=5, interval=0.01) == [NAA]
+        assert asked == 3
+        # another LUN really is there: asked until the deadline, then its NAA is reported
+        (device / "vpd_pg83").write_bytes(old)
+        carried = await scsi.recheck_naas(tmp_path, "sdb", NAA, within=0.05, interval=0.01)
+        assert carried == ["naa.60014050000000000000000000000001"]
+    assert (device / "rescan").read_text() == "1"

@@ -1,0 +1,172 @@
+"""The lab's CSI plugin, placed as in a cluster: the controller service on this machine (next
+to the operator, on a unix socket in the lab folder) and the node service inside the lab's
+KVM guest, reached from this machine through the guest NIC's loopback port forward.
+
+`make lab-up LAB_SERVICES=1`, `make sanity` and the integration tests start them with the
+same functions here. Inside the guest, `prepare_guest` brings the NIC up and mounts the
+writable share (see tests/lab/libvirt.py), and `start_node_service` runs `lunbridge-csi
+--mode node` in the background with this machine's Python and checkout (the guest's root
+is this machine's, read-only); its log stays in the guest (`node_service_log`).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import grpc
+
+from tests.lab import guest as guest_lab
+from tests.lab import libvirt as libvirt_lab
+from tests.lab import paths, procs
+from tests.lab.guest import GuestResult
+from tests.lab.procs import LabError
+
+CONTROLLER = "csi-controller"
+NODE_LOG = "/run/lunbridge-csi-node.log"
+NODE_PID = "/run/lunbridge-csi-node.pid"
+SANITY_VOLUME_SIZE = 64 << 20
+READY_TIMEOUT = 60.0  # the guest is slow (TCG): importing grpc and the plugin takes seconds
+
+
+class GuestRunner(Protocol):
+    def run(
+        self,
+        cmd: list[str] | str,
+        timeout: float = 60.0,
+        *,
+        check: bool = False,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> GuestResult: ...
+
+
+def staging_dir(lab_dir: Path) -> Path:
+    """Where a CO puts NodeStage's staging folders: the same path here and in the guest."""
+    return libvirt_lab.csi_share_dir(lab_dir) / "staging"
+
+
+def mount_dir(lab_dir: Path) -> Path:
+    """Where a CO puts NodePublish's target paths: the same path here and in the guest."""
+    return libvirt_lab.csi_share_dir(lab_dir) / "mount"
+
+
+def controller_socket(lab_dir: Path) -> Path:
+    return guest_lab.socket_dir(lab_dir) / "csi-controller.sock"  # a short path: sockets are limited
+
+
+def _env() -> dict[str, str]:
+    return {
+        "PYTHONPATH": f"{paths.REPO_DIR}:{paths.REPO_DIR / 'csi'}",
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+
+
+def prepare_guest(guest: GuestRunner, lab_dir: Path) -> None:
+    """The guest's NIC up at slirp's address, and the writable share at its own path (idempotent)."""
+    share = shlex.quote(str(libvirt_lab.csi_share_dir(lab_dir)))
+    script = f"""set -e
+ip link set lo up
+ip link set eth0 up
+ip -4 addr show dev eth0 | grep -q 'inet ' || ip addr add {libvirt_lab.GUEST_ADDRESS} dev eth0
+mkdir -p {share}  # hidden by the guest's tmpfs when the lab is under /tmp
+grep -q " {share} 9p " /proc/mounts || \
+  mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 {libvirt_lab.CSI_SHARE_TAG} {share}
+"""
+    result = guest.run(["/bin/sh", "-c", script], timeout=30)
+    if result.returncode != 0:
+        raise LabError(f"preparing the guest for the node service failed: {result.stderr.strip()}")
+
+
+def start_node_service(guest: GuestRunner, lab_dir: Path, address: str) -> None:
+    """`lunbridge-csi --mode node` in the guest (restarted if it runs); waits until `address`
+    (this machine's end of the port forward) answers CSI calls."""
+    prepare_guest(guest, lab_dir)
+    stop_node_service(guest)
+    argv = [sys.executable, "-m", "lunbridge_csi", "--mode", "node",
+            "--endpoint", f"tcp://0.0.0.0:{libvirt_lab.GUEST_CSI_PORT}"]  # fmt: skip
+    script = f"setsid {shlex.join(argv)} </dev/null >{NODE_LOG} 2>&1 & echo $! >{NODE_PID}"
+    result = guest.run(["/bin/sh", "-c", script], timeout=30, env=_env())
+    if result.returncode != 0:
+        raise LabError(f"starting the node service in the guest failed: {result.stderr.strip()}")
+    try:
+        wait_ready(address, READY_TIMEOUT)
+    except LabError as exc:
+        raise LabError(f"{exc}\n--- {NODE_LOG} in the guest ---\n{node_service_log(guest)}") from None
+
+
+def stop_node_service(guest: GuestRunner) -> None:
+    script = f"[ -s {NODE_PID} ] && kill $(cat {NODE_PID}) 2>/dev/null; rm -f {NODE_PID}; true"
+    guest.run(["/bin/sh", "-c", script], timeout=30)
+
+
+def node_service_log(guest: GuestRunner, lines: int = 40) -> str:
+    return guest.run(["tail", "-n", str(lines), NODE_LOG], timeout=30).stdout
+
+
+def start_controller(env: dict[str, str], lab_dir: Path) -> str:
+    """`lunbridge-csi --mode controller` on a unix socket in the lab folder; its endpoint."""
+    socket = controller_socket(lab_dir)
+    endpoint = f"unix://{socket}"
+    env = {**env, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    argv = [sys.executable, "-m", "lunbridge_csi", "--mode", "controller", "--endpoint", endpoint,
+            "--timeout", "120"]  # fmt: skip
+    procs.spawn(lab_dir, CONTROLLER, argv, env=env)
+    try:
+        wait_ready(endpoint, 30)
+    except LabError as exc:
+        procs.stop(lab_dir, CONTROLLER)
+        raise LabError(f"{exc}\n{procs.tail(procs.log_file(lab_dir, CONTROLLER))}") from None
+    return endpoint
+
+
+def stop_controller(lab_dir: Path) -> None:
+    procs.stop(lab_dir, CONTROLLER, timeout=15)
+
+
+def wait_ready(address: str, timeout: float) -> None:
+    """Until a CSI Probe through `address` answers (a forwarded port accepts connections even
+    when nothing listens behind it, so only a real answer counts)."""
+    from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        with grpc.insecure_channel(address) as channel:
+            stub = csi_pb2_grpc.IdentityStub(channel)  # type: ignore[no-untyped-call]
+            try:
+                stub.Probe(csi_pb2.ProbeRequest(), timeout=5)
+                return
+            except grpc.RpcError as exc:
+                last = f"{exc.code().name}: {exc.details()}"
+        time.sleep(0.5)
+    raise LabError(f"the CSI plugin at {address} did not answer within {timeout:.0f}s ({last})")
+
+
+def services_env(lab_dir: Path, node_endpoint: str) -> dict[str, str]:
+    """What a lab with services exports about them (.lab/env), and what `sanity_argv` reads."""
+    return {
+        "LUNBRIDGE_CSI_CONTROLLER_ENDPOINT": f"unix://{controller_socket(lab_dir)}",
+        "LUNBRIDGE_CSI_NODE_ENDPOINT": node_endpoint,
+        "LUNBRIDGE_GUEST_STAGING_DIR": str(staging_dir(lab_dir)),
+        "LUNBRIDGE_GUEST_MOUNT_DIR": str(mount_dir(lab_dir)),
+    }
+
+
+def sanity_argv(env: Mapping[str, str], *extra: str) -> list[str]:
+    """csi-sanity against the endpoints and folders of `services_env`."""
+    return [
+        str(paths.bin_dir() / "csi-sanity"),
+        f"--csi.endpoint={env['LUNBRIDGE_CSI_NODE_ENDPOINT']}",
+        f"--csi.controllerendpoint={env['LUNBRIDGE_CSI_CONTROLLER_ENDPOINT']}",
+        f"--csi.stagingdir={env['LUNBRIDGE_GUEST_STAGING_DIR']}",
+        f"--csi.mountdir={env['LUNBRIDGE_GUEST_MOUNT_DIR']}",
+        f"--csi.testvolumesize={SANITY_VOLUME_SIZE}",
+        "--ginkgo.no-color",
+        *extra,
+    ]
