@@ -1,5 +1,7 @@
 """`make lab-up` / `make lab-down` through the same entry point (`python -m tests.lab`):
-a second `up` starts nothing new, and `down` leaves no process and no tgtd target."""
+a second `up` starts nothing new; plain `up` starts none of lunbridge's services, `up` with
+LAB_SERVICES=1 starts them and exports their endpoints, and `sanity` (`make sanity`) passes
+against them; `down` leaves no process and no tgtd target."""
 
 from __future__ import annotations
 
@@ -8,19 +10,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.lab import lab, libvirt, procs, tgt
+from tests.lab import csi, lab, libvirt, procs, tgt
 from tests.lab.paths import REPO_DIR
 
 PEERS = ("etcd", "kube-apiserver", "kube-controller-manager", "tgtd", "vcsim", "libvirtd")
 
 
-def _lab(command: str, lab_dir: Path) -> subprocess.CompletedProcess[str]:
+SERVICE_VARIABLES = ("LUNBRIDGE_CSI_CONTROLLER_ENDPOINT", "LUNBRIDGE_CSI_NODE_ENDPOINT",
+                     "LUNBRIDGE_GUEST_STAGING_DIR", "LUNBRIDGE_GUEST_MOUNT_DIR")  # fmt: skip
+
+
+def _lab(command: str, lab_dir: Path, services: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LAB_SERVICES": "1" if services else "0"}
     return subprocess.run(
         [sys.executable, "-m", "tests.lab", command, f"--lab-dir={lab_dir}"],
         cwd=REPO_DIR,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
+        env=env,
     )
 
 
@@ -49,16 +57,33 @@ def test_up_twice_then_down_leaves_nothing(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     assert "lab already up" in second.stdout
     assert _pids(lab_dir) == pids
+    assert not any(procs.read_pid(lab_dir, name) for name in lab.SERVICES)
+    assert not any(key in env_text for key in SERVICE_VARIABLES)
+
+    with_services = _lab("up", lab_dir, services=True)
+    assert with_services.returncode == 0, with_services.stderr
+    assert _pids(lab_dir) == pids  # the peers stay; the services come on top
+    services = {name: procs.read_pid(lab_dir, name) for name in lab.SERVICES}
+    assert all(services.values()), services
+    exported = dict(
+        line.removeprefix("export ").split("=", 1) for line in (lab_dir / "env").read_text().splitlines()
+    )
+    for key in SERVICE_VARIABLES:
+        assert exported.get(key), f"{key} is not in .lab/env"
+    csi.wait_ready(exported["LUNBRIDGE_CSI_NODE_ENDPOINT"], 10)  # reachable from this machine
+    sanity = _lab("sanity", lab_dir)
+    assert sanity.returncode == 0, sanity.stdout[-4000:] + sanity.stderr[-2000:]
+    assert "0 Failed" in sanity.stdout
 
     # a target left on tgtd must be gone after down, together with every process
     state.tgt.adm(
         "--op", "new", "--mode", "target", "--tid", "42", "-T", "iqn.2024-01.io.lunbridge.lab:leftover"
     )
-    assert tgt.target_ids(state.tgt) == [42]
+    assert 42 in tgt.target_ids(state.tgt)  # beside the igroups the operator made during sanity
 
     down = _lab("down", lab_dir)
     assert down.returncode == 0, down.stderr
-    for name, pid in pids.items():
+    for name, pid in {**pids, **services}.items():
         assert pid is not None
         assert not _running(pid), f"{name} (pid {pid}) still runs after lab down"
     assert not _running(guest_qemu), "the libvirt guest's QEMU still runs after lab down"
