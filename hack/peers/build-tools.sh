@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Go-built test tools at pinned versions: helm, csi-sanity, and the kubernetes-csi
-# external-provisioner and external-attacher.
+# external-provisioner, external-attacher and external-resizer.
 source "$(dirname "$0")/lib.sh"
 install_tool() { # name module version
   local name=$1 module=$2 version=$3
@@ -27,3 +27,4 @@ build_module() {
 # the kubernetes-csi sidecars the StorageClass test runs against the lab's API server
 build_module csi-provisioner github.com/kubernetes-csi/external-provisioner/v6 "$CSI_PROVISIONER_VERSION" ./cmd/csi-provisioner
 build_module csi-attacher github.com/kubernetes-csi/external-attacher/v4 "$CSI_ATTACHER_VERSION" ./cmd/csi-attacher
+build_module csi-resizer github.com/kubernetes-csi/external-resizer/v2 "$CSI_RESIZER_VERSION" ./cmd/csi-resizer

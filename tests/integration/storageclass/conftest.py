@@ -1,9 +1,10 @@
-"""The StorageClass path as a cluster runs it, on the lab: the real external-provisioner and
-external-attacher (built by hack/peers/build-tools.sh) beside `lunbridge-csi --mode controller`
-on a unix socket, all against the lab's API server, where kube-controller-manager binds PVs
-and its attach/detach controller makes VolumeAttachments for pods; the real operator attaches
-the LUNs to the lab's KVM guest. The objects kubelet would make for the guest's Node (its
-controller-managed attach/detach annotation, its CSINode) are made here, as kubelet would."""
+"""The StorageClass path as a cluster runs it, on the lab: the real external-provisioner,
+external-attacher and external-resizer (built by hack/peers/build-tools.sh) beside
+`lunbridge-csi --mode controller` on a unix socket, all against the lab's API server, where
+kube-controller-manager binds PVs and its attach/detach controller makes VolumeAttachments
+for pods; the real operator attaches the LUNs to the lab's KVM guest. The objects kubelet
+would make for the guest's Node (its controller-managed attach/detach annotation, its
+CSINode) are made here, as kubelet would."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tests.lab import csi, paths, procs
 from tests.lab import operator as operator_lab
 from tests.lab.lab import LabState, kubectl
 
-SIDECARS = ("csi-provisioner", "csi-attacher")
+SIDECARS = ("csi-provisioner", "csi-attacher", "csi-resizer")
 
 
 def apply(lab: LabState, *objects: Mapping[str, Any]) -> None:
@@ -70,6 +71,7 @@ def plugin(lab: LabState, operator: int, guest_node_as_kubelet_registers_it: str
         procs.spawn(lab_dir, "csi-provisioner", [str(paths.bin_dir() / "csi-provisioner"), *common,
                                                  "--extra-create-metadata"])  # fmt: skip
         procs.spawn(lab_dir, "csi-attacher", [str(paths.bin_dir() / "csi-attacher"), *common])
+        procs.spawn(lab_dir, "csi-resizer", [str(paths.bin_dir() / "csi-resizer"), *common])
         yield socket
     finally:
         for name in SIDECARS:

@@ -1,5 +1,6 @@
 """A PVC on a lunbridge StorageClass, end to end through the real sidecars (see conftest.py):
-PVC → CreateVolume → a VirtualDisk and a tgtd LUN → PV bound by kube-controller-manager; a pod
+PVC → CreateVolume → a VirtualDisk and a tgtd LUN → PV bound by kube-controller-manager; the
+PVC asks for more → ControllerExpandVolume → the LUN grows, the PV says so; a pod
 on the guest's Node → the attach/detach controller's VolumeAttachment → ControllerPublish → the
 LUN attached to the KVM guest; pod gone → detached; PVC deleted → PV, VirtualDisk and LUN gone."""
 
@@ -40,9 +41,13 @@ def guest_naas(lab: LabState) -> set[str]:
     return {disk.naa for disk in parse_domain(xml).scsi if disk.naa}
 
 
+def lun_sizes(lab: LabState) -> dict[str, int]:
+    """NAA → size in bytes of every LUN the tgt backend holds, mapped or not."""
+    return {f"naa.{lun['naa']}": lun["size_bytes"] for lun in backend_state(lab)["luns"].values()}
+
+
 def luns(lab: LabState) -> set[str]:
-    """The NAAs of every LUN the tgt backend holds, mapped or not."""
-    return {f"naa.{lun['naa']}" for lun in backend_state(lab)["luns"].values()}
+    return set(lun_sizes(lab))
 
 
 def test_a_pvc_becomes_a_disk_attached_to_the_pods_node_and_goes_away_with_the_pvc(
@@ -88,6 +93,17 @@ def test_a_pvc_becomes_a_disk_attached_to_the_pods_node_and_goes_away_with_the_p
     naa = disk["status"]["lun"]["naa"]
     assert naa in luns(lab)
     assert naa not in guest_naas(lab)
+
+    # the PVC asks for more → the resizer's ControllerExpandVolume → a bigger LUN and PV
+    grow = json.dumps({"spec": {"resources": {"requests": {"storage": "128Mi"}}}})
+    assert kubectl(lab, "patch", "pvc", "data", "-n", namespace, "-p", grow).returncode == 0
+    wait(lab, "the PV did not grow", lambda: (v := get(lab, "pv", pv_name))
+         and v["spec"]["capacity"]["storage"] == "128Mi")  # fmt: skip
+    assert lun_sizes(lab)[naa] == 128 << 20
+    resized = get(lab, "pvc", "data", "-n", namespace)
+    assert resized is not None
+    conditions = {c["type"] for c in resized["status"].get("conditions", [])}
+    assert "FileSystemResizePending" in conditions  # the node grows the filesystem at the next stage
 
     # a pod on the guest's Node → VolumeAttachment → ControllerPublish → attached to the guest
     pod: dict[str, Any] = {
