@@ -126,13 +126,14 @@ async def rescan(root: Path, host: str, address: Address) -> None:
 
 
 def block_device_at(root: Path, hctl: str) -> str | None:
-    """The block device name (sdX) of SCSI device H:C:T:L, if the kernel has made one."""
+    """The block device name (sdX) of SCSI device H:C:T:L, once the kernel has registered it:
+    the SCSI device's `block/sdX` shows a moment before `/sys/block/sdX` (and its VPD pages)."""
     folder = root / SCSI_DEVICES / hctl / "block"
     try:
         names = sorted(entry.name for entry in folder.iterdir())
     except OSError:
         return None
-    return names[0] if names else None
+    return names[0] if names and (root / BLOCK / names[0]).exists() else None
 
 
 async def wait_for_host(root: Path, slot: int, within: float, interval: float = 0.1) -> str:
@@ -287,7 +288,13 @@ async def recheck_naas(
     LUN now at that address may be another one."""
     deadline = time.monotonic() + within
     while True:
-        await reread(root, device)
+        try:
+            await reread(root, device)
+        except NotFound:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(interval)
+            continue
         carried = device_naas(root, device)
         if normal_naa(wanted) in carried or time.monotonic() >= deadline:
             return carried

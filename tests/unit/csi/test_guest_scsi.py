@@ -171,3 +171,15 @@ async def test_a_disk_is_asked_again_for_its_vpd_page_until_it_shows_the_naa(tmp
         carried = await scsi.recheck_naas(tmp_path, "sdb", NAA, within=0.05, interval=0.01)
         assert carried == ["naa.60014050000000000000000000000001"]
     assert (device / "rescan").read_text() == "1"
+
+
+def test_a_disk_counts_as_there_only_once_it_is_in_sys_block(tmp_path: Path) -> None:
+    """The SCSI device's block/sdX shows a moment before /sys/block/sdX and its VPD pages:
+    until then the disk is not there yet (NodeStage keeps waiting instead of misjudging it)."""
+    add_disk(tmp_path, "2:0:3:0", "sdb")
+    registered = tmp_path / scsi.BLOCK / "sdb"
+    held = tmp_path / "held"
+    registered.rename(held)
+    assert scsi.block_device_at(tmp_path, "2:0:3:0") is None
+    held.rename(registered)
+    assert scsi.block_device_at(tmp_path, "2:0:3:0") == "sdb"
