@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.lab import csi, lab, libvirt, procs, tgt
 from tests.lab.paths import REPO_DIR
@@ -36,8 +39,15 @@ def _pids(lab_dir: Path) -> dict[str, int | None]:
     return {name: procs.read_pid(lab_dir, name) for name in PEERS}
 
 
-def test_up_twice_then_down_leaves_nothing(tmp_path: Path) -> None:
-    lab_dir = tmp_path / "lab"
+@pytest.fixture
+def lab_dir(tmp_path: Path) -> Iterator[Path]:
+    """A lab folder of the test's own; whatever the test leaves running there is stopped."""
+    folder = tmp_path / "lab"
+    yield folder
+    lab.down(folder)
+
+
+def test_up_twice_then_down_leaves_nothing(lab_dir: Path) -> None:
     first = _lab("up", lab_dir)
     assert first.returncode == 0, first.stderr
     pids = _pids(lab_dir)
