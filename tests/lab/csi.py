@@ -17,14 +17,13 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
 
 import grpc
 
 from tests.lab import guest as guest_lab
 from tests.lab import libvirt as libvirt_lab
 from tests.lab import paths, procs
-from tests.lab.guest import GuestResult
+from tests.lab.guest import AgentGuest
 from tests.lab.procs import LabError
 
 CONTROLLER = "csi-controller"
@@ -32,18 +31,6 @@ NODE_LOG = "/run/lunbridge-csi-node.log"
 NODE_PID = "/run/lunbridge-csi-node.pid"
 SANITY_VOLUME_SIZE = 64 << 20
 READY_TIMEOUT = 60.0  # the guest is slow (TCG): importing grpc and the plugin takes seconds
-
-
-class GuestRunner(Protocol):
-    def run(
-        self,
-        cmd: list[str] | str,
-        timeout: float = 60.0,
-        *,
-        check: bool = False,
-        input: str | None = None,
-        env: dict[str, str] | None = None,
-    ) -> GuestResult: ...
 
 
 def staging_dir(lab_dir: Path) -> Path:
@@ -67,7 +54,7 @@ def _env() -> dict[str, str]:
     }
 
 
-def prepare_guest(guest: GuestRunner, lab_dir: Path) -> None:
+def prepare_guest(guest: AgentGuest, lab_dir: Path) -> None:
     """The guest's NIC up at slirp's address, and the writable share at its own path (idempotent)."""
     share = shlex.quote(str(libvirt_lab.csi_share_dir(lab_dir)))
     script = f"""set -e
@@ -83,7 +70,7 @@ grep -q " {share} 9p " /proc/mounts || \
         raise LabError(f"preparing the guest for the node service failed: {result.stderr.strip()}")
 
 
-def start_node_service(guest: GuestRunner, lab_dir: Path, address: str) -> None:
+def start_node_service(guest: AgentGuest, lab_dir: Path, address: str) -> None:
     """`lunbridge-csi --mode node` in the guest (restarted if it runs); waits until `address`
     (this machine's end of the port forward) answers CSI calls."""
     prepare_guest(guest, lab_dir)
@@ -100,28 +87,34 @@ def start_node_service(guest: GuestRunner, lab_dir: Path, address: str) -> None:
         raise LabError(f"{exc}\n--- {NODE_LOG} in the guest ---\n{node_service_log(guest)}") from None
 
 
-def stop_node_service(guest: GuestRunner) -> None:
+def stop_node_service(guest: AgentGuest) -> None:
     script = f"[ -s {NODE_PID} ] && kill $(cat {NODE_PID}) 2>/dev/null; rm -f {NODE_PID}; true"
     guest.run(["/bin/sh", "-c", script], timeout=30)
 
 
-def node_service_log(guest: GuestRunner, lines: int = 40) -> str:
+def node_service_log(guest: AgentGuest, lines: int = 40) -> str:
     return guest.run(["tail", "-n", str(lines), NODE_LOG], timeout=30).stdout
+
+
+def start_plugin(
+    env: dict[str, str], lab_dir: Path, endpoint: str, *args: str, name: str = CONTROLLER
+) -> None:
+    """`lunbridge-csi --endpoint ENDPOINT ARGS` on this machine (lab process `name`), as a user
+    would start it with `env`; returns once it answers CSI calls."""
+    env = {**env, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    argv = [sys.executable, "-m", "lunbridge_csi", "--endpoint", endpoint, "--timeout", "120", *args]
+    procs.spawn(lab_dir, name, argv, env=env)
+    try:
+        wait_ready(endpoint.removeprefix("tcp://"), 30)
+    except LabError as exc:
+        procs.stop(lab_dir, name)
+        raise LabError(f"{exc}\n{procs.tail(procs.log_file(lab_dir, name))}") from None
 
 
 def start_controller(env: dict[str, str], lab_dir: Path) -> str:
     """`lunbridge-csi --mode controller` on a unix socket in the lab folder; its endpoint."""
-    socket = controller_socket(lab_dir)
-    endpoint = f"unix://{socket}"
-    env = {**env, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    argv = [sys.executable, "-m", "lunbridge_csi", "--mode", "controller", "--endpoint", endpoint,
-            "--timeout", "120"]  # fmt: skip
-    procs.spawn(lab_dir, CONTROLLER, argv, env=env)
-    try:
-        wait_ready(endpoint, 30)
-    except LabError as exc:
-        procs.stop(lab_dir, CONTROLLER)
-        raise LabError(f"{exc}\n{procs.tail(procs.log_file(lab_dir, CONTROLLER))}") from None
+    endpoint = f"unix://{controller_socket(lab_dir)}"
+    start_plugin(env, lab_dir, endpoint, "--mode", "controller")
     return endpoint
 
 

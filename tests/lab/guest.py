@@ -202,7 +202,28 @@ class Agent:
         self._conn.close()
 
 
-class Guest:
+class AgentGuest:
+    """A running lab guest reached through its command agent (whoever started it)."""
+
+    _agent: Agent
+
+    def run(
+        self,
+        cmd: list[str] | str,
+        timeout: float = 60.0,
+        *,
+        check: bool = False,
+        input: str | None = None,  # same name as subprocess.run's
+        env: dict[str, str] | None = None,
+    ) -> GuestResult:
+        """Run `cmd` as root in the guest (see `Agent.run`)."""
+        return self._agent.run(cmd, timeout, check=check, input=input, env=env)
+
+    def close(self) -> None:
+        self._agent.close()
+
+
+class Guest(AgentGuest):
     """A running lab guest: run commands in it, hot-plug and unplug SAN LUNs."""
 
     def __init__(self, lab_dir: Path, boot_timeout: float = BOOT_TIMEOUT) -> None:
@@ -225,18 +246,6 @@ class Guest:
             f"{procs.log_file(self.lab_dir, NAME)}\n--- console tail ---\n{self.console_tail()}"
             f"\n--- qemu log ---\n{procs.tail(procs.log_file(self.lab_dir, NAME), 10)}"
         )
-
-    def run(
-        self,
-        cmd: list[str] | str,
-        timeout: float = 60.0,
-        *,
-        check: bool = False,
-        input: str | None = None,  # same name as subprocess.run's
-        env: dict[str, str] | None = None,
-    ) -> GuestResult:
-        """Run `cmd` as root in the guest (see `Agent.run`)."""
-        return self._agent.run(cmd, timeout, check=check, input=input, env=env)
 
     def qmp(self, command: str, *, timeout: float = 30.0, **args: Any) -> Any:
         """Run a QMP command; hyphenated arguments go in as `**{"node-name": ...}`."""
@@ -303,7 +312,7 @@ class Guest:
         self.qmp("blockdev-del", **_node(node_name))
 
     def close(self) -> None:
-        self._agent.close()
+        super().close()
         self._qmp.close()
 
 

@@ -48,7 +48,7 @@ from pathlib import Path
 
 from tests.lab import guest as guest_lab
 from tests.lab import procs
-from tests.lab.guest import Agent, GuestResult
+from tests.lab.guest import Agent, AgentGuest
 from tests.lab.procs import LabError
 
 NAME = "libvirtd"
@@ -341,7 +341,7 @@ def create_guest(lab_dir: Path, cache_dir: Path, node_port: int) -> GuestInfo:
     return info
 
 
-class LibvirtGuest:
+class LibvirtGuest(AgentGuest):
     """The running libvirt guest: run commands in it through the same agent as the QEMU guest."""
 
     def __init__(self, lab_dir: Path, boot_timeout: float = BOOT_TIMEOUT) -> None:
@@ -365,24 +365,9 @@ class LibvirtGuest:
             f"--- console tail ---\n{self.console_tail()}\n--- qemu log ---\n{procs.tail(qemu_log, 10)}"
         )
 
-    def run(
-        self,
-        cmd: list[str] | str,
-        timeout: float = 60.0,
-        *,
-        check: bool = False,
-        input: str | None = None,  # same name as subprocess.run's
-        env: dict[str, str] | None = None,
-    ) -> GuestResult:
-        """Run `cmd` as root in the guest (see `tests.lab.guest.Agent.run`)."""
-        return self._agent.run(cmd, timeout, check=check, input=input, env=env)
-
     def domain_xml(self) -> str:
         """The domain's live XML, read straight from libvirtd."""
         return virsh(self.lab_dir, "dumpxml", DOMAIN).stdout
-
-    def close(self) -> None:
-        self._agent.close()
 
 
 def connect_guest(lab_dir: Path, boot_timeout: float = BOOT_TIMEOUT) -> LibvirtGuest:

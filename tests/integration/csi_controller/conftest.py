@@ -5,8 +5,6 @@ TCP loopback port and driven with the generated gRPC stubs."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +15,8 @@ import pytest
 
 from lunbridge_csi._proto import csi_pb2_grpc
 from tests.integration.hypervisor.vcenter import forget_portal
+from tests.lab import csi, procs
 from tests.lab import operator as operator_lab
-from tests.lab import procs
 from tests.lab import vcsim as vcsim_lab
 from tests.lab.lab import LabState, kubectl
 
@@ -42,19 +40,8 @@ def _hosts_left_as_found(lab: LabState, si: Any, vcsim: vcsim_lab.VcsimPeer) -> 
 def endpoint(lab: LabState, operator: int) -> Iterator[str]:
     """`lunbridge-csi --mode controller` on a free loopback port; its address (host:port)."""
     lab_dir = Path(lab.lab_dir)
-    port = procs.free_port()
-    env = {**lab.env(), "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    argv = [sys.executable, "-m", "lunbridge_csi", "--mode", "controller",
-            "--endpoint", f"tcp://127.0.0.1:{port}", "--timeout", "120"]  # fmt: skip
-    procs.spawn(lab_dir, NAME, argv, env=env)
-    address = f"127.0.0.1:{port}"
-    with grpc.insecure_channel(address) as channel:
-        try:
-            grpc.channel_ready_future(channel).result(timeout=30)
-        except grpc.FutureTimeoutError as exc:
-            procs.stop(lab_dir, NAME)
-            log = procs.tail(procs.log_file(lab_dir, NAME))
-            raise procs.LabError(f"lunbridge-csi did not listen:\n{log}") from exc
+    address = f"127.0.0.1:{procs.free_port()}"
+    csi.start_plugin(lab.env(), lab_dir, f"tcp://{address}", "--mode", "controller", name=NAME)
     yield address
     procs.stop(lab_dir, NAME, timeout=15)
 

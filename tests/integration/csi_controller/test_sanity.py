@@ -5,16 +5,13 @@ the Node ones included, runs against the KVM chain in tests/integration/csi_sani
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.lab import paths, procs
+from tests.lab import csi, paths, procs
 from tests.lab import vcsim as vcsim_lab
 from tests.lab.lab import LabState
 
@@ -27,23 +24,11 @@ def plugin_socket(lab: LabState, operator: int, vcsim: vcsim_lab.VcsimPeer, tmp_
     lab_dir = Path(lab.lab_dir)
     socket = tmp_path / "csi.sock"
     node_id = f"vsphere://{vcsim.inventory.vms[-1].bios_uuid}"
-    env = {**lab.env(), "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    argv = [sys.executable, "-m", "lunbridge_csi", "--mode", "all", "--endpoint", f"unix://{socket}",
-            "--node-id", node_id, "--timeout", "120"]  # fmt: skip
-    procs.spawn(lab_dir, NAME, argv, env=env)
+    csi.start_plugin(lab.env(), lab_dir, f"unix://{socket}", "--mode", "all", "--node-id", node_id, name=NAME)
     try:
-        _wait_for_socket(socket, lab_dir)
         yield socket
     finally:
         procs.stop(lab_dir, NAME, timeout=15)
-
-
-def _wait_for_socket(socket: Path, lab_dir: Path) -> None:
-    deadline = time.monotonic() + 30
-    while not socket.exists():
-        if procs.read_pid(lab_dir, NAME) is None or time.monotonic() > deadline:
-            raise procs.LabError(f"lunbridge-csi did not serve:\n{procs.tail(procs.log_file(lab_dir, NAME))}")
-        time.sleep(0.1)
 
 
 def test_csi_sanity_controller_and_identity(plugin_socket: Path, tmp_path: Path) -> None:
