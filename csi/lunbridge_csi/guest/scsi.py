@@ -288,13 +288,7 @@ async def recheck_naas(
     LUN now at that address may be another one."""
     deadline = time.monotonic() + within
     while True:
-        try:
-            await reread(root, device)
-        except NotFound:
-            if time.monotonic() >= deadline:
-                raise
-            await asyncio.sleep(interval)
-            continue
+        await reread(root, device)
         carried = device_naas(root, device)
         if normal_naa(wanted) in carried or time.monotonic() >= deadline:
             return carried
