@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
-from tests.lab import paths
+from tests.lab import csi
 from tests.lab.lab import LabState
 from tests.lab.libvirt import LibvirtGuest, connect_guest
 
@@ -31,7 +31,6 @@ MOUNT = csi_pb2.VolumeCapability(
         mode=csi_pb2.VolumeCapability.AccessMode.SINGLE_NODE_WRITER
     ),
 )
-ENV = {"PYTHONPATH": f"{paths.REPO_DIR}:{paths.REPO_DIR / 'csi'}"}
 
 # Runs in the guest: find the disk's SCSI host by the published PCI slot, then time one way
 # of making the disk appear ("plain": it is there; mkfs + mount; "targeted"/"wildcard": scans).
@@ -70,7 +69,7 @@ print(json.dumps({"seconds": took}))
 
 def _guest_time(guest: LibvirtGuest, context: dict[str, str], what: str, folder: str) -> float:
     done = guest.run(
-        [sys.executable, "-c", IN_GUEST, json.dumps(context), what, folder], timeout=300, env=ENV
+        [sys.executable, "-c", IN_GUEST, json.dumps(context), what, folder], timeout=300, env=csi.GUEST_ENV
     )
     if done.returncode != 0:
         raise RuntimeError(f"in-guest timing ({what}) failed: {done.stderr[-2000:]}")

@@ -31,6 +31,11 @@ NODE_LOG = "/run/lunbridge-csi-node.log"
 NODE_PID = "/run/lunbridge-csi-node.pid"
 SANITY_VOLUME_SIZE = 64 << 20
 READY_TIMEOUT = 60.0  # the guest is slow (TCG): importing grpc and the plugin takes seconds
+# what lunbridge's code needs to run in the guest with this machine's Python and checkout
+GUEST_ENV = {
+    "PYTHONPATH": f"{paths.REPO_DIR}:{paths.REPO_DIR / 'csi'}",
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+}
 
 
 def staging_dir(lab_dir: Path) -> Path:
@@ -45,13 +50,6 @@ def mount_dir(lab_dir: Path) -> Path:
 
 def controller_socket(lab_dir: Path) -> Path:
     return guest_lab.socket_dir(lab_dir) / "csi-controller.sock"  # a short path: sockets are limited
-
-
-def _env() -> dict[str, str]:
-    return {
-        "PYTHONPATH": f"{paths.REPO_DIR}:{paths.REPO_DIR / 'csi'}",
-        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    }
 
 
 def prepare_guest(guest: AgentGuest, lab_dir: Path) -> None:
@@ -70,15 +68,15 @@ grep -q " {share} 9p " /proc/mounts || \
         raise LabError(f"preparing the guest for the node service failed: {result.stderr.strip()}")
 
 
-def start_node_service(guest: AgentGuest, lab_dir: Path, address: str) -> None:
+def start_node_service(guest: AgentGuest, address: str) -> None:
     """`lunbridge-csi --mode node` in the guest (restarted if it runs); waits until `address`
-    (this machine's end of the port forward) answers CSI calls."""
-    prepare_guest(guest, lab_dir)
+    (this machine's end of the port forward) answers CSI calls. The lab prepared the guest
+    (`prepare_guest`) when it booted."""
     stop_node_service(guest)
     argv = [sys.executable, "-m", "lunbridge_csi", "--mode", "node",
             "--endpoint", f"tcp://0.0.0.0:{libvirt_lab.GUEST_CSI_PORT}"]  # fmt: skip
     script = f"setsid {shlex.join(argv)} </dev/null >{NODE_LOG} 2>&1 & echo $! >{NODE_PID}"
-    result = guest.run(["/bin/sh", "-c", script], timeout=30, env=_env())
+    result = guest.run(["/bin/sh", "-c", script], timeout=30, env=GUEST_ENV)
     if result.returncode != 0:
         raise LabError(f"starting the node service in the guest failed: {result.stderr.strip()}")
     try:

@@ -17,15 +17,12 @@ from tests.integration.libvirt.conftest import (  # noqa: F401 - fixtures used b
     masked_lun,
     prefix,
 )
+from tests.lab import csi
 from tests.lab.libvirt import LibvirtGuest
 
 REPO = Path(__file__).resolve().parents[3]
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 SCRIPT = str(Path(__file__).with_name("in_guest.py"))
-ENV = {
-    "PYTHONPATH": f"{REPO}:{REPO / 'csi'}",
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-}
 SOCKET = "/run/lunbridge-csi-node-test.sock"
 STATE_DIR = "/var/lib/lunbridge-guest/csi-node-test"
 
@@ -34,7 +31,7 @@ Node = Callable[..., list[dict[str, Any]]]
 
 def drive(guest: LibvirtGuest, steps: list[dict[str, Any]], **service: Any) -> list[dict[str, Any]]:
     args = {"socket": SOCKET, "service": {"state_dir": STATE_DIR, **service}, "steps": steps}
-    done = guest.run([PYTHON, SCRIPT, json.dumps(args)], timeout=600, env=ENV)
+    done = guest.run([PYTHON, SCRIPT, json.dumps(args)], timeout=600, env=csi.GUEST_ENV)
     assert done.returncode == 0, f"in_guest.py exited {done.returncode}: {done.stderr[-3000:]}"
     results: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
     return results

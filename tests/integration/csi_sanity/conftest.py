@@ -32,7 +32,7 @@ def controller_endpoint(lab: LabState, operator: int) -> Iterator[str]:
 
 @pytest.fixture(scope="package")
 def node_endpoint(lab: LabState, kvm_guest: LibvirtGuest) -> Iterator[str]:
-    csi.start_node_service(kvm_guest, Path(lab.lab_dir), lab.node_endpoint)
+    csi.start_node_service(kvm_guest, lab.node_endpoint)
     yield lab.node_endpoint
     csi.stop_node_service(kvm_guest)
 
