@@ -7,6 +7,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from lunbridge.errors import InvalidArgument
 
@@ -116,3 +117,23 @@ def _port(value: str, raw: str) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise InvalidArgument(f"iSCSI portal {value!r} has a bad port; write address:port")
     return int(raw)
+
+
+class ScsiAddress(NamedTuple):
+    """channel, target and LUN of a disk on its controller's SCSI host in the guest: what a
+    targeted rescan writes to /sys/class/scsi_host/hostN/scan, and the publish context's
+    `guestAddress` (`channel:target:lun`)."""
+
+    channel: int
+    target: int
+    lun: int
+
+    @classmethod
+    def parse(cls, text: str) -> ScsiAddress:
+        parts = text.strip().split(":")
+        if len(parts) != 3 or not all(part.isdigit() for part in parts):
+            raise InvalidArgument(f"guest address {text!r} is not 'channel:target:lun' (three integers)")
+        return cls(int(parts[0]), int(parts[1]), int(parts[2]))
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.target}:{self.lun}"

@@ -28,20 +28,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import grpc.aio
-import kubernetes.utils
 
-from lunbridge.api import API_VERSION, VIRTUAL_DISK_KIND
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from lunbridge.models import DiskSource, ObjectMeta, PublishContext, VirtualDisk, VirtualDiskSpec, VolumeMode
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from lunbridge_csi.errors import InFlight, InvalidToken, OutOfRange, TimedOut, Unimplemented, handled
 from lunbridge_csi.kube import VirtualDisks
 from lunbridge_csi.volume_rules import (
     BLOCK,
-    FILESYSTEM,
     MANAGED_BY,
     NAME_ANNOTATION,
     RPC,
@@ -52,16 +50,13 @@ from lunbridge_csi.volume_rules import (
     capacity_of,
     check_capabilities,
     check_parameters,
-    condition,
-    current,
     detached,
     failure,
+    invalid,
     provisioned,
-    publish_context,
     quantity,
     required,
     size_for,
-    spec_bytes,
     unsupported,
     volume_context,
     volume_id_for,
@@ -69,7 +64,6 @@ from lunbridge_csi.volume_rules import (
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
-parse_quantity: Any = kubernetes.utils.parse_quantity
 
 
 class ControllerService(csi_pb2_grpc.ControllerServicer):
@@ -83,10 +77,10 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         self,
         name: str,
         what: str,
-        done: Callable[[Mapping[str, Any]], bool],
+        done: Callable[[VirtualDisk], bool],
         bound: float,
         context: Context | None,
-    ) -> dict[str, Any]:
+    ) -> VirtualDisk:
         """Poll the disk until `done`; NotFound if it vanishes, Conflict if the operator gave up,
         TimedOut after `timeout` (or just before the call's deadline)."""
         remaining = context.time_remaining() if context is not None else None
@@ -101,13 +95,12 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             if reason is not None:
                 # the operator gives up only on what retrying cannot fix: a bad spec is the
                 # request's fault (INVALID_ARGUMENT); anything else is FAILED_PRECONDITION
-                invalid = condition(disk, "Ready").get("reason") == "InvalidArgument"
-                raise (InvalidArgument if invalid else Conflict)(f"VirtualDisk {name} failed: {reason}")
+                raise (InvalidArgument if invalid(disk) else Conflict)(f"VirtualDisk {name} failed: {reason}")
             if time.monotonic() >= deadline:
-                status = disk.get("status", {})
+                status = disk.status
                 raise TimedOut(
                     f"VirtualDisk {name} not {what} within {bound:.0f}s "
-                    f"(phase {status.get('phase', 'none')}: {status.get('message') or 'no message'})"
+                    f"(phase {status.phase or 'none'}: {status.message or 'no message'})"
                 )
             await asyncio.sleep(self.timeouts.poll)
 
@@ -118,39 +111,30 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.CreateVolumeResponse:
         name = required(request.name, "name")
         mode, fs_type = check_capabilities(request.volume_capabilities)
-        params = check_parameters(request.parameters)
+        fields: dict[str, Any] = check_parameters(request.parameters)
         source_id = self._clone_source(request)
-        if fs_type and params.setdefault("fsType", fs_type) != fs_type:
-            raise InvalidArgument(f"parameter fsType {params['fsType']} contradicts fs_type {fs_type}")
-        if mode == BLOCK:
-            params.pop("fsType", None)
+        if fs_type and fields.setdefault("fs_type", fs_type) != fs_type:
+            raise InvalidArgument(f"parameter fsType {fields['fs_type']} contradicts fs_type {fs_type}")
         capacity_range = request.capacity_range if request.HasField("capacity_range") else None
         low, high = capacity_bounds(capacity_range)
         size = size_for(capacity_range)
         volume_id = volume_id_for(name)
-        spec: dict[str, Any] = {"size": quantity(size), "volumeMode": mode, **params}
         async with self.in_flight.hold(volume_id):
             if source_id is not None:
                 size = await self._clone_size(source_id, mode, size, high)
-                spec.update(size=quantity(size), source={"virtualDisk": source_id})
+                fields["source"] = DiskSource(virtual_disk=source_id)
+            spec = VirtualDiskSpec(size=quantity(size), volume_mode=VolumeMode(mode), **fields)
             try:
-                existing: dict[str, Any] | None = await self.kube.get(volume_id)
+                existing: VirtualDisk | None = await self.kube.get(volume_id)
             except NotFound:
                 existing = None
             if existing is None:
-                body = {
-                    "apiVersion": API_VERSION,
-                    "kind": VIRTUAL_DISK_KIND,
-                    "metadata": {
-                        "name": volume_id,
-                        "labels": dict(MANAGED_BY),
-                        "annotations": {NAME_ANNOTATION: name},
-                    },
-                    "spec": spec,
-                }
+                meta = ObjectMeta(
+                    name=volume_id, labels=dict(MANAGED_BY), annotations={NAME_ANNOTATION: name}
+                )
                 try:
-                    await self.kube.create(body)
-                    log.info("CreateVolume %s: created VirtualDisk %s (%s)", name, volume_id, spec)
+                    await self.kube.create(VirtualDisk(metadata=meta, spec=spec))
+                    log.info("CreateVolume %s: created VirtualDisk %s (%s)", name, volume_id, spec.to_dict())
                 except AlreadyExists:
                     existing = await self.kube.get(volume_id)
             if existing is not None:
@@ -181,41 +165,34 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             origin = await self.kube.get(source_id)
         except NotFound:
             raise NotFound(f"source volume {source_id} does not exist") from None
-        origin_mode = origin.get("spec", {}).get("volumeMode", FILESYSTEM)
-        if origin_mode != mode:
-            raise InvalidArgument(f"source volume {source_id} is a {origin_mode} volume, not {mode}")
-        origin_size = max(spec_bytes(origin), capacity_of(origin))
+        if origin.spec.volume_mode.value != mode:
+            raise InvalidArgument(
+                f"source volume {source_id} is a {origin.spec.volume_mode} volume, not {mode}"
+            )
+        origin_size = max(origin.spec.size_bytes, capacity_of(origin))
         if high and origin_size > high:
             raise OutOfRange(f"source volume {source_id} has {origin_size} bytes, above limit_bytes {high}")
         return max(size, origin_size)
 
     @staticmethod
-    def _same_volume(
-        disk: Mapping[str, Any], name: str, spec: Mapping[str, Any], low: int, high: int
-    ) -> None:
-        meta, have = disk["metadata"], disk.get("spec", {})
-        volume_id = meta["name"]
-        if (meta.get("annotations") or {}).get(NAME_ANNOTATION) != name:
-            raise AlreadyExists(f"VirtualDisk {volume_id} exists but was not made for volume {name!r}")
-        if meta.get("deletionTimestamp"):
-            raise AlreadyExists(f"VirtualDisk {volume_id} is being deleted; create it again afterwards")
-        size = spec_bytes(disk)
+    def _same_volume(disk: VirtualDisk, name: str, spec: VirtualDiskSpec, low: int, high: int) -> None:
+        meta, have = disk.metadata, disk.spec
+        if meta.annotations.get(NAME_ANNOTATION) != name:
+            raise AlreadyExists(f"VirtualDisk {meta.name} exists but was not made for volume {name!r}")
+        if meta.deletion_timestamp:
+            raise AlreadyExists(f"VirtualDisk {meta.name} is being deleted; create it again afterwards")
+        size = have.size_bytes
         if (low and size < low) or (high and size > high):
-            raise AlreadyExists(
-                f"volume {name!r} exists with size {have.get('size')}, outside the requested range"
-            )
-        defaults = {"volumeMode": FILESYSTEM, "fsType": "ext4" if spec["volumeMode"] == FILESYSTEM else None}
-        if (have.get("source") or None) != spec.get("source"):
-            raise AlreadyExists(
-                f"volume {name!r} exists with source {have.get('source')}, not {spec.get('source')}"
-            )
-        for key in ("volumeMode", "backend", "pool", "scope", "fsType"):
-            wanted = spec.get(key, defaults.get(key))
-            found = have.get(key, defaults.get(key))
-            if key == "fsType" and spec["volumeMode"] == BLOCK:
-                continue
+            raise AlreadyExists(f"volume {name!r} exists with size {have.size}, outside the requested range")
+        if have.source != spec.source:
+            raise AlreadyExists(f"volume {name!r} exists with source {have.source}, not {spec.source}")
+        compared = ["volume_mode", "backend", "pool", "scope"]
+        if spec.volume_mode is VolumeMode.FILESYSTEM:
+            compared.append("fs_type")
+        for field in compared:
+            wanted, found = getattr(spec, field), getattr(have, field)
             if wanted != found:
-                raise AlreadyExists(f"volume {name!r} exists with {key} {found!r}, not {wanted!r}")
+                raise AlreadyExists(f"volume {name!r} exists with {field} {found}, not {wanted}")
 
     @handled
     async def DeleteVolume(
@@ -225,10 +202,10 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         async with self.in_flight.hold(volume_id):
             try:
                 disk = await self.kube.get(volume_id)
-                node = disk.get("spec", {}).get("nodeName")
+                node = disk.spec.node_name
                 if node:
                     raise Conflict(f"volume {volume_id} is published to node {node}; unpublish it first")
-                if not disk["metadata"].get("deletionTimestamp"):
+                if not disk.metadata.deletion_timestamp:
                     await self.kube.delete(volume_id)
                 await self._wait(volume_id, "deleted", lambda _: False, self.timeouts.delete, context)
             except NotFound:
@@ -248,18 +225,19 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         async with self.in_flight.hold(volume_id):
             disk = await self.kube.get(volume_id)
             node = await self.kube.node_by_provider_id(node_id)
-            published = disk.get("spec", {}).get("nodeName")
+            published = disk.spec.node_name
             if published and published != node:
                 raise Conflict(
                     f"volume {volume_id} is published to node {published}; unpublish it before {node}"
                 )
             if not published:
-                await self.kube.patch_spec(volume_id, {"nodeName": node})
+                await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=node))
                 log.info("ControllerPublishVolume: VirtualDisk %s -> node %s", volume_id, node)
             disk = await self._wait(
                 volume_id, f"attached to {node}", attached_to(node), self.timeouts.attach, context
             )
-        return csi_pb2.ControllerPublishVolumeResponse(publish_context=publish_context(disk))
+        context_ = PublishContext.from_status(disk.status).to_dict()
+        return csi_pb2.ControllerPublishVolumeResponse(publish_context=context_)
 
     @handled
     async def ControllerUnpublishVolume(
@@ -269,9 +247,10 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         async with self.in_flight.hold(volume_id):
             try:
                 disk = await self.kube.get(volume_id)
-                published = disk.get("spec", {}).get("nodeName")
+                published = disk.spec.node_name
                 if published and request.node_id:
-                    recorded = (disk.get("status", {}).get("attachment") or {}).get("providerID")
+                    attachment = disk.status.attachment
+                    recorded = attachment.provider_id if attachment is not None else None
                     try:
                         node: str | None = await self.kube.node_by_provider_id(request.node_id)
                     except NotFound:
@@ -279,7 +258,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                     if published != node and recorded != request.node_id:
                         return csi_pb2.ControllerUnpublishVolumeResponse()  # published elsewhere
                 if published:
-                    await self.kube.patch_spec(volume_id, {"nodeName": None})
+                    await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=None))
                     log.info("ControllerUnpublishVolume: VirtualDisk %s <- node %s", volume_id, published)
                 await self._wait(volume_id, "detached", detached, self.timeouts.detach, context)
             except NotFound:
@@ -297,7 +276,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         modes = {capability_mode(c) for c in request.volume_capabilities}
         disk = await self.kube.get(volume_id)
         reasons = [r for r in map(unsupported, request.volume_capabilities) if r]
-        have = disk.get("spec", {}).get("volumeMode", FILESYSTEM)
+        have = disk.spec.volume_mode.value
         if modes - {have}:
             reasons.append(f"volume {volume_id} is a {have} volume")
         try:
@@ -319,7 +298,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.ListVolumesResponse:
         if request.max_entries < 0:
             raise InvalidArgument("max_entries cannot be negative")
-        disks = sorted(await self.kube.list(), key=lambda d: str(d["metadata"]["name"]))
+        disks = sorted(await self.kube.list(), key=lambda d: d.name)
         token = request.starting_token
         if token and (not token.isdigit() or int(token) > len(disks)):
             raise InvalidToken(f"starting_token {token!r} was not handed out by ListVolumes (or is stale)")
@@ -328,7 +307,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         entries = [
             csi_pb2.ListVolumesResponse.Entry(
                 volume=csi_pb2.Volume(
-                    volume_id=disk["metadata"]["name"],
+                    volume_id=disk.name,
                     capacity_bytes=capacity_of(disk),
                     volume_context=volume_context(disk),
                 )
@@ -377,13 +356,13 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         size = size_for(request.capacity_range)
         async with self.in_flight.hold(volume_id):
             disk = await self.kube.get(volume_id)
-            block = block or disk.get("spec", {}).get("volumeMode") == BLOCK
-            if spec_bytes(disk) < size:
-                await self.kube.patch_spec(volume_id, {"size": quantity(size)})
+            block = block or disk.spec.volume_mode is VolumeMode.BLOCK
+            if disk.spec.size_bytes < size:
+                await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(size=quantity(size)))
                 log.info("ControllerExpandVolume: VirtualDisk %s -> %s", volume_id, quantity(size))
 
-            def grown(disk: Mapping[str, Any]) -> bool:
-                return current(disk) and capacity_of(disk) >= size and provisioned(disk)
+            def grown(disk: VirtualDisk) -> bool:
+                return disk.current and capacity_of(disk) >= size and provisioned(disk)
 
             disk = await self._wait(volume_id, f"grown to {size} bytes", grown, self.timeouts.expand, context)
         return csi_pb2.ControllerExpandVolumeResponse(

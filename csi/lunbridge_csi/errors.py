@@ -18,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 import grpc.aio
 
+from lunbridge.concurrency import KeyedLocks
 from lunbridge.errors import (
     AlreadyExists,
     Busy,
@@ -103,21 +104,21 @@ def handled(method: Handler) -> Handler:
 
 
 class InFlight:
-    """Names of the volumes a call is working on right now."""
+    """Names of the volumes a call is working on right now (none is kept after its call)."""
 
     def __init__(self) -> None:
-        self._busy: set[str] = set()
+        self._locks = KeyedLocks[str]()
 
     def __contains__(self, key: str) -> bool:
-        return key in self._busy
+        return self._locks.held(key)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
-        """Hold `key` for the block; if another call holds it, raise Busy (-> ABORTED)."""
-        if key in self._busy:
-            raise Busy(f"an operation on volume {key} is already in progress; retry later")
-        self._busy.add(key)
-        try:
+        """Hold `key` for the block; if another call holds it, raise Busy (-> ABORTED) at once."""
+        async with self._locks.try_hold(key) as held:
+            if not held:
+                raise Busy(f"an operation on volume {key} is already in progress; retry later")
             yield
-        finally:
-            self._busy.discard(key)

@@ -2,7 +2,8 @@
 merge-patch the spec, delete) and Nodes (find one by its providerID).
 
 The official client is synchronous, so each call runs in a worker thread; API errors come back
-as `lunbridge.errors`, which `lunbridge_csi.errors` turns into gRPC codes.
+as `lunbridge.errors`, which `lunbridge_csi.errors` turns into gRPC codes. VirtualDisks come
+and go as the typed `lunbridge.models.VirtualDisk`.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from typing import Any, Protocol
 from lunbridge.api import GROUP, VERSION, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import NotFound
 from lunbridge.kubeapi import KubeApi
+from lunbridge.models import VirtualDisk
 
 
 class VirtualDisks(Protocol):
     """What the controller needs from the API server (a fake implements it in unit tests)."""
 
-    async def get(self, name: str) -> dict[str, Any]: ...
-    async def list(self) -> list[dict[str, Any]]: ...
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]: ...
-    async def patch_spec(self, name: str, spec: dict[str, Any]) -> dict[str, Any]: ...
+    async def get(self, name: str) -> VirtualDisk: ...
+    async def list(self) -> list[VirtualDisk]: ...
+    async def create(self, disk: VirtualDisk) -> VirtualDisk: ...
+    async def patch_spec(self, name: str, patch: dict[str, Any]) -> VirtualDisk: ...
     async def delete(self, name: str) -> None: ...
     async def node_by_provider_id(self, provider_id: str) -> str: ...
     async def ping(self) -> None: ...
@@ -29,37 +31,37 @@ class VirtualDisks(Protocol):
 class Kube(KubeApi):
     """VirtualDisks and Nodes through the official client (in-cluster config, else kubeconfig)."""
 
-    async def get(self, name: str) -> dict[str, Any]:
+    async def get(self, name: str) -> VirtualDisk:
         found: dict[str, Any] = await self._call(
             f"read VirtualDisk {name}",
             lambda: self._custom.get_cluster_custom_object(GROUP, VERSION, VIRTUAL_DISK_PLURAL, name),
         )
-        return found
+        return VirtualDisk.from_dict(found)
 
-    async def list(self) -> list[dict[str, Any]]:
+    async def list(self) -> list[VirtualDisk]:
         found: dict[str, Any] = await self._call(
             "list VirtualDisks",
             lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, VIRTUAL_DISK_PLURAL),
         )
-        items: list[dict[str, Any]] = found.get("items", [])
-        return items
+        return [VirtualDisk.from_dict(item) for item in found.get("items", [])]
 
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, disk: VirtualDisk) -> VirtualDisk:
+        body = disk.body()
         created: dict[str, Any] = await self._call(
-            f"create VirtualDisk {body['metadata']['name']}",
+            f"create VirtualDisk {disk.name}",
             lambda: self._custom.create_cluster_custom_object(GROUP, VERSION, VIRTUAL_DISK_PLURAL, body),
         )
-        return created
+        return VirtualDisk.from_dict(created)
 
-    async def patch_spec(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        """A JSON merge patch of spec (a None value removes the field)."""
+    async def patch_spec(self, name: str, patch: dict[str, Any]) -> VirtualDisk:
+        """A JSON merge patch of spec (`VirtualDiskSpec.patch(...)`; a None value removes the field)."""
         patched: dict[str, Any] = await self._call(
             f"patch VirtualDisk {name}",
             lambda: self._custom.patch_cluster_custom_object(
-                GROUP, VERSION, VIRTUAL_DISK_PLURAL, name, {"spec": spec}
+                GROUP, VERSION, VIRTUAL_DISK_PLURAL, name, {"spec": patch}
             ),
         )
-        return patched
+        return VirtualDisk.from_dict(patched)
 
     async def delete(self, name: str) -> None:
         await self._call(

@@ -2,13 +2,11 @@
 LUN into a mounted filesystem or a raw block device.
 
 publish_context (written by ControllerPublishVolume from the VirtualDisk's status):
-- `naa`: the LUN's NAA id (`naa.<hex>`, status.lun.naa). Every device is checked against it
-  (VPD page 0x83) before anything is written to it or mounted from it; a mismatch is
-  FAILED_PRECONDITION and nothing is written.
-- `pciSlot`: the PCI slot (bus 0) of the guest SCSI controller the disk sits on
-  (status.attachment.pciSlot); the guest finds that controller's SCSI host from it.
-- `guestAddress`: `channel:target:lun` of the disk on that host (status.attachment.guestAddress);
-  NodeStageVolume rescans exactly that address, never the whole bus.
+`lunbridge.models.PublishContext` (its docstring lists the keys): the LUN's NAA, the PCI slot
+of the guest SCSI controller the disk sits on, and the disk's `channel:target:lun` on that
+controller's SCSI host. NodeStageVolume rescans exactly that address, never the whole bus, and
+checks every device against the NAA (VPD page 0x83) before anything is written to it or mounted
+from it; a mismatch is FAILED_PRECONDITION and nothing is written.
 
 What a staged volume is on this node (its NAA, device, address) is kept in a small JSON file
 per volume under `state_dir`, so unstage, publish and expand find the device again; the device
@@ -31,13 +29,14 @@ from urllib.parse import quote
 
 import grpc.aio
 
+from lunbridge.command import Runner, run
 from lunbridge.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from lunbridge.hypervisor.detect import detect
-from lunbridge.san import naa as normal_naa
+from lunbridge.models import AttachMode, PublishContext
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from lunbridge_csi.errors import InFlight, handled
 from lunbridge_csi.guest import filesystem, mount, scsi
-from lunbridge_csi.guest.runner import Runner, run
+from lunbridge_csi.guest.limits import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -45,9 +44,6 @@ Rpc = csi_pb2.NodeServiceCapability.RPC
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 Unit = csi_pb2.VolumeUsage.Unit
 
-CONTEXT_NAA = "naa"
-CONTEXT_PCI_SLOT = "pciSlot"
-CONTEXT_GUEST_ADDRESS = "guestAddress"
 READ_ONLY_MODES = {Mode.SINGLE_NODE_READER_ONLY, Mode.MULTI_NODE_READER_ONLY}
 DEFAULT_STATE_DIR = Path("/var/lib/lunbridge-guest")
 # how long a disk whose VPD page lacks the published NAA is asked again before it is refused
@@ -69,24 +65,21 @@ class Staged:
 
 @dataclass(frozen=True)
 class Placement:
+    """Where a hypervisor attached the disk in this guest, and the NAA it must carry."""
+
     naa: str
     pci_slot: int
     address: scsi.Address
 
 
 def placement(context: Mapping[str, str]) -> Placement:
-    missing = [key for key in (CONTEXT_NAA, CONTEXT_PCI_SLOT, CONTEXT_GUEST_ADDRESS) if not context.get(key)]
-    if missing:
+    """From the publish context (InvalidArgument naming a missing or bad key)."""
+    where = PublishContext.from_dict(context)
+    if where.mode is not AttachMode.HYPERVISOR or where.pci_slot is None or where.guest_address is None:
         raise InvalidArgument(
-            f"publish_context lacks {', '.join(missing)} (ControllerPublishVolume puts naa, pciSlot "
-            "and guestAddress there)"
+            f"publish_context mode {where.mode.value}: this node plugin finds disks a hypervisor attached"
         )
-    slot = context[CONTEXT_PCI_SLOT].strip()
-    if not slot.isdigit():
-        raise InvalidArgument(f"publish_context pciSlot {slot!r} is not a number")
-    return Placement(
-        normal_naa(context[CONTEXT_NAA]), int(slot), scsi.Address.parse(context[CONTEXT_GUEST_ADDRESS])
-    )
+    return Placement(where.naa, where.pci_slot, where.guest_address)
 
 
 def _require(value: str, what: str) -> str:
@@ -110,11 +103,15 @@ def _capability(request: Any) -> csi_pb2.VolumeCapability:
 
 
 class NodeService(csi_pb2_grpc.NodeServicer):
+    """Every command runs through `runner` within its limit from `limits`: a command that
+    overruns it is ended and the call fails UNAVAILABLE, releasing the volume for a retry."""
+
     def __init__(
         self,
         *,
         root: Path = Path("/"),
         runner: Runner = run,
+        limits: Limits = DEFAULT_LIMITS,
         node_id: str | None = None,
         max_volumes: int | None = None,
         state_dir: Path = DEFAULT_STATE_DIR,
@@ -123,6 +120,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     ) -> None:
         self.root = root
         self.runner = runner
+        self.limits = limits
         self.node_id = node_id
         self.max_volumes = max_volumes
         self.state_dir = state_dir
@@ -212,7 +210,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 carried = await scsi.recheck_naas(self.root, device, where.naa, RECHECK_SECONDS)
             if where.naa not in carried:
                 raise Conflict(
-                    f"the disk at {where.address.hctl(host)} ({device}) carries "
+                    f"the disk at {scsi.hctl(host, where.address)} ({device}) carries "
                     f"{', '.join(carried) or 'no NAA'}, "
                     f"not {where.naa} of volume {volume_id}; nothing was written to it"
                 )
@@ -223,12 +221,14 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                     f"{staging} already has {mounted.source} mounted, not {dev} of volume {volume_id}"
                 )
             self._save(
-                Staged(volume_id, where.naa, device, where.address.hctl(host), staging, block, fs_type)
+                Staged(volume_id, where.naa, device, scsi.hctl(host, where.address), staging, block, fs_type)
             )
             if not block and mounted is None:
-                formatted = await filesystem.ensure_filesystem(self.runner, dev, fs_type)
+                formatted = await filesystem.ensure_filesystem(self.runner, self.limits, dev, fs_type)
                 await asyncio.to_thread(os.makedirs, staging, exist_ok=True)
-                await mount.mount(self.runner, dev, staging, fs_type, list(capability.mount.mount_flags))
+                await mount.mount(
+                    self.runner, self.limits, dev, staging, fs_type, list(capability.mount.mount_flags)
+                )
                 log.info("staged %s (%s, formatted=%s) at %s", volume_id, dev, formatted, staging)
             log.info("NodeStageVolume %s took %.3fs", volume_id, time.monotonic() - started)
         return csi_pb2.NodeStageVolumeResponse()
@@ -245,12 +245,12 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             entry = mount.mounted_at(self.root, staging)
             if entry is not None and entry.source.startswith(f"{self.dev_dir}/"):
                 devices.add(entry.source.removeprefix(f"{self.dev_dir}/"))
-            await mount.unmount(self.runner, self.root, staging)
+            await mount.unmount(self.runner, self.limits, self.root, staging)
             if staged is not None:
                 devices.update(scsi.devices_with_naa(self.root, staged.naa))
             for device in sorted(devices):
                 if (self.root / scsi.BLOCK / device).exists():
-                    await mount.flush(self.runner, self._dev(device))
+                    await mount.flush(self.runner, self.limits, self._dev(device))
                     await scsi.delete_device(self.root, device, within=self.device_timeout)
             self._state_file(volume_id).unlink(missing_ok=True)
         return csi_pb2.NodeUnstageVolumeResponse()
@@ -281,7 +281,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                     raise Conflict(f"volume {volume_id} is not staged at {staging} (NodeStageVolume first)")
                 source = staging
                 await asyncio.to_thread(os.makedirs, target, exist_ok=True)
-            await mount.bind_mount(self.runner, source, target, read_only)
+            await mount.bind_mount(self.runner, self.limits, source, target, read_only)
         return csi_pb2.NodePublishVolumeResponse()
 
     @handled
@@ -291,7 +291,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         volume_id = _require(request.volume_id, "volume_id")
         target = _require(request.target_path, "target_path")
         async with self.in_flight.hold(volume_id):
-            await mount.unmount(self.runner, self.root, target)
+            await mount.unmount(self.runner, self.limits, self.root, target)
             await asyncio.to_thread(_remove, target)
         return csi_pb2.NodeUnpublishVolumeResponse()
 
@@ -352,7 +352,9 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 mounted_path = (
                     staged.staging_path if mount.mounted_at(self.root, staged.staging_path) else path
                 )
-                await filesystem.grow(self.runner, self._dev(device), staged.fs_type, mounted_path)
+                await filesystem.grow(
+                    self.runner, self.limits, self._dev(device), staged.fs_type, mounted_path
+                )
         return csi_pb2.NodeExpandVolumeResponse(capacity_bytes=size)
 
 

@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc.aio
-import kubernetes.utils
 
 from lunbridge.errors import InvalidArgument
+from lunbridge.hypervisor.base import Scope
+from lunbridge.models import ConditionType as Cond
+from lunbridge.models import FsType, Phase, VirtualDisk, VolumeMode
 from lunbridge_csi._proto import csi_pb2
 from lunbridge_csi.errors import OutOfRange
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
-parse_quantity: Any = kubernetes.utils.parse_quantity
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -31,11 +32,12 @@ MAX_SIZE = 64 << 40
 
 NAME_ANNOTATION = "csi.lunbridge.io/name"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "lunbridge-csi"}
-PARAMETERS = ("backend", "pool", "fsType", "scope")
+# StorageClass parameter -> the VirtualDisk spec field it sets
+PARAMETERS = {"backend": "backend", "pool": "pool", "fsType": "fs_type", "scope": "scope"}
 RESERVED_PREFIX = "csi.storage.k8s.io/"  # the CO's own keys, passed through by some sidecars
-FS_TYPES = ("ext4", "xfs")
-SCOPES = ("host", "cluster")
-FILESYSTEM, BLOCK = "Filesystem", "Block"
+FS_TYPES = tuple(t.value for t in FsType)
+SCOPES = tuple(s.value for s in Scope)
+FILESYSTEM, BLOCK = VolumeMode.FILESYSTEM.value, VolumeMode.BLOCK.value
 
 Mode = csi_pb2.VolumeCapability.AccessMode
 SUPPORTED_MODES = {
@@ -115,8 +117,8 @@ def check_capabilities(capabilities: Any, field: str = "volume_capabilities") ->
 
 
 def check_parameters(parameters: Mapping[str, str]) -> dict[str, str]:
-    """StorageClass parameters as VirtualDisk spec fields."""
-    spec: dict[str, str] = {}
+    """StorageClass parameters as VirtualDisk spec fields (`{"fs_type": "xfs"}`)."""
+    fields: dict[str, str] = {}
     for key, value in parameters.items():
         if key.startswith(RESERVED_PREFIX):
             continue
@@ -127,8 +129,8 @@ def check_parameters(parameters: Mapping[str, str]) -> dict[str, str]:
         if key == "scope" and value not in SCOPES:
             raise InvalidArgument(f"parameter scope {value!r} is not one of {', '.join(SCOPES)}")
         if value:
-            spec[key] = value
-    return spec
+            fields[PARAMETERS[key]] = value
+    return fields
 
 
 def capacity_bounds(capacity_range: csi_pb2.CapacityRange | None) -> tuple[int, int]:
@@ -160,78 +162,62 @@ def quantity(size: int) -> str:
     return f"{size // GiB}Gi" if size % GiB == 0 else f"{size // MiB}Mi"
 
 
-def spec_bytes(disk: Mapping[str, Any]) -> int:
-    return int(parse_quantity(str(disk.get("spec", {}).get("size", "0"))))
-
-
 # --- reading status ---------------------------------------------------------------------------
-def condition(disk: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    found = (c for c in disk.get("status", {}).get("conditions", []) if c.get("type") == kind)
-    return next(found, {})
+def provisioned(disk: VirtualDisk) -> bool:
+    lun = disk.status.lun
+    return disk.status.is_true(Cond.PROVISIONED) and lun is not None and bool(lun.naa)
 
 
-def current(disk: Mapping[str, Any]) -> bool:
-    """The status describes the disk's current spec generation."""
-    return bool(disk.get("status", {}).get("observedGeneration") == disk["metadata"].get("generation"))
-
-
-def provisioned(disk: Mapping[str, Any]) -> bool:
-    status = disk.get("status", {})
-    return condition(disk, "Provisioned").get("status") == "True" and bool(status.get("lun", {}).get("naa"))
-
-
-def attached_to(node: str) -> Callable[[Mapping[str, Any]], bool]:
-    def check(disk: Mapping[str, Any]) -> bool:
-        ready = condition(disk, "Ready")
+def attached_to(node: str) -> Callable[[VirtualDisk], bool]:
+    def check(disk: VirtualDisk) -> bool:
+        status = disk.status
         return (
-            current(disk)
-            and ready.get("status") == "True"
-            and ready.get("observedGeneration") == disk["metadata"].get("generation")
-            and condition(disk, "Attached").get("status") == "True"
-            and (disk.get("status", {}).get("attachment") or {}).get("node") == node
+            disk.current
+            and status.is_true(Cond.READY, disk.metadata.generation)
+            and status.is_true(Cond.ATTACHED)
+            and status.attachment is not None
+            and status.attachment.node == node
         )
 
     return check
 
 
-def detached(disk: Mapping[str, Any]) -> bool:
+def detached(disk: VirtualDisk) -> bool:
+    status = disk.status
     return (
-        current(disk)
-        and not disk.get("status", {}).get("attachment")
-        and condition(disk, "Attached").get("status") != "True"
-        and disk.get("status", {}).get("phase") in ("Ready", "Failed")
+        disk.current
+        and status.attachment is None
+        and not status.is_true(Cond.ATTACHED)
+        and status.phase in (Phase.READY, Phase.FAILED)
     )
 
 
-def failure(disk: Mapping[str, Any]) -> str | None:
+def failure(disk: VirtualDisk) -> str | None:
     """The operator's message when it gave up on the current generation."""
-    status = disk.get("status", {})
-    if status.get("phase") == "Failed" and current(disk):
-        return str(status.get("message") or condition(disk, "Ready").get("message") or "failed")
+    status = disk.status
+    if status.phase is Phase.FAILED and disk.current:
+        ready = status.condition(Cond.READY)
+        return status.message or (ready.message if ready else "") or "failed"
     return None
 
 
-def publish_context(disk: Mapping[str, Any]) -> dict[str, str]:
-    status = disk.get("status", {})
-    attachment = status.get("attachment") or {}
-    context = {"naa": str(status.get("lun", {}).get("naa", ""))}
-    for key in ("pciSlot", "guestAddress", "controllerKey", "busNumber", "unitNumber", "target"):
-        if attachment.get(key) is not None:
-            context[key] = str(attachment[key])
+def invalid(disk: VirtualDisk) -> bool:
+    """The operator gave up because the spec is wrong (not a fault retrying could fix)."""
+    ready = disk.status.condition(Cond.READY)
+    return ready is not None and ready.reason == "InvalidArgument"
+
+
+def volume_context(disk: VirtualDisk) -> dict[str, str]:
+    spec = disk.spec
+    context = {"volumeMode": spec.volume_mode.value}
+    if spec.volume_mode is VolumeMode.FILESYSTEM:
+        context["fsType"] = spec.fs_type.value
     return context
 
 
-def volume_context(disk: Mapping[str, Any]) -> dict[str, str]:
-    spec = disk.get("spec", {})
-    mode = spec.get("volumeMode", FILESYSTEM)
-    context = {"volumeMode": mode}
-    if mode == FILESYSTEM:
-        context["fsType"] = spec.get("fsType", "ext4")
-    return context
-
-
-def capacity_of(disk: Mapping[str, Any]) -> int:
-    return int(disk.get("status", {}).get("lun", {}).get("sizeBytes") or spec_bytes(disk))
+def capacity_of(disk: VirtualDisk) -> int:
+    lun = disk.status.lun
+    return (lun.size_bytes if lun is not None else None) or disk.spec.size_bytes
 
 
 # --- the service ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-from lunbridge.san import Transport
+from lunbridge.san import ScsiAddress, Transport
 
 
 class Scope(enum.StrEnum):
@@ -53,34 +53,30 @@ class Vm:
 
 @dataclass(frozen=True)
 class Attachment:
-    """Where a LUN is attached in the VM: enough for the guest to rescan exactly one address.
+    """Where a LUN is attached in the VM: what the guest needs to rescan exactly one address.
 
-    vSphere: `controller_key` is the controller's device key, `bus_number` its SCSI bus
-    (one controller per bus), `unit_number` the disk's unit, `target` None; the guest sees the
-    disk at SCSI target = unit, LUN 0 of that controller's host.
-    libvirt: `controller_key` is the controller's index, `bus_number` the drive address' bus
-    (always 0 on virtio-scsi), `target`/`unit_number` the drive address' target and unit; the
-    guest sees the disk at channel = bus, target, LUN = unit. `disk_key` is the address packed
-    into one number there (libvirt disks have no key).
-    In both, `pci_slot` is the controller's PCI slot: how the guest finds its SCSI host.
+    Common to every hypervisor: `pci_slot` (bus 0) of the guest SCSI controller, by which the
+    guest finds that controller's SCSI host, and `guest_address` (channel, target, LUN) of the
+    disk on it. Each layer subclasses it with its own coordinates (vSphere: controller key,
+    bus, unit, disk key; libvirt: controller index, drive bus/target/unit), which `detail`
+    returns for diagnostics only: the guest never needs them.
     """
 
     vm: str  # the Vm.id of the VM (stable while the VM exists; names can change)
     naa: str
-    controller_key: int
-    bus_number: int
-    unit_number: int
     pci_slot: int | None
-    disk_key: int
-    target: int | None = None  # the SCSI target id, where the hypervisor addresses disks by target and unit
 
     @property
-    def guest_address(self) -> tuple[int, int, int]:
-        """(channel, target, LUN) of the disk on its controller's SCSI host in the guest: what a
-        targeted rescan writes to /sys/class/scsi_host/hostN/scan."""
-        if self.target is None:
-            return (0, self.unit_number, 0)
-        return (self.bus_number, self.target, self.unit_number)
+    def guest_address(self) -> ScsiAddress:
+        raise NotImplementedError
+
+    def detail(self) -> dict[str, int]:
+        """The layer's own coordinates of the disk, by their names in that hypervisor's API."""
+        return {}
+
+    def describe(self) -> str:
+        """Where the disk sits, in the hypervisor's words (for events and messages)."""
+        return f"guest address {self.guest_address}"
 
 
 class Hypervisor(Protocol):

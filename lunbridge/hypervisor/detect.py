@@ -1,22 +1,18 @@
 """Where does this OS run: which hypervisor, if any, and which VM is it?
 
 The node plugin runs inside the guest and must name its VM to the operator the way the
-hypervisor knows it (a providerID). On bare metal there is no hypervisor to ask, so the
-node's own HBAs are the initiators instead (the seed's non-virtualized branch). Everything
-here reads files under a root folder, so tests feed it fixture trees.
+hypervisor knows it (a providerID); on bare metal there is no hypervisor to ask and no
+providerID. Everything here reads files under a root folder, so tests feed it fixture trees.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from lunbridge.api import PROVIDER_LIBVIRT, PROVIDER_VSPHERE
-from lunbridge.hypervisor.base import Initiator
-from lunbridge.san import Transport, iqn, wwn
 
 DMI = Path("sys/class/dmi/id")
 
@@ -136,29 +132,3 @@ def detect(root: Path = Path("/")) -> Identity:
         product=_read(root, DMI / "product_name"),
         bios_uuid=bios_uuid(root, found),
     )
-
-
-def local_initiators(root: Path = Path("/")) -> list[Initiator]:
-    """This machine's own initiators, for bare metal: the open-iscsi IQN and FC host ports."""
-    host = _read(root, "etc/hostname") or socket.gethostname()
-    found: list[Initiator] = []
-    for line in _read(root, "etc/iscsi/initiatorname.iscsi").splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "InitiatorName" and value.strip():
-            found.append(Initiator(Transport.ISCSI, iqn(value), host, adapter="iscsi"))
-    fc_root = root / "sys/class/fc_host"
-    for port in sorted(fc_root.glob("host*")) if fc_root.is_dir() else []:
-        port_name = _read(root, port.relative_to(root) / "port_name")
-        if not port_name:
-            continue
-        node_name = _read(root, port.relative_to(root) / "node_name")
-        found.append(
-            Initiator(
-                Transport.FCP,
-                wwn(port_name),
-                host,
-                adapter=port.name,
-                node_name=wwn(node_name) if node_name else None,
-            )
-        )
-    return found

@@ -1,2 +1,2 @@
 """The storage server layer: LUNs, initiator groups, maps and snapshots behind one protocol,
-one module per backend."""
+one package per backend (`tgt`)."""

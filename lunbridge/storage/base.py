@@ -7,10 +7,12 @@ method is a coroutine and never blocks the event loop.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from lunbridge.errors import InvalidArgument
 from lunbridge.san import Transport
 
 
@@ -31,12 +33,31 @@ class Lun:
     source_snapshot: str | None = None
 
 
+class OsType(enum.StrEnum):
+    """What an igroup's hosts run (ONTAP's igroup os_type); servers tune ALUA and geometry by it."""
+
+    VMWARE = "vmware"
+    LINUX = "linux"
+    WINDOWS = "windows"
+
+
+DEFAULT_OS_TYPE = OsType.VMWARE
+
+
+def check_os_type(os_type: str) -> OsType:
+    try:
+        return OsType(os_type)
+    except ValueError:
+        known = ", ".join(t.value for t in OsType)
+        raise InvalidArgument(f"igroup OS type {os_type!r} is not one of {known}") from None
+
+
 @dataclass(frozen=True)
 class InitiatorGroup:
     name: str
     transport: Transport
     initiators: tuple[str, ...]
-    os_type: str = "vmware"
+    os_type: str = DEFAULT_OS_TYPE
 
 
 @dataclass(frozen=True)
@@ -84,8 +105,11 @@ class StorageBackend(Protocol):
         ...
 
     async def create_igroup(
-        self, name: str, transport: Transport, initiators: list[str]
-    ) -> InitiatorGroup: ...
+        self, name: str, transport: Transport, initiators: list[str], os_type: str = DEFAULT_OS_TYPE
+    ) -> InitiatorGroup:
+        """Create, or return the igroup of that name if it holds those initiators (its OS type
+        set to `os_type`); AlreadyExists if it holds others. `os_type` is one of OS_TYPES."""
+        ...
 
     async def get_igroup(self, name: str) -> InitiatorGroup: ...
 

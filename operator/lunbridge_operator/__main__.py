@@ -24,7 +24,7 @@ async def _preflight(config: OperatorConfig) -> None:
 
     services = await connect(config)
     await services.hypervisor.close()
-    await services.storage.close()
+    await services.backends.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,12 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from lunbridge.errors import InvalidArgument
 from lunbridge.hypervisor.base import Scope
 from lunbridge.hypervisor.libvirt import LibvirtConfig
 from lunbridge.hypervisor.vsphere import VSphereConfig
 from lunbridge.san import Transport
-from lunbridge.storage.tgt import TgtConfig
+from lunbridge.storage.factory import LEGACY_BACKEND, BackendConfig, check, parse_backends
 
 
 class ConfigError(Exception):
@@ -30,7 +32,7 @@ class ConfigError(Exception):
 class OperatorConfig:
     vsphere: VSphereConfig | None = field(repr=False)  # at least one hypervisor is configured
     libvirt: LibvirtConfig | None
-    tgt: TgtConfig
+    backends: list[BackendConfig]  # at least one; one of them the default
     transport: Transport = Transport.ISCSI
     default_scope: Scope | None = None  # None: cluster for clustered hosts, host otherwise
     standalone: bool = False
@@ -82,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     kvm = parser.add_argument_group("KVM host (libvirt)")
     _option(kvm, "--libvirt-uri", "libvirt URI of a KVM host, e.g. qemu:///system")
     _option(kvm, "--host-iqn", "the KVM host's iSCSI initiator name (QEMU logs in with it)")
-    st = parser.add_argument_group("storage server (tgtd)")
+    st = parser.add_argument_group("storage backends")
+    _option(st, "--backends-file", "YAML or JSON file with the `backends` list: name, type, default, "
+            "credentialsDir, settings (see README)", metavar="FILE")  # fmt: skip
+    st = parser.add_argument_group("one tgtd backend named tgt (instead of --backends-file)")
     _option(st, "--tgt-portal", "iSCSI portal host:port that hosts log in to")
     _option(st, "--tgt-control-port", "tgtd control socket number (tgtd -C N)")
     _option(st, "--tgt-pool-dir", "folder for the LUNs' sparse files")
@@ -164,32 +169,46 @@ def _vsphere(args: argparse.Namespace, environ: Mapping[str, str], required: boo
         raise ConfigError(str(exc)) from None
 
 
-def _tgt(args: argparse.Namespace) -> TgtConfig:
+def _legacy_tgt(args: argparse.Namespace) -> list[BackendConfig]:
+    """One tgt backend named `tgt` from the LUNBRIDGE_TGT_* settings (the releases before
+    backends had names were configured this way)."""
     given = {
         "LUNBRIDGE_TGT_PORTAL (--tgt-portal)": args.tgt_portal,
         "LUNBRIDGE_TGT_CONTROL_PORT (--tgt-control-port)": args.tgt_control_port,
         "LUNBRIDGE_TGT_POOL_DIR (--tgt-pool-dir)": args.tgt_pool_dir,
     }
     missing = [name for name, value in given.items() if not value]
+    if len(missing) == len(given):
+        raise ConfigError(
+            "no storage backend is configured: set LUNBRIDGE_BACKENDS_FILE (--backends-file), or for one "
+            "tgtd " + ", ".join(given)
+        )
     if missing:
         raise ConfigError("the tgtd storage backend is not configured: set " + ", ".join(missing))
-    try:
-        control = int(args.tgt_control_port)
-    except ValueError:
-        raise ConfigError(
-            f"LUNBRIDGE_TGT_CONTROL_PORT must be a number, not {args.tgt_control_port!r}"
-        ) from None
-    pool = Path(args.tgt_pool_dir)
-    try:
-        return TgtConfig(
-            control=control,
-            portal=args.tgt_portal,
-            pools={"default": pool},
-            state_file=Path(args.tgt_state_file) if args.tgt_state_file else pool / "tgt-state.json",
-            iqn_prefix=args.tgt_iqn_prefix,
-        )
-    except InvalidArgument as exc:
-        raise ConfigError(str(exc)) from None
+    settings = {"portal": args.tgt_portal, "controlPort": args.tgt_control_port, "poolDir": args.tgt_pool_dir,
+                "stateFile": args.tgt_state_file, "iqnPrefix": args.tgt_iqn_prefix}  # fmt: skip
+    return [BackendConfig(LEGACY_BACKEND, "tgt", {k: v for k, v in settings.items() if v}, default=True)]
+
+
+def _backends(args: argparse.Namespace) -> list[BackendConfig]:
+    if args.backends_file:
+        if args.tgt_portal or args.tgt_control_port or args.tgt_pool_dir:
+            raise ConfigError(
+                "both --backends-file and LUNBRIDGE_TGT_* are set: put the tgtd backend in the file's list"
+            )
+        try:
+            data = yaml.safe_load(Path(args.backends_file).read_text())
+        except OSError as exc:
+            raise ConfigError(f"--backends-file {args.backends_file}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--backends-file {args.backends_file} is not YAML or JSON: {exc}") from None
+        sections = data.get("backends") if isinstance(data, dict) else data
+        configs = parse_backends(sections)
+    else:
+        configs = _legacy_tgt(args)
+    for config in configs:  # every section's settings are checked before the operator starts
+        check(config)
+    return configs
 
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -197,10 +216,15 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
     libvirt = _libvirt(args, environ)
+    vsphere = _vsphere(args, environ, required=libvirt is None)
+    try:
+        backends = _backends(args)
+    except InvalidArgument as exc:
+        raise ConfigError(str(exc)) from None
     return OperatorConfig(
-        vsphere=_vsphere(args, environ, required=libvirt is None),
+        vsphere=vsphere,
         libvirt=libvirt,
-        tgt=_tgt(args),
+        backends=backends,
         transport=Transport(args.protocol),
         default_scope=None if args.default_scope == "auto" else Scope(args.default_scope),
         standalone=args.standalone,

@@ -42,7 +42,7 @@ ctx, what, folder = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 root = Path("/")
 host = scsi.host_for_pci_slot(root, int(ctx["pciSlot"]))
 address = scsi.Address.parse(ctx["guestAddress"])
-hctl = address.hctl(host)
+hctl = scsi.hctl(host, address)
 scan = root / scsi.SCSI_HOSTS / host / "scan"
 def wait_disk():
     while scsi.block_device_at(root, hctl) is None:

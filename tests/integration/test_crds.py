@@ -69,6 +69,7 @@ def test_size_grows_but_never_shrinks(lab: LabState) -> None:
     assert shrink.returncode != 0
     assert "size cannot shrink: a LUN can only grow" in shrink.stderr
     immutable = kubectl(lab, "patch", "vdisk", name, "--type=merge", "-p", '{"spec":{"volumeMode":"Block"}}')
+    assert immutable.returncode != 0
     assert "volumeMode is immutable" in immutable.stderr
     kubectl(lab, "delete", "vdisk", name)
 

@@ -25,20 +25,29 @@ def _iscsi(tool: str, initiator: str, url: str, *extra: str) -> subprocess.Compl
     return subprocess.run([tool, "-i", initiator, *extra, url], capture_output=True, text=True, timeout=30)
 
 
-def test_bound_initiator_lists_the_lun(tgt: Tgt, probe_lun: LabLun) -> None:
-    result = _iscsi("iscsi-ls", HOST_A, f"iscsi://{tgt.portal}/", "-s")
+def _listing(tgt: Tgt, initiator: str) -> str:
+    """What a discovery as `initiator` lists; it must succeed, since a failed one lists nothing
+    and would pass for "not visible"."""
+    result = _iscsi("iscsi-ls", initiator, f"iscsi://{tgt.portal}/", "-s")
     assert result.returncode == 0, result.stderr
-    block = result.stdout.split(f"Target:{probe_lun.target} ", 1)[1].split("Target:", 1)[0]
+    return result.stdout
+
+
+def _assert_login_refused(tgt: Tgt, initiator: str, lun: LabLun) -> None:
+    inquiry = _iscsi("iscsi-inq", initiator, f"iscsi://{tgt.portal}/{lun.target}/{lun.lun}")
+    assert inquiry.returncode != 0
+    assert "Target not found(515)" in inquiry.stdout + inquiry.stderr
+
+
+def test_bound_initiator_lists_the_lun(tgt: Tgt, probe_lun: LabLun) -> None:
+    block = _listing(tgt, HOST_A).split(f"Target:{probe_lun.target} ", 1)[1].split("Target:", 1)[0]
     assert "Lun:1" in block
     assert "DIRECT_ACCESS" in block
 
 
 def test_other_initiator_does_not_see_the_target(tgt: Tgt, probe_lun: LabLun) -> None:
-    listing = _iscsi("iscsi-ls", HOST_B, f"iscsi://{tgt.portal}/", "-s")
-    assert probe_lun.target not in listing.stdout
-    inquiry = _iscsi("iscsi-inq", HOST_B, f"iscsi://{tgt.portal}/{probe_lun.target}/1")
-    assert inquiry.returncode != 0
-    assert "Target not found(515)" in inquiry.stdout + inquiry.stderr
+    assert probe_lun.target not in _listing(tgt, HOST_B)
+    _assert_login_refused(tgt, HOST_B, probe_lun)
 
 
 def _naa_without_zero_bytes() -> str:
@@ -65,6 +74,7 @@ def test_lun_reports_the_naa_we_chose(tgt: Tgt, make_lun: Callable[..., LabLun])
 
 
 def test_unbinding_takes_the_lun_away(tgt: Tgt, probe_lun: LabLun) -> None:
+    assert probe_lun.target in _listing(tgt, HOST_A)
     tgt.adm("--op", "unbind", "--mode", "target", "--tid", str(probe_lun.tid), "--initiator-name", HOST_A)
-    result = _iscsi("iscsi-ls", HOST_A, f"iscsi://{tgt.portal}/", "-s")
-    assert probe_lun.target not in result.stdout
+    assert probe_lun.target not in _listing(tgt, HOST_A)
+    _assert_login_refused(tgt, HOST_A, probe_lun)

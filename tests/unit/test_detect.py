@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lunbridge.hypervisor.detect import Platform, detect, local_initiators
-from lunbridge.san import Transport
+from lunbridge.hypervisor.detect import Platform, detect
 
 
 def tree(root: Path, files: dict[str, str]) -> Path:
@@ -83,28 +82,3 @@ def test_unreadable_tree_is_bare_metal_without_identity(tmp_path: Path) -> None:
     found = detect(tmp_path)
     assert found.platform is Platform.BARE_METAL
     assert found.provider_id is None
-
-
-def test_bare_metal_uses_its_own_initiators(tmp_path: Path) -> None:
-    root = tree(
-        tmp_path,
-        {
-            **BARE_CPU,
-            "etc/hostname": "node-7",
-            "etc/iscsi/initiatorname.iscsi": "## generated\nInitiatorName=iqn.1993-08.org.debian:01:ab12cd34",
-            "sys/class/fc_host/host3/port_name": "0x10000090fa1b2c3d",
-            "sys/class/fc_host/host3/node_name": "0x20000090fa1b2c3d",
-            "sys/class/fc_host/host4/port_name": "0x10000090fa1b2c3e",
-        },
-    )
-    found = local_initiators(root)
-    assert [(i.transport, i.address, i.adapter, i.node_name) for i in found] == [
-        (Transport.ISCSI, "iqn.1993-08.org.debian:01:ab12cd34", "iscsi", None),
-        (Transport.FCP, "10:00:00:90:fa:1b:2c:3d", "host3", "20:00:00:90:fa:1b:2c:3d"),
-        (Transport.FCP, "10:00:00:90:fa:1b:2c:3e", "host4", None),
-    ]
-    assert {i.host for i in found} == {"node-7"}
-
-
-def test_no_hbas_means_no_initiators(tmp_path: Path) -> None:
-    assert local_initiators(tree(tmp_path, {"etc/hostname": "n"})) == []

@@ -12,8 +12,9 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lunbridge.command import CommandFailed, Runner
 from lunbridge.errors import Conflict, InvalidArgument
-from lunbridge_csi.guest.runner import CommandFailed, Runner, check
+from lunbridge_csi.guest.limits import Limits
 
 SUPPORTED = ("ext4", "xfs")
 DEFAULT_FS = "ext4"
@@ -61,14 +62,13 @@ def parse_export(text: str) -> dict[str, str]:
     return fields
 
 
-async def probe(runner: Runner, device: str) -> Probe:
+async def probe(runner: Runner, limits: Limits, device: str) -> Probe:
     """What blkid finds on `device` (a /dev path), probing the device itself."""
-    argv = ["blkid", "-p", "-o", "export", device]
-    result = await runner(argv)
+    result = await runner(["blkid", "-p", "-o", "export", device], limits.probe)
     if result.returncode == BLKID_NOTHING_FOUND:
         return Probe(Content.BLANK, {})
     if result.returncode != 0:
-        raise CommandFailed(argv, result)
+        raise CommandFailed(result)
     return Probe(Content.SIGNATURE, parse_export(result.stdout))
 
 
@@ -80,15 +80,15 @@ def mkfs_argv(fstype: str, device: str) -> list[str]:
     raise InvalidArgument(f"cannot make a {fstype!r} filesystem (supported: {', '.join(SUPPORTED)})")
 
 
-async def ensure_filesystem(runner: Runner, device: str, fstype: str) -> bool:
+async def ensure_filesystem(runner: Runner, limits: Limits, device: str, fstype: str) -> bool:
     """Make `fstype` on `device` only if blkid finds no signature there; True if it formatted.
 
     A disk with a filesystem of another type, or with any other signature (a partition
     table, LVM, RAID), is refused with Conflict and left untouched.
     """
-    found = await probe(runner, device)
+    found = await probe(runner, limits, device)
     if found.blank:
-        await check(runner, mkfs_argv(fstype, device))
+        (await runner(mkfs_argv(fstype, device), limits.mkfs)).check()
         return True
     if found.fs_type != fstype:
         raise Conflict(
@@ -106,6 +106,6 @@ def grow_argv(fstype: str, device: str, mount_path: str) -> Sequence[str]:
     raise InvalidArgument(f"cannot grow a {fstype!r} filesystem")
 
 
-async def grow(runner: Runner, device: str, fstype: str, mount_path: str) -> None:
+async def grow(runner: Runner, limits: Limits, device: str, fstype: str, mount_path: str) -> None:
     """Grow the mounted filesystem on `device` to the device's size."""
-    await check(runner, grow_argv(fstype, device, mount_path))
+    (await runner(grow_argv(fstype, device, mount_path), limits.grow)).check()

@@ -1,7 +1,8 @@
 """Mounts in the guest: what is mounted (from mountinfo), mount, bind mount, unmount, flush.
 
 Mount state is read from `<root>/proc/self/mountinfo`; changes go through the injected runner
-(`mount`, `umount`, `blockdev`), so tests feed a fixture mountinfo and a fake runner.
+(`mount`, `umount`, `blockdev`), each within its limit, so tests feed a fixture mountinfo and a
+fake runner.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lunbridge_csi.guest.runner import Runner, check
+from lunbridge.command import Runner
+from lunbridge_csi.guest.limits import Limits
 
 MOUNTINFO = Path("proc/self/mountinfo")
 
@@ -81,26 +83,31 @@ def mount_argv(source: str, target: str, fs_type: str | None, options: Sequence[
     return [*argv, source, target]
 
 
-async def mount(runner: Runner, source: str, target: str, fs_type: str, options: Sequence[str] = ()) -> None:
-    await check(runner, mount_argv(source, target, fs_type, options))
+async def mount(
+    runner: Runner, limits: Limits, source: str, target: str, fs_type: str, options: Sequence[str] = ()
+) -> None:
+    (await runner(mount_argv(source, target, fs_type, options), limits.mount)).check()
 
 
-async def bind_mount(runner: Runner, source: str, target: str, read_only: bool = False) -> None:
+async def bind_mount(
+    runner: Runner, limits: Limits, source: str, target: str, read_only: bool = False
+) -> None:
     """Bind `source` onto `target`; read-only takes the second (remount) step a bind needs."""
-    await check(runner, ["mount", "--bind", source, target])
+    (await runner(["mount", "--bind", source, target], limits.mount)).check()
     if read_only:
-        await check(runner, ["mount", "-o", "remount,bind,ro", target])
+        (await runner(["mount", "-o", "remount,bind,ro", target], limits.mount)).check()
 
 
-async def unmount(runner: Runner, root: Path, target: str, limit: int = 8) -> int:
-    """Unmount everything stacked at `target`; how many mounts went (0: nothing was mounted)."""
+async def unmount(runner: Runner, limits: Limits, root: Path, target: str, most: int = 8) -> int:
+    """Unmount everything stacked at `target` (`most` mounts at the most); how many mounts went
+    (0: nothing was mounted)."""
     count = 0
-    while mounted_at(root, target) is not None and count < limit:
-        await check(runner, ["umount", target])
+    while mounted_at(root, target) is not None and count < most:
+        (await runner(["umount", target], limits.umount)).check()
         count += 1
     return count
 
 
-async def flush(runner: Runner, device: str) -> None:
+async def flush(runner: Runner, limits: Limits, device: str) -> None:
     """Write the device's dirty buffers out (`blockdev --flushbufs`)."""
-    await check(runner, ["blockdev", "--flushbufs", device])
+    (await runner(["blockdev", "--flushbufs", device], limits.flush)).check()

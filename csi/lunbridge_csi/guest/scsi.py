@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lunbridge.errors import InvalidArgument, NotFound, Unavailable
+from lunbridge.san import ScsiAddress
 from lunbridge.san import naa as normal_naa
 
 SCSI_HOSTS = Path("sys/class/scsi_host")
@@ -39,26 +40,12 @@ DESIGNATOR_NAA = 3
 ASSOCIATION_LU = 0
 
 
-@dataclass(frozen=True)
-class Address:
-    """channel, target and LUN of a disk on one SCSI host (the publish context's guestAddress)."""
+Address = ScsiAddress  # channel, target and LUN of a disk on one SCSI host
 
-    channel: int
-    target: int
-    lun: int
 
-    @classmethod
-    def parse(cls, text: str) -> Address:
-        parts = text.strip().split(":")
-        if len(parts) != 3 or not all(part.isdigit() for part in parts):
-            raise InvalidArgument(f"guest address {text!r} is not 'channel:target:lun' (three integers)")
-        return cls(int(parts[0]), int(parts[1]), int(parts[2]))
-
-    def hctl(self, host: str) -> str:
-        return f"{host_number(host)}:{self.channel}:{self.target}:{self.lun}"
-
-    def __str__(self) -> str:
-        return f"{self.channel}:{self.target}:{self.lun}"
+def hctl(host: str, address: Address) -> str:
+    """`H:C:T:L` of `address` on SCSI host `host` (hostN)."""
+    return f"{host_number(host)}:{address.channel}:{address.target}:{address.lun}"
 
 
 @dataclass(frozen=True)
@@ -158,8 +145,8 @@ async def wait_for_device(
     rescan_every: float = 1.0,
 ) -> str:
     """Rescan exactly `address` on `host` and wait (bounded) for its block device; sdX."""
-    hctl = address.hctl(host)
-    if (found := block_device_at(root, hctl)) is not None:
+    at = hctl(host, address)
+    if (found := block_device_at(root, at)) is not None:
         return found
     deadline = time.monotonic() + within
     next_scan = 0.0
@@ -168,15 +155,15 @@ async def wait_for_device(
         if now >= next_scan:
             await rescan(root, host, address)
             next_scan = now + rescan_every
-            if (found := block_device_at(root, hctl)) is not None:
+            if (found := block_device_at(root, at)) is not None:
                 return found
         if now >= deadline:
             raise NotFound(
-                f"no disk at {hctl} ({host}, address {address}) after a targeted rescan and {within:g}s; "
+                f"no disk at {at} ({host}, address {address}) after a targeted rescan and {within:g}s; "
                 "is the LUN attached to this VM at that address?"
             )
         await asyncio.sleep(interval)
-        if (found := block_device_at(root, hctl)) is not None:
+        if (found := block_device_at(root, at)) is not None:
             return found
 
 
@@ -235,13 +222,6 @@ def devices_with_naa(root: Path, naa: str) -> list[str]:
     return [
         name for name in names if (folder / name / "device").exists() and wanted in device_naas(root, name)
     ]
-
-
-def hctl_of(root: Path, device: str) -> str | None:
-    try:
-        return (root / BLOCK / device / "device").resolve(strict=True).name
-    except OSError:
-        return None
 
 
 async def delete_device(root: Path, device: str, within: float = 10.0) -> bool:

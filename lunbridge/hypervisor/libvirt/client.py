@@ -25,26 +25,26 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from dataclasses import dataclass, field
-from types import TracebackType
+from contextlib import AbstractAsyncContextManager
 
 from lunbridge import san
+from lunbridge.concurrency import Coalescer, KeyedLocks
 from lunbridge.errors import Busy, Conflict, NotFound, Unavailable
-from lunbridge.hypervisor.base import Attachment, Host, Initiator, Scope, Vm
+from lunbridge.hypervisor.base import Host, Initiator, Scope, Vm
 from lunbridge.hypervisor.libvirt import inventory
 from lunbridge.hypervisor.libvirt.config import LibvirtConfig
 from lunbridge.hypervisor.libvirt.discovery import Libiscsi, LunAddress
 from lunbridge.hypervisor.libvirt.domain import (
     DomainDevices,
     controller_xml,
-    disk_key,
     disk_xml,
     disks_of,
     free_disk_name,
 )
 from lunbridge.hypervisor.libvirt.refs import Portal, VmQuery, host_id, parse_portal, parse_vm_ref
 from lunbridge.hypervisor.libvirt.session import Session
-from lunbridge.hypervisor.libvirt.slots import Limits, next_slot
+from lunbridge.hypervisor.libvirt.slots import Limits, PassthroughAttachment, next_slot
+from lunbridge.hypervisor.session import SessionClient
 from lunbridge.san import Transport
 
 log = logging.getLogger(__name__)
@@ -52,17 +52,7 @@ log = logging.getLogger(__name__)
 ISCSI_ADAPTER = "iscsi"  # Initiator.adapter of the host's (QEMU's) iSCSI initiator
 
 
-@dataclass
-class _Discoveries:
-    """Discovery bookkeeping: a discovery numbered n > the count seen when a caller asked
-    started after that request, so it serves the caller too."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    started: int = 0
-    finished: int = 0
-
-
-class Libvirt:
+class Libvirt(SessionClient):
     """One KVM host through libvirt. Make it with `await Libvirt.connect(config)` (which
     connects, so a wrong URI fails at once) and `await close()` it."""
 
@@ -75,7 +65,7 @@ class Libvirt:
         iscsi: Libiscsi | None = None,
     ) -> None:
         self.config = config
-        self.session = Session(config.uri, workers=workers)
+        self.session: Session = Session(config.uri, workers=workers)
         self.limits = Limits(config.max_controllers, config.targets_per_controller, config.units_per_target)
         self.iscsi = iscsi or Libiscsi(
             config.host_iqn, config.tool_timeout, ls=config.iscsi_ls, inq=config.iscsi_inq
@@ -86,9 +76,9 @@ class Libvirt:
             portal = parse_portal(text)
             self._portals[str(portal)] = portal
         self._host: Host | None = None
-        self._vm_locks: dict[str, asyncio.Lock] = {}
+        self._vm_locks = KeyedLocks[str]()
         self._luns: dict[str, LunAddress] = {}  # NAA → where the host found it; checked before use
-        self._discoveries = _Discoveries()
+        self._discoveries = Coalescer[str]()  # one key: this host's URI
         self.discoveries = 0  # full discoveries run (for tests and metrics)
 
     def __repr__(self) -> str:
@@ -103,24 +93,10 @@ class Libvirt:
         detach_timeout: float = 30.0,
         iscsi: Libiscsi | None = None,
     ) -> Libvirt:
-        client = cls(config, workers=workers, detach_timeout=detach_timeout, iscsi=iscsi)
-        try:
-            await client.host()
-        except BaseException:
-            await client.close()
-            raise
-        return client
+        return await cls(config, workers=workers, detach_timeout=detach_timeout, iscsi=iscsi)._connected()
 
-    async def __aenter__(self) -> Libvirt:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self.session.close()
+    async def _prove(self) -> None:
+        await self.host()
 
     @property
     def portals(self) -> list[str]:
@@ -196,7 +172,7 @@ class Libvirt:
             self._own(host)
         if str(target) in self._portals:
             return
-        await self.session.run_plain(f"check iSCSI portal {target}", lambda: self.iscsi.check_portal(target))
+        await self.iscsi.check_portal(target)
         self._portals[str(target)] = target
         log.info("libvirt %s: remembered iSCSI portal %s", self.config.uri, target)
 
@@ -212,22 +188,19 @@ class Libvirt:
 
     # --- LUN discovery ---
     async def _discover(self) -> None:
-        state = self._discoveries
-        asked_at = state.started
-        async with state.lock:
-            if state.finished > asked_at:
-                return  # a discovery that started after we asked has just finished
-            state.started += 1
-            number = state.started
+        """Refresh `_luns` by a discovery that starts after this call (shared with every caller
+        that asks while it is queued)."""
+
+        async def discover() -> None:
             found: dict[str, LunAddress] = {}
             for portal in list(self._portals.values()):
-                what = f"discover the LUNs portal {portal} shows {self.config.host_iqn}"
-                at_portal = await self.session.run_plain(what, functools.partial(self.iscsi.discover, portal))
+                at_portal = await self.iscsi.discover(portal)
                 for naa, address in at_portal.items():
                     found.setdefault(naa, address)
             self._luns = found  # LUNs no longer shown to the host are forgotten
             self.discoveries += 1
-            state.finished = number
+
+        await self._discoveries.run(self.config.uri, discover)
 
     async def _locate(self, host: Host, naa: str) -> LunAddress:
         """Where the host's initiator finds LUN `naa`; Conflict if it is not masked to it."""
@@ -238,7 +211,7 @@ class Libvirt:
             )
         cached = self._luns.get(naa)
         if cached is not None:
-            if await self.session.run_plain(f"check LUN {cached}", lambda: self.iscsi.holds(cached, naa)):
+            if await self.iscsi.holds(cached, naa):
                 return cached
             self._luns.pop(naa, None)
         await self._discover()
@@ -252,8 +225,8 @@ class Libvirt:
         return found
 
     # --- raw device mappings (passthrough LUNs) ---
-    def _lock(self, vm: Vm) -> asyncio.Lock:
-        return self._vm_locks.setdefault(vm.id, asyncio.Lock())
+    def _lock(self, vm: Vm) -> AbstractAsyncContextManager[None]:
+        return self._vm_locks.hold(vm.id)
 
     async def _state(self, vm: Vm) -> inventory.DomainState:
         return await self.session.run(
@@ -262,25 +235,18 @@ class Libvirt:
 
     def _attachment(
         self, vm: Vm, devices: DomainDevices, naa: str, address: LunAddress | None
-    ) -> Attachment | None:
+    ) -> PassthroughAttachment | None:
         source = (address.target, address.lun) if address is not None else None
         found = [d for d in disks_of(devices, naa, source) if d.address is not None]
         if not found:
             return None
         where = min(d.address for d in found if d.address is not None)
         controller = devices.controller(where.controller)
-        return Attachment(
-            vm=vm.id,
-            naa=naa,
-            controller_key=where.controller,
-            bus_number=where.bus,
-            unit_number=where.unit,
-            pci_slot=controller.pci_slot if controller is not None else None,
-            disk_key=disk_key(where),
-            target=where.target,
+        return PassthroughAttachment(
+            vm=vm.id, naa=naa, pci_slot=controller.pci_slot if controller is not None else None, address=where
         )
 
-    async def attach_rdm(self, vm: Vm, naa: str) -> Attachment:
+    async def attach_rdm(self, vm: Vm, naa: str) -> PassthroughAttachment:
         naa = san.naa(naa)
         existing = self._attachment(vm, (await self._state(vm)).devices, naa, None)  # by alias
         if existing is not None:
@@ -344,7 +310,7 @@ class Libvirt:
         if cached is None:
             return None
         try:
-            held = await self.session.run_plain(f"check LUN {cached}", lambda: self.iscsi.holds(cached, naa))
+            held = await self.iscsi.holds(cached, naa)
         except Unavailable as exc:
             log.debug("cannot check %s at %s (%s): detaching lunbridge's disk only", naa, cached, exc)
             return None

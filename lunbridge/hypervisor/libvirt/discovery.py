@@ -22,16 +22,20 @@ hex (tgt's T10 vendor designator is its scsi_id, i.e. the NAA) is taken as a sec
 A tgtd with no target at all resets every connection at once, so a discovery there fails
 (Unavailable, retried) rather than listing nothing; a portal is therefore checked by a plain
 TCP connection (`check_portal`), and discoveries only run when a LUN is looked for.
+
+The tools run through `lunbridge.command` (asynchronously, each within `timeout` seconds);
+no thread is needed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
-import socket
-import subprocess
 from dataclasses import dataclass
 
+from lunbridge.command import NotInstalled, Result, Runner, run
 from lunbridge.errors import Unavailable
 from lunbridge.hypervisor.libvirt.refs import Portal
 
@@ -121,69 +125,79 @@ def parse_designators(raw: bytes) -> set[str]:
 
 
 class Libiscsi:
-    """libiscsi's command-line tools, run as one initiator (blocking: call from a worker)."""
+    """libiscsi's command-line tools, run as one initiator, each within `timeout` seconds."""
 
-    def __init__(self, initiator: str, timeout: float, ls: str = "iscsi-ls", inq: str = "iscsi-inq") -> None:
+    def __init__(
+        self,
+        initiator: str,
+        timeout: float,
+        ls: str = "iscsi-ls",
+        inq: str = "iscsi-inq",
+        runner: Runner = run,
+    ) -> None:
         self.initiator = initiator
         self.timeout = timeout
         self._ls = ls
         self._inq = inq
+        self._runner = runner
 
-    def _run(self, argv: list[str], what: str) -> subprocess.CompletedProcess[bytes]:
+    async def _run(self, argv: list[str], what: str) -> Result:
+        """The tool's result; a missing tool or one that overruns `timeout` is Unavailable."""
         try:
-            return subprocess.run(argv, capture_output=True, timeout=self.timeout, check=False)
-        except FileNotFoundError:
+            return await self._runner(argv, self.timeout)
+        except NotInstalled:
             raise Unavailable(
                 f"cannot {what}: {argv[0]} is not installed where lunbridge runs; install libiscsi's "
                 "tools (Debian: libiscsi-bin)"
             ) from None
-        except subprocess.TimeoutExpired:
-            raise Unavailable(f"cannot {what}: {argv[0]} gave no answer within {self.timeout:.0f}s") from None
 
-    def check_portal(self, portal: Portal) -> None:
+    async def check_portal(self, portal: Portal) -> None:
         """Unavailable unless `portal` accepts a TCP connection from here (where discoveries
         run). Only a connection: a storage server with no target yet may drop an iSCSI
         discovery session at once (tgtd resets it), which says nothing about the portal."""
         try:
-            with socket.create_connection((portal.address, portal.port), timeout=self.timeout):
-                pass
-        except OSError as exc:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(portal.address, portal.port), self.timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            reason = str(exc) or f"no connection within {self.timeout:g}s"
             raise Unavailable(
-                f"iSCSI portal {portal} cannot be reached from where lunbridge runs ({exc}); lunbridge "
+                f"iSCSI portal {portal} cannot be reached from where lunbridge runs ({reason}); lunbridge "
                 "discovers the host's LUNs from here, so the storage network must be reachable"
             ) from None
+        writer.close()
+        with contextlib.suppress(OSError):  # a server that resets the connection at once
+            await writer.wait_closed()
 
-    def targets(self, portal: Portal) -> list[TargetLuns]:
+    async def targets(self, portal: Portal) -> list[TargetLuns]:
         """The targets and disk LUNs `portal` shows this initiator (only what is masked to it)."""
         what = f"discover the iSCSI targets of portal {portal} as {self.initiator}"
-        done = self._run([self._ls, "-s", "-i", self.initiator, f"{portal.url}/"], what)
+        done = await self._run([self._ls, "-s", "-i", self.initiator, f"{portal.url}/"], what)
         if done.returncode != 0:
-            detail = (done.stderr or done.stdout).decode(errors="replace").strip()
-            detail = detail or f"exit status {done.returncode}"
+            detail = (done.stderr or done.stdout).strip() or f"exit status {done.returncode}"
             raise Unavailable(f"cannot {what}: {detail}; check that the portal is up and reachable")
-        return parse_ls(done.stdout.decode(errors="replace"))
+        return parse_ls(done.stdout)
 
-    def lun_ids(self, portal: Portal, target: str, lun: int) -> set[str]:
+    async def lun_ids(self, portal: Portal, target: str, lun: int) -> set[str]:
         """The NAA ids of one LUN; empty if the LUN cannot be read (gone, no longer masked)."""
         address = LunAddress(portal, target, lun)
         argv = [self._inq, "--evpd=1", "--pagecode=131", "-i", self.initiator, str(address)]
-        done = self._run(argv, f"read the identity of LUN {address}")
+        done = await self._run(argv, f"read the identity of LUN {address}")
         if done.returncode != 0:
-            error = done.stderr.decode(errors="replace").strip()
-            log.debug("iscsi-inq %s as %s failed: %s", address, self.initiator, error)
+            log.debug("iscsi-inq %s as %s failed: %s", address, self.initiator, done.stderr.strip())
             return set()
-        return parse_designators(done.stdout)
+        return parse_designators(done.raw_stdout)  # binary designators: the bytes as written
 
-    def discover(self, portal: Portal) -> dict[str, LunAddress]:
+    async def discover(self, portal: Portal) -> dict[str, LunAddress]:
         """NAA id → address of every disk LUN `portal` shows this initiator."""
         found: dict[str, LunAddress] = {}
-        for target in self.targets(portal):
+        for target in await self.targets(portal):
             for lun in target.luns:
-                for naa in self.lun_ids(portal, target.target, lun):
+                for naa in await self.lun_ids(portal, target.target, lun):
                     found.setdefault(naa, LunAddress(portal, target.target, lun))
         return found
 
-    def holds(self, address: LunAddress, naa: str) -> bool:
+    async def holds(self, address: LunAddress, naa: str) -> bool:
         """True if `address` still carries `naa` for this initiator (a cached answer is checked
         before it is used: LUN numbers are reused after an unmap)."""
-        return naa in self.lun_ids(address.portal, address.target, address.lun)
+        return naa in await self.lun_ids(address.portal, address.target, address.lun)

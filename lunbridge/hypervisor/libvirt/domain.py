@@ -262,9 +262,3 @@ def disk_xml(
 def controller_xml(index: int) -> str:
     """A virtio-scsi controller; libvirt picks its PCI slot."""
     return ET.tostring(ET.Element("controller", type="scsi", index=str(index), model=VIRTIO_SCSI), "unicode")
-
-
-def disk_key(address: DriveAddress) -> int:
-    """libvirt disks have no numeric key (vSphere's `disk_key`): the drive address packed into
-    one number stands in, controller·2²⁴ + target·2¹⁶ + unit (+ bus·2³⁰)."""
-    return (address.bus << 30) | (address.controller << 24) | (address.target << 16) | address.unit

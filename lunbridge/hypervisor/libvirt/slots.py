@@ -14,7 +14,28 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lunbridge.errors import LimitExceeded
+from lunbridge.hypervisor.base import Attachment
 from lunbridge.hypervisor.libvirt.domain import DomainDevices, DriveAddress
+from lunbridge.san import ScsiAddress
+
+
+@dataclass(frozen=True)
+class PassthroughAttachment(Attachment):
+    """A LUN passed through to a domain (`<disk device='lun'>`) at a drive address on a
+    virtio-scsi controller; the guest sees it at channel = bus, target, LUN = unit."""
+
+    address: DriveAddress
+
+    @property
+    def guest_address(self) -> ScsiAddress:
+        return ScsiAddress(self.address.bus, self.address.target, self.address.unit)
+
+    def detail(self) -> dict[str, int]:
+        return {"controller": self.address.controller, "bus": self.address.bus,
+                "target": self.address.target, "unit": self.address.unit}  # fmt: skip
+
+    def describe(self) -> str:
+        return f"virtio-scsi controller {self.address.controller} address {self.address}"
 
 
 @dataclass(frozen=True)

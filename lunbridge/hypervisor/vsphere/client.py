@@ -11,39 +11,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
-from types import TracebackType
+from contextlib import AbstractAsyncContextManager
 
 from lunbridge import san
+from lunbridge.concurrency import Coalescer, KeyedLocks
 from lunbridge.errors import Conflict, NotFound
-from lunbridge.hypervisor.base import Attachment, Host, Initiator, Scope, Vm
+from lunbridge.hypervisor.base import Host, Initiator, Scope, Vm
+from lunbridge.hypervisor.session import SessionClient
 from lunbridge.hypervisor.vsphere import inventory, rdm
 from lunbridge.hypervisor.vsphere.config import VSphereConfig
 from lunbridge.hypervisor.vsphere.refs import parse_portal, parse_vm_ref
 from lunbridge.hypervisor.vsphere.session import Session
-from lunbridge.hypervisor.vsphere.slots import VmDevices, describe_slot, next_slot, rdms_of, summarize
+from lunbridge.hypervisor.vsphere.slots import (
+    RdmAttachment,
+    VmDevices,
+    describe_slot,
+    next_slot,
+    rdms_of,
+    summarize,
+)
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Rescans:
-    """Per-host rescan bookkeeping: a rescan numbered n > the count seen when a caller asked
-    started after that request, so it serves the caller too."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    started: int = 0
-    finished: int = 0
-
-
-class VSphere:
+class VSphere(SessionClient):
     """vCenter through pyvmomi. Make it with `await VSphere.connect(config)` (which logs in,
     so bad credentials fail at once) and `await close()` it."""
 
     def __init__(self, config: VSphereConfig, *, workers: int = 8, task_timeout: float = 600.0) -> None:
-        self.session = Session(config, workers=workers, task_timeout=task_timeout)
-        self._vm_locks: dict[str, asyncio.Lock] = {}
-        self._rescans: dict[str, _Rescans] = {}
+        self.session: Session = Session(config, workers=workers, task_timeout=task_timeout)
+        self._vm_locks = KeyedLocks[str]()
+        self._rescans = Coalescer[str]()  # per host id
 
     def __repr__(self) -> str:
         return f"VSphere({self.session!r})"
@@ -52,24 +50,10 @@ class VSphere:
     async def connect(
         cls, config: VSphereConfig, *, workers: int = 8, task_timeout: float = 600.0
     ) -> VSphere:
-        client = cls(config, workers=workers, task_timeout=task_timeout)
-        try:
-            await client.session.run("log in", lambda api: None)
-        except BaseException:
-            await client.close()
-            raise
-        return client
+        return await cls(config, workers=workers, task_timeout=task_timeout)._connected()
 
-    async def __aenter__(self) -> VSphere:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self.session.close()
+    async def _prove(self) -> None:
+        await self.session.run("log in", lambda api: None)
 
     # --- identity ---
     async def find_vm(self, ref: str) -> Vm:
@@ -124,21 +108,16 @@ class VSphere:
                 lambda api: inventory.rescan(api, host, adapter),
             )
             return
-        state = self._rescans.setdefault(host.id, _Rescans())
-        asked_at = state.started
-        async with state.lock:
-            if state.finished > asked_at:
-                return  # a rescan that started after we asked has just finished
-            state.started += 1
-            number = state.started
-            await self.session.run(
+        await self._rescans.run(
+            host.id,
+            lambda: self.session.run(
                 f"rescan the HBAs of host {host.name}", lambda api: inventory.rescan(api, host, None)
-            )
-            state.finished = number
+            ),
+        )
 
     # --- raw device mappings ---
-    def _lock(self, vm: Vm) -> asyncio.Lock:
-        return self._vm_locks.setdefault(vm.id, asyncio.Lock())
+    def _lock(self, vm: Vm) -> AbstractAsyncContextManager[None]:
+        return self._vm_locks.hold(vm.id)
 
     async def _devices(self, vm: Vm) -> VmDevices:
         model, _ = await self.session.run(
@@ -146,7 +125,7 @@ class VSphere:
         )
         return model
 
-    def _attachment(self, vm: Vm, devices: VmDevices, naa: str) -> Attachment | None:
+    def _attachment(self, vm: Vm, devices: VmDevices, naa: str) -> RdmAttachment | None:
         found = rdms_of(devices, naa)
         if not found:
             return None
@@ -156,13 +135,13 @@ class VSphere:
             raise Conflict(
                 f"VM {vm.name}: RDM disk {disk.key} of {naa} sits on unknown controller {disk.controller_key}"
             )
-        return Attachment(
+        return RdmAttachment(
             vm=vm.id,
             naa=naa,
+            pci_slot=controller.pci_slot,
             controller_key=controller.key,
             bus_number=controller.bus,
             unit_number=disk.unit,
-            pci_slot=controller.pci_slot,
             disk_key=disk.key,
         )
 
@@ -180,7 +159,7 @@ class VSphere:
             )
         return lun
 
-    async def attach_rdm(self, vm: Vm, naa: str) -> Attachment:
+    async def attach_rdm(self, vm: Vm, naa: str) -> RdmAttachment:
         naa = san.naa(naa)
         existing = self._attachment(vm, await self._devices(vm), naa)
         if existing is not None:

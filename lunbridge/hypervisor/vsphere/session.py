@@ -1,22 +1,22 @@
 """One logged-in vCenter session, used from asyncio without ever blocking the event loop.
 
-pyvmomi is synchronous: every property read is a SOAP round trip. This module runs each
-blocking step in a dedicated, bounded thread pool, logs in lazily (and again, once and
-transparently, when vCenter reports the session expired), waits for tasks by polling their
-state from the event loop (the simulator, like a busy vCenter, may hand back a task that is
-still running), and turns every pyvmomi exception into a `lunbridge.errors` error.
+pyvmomi is synchronous: every property read is a SOAP round trip. `PooledSession` runs each
+blocking step in a bounded thread pool and logs in lazily; this module adds what is vCenter's
+own: the login (and a second one, once and transparently, when vCenter reports the session
+expired), the logout, waiting for tasks by polling their state from the event loop (the
+simulator, like a busy vCenter, may hand back a task that is still running), and turning
+every pyvmomi exception into a `lunbridge.errors` error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from lunbridge.errors import NotFound, Unauthenticated, Unavailable
+from lunbridge.hypervisor.session import PooledSession
 from lunbridge.hypervisor.vsphere._vmomi import SmartConnect, vim, vmodl
 from lunbridge.hypervisor.vsphere.config import VSphereConfig
 from lunbridge.hypervisor.vsphere.faults import fault_message, login_refused, translate
@@ -93,7 +93,7 @@ class Api:
         return out
 
 
-class Session:
+class Session(PooledSession[Api]):
     """A vCenter session with a bounded worker pool (`workers` concurrent SOAP calls)."""
 
     def __init__(
@@ -104,48 +104,32 @@ class Session:
         request_timeout: float = 300.0,
         task_timeout: float = 600.0,
     ) -> None:
+        super().__init__(workers=workers, name="lunbridge-vsphere")
         self.config = config
         self._context = make_context(config)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lunbridge-vsphere")
         self._request_timeout = request_timeout
         self.task_timeout = task_timeout
-        self._lock = threading.Lock()
-        self._api: Api | None = None
-        self._generation = 0
         self.logins = 0  # successful logins, the first one included (for tests and metrics)
 
     def __repr__(self) -> str:
         return f"Session(url={self.config.url!r}, user={self.config.username!r})"
 
-    async def run(self, what: str, step: Callable[[Api], T]) -> T:
-        """Run the blocking `step` in the pool. `what` completes "cannot ..." in errors."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, what, step)
-
-    def _call(self, what: str, step: Callable[[Api], T]) -> T:
+    def _attempt(self, step: Callable[[Api], T]) -> T:
+        api, generation = self._current()
         try:
-            api, generation = self._current()
-            try:
-                return step(api)
-            except vim.fault.NotAuthenticated:
-                log.info("vCenter %s: the session of %s expired; logging in again", self.config.url,
-                         self.config.username)  # fmt: skip
-                return step(self._relogin(generation))
-        except BaseException as exc:
-            error = translate(exc, what, self.config.url, self.config.username)
-            if error is None or error is exc:
-                raise
-            if isinstance(error, Unauthenticated):
-                raise error from None  # the chain would only repeat the login call
-            raise error from exc
+            return step(api)
+        except vim.fault.NotAuthenticated:
+            log.info("vCenter %s: the session of %s expired; logging in again", self.config.url,
+                     self.config.username)  # fmt: skip
+            return step(self._relogin(generation))
 
-    def _current(self) -> tuple[Api, int]:
-        with self._lock:
-            if self._api is None:
-                self._api = self._login()
-            return self._api, self._generation
+    def _translate(self, exc: BaseException, what: str) -> BaseException | None:
+        return translate(exc, what, self.config.url, self.config.username)
 
-    def _login(self) -> Api:
+    def _cause(self, error: BaseException, exc: BaseException) -> BaseException | None:
+        return None if isinstance(error, Unauthenticated) else exc  # the chain would only repeat the login
+
+    def _open(self) -> Api:
         endpoint = self.config.endpoint
         try:
             si = SmartConnect(
@@ -160,7 +144,6 @@ class Session:
         except vim.fault.InvalidLogin:
             raise login_refused(self.config.url, self.config.username) from None
         api = Api(si)
-        self._generation += 1
         self.logins += 1
         log.info("logged in to vCenter %s as %s", self.config.url, self.config.username)
         return api
@@ -169,15 +152,18 @@ class Session:
         """Log in again on the same SOAP stub (so managed objects stay valid), unless another
         thread already did since `generation` was read."""
         with self._lock:
-            assert self._api is not None
+            assert self._conn is not None
             if self._generation == generation:
                 try:
-                    self._api.content.sessionManager.Login(self.config.username, self.config.password, None)
+                    self._conn.content.sessionManager.Login(self.config.username, self.config.password, None)
                 except vim.fault.InvalidLogin:
                     raise login_refused(self.config.url, self.config.username) from None
                 self._generation += 1
                 self.logins += 1
-            return self._api
+            return self._conn
+
+    def _discard(self, conn: Api) -> None:
+        conn.content.sessionManager.Logout()
 
     async def wait_task(self, task: Any, what: str) -> Any:
         """Poll `task` until it succeeds (its result) or fails (its fault, translated)."""
@@ -201,14 +187,3 @@ class Session:
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
-
-    async def close(self) -> None:
-        """Log out (best effort) and stop the worker threads."""
-        api = self._api
-        if api is not None:
-            try:
-                await self.run("log out", lambda a: a.content.sessionManager.Logout())
-            except Exception as exc:  # a dead vCenter must not stop the shutdown
-                log.debug("logout from %s failed: %s", self.config.url, exc)
-            self._api = None
-        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -13,11 +13,35 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from lunbridge.errors import LimitExceeded
+from lunbridge.hypervisor.base import Attachment
+from lunbridge.san import ScsiAddress
 
 MAX_SCSI_CONTROLLERS = 4  # SCSI controllers of any type per VM (buses 0-3)
 RESERVED_UNIT = 7  # the controller's own SCSI id
 USABLE_UNITS: tuple[int, ...] = tuple(unit for unit in range(16) if unit != RESERVED_UNIT)
 NEW_CONTROLLER_KEY = -100  # a temporary key; vCenter assigns the real one in the same reconfigure
+
+
+@dataclass(frozen=True)
+class RdmAttachment(Attachment):
+    """An RDM on a VM's paravirtual SCSI controller: one controller per bus, the disk at
+    `unit_number`; the guest sees it at SCSI target = unit, LUN 0 of that controller's host."""
+
+    controller_key: int
+    bus_number: int
+    unit_number: int
+    disk_key: int
+
+    @property
+    def guest_address(self) -> ScsiAddress:
+        return ScsiAddress(0, self.unit_number, 0)
+
+    def detail(self) -> dict[str, int]:
+        return {"controllerKey": self.controller_key, "busNumber": self.bus_number,
+                "unitNumber": self.unit_number, "diskKey": self.disk_key}  # fmt: skip
+
+    def describe(self) -> str:
+        return f"controller {self.controller_key} (bus {self.bus_number}) unit {self.unit_number}"
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,14 @@ one table that turns domain errors into kopf's retry decisions and a condition u
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import kopf
 
+from lunbridge.concurrency import KeyedLocks
 from lunbridge.errors import (
     AlreadyExists,
     Busy,
@@ -67,10 +68,11 @@ def services(memo: Any) -> Services:
     return found
 
 
-def object_lock(memo: Any, kind: str, name: str) -> asyncio.Lock:
-    """One lock per object, so a timer's re-check never overlaps a change handler."""
-    locks: dict[tuple[str, str], asyncio.Lock] = memo.locks
-    return locks.setdefault((kind, name), asyncio.Lock())
+def object_lock(memo: Any, kind: str, name: str) -> AbstractAsyncContextManager[None]:
+    """Hold one object for the block, so a timer's re-check never overlaps a change handler
+    (its lock exists only while held or waited for: the table does not grow with the objects)."""
+    locks: KeyedLocks[tuple[str, str]] = memo.locks
+    return locks.hold((kind, name))
 
 
 async def crash_after(kind: str, step: str) -> None:

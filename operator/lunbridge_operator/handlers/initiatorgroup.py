@@ -9,21 +9,22 @@ import kopf
 
 from lunbridge.api import GROUP, INITIATOR_GROUP_PLURAL, VERSION
 from lunbridge.errors import LunbridgeError
+from lunbridge.models import InitiatorGroupSpec, InitiatorGroupStatus
 from lunbridge_operator.handlers.common import events_for, kopf_error, object_lock, services
 from lunbridge_operator.reconcile import initiatorgroup
 
 
 async def _sync(body: kopf.Body, memo: Any, retry: int) -> None:
     name = body.metadata.name or ""
-    status = {k: v for k, v in dict(body.status).items() if k != "kopf"}
+    raw = {k: v for k, v in dict(body.status).items() if k != "kopf"}
     async with object_lock(memo, "InitiatorGroup", name):
         try:
             await initiatorgroup.reconcile(
                 services(memo),
                 name,
                 body.metadata.get("generation"),
-                dict(body.spec),
-                status,
+                InitiatorGroupSpec.from_dict(dict(body.spec), "spec"),
+                InitiatorGroupStatus.from_dict(raw, "status"),
                 events_for(body),
             )
         except LunbridgeError as exc:

@@ -9,11 +9,12 @@ from typing import Any
 import kopf
 
 from lunbridge.api import FINALIZER
+from lunbridge.concurrency import KeyedLocks
 from lunbridge.hypervisor.base import Hypervisor
 from lunbridge.hypervisor.libvirt import Libvirt
 from lunbridge.hypervisor.router import Router
 from lunbridge.hypervisor.vsphere import VSphere
-from lunbridge.storage.tgt import TgtBackend
+from lunbridge.storage.factory import Backends
 from lunbridge_operator import metrics
 from lunbridge_operator.config import OperatorConfig
 from lunbridge_operator.handlers.common import crash_after
@@ -22,7 +23,8 @@ from lunbridge_operator.reconcile.services import Services
 
 
 async def connect(config: OperatorConfig) -> Services:
-    """Log in to the hypervisors and reach tgtd (each raises a clear domain error if it cannot)."""
+    """Log in to the hypervisors and reach every storage backend (each raises a clear domain
+    error if it cannot)."""
     layers: dict[str, Hypervisor] = {}
     try:
         if config.vsphere is not None:
@@ -34,20 +36,29 @@ async def connect(config: OperatorConfig) -> Services:
             await layer.close()
         raise
     hypervisor = Router(layers)
-    storage = TgtBackend(config.tgt)
+    portals: dict[str, str] = {}
     try:
-        await storage.pools()
+        backends = Backends.from_configs(config.backends)
     except BaseException:
         await hypervisor.close()
         raise
-    portals = await storage.portals()
+    try:
+        for name, backend in backends:
+            await backend.pools()
+            found = await backend.portals()
+            if found:
+                portals[name] = found[0].address
+    except BaseException:
+        await hypervisor.close()
+        await backends.close()
+        raise
     return Services(
         hypervisor=hypervisor,
-        storage=storage,
+        backends=backends,
         kube=Kube(),
         transport=config.transport,
         default_scope=config.default_scope,
-        portal=portals[0].address if portals else None,
+        portals=portals,
         after_step=crash_after,
     )
 
@@ -64,13 +75,14 @@ async def started(
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
-    memo.locks = {}
+    memo.locks = KeyedLocks[tuple[str, str]]()
     memo.checked = {}
     memo.services = await connect(config)
     metrics.serve(config.metrics_port)
     hypervisors = [f"vCenter {config.vsphere.url} as {config.vsphere.username}"] if config.vsphere else []
     hypervisors += [f"KVM host {config.libvirt.uri}"] if config.libvirt else []
-    logger.info("connected to %s and to tgtd -C %s", " and ".join(hypervisors), config.tgt.control)
+    storage = ", ".join(f"{c.name} ({c.type})" for c in config.backends)
+    logger.info("connected to %s and to the storage backends %s", " and ".join(hypervisors), storage)
 
 
 @kopf.on.cleanup()
@@ -78,4 +90,4 @@ async def stopped(*, memo: Any, **_: Any) -> None:
     services = getattr(memo, "services", None)
     if services is not None:
         await services.hypervisor.close()
-        await services.storage.close()
+        await services.backends.close()

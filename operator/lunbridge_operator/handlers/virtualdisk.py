@@ -10,32 +10,33 @@ import kopf
 
 from lunbridge.api import GROUP, VERSION, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import LunbridgeError
-from lunbridge_operator import conditions as cond
+from lunbridge.models import ConditionType, Phase
 from lunbridge_operator.handlers.common import classify, events_for, kopf_error, object_lock, services
 from lunbridge_operator.reconcile import virtualdisk
-from lunbridge_operator.reconcile.virtualdisk import Disk
+from lunbridge_operator.reconcile.disk import Disk
 
 
 def _disk(body: kopf.Body) -> Disk:
-    return Disk(
-        name=body.metadata.name or "",
-        uid=body.metadata.uid or "",
-        generation=body.metadata.get("generation"),
-        spec=dict(body.spec),
-        status={k: v for k, v in dict(body.status).items() if k != "kopf"},
+    return Disk.from_object(
+        body.metadata.name or "",
+        body.metadata.uid or "",
+        body.metadata.get("generation"),
+        body.spec,
+        body.status,
     )
 
 
 async def _failed(memo: Any, disk: Disk, body: kopf.Body, exc: LunbridgeError, retry: int) -> Exception:
     """Record why the disk is not Ready (condition, message, Event); the error kopf should see."""
     reason, delay = classify(exc)
-    cond.set_condition(disk.status, cond.READY, False, reason, str(exc), disk.generation)
-    disk.status["message"] = str(exc)
+    disk.condition(ConditionType.READY, False, reason, str(exc))
+    disk.status.message = str(exc)
     if delay is None:
-        disk.status["phase"] = "Failed"
+        disk.status.phase = Phase.FAILED
+        disk.status.observed_generation = disk.generation
     events_for(body)(reason, str(exc), warning=True)
     with contextlib.suppress(LunbridgeError):  # the API is unreachable: kopf retries anyway
-        await services(memo).kube.patch_status(VIRTUAL_DISK_PLURAL, disk.name, disk.status)
+        await disk.save(services(memo))
     return kopf_error(exc, retry)
 
 
@@ -60,7 +61,7 @@ async def recheck_virtual_disk(*, body: kopf.Body, memo: Any, **kwargs: Any) -> 
     """Every --resync-seconds, check a Ready disk again (a restarted tgtd, a moved VM)."""
     retry = int(kwargs.get("retry", 0))
     disk = _disk(body)
-    if disk.status.get("phase") != "Ready" or body.metadata.get("deletionTimestamp"):
+    if disk.status.phase is not Phase.READY or body.metadata.get("deletionTimestamp"):
         return
     if time.monotonic() - memo.checked.get(disk.name, 0.0) < memo.config.resync_seconds:
         return

@@ -4,28 +4,31 @@ server's igroup that holds exactly the initiators the hypervisor reports."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
-from lunbridge.api import API_VERSION, INITIATOR_GROUP_KIND, INITIATOR_GROUP_PLURAL
+from lunbridge.api import INITIATOR_GROUP_PLURAL
 from lunbridge.errors import AlreadyExists, NotFound
 from lunbridge.hypervisor.base import Host, Initiator, Scope
+from lunbridge.models import InitiatorGroup as InitiatorGroupObject
+from lunbridge.models import InitiatorGroupSpec, InitiatorRow, ObjectMeta
+from lunbridge.models.initiatorgroup import MANAGED_LABEL, MANAGED_VALUE
 from lunbridge.san import Transport
-from lunbridge.storage.base import InitiatorGroup, StorageBackend
+from lunbridge.storage.base import DEFAULT_OS_TYPE, InitiatorGroup, OsType, StorageBackend
 from lunbridge_operator.kube import Kube
-
-MANAGED_LABEL = "lunbridge.io/managed-by"
-MANAGED_VALUE = "lunbridge-operator"
 
 
 async def ensure_storage_igroup(
-    storage: StorageBackend, name: str, transport: Transport, addresses: list[str]
+    storage: StorageBackend,
+    name: str,
+    transport: Transport,
+    addresses: list[str],
+    os_type: OsType = DEFAULT_OS_TYPE,
 ) -> InitiatorGroup:
     """The storage igroup `name` holding exactly `addresses` (created, or corrected)."""
     try:
         current = await storage.get_igroup(name)
     except NotFound:
         try:
-            return await storage.create_igroup(name, transport, addresses)
+            return await storage.create_igroup(name, transport, addresses, os_type)
         except AlreadyExists:  # made concurrently by another reconcile
             current = await storage.get_igroup(name)
     wanted = set(addresses)
@@ -34,6 +37,8 @@ async def ensure_storage_igroup(
         current = await storage.add_initiators(name, sorted(wanted - have))
     if have - wanted:
         current = await storage.remove_initiators(name, sorted(have - wanted))
+    if current.os_type != os_type:
+        current = await storage.create_igroup(name, transport, list(current.initiators), os_type)
     return current
 
 
@@ -41,34 +46,29 @@ def addresses(initiators: list[Initiator], transport: Transport) -> list[str]:
     return sorted({i.address for i in initiators if i.transport is transport})
 
 
-def initiators_status(initiators: list[Initiator], transport: Transport) -> list[dict[str, Any]]:
-    rows = []
-    for i in sorted(initiators, key=lambda i: (i.host, i.adapter, i.address)):
-        if i.transport is not transport:
-            continue
-        row = {"host": i.host, "adapter": i.adapter, "protocol": i.transport.value, "address": i.address}
-        if i.node_name:
-            row["nodeName"] = i.node_name
-        rows.append(row)
-    return rows
+def initiator_rows(initiators: list[Initiator], transport: Transport) -> list[InitiatorRow]:
+    return [
+        InitiatorRow(
+            host=i.host, adapter=i.adapter, protocol=i.transport, address=i.address, node_name=i.node_name
+        )
+        for i in sorted(initiators, key=lambda i: (i.host, i.adapter, i.address))
+        if i.transport is transport
+    ]
 
 
-async def ensure_igroup_object(kube: Kube, name: str, host: Host, scope: Scope, transport: Transport) -> bool:
-    """Make the InitiatorGroup object for a host (or its cluster) if nobody has. True when the
-    operator manages it; False for one a user made, which is left as written."""
+async def ensure_igroup_object(
+    kube: Kube, name: str, host: Host, scope: Scope, transport: Transport
+) -> InitiatorGroupObject:
+    """The InitiatorGroup object of a host (or its cluster), made if nobody has. One a user
+    made (`managed` False) is left as written."""
     try:
-        found = await kube.get(INITIATOR_GROUP_PLURAL, name)
+        return InitiatorGroupObject.from_dict(await kube.get(INITIATOR_GROUP_PLURAL, name))
     except NotFound:
         pass
-    else:
-        labels = (found.get("metadata") or {}).get("labels") or {}
-        return bool(labels.get(MANAGED_LABEL) == MANAGED_VALUE)
-    body = {
-        "apiVersion": API_VERSION,
-        "kind": INITIATOR_GROUP_KIND,
-        "metadata": {"name": name, "labels": {MANAGED_LABEL: MANAGED_VALUE}},
-        "spec": {"hosts": [host.name], "protocol": transport.value, "scope": scope.value, "osType": "vmware"},
-    }
+    group = InitiatorGroupObject(
+        metadata=ObjectMeta(name=name, labels={MANAGED_LABEL: MANAGED_VALUE}),
+        spec=InitiatorGroupSpec(hosts=[host.name], protocol=transport, scope=scope, os_type=OsType.VMWARE),
+    )
     with contextlib.suppress(AlreadyExists):
-        await kube.create(INITIATOR_GROUP_PLURAL, body)
-    return True
+        await kube.create(INITIATOR_GROUP_PLURAL, group.body())
+    return group

@@ -10,32 +10,31 @@ one, named after it (`host-<name>`, `cluster-<name>`). A group a user made is le
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from lunbridge.api import INITIATOR_GROUP_PLURAL
 from lunbridge.errors import Conflict, NotFound
 from lunbridge.hypervisor.base import Host, Scope
-from lunbridge.san import Transport
-from lunbridge_operator import conditions as cond
+from lunbridge.models import ConditionType, InitiatorGroupSpec, InitiatorGroupStatus, merge_patch
+from lunbridge.storage.base import StorageBackend
 from lunbridge_operator import naming
 from lunbridge_operator.metrics import measured
 from lunbridge_operator.reconcile.igroups import (
     addresses,
     ensure_igroup_object,
     ensure_storage_igroup,
-    initiators_status,
+    initiator_rows,
 )
 from lunbridge_operator.reconcile.services import Events, Services
 
 KIND = "InitiatorGroup"
 
 
-async def _hosts(svc: Services, spec: dict[str, Any]) -> list[Host]:
+async def _hosts(svc: Services, spec: InitiatorGroupSpec) -> list[Host]:
     hosts: dict[str, Host] = {}
-    for name in spec.get("hosts") or []:
+    for name in spec.hosts:
         host = await svc.hypervisor.find_host(name)
         hosts[host.id] = host
-    for node_name in spec.get("nodeNames") or []:
+    for node_name in spec.node_names:
         try:
             node = await svc.kube.node(node_name)
         except NotFound:
@@ -45,63 +44,91 @@ async def _hosts(svc: Services, spec: dict[str, Any]) -> list[Host]:
             raise NotFound(f"Node {node_name} has no spec.providerID, so its VM's host is unknown")
         vm = await svc.hypervisor.find_vm(provider_id)
         hosts[vm.host.id] = vm.host
-    if spec.get("scope") == Scope.CLUSTER.value:
+    if spec.scope is Scope.CLUSTER:
         widened = await asyncio.gather(*(svc.hypervisor.cluster_hosts(h) for h in list(hosts.values())))
         for members in widened:
             hosts.update({h.id: h for h in members})
     return sorted(hosts.values(), key=lambda h: h.name)
 
 
+async def _backends(svc: Services, name: str, spec: InitiatorGroupSpec) -> list[tuple[str, StorageBackend]]:
+    """Where the group's igroup lives: `spec.backend`; else the default backend and every
+    other backend that already holds an igroup of that name (a disk's map step made it)."""
+    if spec.backend:
+        return [svc.backends.get(spec.backend)]
+    found = []
+    for backend_name, backend in svc.backends:
+        if backend_name == svc.backends.default:
+            found.append((backend_name, backend))
+            continue
+        try:
+            await backend.get_igroup(name)
+        except NotFound:
+            continue
+        found.append((backend_name, backend))
+    return found
+
+
 async def reconcile(
     svc: Services,
     name: str,
     generation: int | None,
-    spec: dict[str, Any],
-    status: dict[str, Any],
+    spec: InitiatorGroupSpec,
+    status: InitiatorGroupStatus,
     events: Events,
-) -> dict[str, Any]:
-    """Bring the storage igroup to the initiators of the group's hosts; returns the new status."""
-    transport = Transport(spec.get("protocol", svc.transport.value))
+) -> InitiatorGroupStatus:
+    """Bring the storage igroup(s) to the initiators of the group's hosts; the new status."""
+    written = status.to_dict()
+    transport = spec.protocol
     with measured(KIND, "sync"):
         hosts = await _hosts(svc, spec)
         found = await asyncio.gather(*(svc.hypervisor.host_initiators(h) for h in hosts))
         initiators = [i for per_host in found for i in per_host]
         wanted = addresses(initiators, transport)
-        before = {row.get("address") for row in status.get("initiators") or []}
-        group = await ensure_storage_igroup(svc.storage, name, transport, wanted)
-        mapped = await svc.storage.list_mappings(igroup=name)
-    if set(group.initiators) != before:
-        events("Synced", f"igroup {name} holds {len(group.initiators)} {transport.value} initiators of "
+        before = {row.address for row in status.initiators}
+        mapped = 0
+        backend_names = []
+        held: set[str] = set()
+        for backend_name, backend in await _backends(svc, name, spec):
+            group = await ensure_storage_igroup(backend, name, transport, wanted, spec.os_type)
+            held.update(group.initiators)
+            mapped += len(await backend.list_mappings(igroup=name))
+            backend_names.append(backend_name)
+    if held != before:
+        events("Synced", f"igroup {name} holds {len(held)} {transport.value} initiators of "
                          f"{', '.join(h.name for h in hosts) or 'no host'}")  # fmt: skip
-    new = dict(status)
-    new.update(
-        storageName=name,
-        hosts=[h.name for h in hosts],
-        initiators=initiators_status(initiators, transport),
-        mappedLuns=len(mapped),
-        observedGeneration=generation,
-    )
+    new = status.model_copy(deep=True)
+    new.storage_name = name
+    new.backend = ", ".join(backend_names)
+    new.hosts = [h.name for h in hosts]
+    new.initiators = initiator_rows(initiators, transport)
+    new.mapped_luns = mapped
+    new.observed_generation = generation
     if wanted:
-        cond.set_condition(
-            new, cond.READY, True, "InSync", f"{len(wanted)} initiators on the storage server", generation
-        )
+        message = f"{len(wanted)} initiators on the storage server"
+        new.set_condition(ConditionType.READY, True, "InSync", message, generation)
     else:
         message = f"the hosts report no {transport.value} initiator: no host can see LUNs mapped here"
-        cond.set_condition(new, cond.READY, False, "NoInitiators", message, generation)
-    await svc.kube.patch_status(INITIATOR_GROUP_PLURAL, name, new)
+        new.set_condition(ConditionType.READY, False, "NoInitiators", message, generation)
+    patch = merge_patch(written, new.to_dict())
+    if patch:
+        await svc.kube.patch_status(INITIATOR_GROUP_PLURAL, name, patch)
     return new
 
 
 async def delete(svc: Services, name: str, events: Events) -> None:
-    """Delete the storage igroup; refused (Conflict) while LUNs are still mapped to it."""
-    mapped = await svc.storage.list_mappings(igroup=name)
-    if mapped:
-        luns = ", ".join(sorted(m.lun for m in mapped)[:5])
-        raise Conflict(
-            f"igroup {name} still has {len(mapped)} LUNs mapped ({luns}); waiting for their disks to go"
-        )
-    await svc.storage.delete_igroup(name)
-    events("Deleted", f"deleted igroup {name} on the storage server")
+    """Delete the storage igroup on every backend; refused (Conflict) while LUNs are mapped to it."""
+    for backend_name, backend in svc.backends:
+        mapped = await backend.list_mappings(igroup=name)
+        if mapped:
+            luns = ", ".join(sorted(m.lun for m in mapped)[:5])
+            raise Conflict(
+                f"igroup {name} still has {len(mapped)} LUNs mapped on backend {backend_name} ({luns}); "
+                "waiting for their disks to go"
+            )
+    for _, backend in svc.backends:
+        await backend.delete_igroup(name)
+    events("Deleted", f"deleted igroup {name} on the storage backends {', '.join(svc.backends.names)}")
 
 
 async def ensure_for_node(svc: Services, provider_id: str) -> str:

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from lunbridge.hypervisor.base import Host, Hypervisor, Scope
 from lunbridge.san import Transport
-from lunbridge.storage.base import StorageBackend
+from lunbridge.storage.factory import Backends
 from lunbridge_operator.kube import Kube
 
 
@@ -20,11 +20,11 @@ class Events(Protocol):
 @dataclass
 class Services:
     hypervisor: Hypervisor
-    storage: StorageBackend
+    backends: Backends
     kube: Kube
     transport: Transport
     default_scope: Scope | None
-    portal: str | None  # the storage server's iSCSI portal, for send-target discovery
+    portals: dict[str, str]  # backend name -> its iSCSI portal, for the hosts' send-target discovery
     # called after each recorded step; tests use it to crash the operator at a chosen step
     after_step: Callable[[str, str], Awaitable[None]] | None = None
 

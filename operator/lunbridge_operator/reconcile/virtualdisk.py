@@ -1,8 +1,8 @@
 """The VirtualDisk lifecycle as plain async steps.
 
-Up: provision the LUN -> mask it (igroup of the node's host or cluster, map) -> let the
-host see it (iSCSI discovery, rescan) -> attach it to the VM as an RDM -> Ready. Down, behind
-the finalizer: detach -> unmap -> rescan -> delete the LUN unless Retain.
+Up: provision the LUN on the disk's backend -> mask it (igroup of the node's host or cluster,
+map) -> let the host see it (iSCSI discovery, rescan) -> attach it to the VM as an RDM ->
+Ready. Down, behind the finalizer: detach -> unmap -> rescan -> delete the LUN unless Retain.
 
 Every step is idempotent by name (the LUN is named from the object's UID, the igroup from the
 host or cluster), and its result is written to status before the next step starts, so an
@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
-from dataclasses import dataclass, field
-from typing import Any
-
-import kubernetes.utils
 
 from lunbridge.api import VIRTUAL_DISK_PLURAL
 from lunbridge.errors import AlreadyExists, InvalidArgument, NotFound
 from lunbridge.hypervisor.base import Attachment, Host, Scope, Vm
-from lunbridge.storage.base import Lun
-from lunbridge_operator import conditions as cond
+from lunbridge.models import AttachmentStatus, AttachMode, Phase, ReclaimPolicy, VirtualDisk
+from lunbridge.models import ConditionType as Cond
+from lunbridge.storage.base import Lun, StorageBackend
 from lunbridge_operator import naming
 from lunbridge_operator.metrics import measured
+from lunbridge_operator.reconcile.disk import KIND, Disk
 from lunbridge_operator.reconcile.igroups import (
     addresses,
     ensure_igroup_object,
@@ -33,113 +30,95 @@ from lunbridge_operator.reconcile.igroups import (
 )
 from lunbridge_operator.reconcile.services import Events, Services
 
-KIND = "VirtualDisk"
-parse_quantity: Any = kubernetes.utils.parse_quantity
-
-
-@dataclass
-class Disk:
-    """One VirtualDisk as a reconcile sees it; `status` is a working copy written back by `save`."""
-
-    name: str
-    uid: str
-    generation: int | None
-    spec: dict[str, Any]
-    status: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def lun_name(self) -> str:
-        return naming.lun_name(self.uid)
-
-    @property
-    def size_bytes(self) -> int:
-        try:
-            return int(parse_quantity(str(self.spec["size"])))
-        except (KeyError, ValueError) as exc:
-            raise InvalidArgument(f"spec.size {self.spec.get('size')!r} is not a quantity") from exc
+__all__ = ["Disk", "DiskSteps", "delete", "reconcile"]
 
 
 class DiskSteps:
-    """The steps of one reconcile of one disk."""
+    """The steps of one reconcile of one disk, on the backend it lives on."""
 
     def __init__(self, svc: Services, disk: Disk, events: Events) -> None:
         self.svc = svc
         self.disk = disk
         self.events = events
+        self.backend_name, self.storage = disk.backend(svc)
         # a periodic re-check of a Ready disk: it stays Ready, and only changes are told
-        self.settled = (
-            disk.status.get("phase") == "Ready" and disk.status.get("observedGeneration") == disk.generation
-        )
-        self._written = copy.deepcopy(disk.status)
+        self.settled = disk.settled
 
-    async def save(self, step: str, phase: str | None = None, message: str | None = None) -> None:
+    async def save(self, step: str, phase: Phase | None = None, message: str | None = None) -> None:
         """Write status (if it changed) before the next step runs."""
         status = self.disk.status
-        if phase and not (self.settled and phase != "Ready"):
-            status["phase"] = phase
+        if phase and not (self.settled and phase is not Phase.READY):
+            status.phase = phase
         if message is not None:
-            status["message"] = message
-        status["observedGeneration"] = self.disk.generation
-        if status != self._written:
-            await self.svc.kube.patch_status(VIRTUAL_DISK_PLURAL, self.disk.name, status)
-            self._written = copy.deepcopy(status)
+            status.message = message
+        status.observed_generation = self.disk.generation
+        await self.disk.save(self.svc)
         if self.svc.after_step is not None:
             await self.svc.after_step(KIND, step)
 
-    def condition(self, kind: str, state: bool | None, reason: str, message: str) -> None:
-        cond.set_condition(self.disk.status, kind, state, reason, message, self.disk.generation)
+    def condition(self, kind: Cond, state: bool | None, reason: str, message: str) -> None:
+        self.disk.condition(kind, state, reason, message)
 
     async def scope_hosts(self, vm: Vm) -> list[Host]:
         """The hosts a LUN for `vm` is masked and revealed to: its host, or its whole cluster."""
-        scope = self.svc.scope_for(vm.host, self.disk.spec.get("scope"))
+        scope = self.svc.scope_for(vm.host, self.disk.spec.scope)
         return await self.svc.hypervisor.cluster_hosts(vm.host) if scope is Scope.CLUSTER else [vm.host]
 
     # --- up ---------------------------------------------------------------------------------
     async def provision(self) -> Lun:
-        storage, disk = self.svc.storage, self.disk
+        storage, disk = self.storage, self.disk
         with measured(KIND, "provision"):
             try:
                 lun = await storage.get_lun(disk.lun_name)
             except NotFound:
                 lun = await self._create()
             await self._forget_clone_snapshot()
-            if lun.size_bytes < disk.size_bytes:
-                lun = await storage.resize_lun(lun.name, disk.size_bytes)
+            if lun.size_bytes < disk.spec.size_bytes:
+                lun = await storage.resize_lun(lun.name, disk.spec.size_bytes)
                 self.events("Resized", f"grew LUN {lun.name} to {lun.size_bytes} bytes")
-        backend = disk.spec.get("backend") or "tgt"
-        previous = disk.status.get("lun", {})
-        disk.status["lun"] = {**previous, "backend": backend, "name": lun.name, "serial": lun.serial,
-                              "naa": lun.naa, "sizeBytes": lun.size_bytes}  # fmt: skip
-        self.condition(cond.PROVISIONED, True, "LunCreated", f"LUN {lun.name} exists on the storage server")
-        await self.save("provision", phase="Provisioning")
+        record = disk.lun
+        record.backend, record.name, record.serial = self.backend_name, lun.name, lun.serial
+        record.naa, record.size_bytes = lun.naa, lun.size_bytes
+        self.condition(Cond.PROVISIONED, True, "LunCreated",
+                       f"LUN {lun.name} exists on storage backend {self.backend_name}")  # fmt: skip
+        await self.save("provision", phase=Phase.PROVISIONING)
         return lun
 
     async def _create(self) -> Lun:
         """A new LUN: empty, or a copy of `spec.source` (a storage snapshot, or another disk)."""
-        storage, disk = self.svc.storage, self.disk
-        source = disk.spec.get("source") or {}
-        if source.get("snapshot"):
-            lun = await storage.clone_lun(source["snapshot"], disk.lun_name)
-            self.events(
-                "Provisioned", f"created LUN {lun.name} ({lun.naa}) from snapshot {source['snapshot']}"
-            )
-        elif source.get("virtualDisk"):
-            try:
-                origin = await self.svc.kube.get(VIRTUAL_DISK_PLURAL, source["virtualDisk"])
-            except NotFound:
-                raise NotFound(f"spec.source.virtualDisk {source['virtualDisk']} does not exist") from None
-            origin_lun = naming.lun_name(origin["metadata"]["uid"])
+        storage, disk = self.storage, self.disk
+        source = disk.spec.source
+        if source is not None and source.snapshot:
+            lun = await storage.clone_lun(source.snapshot, disk.lun_name)
+            self.events("Provisioned", f"created LUN {lun.name} ({lun.naa}) from snapshot {source.snapshot}")
+        elif source is not None and source.virtual_disk:
+            origin = await self._origin(source.virtual_disk)
             snapshot = self._clone_snapshot
             with contextlib.suppress(AlreadyExists):  # a retry after a crash finds it made
-                await storage.create_snapshot(origin_lun, snapshot)
+                await storage.create_snapshot(naming.lun_name(origin.metadata.uid or ""), snapshot)
             lun = await storage.clone_lun(snapshot, disk.lun_name)
             self.events(
-                "Provisioned", f"created LUN {lun.name} ({lun.naa}) as a copy of {source['virtualDisk']}"
+                "Provisioned", f"created LUN {lun.name} ({lun.naa}) as a copy of {source.virtual_disk}"
             )
         else:
-            lun = await storage.create_lun(disk.lun_name, disk.size_bytes, disk.spec.get("pool"))
+            lun = await storage.create_lun(disk.lun_name, disk.spec.size_bytes, disk.spec.pool)
             self.events("Provisioned", f"created LUN {lun.name} ({lun.size_bytes} bytes, {lun.naa})")
         return lun
+
+    async def _origin(self, name: str) -> VirtualDisk:
+        """The disk a clone copies; it must live on this disk's backend."""
+        try:
+            origin = VirtualDisk.from_dict(await self.svc.kube.get(VIRTUAL_DISK_PLURAL, name))
+        except NotFound:
+            raise NotFound(f"spec.source.virtualDisk {name} does not exist") from None
+        recorded = origin.status.lun.backend if origin.status.lun else None
+        where = self.svc.backends.recorded(recorded) or origin.spec.backend or self.svc.backends.default
+        if where != self.backend_name:
+            raise InvalidArgument(
+                f"spec.source.virtualDisk {name} is on storage backend {where}, this disk on "
+                f"{self.backend_name}: a clone cannot cross backends (set spec.backend to {where})"
+            )
+        return origin
 
     @property
     def _clone_snapshot(self) -> str:
@@ -147,8 +126,8 @@ class DiskSteps:
 
     async def _forget_clone_snapshot(self) -> None:
         """The snapshot a clone was copied from is scaffolding: gone once the clone exists."""
-        if (self.disk.spec.get("source") or {}).get("virtualDisk"):
-            await self.svc.storage.delete_snapshot(self._clone_snapshot)
+        if self.disk.spec.source is not None and self.disk.spec.source.virtual_disk:
+            await self.storage.delete_snapshot(self._clone_snapshot)
 
     async def locate(self, node_name: str) -> tuple[Vm, str]:
         """The VM of Node `node_name` and the Node's providerID, through the hypervisor."""
@@ -167,7 +146,7 @@ class DiskSteps:
 
     async def mask(self, lun: Lun, vm: Vm) -> tuple[str, Host]:
         svc, disk = self.svc, self.disk
-        scope = svc.scope_for(vm.host, disk.spec.get("scope"))
+        scope = svc.scope_for(vm.host, disk.spec.scope)
         name = naming.igroup_name(vm.host, scope)
         with measured(KIND, "mask"):
             initiators = await svc.hypervisor.vm_initiators(vm, scope)
@@ -178,52 +157,48 @@ class DiskSteps:
                     f"host {vm.host.name} reports no {protocol} initiator, so no LUN can be masked to "
                     f"it; give it a {protocol} adapter or change the operator's --protocol"
                 )
-            if await ensure_igroup_object(svc.kube, name, vm.host, scope, svc.transport):
-                await ensure_storage_igroup(svc.storage, name, svc.transport, wanted)
+            group = await ensure_igroup_object(svc.kube, name, vm.host, scope, svc.transport)
+            if group.managed:
+                await ensure_storage_igroup(self.storage, name, svc.transport, wanted, group.spec.os_type)
             # else a user wrote that InitiatorGroup: its own spec decides who is in it
-            mapping = await svc.storage.map_lun(lun.name, name)
-        changed = (disk.status.get("initiatorGroup"), disk.status["lun"].get("id")) != (name, mapping.lun_id)
-        disk.status["initiatorGroup"] = name
-        disk.status["lun"]["id"] = mapping.lun_id
-        self.condition(cond.MAPPED, True, "LunMapped", f"mapped as LUN {mapping.lun_id} to igroup {name}")
+            mapping = await self.storage.map_lun(lun.name, name)
+        changed = (disk.status.initiator_group, disk.lun.id) != (name, mapping.lun_id)
+        disk.status.initiator_group, disk.lun.id = name, mapping.lun_id
+        self.condition(Cond.MAPPED, True, "LunMapped", f"mapped as LUN {mapping.lun_id} to igroup {name}")
         if changed:
             self.events(
                 "Mapped", f"mapped {lun.name} as LUN {mapping.lun_id} to igroup {name} ({', '.join(wanted)})"
             )
-        await self.save("map", phase="Mapping")
+        await self.save("map", phase=Phase.MAPPING)
         return name, vm.host
 
     async def reveal(self, scope_hosts: list[Host]) -> None:
         """Make the host(s) see the LUN: iSCSI discovery of the portal, then a rescan."""
+        portal = self.svc.portals.get(self.backend_name)
         with measured(KIND, "rescan"):
-            if self.svc.portal and self.svc.transport.value == "iscsi":
-                await self.svc.hypervisor.ensure_iscsi_portal(scope_hosts, self.svc.portal)
+            if portal and self.svc.transport.value == "iscsi":
+                await self.svc.hypervisor.ensure_iscsi_portal(scope_hosts, portal)
             await asyncio.gather(*(self.svc.hypervisor.rescan(host) for host in scope_hosts))
         if not self.settled:
             self.events("Rescanned", f"rescanned the HBAs of {', '.join(h.name for h in scope_hosts)}")
-        await self.save("rescan", phase="Attaching")
+        await self.save("rescan", phase=Phase.ATTACHING)
 
     async def attach(self, lun: Lun, vm: Vm, node_name: str, provider_id: str) -> Attachment:
         with measured(KIND, "attach"):
             attachment = await self.svc.hypervisor.attach_rdm(vm, lun.naa)
-        before = self.disk.status.get("attachment")
-        self.disk.status["attachment"] = {
-            "node": node_name, "providerID": provider_id, "vm": vm.name, "vmId": vm.id, "host": vm.host.name,
-            "controllerKey": attachment.controller_key, "busNumber": attachment.bus_number,
-            "unitNumber": attachment.unit_number, "diskKey": attachment.disk_key,
-            "guestAddress": ":".join(str(part) for part in attachment.guest_address),
-            **({"pciSlot": attachment.pci_slot} if attachment.pci_slot is not None else {}),
-            **({"target": attachment.target} if attachment.target is not None else {}),
-        }  # fmt: skip
-        where = (
-            f"controller {attachment.controller_key} (bus {attachment.bus_number}) "
-            f"unit {attachment.unit_number}"
-        )
-        self.condition(cond.ATTACHED, True, "RdmAttached", f"attached to VM {vm.name} at {where}")
-        self.condition(cond.READY, True, "Ready", f"LUN {lun.naa} is attached to node {node_name}")
-        if before != self.disk.status["attachment"]:
+        status = self.disk.status
+        before = status.attachment
+        status.attachment = AttachmentStatus(
+            mode=AttachMode.HYPERVISOR, node=node_name, provider_id=provider_id, vm=vm.name, vm_id=vm.id,
+            host=vm.host.name, pci_slot=attachment.pci_slot, guest_address=str(attachment.guest_address),
+            detail=dict(attachment.detail()),
+        )  # fmt: skip
+        where = attachment.describe()
+        self.condition(Cond.ATTACHED, True, "RdmAttached", f"attached to VM {vm.name} at {where}")
+        self.condition(Cond.READY, True, "Ready", f"LUN {lun.naa} is attached to node {node_name}")
+        if before != status.attachment:
             self.events("Attached", f"attached {lun.naa} to VM {vm.name} on host {vm.host.name} at {where}")
-        await self.save("attach", phase="Ready", message="")
+        await self.save("attach", phase=Phase.READY, message="")
         return attachment
 
     # --- down -------------------------------------------------------------------------------
@@ -232,12 +207,12 @@ class DiskSteps:
         node (a crash may have come before the attachment was recorded); returns the hosts
         to rescan. A VM that no longer exists has no RDM left to remove."""
         vms: dict[str, Vm] = {}
-        node_name = self.disk.spec.get("nodeName")
+        node_name = self.disk.spec.node_name
         if spec_node_too and node_name:
             with contextlib.suppress(NotFound):
                 vm, _ = await self.locate(node_name)
                 vms[vm.id] = vm
-        recorded = (self.disk.status.get("attachment") or {}).get("providerID")
+        recorded = self.disk.status.attachment.provider_id if self.disk.status.attachment else None
         if recorded:
             with contextlib.suppress(NotFound):
                 vm = await self.svc.hypervisor.find_vm(recorded)
@@ -245,8 +220,8 @@ class DiskSteps:
         hosts: dict[str, Host] = {}
         for vm in vms.values():
             await self._detach(vm, naa, hosts)
-        self.disk.status["attachment"] = None  # a merge patch with null removes it
-        self.condition(cond.ATTACHED, False, "Detached", "not attached to any VM")
+        self.disk.status.attachment = None
+        self.condition(Cond.ATTACHED, False, "Detached", "not attached to any VM")
         return list(hosts.values())
 
     async def _detach(self, vm: Vm, naa: str, hosts: dict[str, Host]) -> None:
@@ -258,13 +233,13 @@ class DiskSteps:
 
     async def unmap_all(self, keep: str | None = None) -> None:
         with measured(KIND, "unmap"):
-            for mapping in await self.svc.storage.list_mappings(lun=self.disk.lun_name):
+            for mapping in await self.storage.list_mappings(lun=self.disk.lun_name):
                 if mapping.igroup != keep:
-                    await self.svc.storage.unmap_lun(mapping.lun, mapping.igroup)
+                    await self.storage.unmap_lun(mapping.lun, mapping.igroup)
                     self.events("Unmapped", f"unmapped {mapping.lun} from igroup {mapping.igroup}")
         if keep is None:
-            self.disk.status["initiatorGroup"] = None
-            self.condition(cond.MAPPED, False, "Unmapped", "not mapped to any igroup")
+            self.disk.status.initiator_group = None
+            self.condition(Cond.MAPPED, False, "Unmapped", "not mapped to any igroup")
 
     async def rescan(self, hosts: list[Host]) -> None:
         with measured(KIND, "rescan"):
@@ -273,25 +248,27 @@ class DiskSteps:
 
 async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
     """Bring the LUN, its masking and its attachment to what the spec asks."""
+    if disk.spec_error is not None:
+        raise disk.spec_error
     steps = DiskSteps(svc, disk, events)
-    if disk.status.get("observedGeneration") != disk.generation and cond.condition(disk.status, cond.READY):
+    if disk.status.observed_generation != disk.generation and disk.status.condition(Cond.READY):
         # a changed spec: not Ready for it until every step has run again
         steps.condition(
-            cond.READY, False, "Reconciling", f"applying generation {disk.generation} of the spec"
+            Cond.READY, False, "Reconciling", f"applying generation {disk.generation} of the spec"
         )
     lun = await steps.provision()
-    node_name = disk.spec.get("nodeName") or None
-    attached = disk.status.get("attachment") or {}
+    node_name = disk.spec.node_name or None
+    attached = disk.status.attachment
     vm, provider_id = await steps.locate(node_name) if node_name else (None, "")
-    if attached and (vm is None or attached.get("vmId") != vm.id):
+    if attached is not None and (vm is None or attached.vm_id != vm.id):
         hosts = await steps.detach_current(lun.naa, spec_node_too=False)
         await steps.unmap_all(keep=None)
         await steps.rescan(hosts)
-        await steps.save("detach", phase="Detaching")
+        await steps.save("detach", phase=Phase.DETACHING)
     if vm is None:
-        steps.condition(cond.ATTACHED, False, "NoNode", "spec.nodeName is empty: not attached")
-        steps.condition(cond.READY, True, "Provisioned", "the LUN exists and is not attached to any node")
-        await steps.save("ready", phase="Ready", message="")
+        steps.condition(Cond.ATTACHED, False, "NoNode", "spec.nodeName is empty: not attached")
+        steps.condition(Cond.READY, True, "Provisioned", "the LUN exists and is not attached to any node")
+        await steps.save("ready", phase=Phase.READY, message="")
         return
     igroup, _ = await steps.mask(lun, vm)
     await steps.unmap_all(keep=igroup)  # a move to another host or cluster leaves the old igroup
@@ -301,25 +278,34 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
 
 async def delete(svc: Services, disk: Disk, events: Events) -> None:
     """Run the steps backwards: detach -> unmap -> rescan -> delete the LUN unless Retain."""
-    steps = DiskSteps(svc, disk, events)
+    if disk.spec_error is not None and not disk.made_anything:
+        return  # a spec never read: nothing was made for it
     try:
-        lun = await svc.storage.get_lun(disk.lun_name)
+        steps = DiskSteps(svc, disk, events)
+    except InvalidArgument:
+        if not disk.made_anything:
+            return  # its backend was never known, so nothing was made anywhere
+        raise
+    storage: StorageBackend = steps.storage
+    try:
+        lun = await storage.get_lun(disk.lun_name)
     except NotFound:
         lun = None
-    naa = lun.naa if lun else (disk.status.get("lun") or {}).get("naa")
+    naa = lun.naa if lun else (disk.status.lun.naa if disk.status.lun else None)
     hosts: list[Host] = []
     if naa:
         hosts = await steps.detach_current(naa, spec_node_too=True)
-        await steps.save("detach", phase="Deleting")
+        await steps.save("detach", phase=Phase.DELETING)
     if lun is not None:
         await steps.unmap_all(keep=None)
     await steps.rescan(hosts)
     if lun is None:
         return
-    await steps.save("unmap", phase="Deleting")
-    if disk.spec.get("reclaimPolicy", "Delete") == "Delete":
+    await steps.save("unmap", phase=Phase.DELETING)
+    if disk.spec.reclaim_policy is ReclaimPolicy.DELETE:
         with measured(KIND, "delete"):
-            await svc.storage.delete_lun(lun.name)
-        events("Deleted", f"deleted LUN {lun.name}")
+            await storage.delete_lun(lun.name)
+        events("Deleted", f"deleted LUN {lun.name} from storage backend {steps.backend_name}")
     else:
-        events("Retained", f"kept LUN {lun.name} ({lun.naa}) on the storage server: reclaimPolicy is Retain")
+        events("Retained", f"kept LUN {lun.name} ({lun.naa}) on storage backend {steps.backend_name}: "
+                           "reclaimPolicy is Retain")  # fmt: skip

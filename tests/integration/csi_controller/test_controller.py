@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 
+from lunbridge.models import PublishContext, VirtualDiskStatus
 from lunbridge_csi._proto import csi_pb2
 from tests.integration.operator import observe
 from tests.lab import vcsim as vcsim_lab
@@ -99,20 +100,22 @@ def test_publish_attaches_an_rdm_and_unpublish_detaches_it(
     disk = observe.get(lab, "vdisk", name)
     assert disk is not None
     assert disk["spec"]["nodeName"] == node_name(vm.name)
-    naa = disk["status"]["lun"]["naa"]
-    assert context["naa"] == naa
+    status = VirtualDiskStatus.from_dict(disk["status"])
+    assert status.lun is not None
+    assert status.attachment is not None
+    naa = status.lun.naa
     assert naa in observe.served(lab.tgt)
-    assert set(context) >= {"naa", "guestAddress", "controllerKey", "busNumber", "unitNumber"}
-    # the PCI slot is known only when the hypervisor reports one (vcsim's default VMs do not)
-    assert context.get("pciSlot") == (
-        str(disk["status"]["attachment"]["pciSlot"]) if "pciSlot" in disk["status"]["attachment"] else None
-    )
-    rdms = [r for r in observe.rdms(si, vm.name) if r.device.endswith(naa.removeprefix("naa."))]
+    # only what the node reads; the PCI slot only when the hypervisor reports one (vcsim's
+    # default VMs do not)
+    assert dict(context) == PublishContext.from_status(status).to_dict()
+    assert {"mode", "naa", "guestAddress"} <= set(context) <= {"mode", "naa", "guestAddress", "pciSlot"}
+    rdms = [r for r in observe.rdms(si, vm.name) if r.device.endswith(str(naa).removeprefix("naa."))]
     assert len(rdms) == 1
-    assert (str(rdms[0].controller_key), str(rdms[0].bus), str(rdms[0].unit)) == (
-        context["controllerKey"],
-        context["busNumber"],
-        context["unitNumber"],
+    assert context["guestAddress"] == f"0:{rdms[0].unit}:0"  # PVSCSI: target = unit, LUN 0
+    assert (rdms[0].controller_key, rdms[0].bus, rdms[0].unit) == (
+        status.attachment.detail["controllerKey"],
+        status.attachment.detail["busNumber"],
+        status.attachment.detail["unitNumber"],
     )
     # again: the same answer at once; to another node while attached here: refused
     started = time.monotonic()

@@ -16,6 +16,7 @@ import pytest
 
 from lunbridge.hypervisor.base import Attachment
 from lunbridge.hypervisor.libvirt import Libvirt
+from lunbridge.models import AttachMode, PublishContext
 from lunbridge.storage.base import Lun
 from lunbridge.storage.tgt import TgtBackend
 from tests.integration.csi_node.conftest import Node
@@ -30,8 +31,8 @@ OTHER_NAA = "naa.6001405" + "ab" * 12 + "c"
 
 
 def context(attachment: Attachment, naa: str) -> dict[str, str]:
-    channel, target, lun = attachment.guest_address
-    return {"naa": naa, "pciSlot": str(attachment.pci_slot), "guestAddress": f"{channel}:{target}:{lun}"}
+    where = PublishContext(AttachMode.HYPERVISOR, naa, attachment.pci_slot, attachment.guest_address)
+    return where.to_dict()
 
 
 @contextlib.asynccontextmanager
@@ -86,6 +87,17 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
             volumeCapability=MOUNT,
             publishContext=ctx,
         )
+        # what a VolumeAttachment made by the previous release carries: no mode, unread keys
+        legacy = {key: ctx[key] for key in ("naa", "pciSlot", "guestAddress")}
+        legacy.update({f"{key}": str(value) for key, value in attachment.detail().items()})
+        legacy.update(controllerKey="0", busNumber="0", unitNumber="0")
+        stage_legacy = call(
+            "NodeStageVolume",
+            volumeId=volume,
+            stagingTargetPath=staging,
+            volumeCapability=MOUNT,
+            publishContext=legacy,
+        )
         publish = call(
             "NodePublishVolume",
             volumeId=volume,
@@ -103,7 +115,7 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
                 call("NodeGetInfo"),
                 call("NodeGetCapabilities"),
                 stage,
-                stage,  # idempotent
+                stage_legacy,  # idempotent, and a publish context of the previous release is read
                 fs_uuid,
                 publish,
                 publish,  # idempotent

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from lunbridge.errors import Conflict, LimitExceeded, NotFound
-from lunbridge.hypervisor.base import Attachment
 from lunbridge.hypervisor.vsphere import VSphere
+from lunbridge.hypervisor.vsphere.slots import RdmAttachment as Attachment
 from tests.integration.hypervisor.vcenter import (
     LunSet,
     WaitForTask,

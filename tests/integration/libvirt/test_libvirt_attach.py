@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from lunbridge.errors import Conflict, LimitExceeded
-from lunbridge.hypervisor.base import Attachment
 from lunbridge.hypervisor.libvirt import Libvirt, LibvirtConfig
 from lunbridge.hypervisor.libvirt.domain import parse_domain
 from lunbridge.hypervisor.libvirt.slots import Limits, free_count
+from lunbridge.hypervisor.libvirt.slots import PassthroughAttachment as Attachment
 from tests.integration.libvirt.conftest import MakeLun
 from tests.integration.libvirt.guestscsi import (
     delete_disk,
@@ -75,14 +75,14 @@ async def test_attach_rescan_and_detach_in_the_guest(
     started = time.monotonic()
     attachment = await kvm.attach_rdm(vm, lun.naa)
     attach_s = time.monotonic() - started
-    assert (attachment.vm, attachment.naa, attachment.bus_number) == (vm.id, lun.naa, 0)
-    assert attachment.target is not None
+    assert (attachment.vm, attachment.naa, attachment.address.bus) == (vm.id, lun.naa, 0)
+    assert attachment.address.target is not None
     assert attachment.pci_slot is not None
     assert f"ua-lunbridge-{lun.naa[4:]}" in live_disks(kvm_guest)
     assert nexus_initiators(tgt, prefix) == [lab.host_iqn]  # QEMU logged in as the host
 
     # controller 0 of the lab guest has hot-plug notifications off: nothing until the rescan
-    assert attachment.controller_key == 0
+    assert attachment.address.controller == 0
     assert lun.naa not in disks(kvm_guest)
     started = time.monotonic()
     sd, hctl = find_in_guest(kvm_guest, attachment)
@@ -129,7 +129,9 @@ async def test_concurrent_attaches_take_distinct_addresses_and_one_discovery_ser
     await kvm.ensure_iscsi_portal([vm.host], lab.tgt.portal)
     attachments = await asyncio.gather(*(kvm.attach_rdm(vm, lun.naa) for lun in luns))
     try:
-        places = {(a.controller_key, a.bus_number, a.target, a.unit_number) for a in attachments}
+        places = {
+            (a.address.controller, a.address.bus, a.address.target, a.address.unit) for a in attachments
+        }
         assert len(places) == 3
         assert kvm.discoveries <= 2  # the callers queued behind one discovery share the next
         for attachment in attachments:
@@ -173,8 +175,8 @@ async def test_a_full_controller_brings_a_new_one_then_the_limit(
             for lun in luns[:room]:
                 attachments.append(await kvm.attach_rdm(vm, lun.naa))
             last = attachments[-1]
-            assert last.controller_key not in {c.index for c in devices.controllers}  # a new controller
-            assert (last.target, last.unit_number) == (0, 0)
+            assert last.address.controller not in {c.index for c in devices.controllers}  # a new controller
+            assert (last.address.target, last.address.unit) == (0, 0)
             assert last.pci_slot not in {c.pci_slot for c in devices.controllers}
             for attachment in attachments:
                 find_in_guest(kvm_guest, attachment)
@@ -213,8 +215,8 @@ async def test_a_defined_domain_that_is_shut_off_gets_the_disk_in_its_definition
         (disk,) = [d for d in inactive.scsi if d.naa == lun.naa]
         assert disk.address is not None
         assert (disk.address.controller, disk.address.target) == (
-            attachment.controller_key,
-            attachment.target,
+            attachment.address.controller,
+            attachment.address.target,
         )
         assert libvirt_lab.virsh(lab_dir, "domstate", name).stdout.strip() == "shut off"
         await kvm.detach_rdm(vm, lun.naa)

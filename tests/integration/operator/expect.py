@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from lunbridge.models import AttachMode, VirtualDiskStatus
 from tests.integration.operator import observe
 from tests.lab.lab import LabState
 
@@ -14,8 +15,11 @@ from tests.lab.lab import LabState
 def exactly_one(lab: LabState, si: Any, disk: dict[str, Any], vm_names: Iterable[str]) -> None:
     """The disk's LUN exists once in the backend and its pool, is mapped once, served by one LU
     of its igroup's target, and attached as one RDM at the place status names."""
-    status = disk["status"]
-    lun, igroup, attachment = status["lun"], status["initiatorGroup"], status["attachment"]
+    typed = VirtualDiskStatus.from_dict(disk["status"])
+    assert typed.attachment is not None
+    assert typed.attachment.mode is AttachMode.HYPERVISOR
+    attachment, detail = typed.attachment, typed.attachment.detail
+    lun, igroup = disk["status"]["lun"], str(typed.initiator_group)
     naa: str = lun["naa"]
     state = observe.backend_state(lab)
     same_naa = [name for name, rec in state["luns"].items() if f"naa.{rec['naa']}" == naa]
@@ -31,13 +35,14 @@ def exactly_one(lab: LabState, si: Any, disk: dict[str, Any], vm_names: Iterable
     attached = [r for vm in vm_names for r in observe.rdms(si, vm) if r.device.endswith(naa)]
     assert len(attached) == 1, f"RDMs of {naa}: {attached}"
     rdm = attached[0]
-    assert rdm.vm == attachment["vm"]
+    assert rdm.vm == attachment.vm
     assert (rdm.controller_key, rdm.bus, rdm.unit, rdm.key) == (
-        attachment["controllerKey"],
-        attachment["busNumber"],
-        attachment["unitNumber"],
-        attachment["diskKey"],
+        detail["controllerKey"],
+        detail["busNumber"],
+        detail["unitNumber"],
+        detail["diskKey"],
     )
+    assert attachment.guest_address == f"0:{rdm.unit}:0"  # PVSCSI: target = unit, LUN 0
     assert rdm.device == f"/vmfs/devices/disks/{naa}"
 
 

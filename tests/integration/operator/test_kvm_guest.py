@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from lunbridge.models import AttachmentStatus, VirtualDiskStatus
+from lunbridge.san import ScsiAddress
 from tests.integration.libvirt.guestscsi import delete_disk, disks, nexus_initiators, rescan, scsi_hosts
 from tests.integration.operator import observe
 from tests.integration.operator.conftest import Disks
@@ -23,12 +25,13 @@ pytestmark = pytest.mark.usefixtures("operator")
 TARGET_PREFIX = "iqn.2024-01.io.lunbridge:"
 
 
-def _guest_disk(guest: libvirt_lab.LibvirtGuest, attachment: dict[str, object], naa: str) -> str | None:
-    host = scsi_hosts(guest).get(int(attachment["pciSlot"]))  # type: ignore[call-overload]
+def _guest_disk(guest: libvirt_lab.LibvirtGuest, attachment: AttachmentStatus, naa: str) -> str | None:
+    assert attachment.pci_slot is not None
+    assert attachment.guest_address is not None
+    host = scsi_hosts(guest).get(attachment.pci_slot)
     if host is None:
         return None
-    channel, target, lun = (int(part) for part in str(attachment["guestAddress"]).split(":"))
-    rescan(guest, host, (channel, target, lun))
+    rescan(guest, host, ScsiAddress.parse(attachment.guest_address))
     found = disks(guest).get(naa)
     return found[0] if found else None
 
@@ -41,8 +44,9 @@ def test_disk_for_the_guest_node_appears_in_the_guest_by_its_naa(
     disk = observe.wait_ready(lab, name, timeout=90)
     guest = kvm_guest
     naa = disk["status"]["lun"]["naa"]
-    attachment = disk["status"]["attachment"]
-    assert attachment["providerID"].startswith("libvirt://")
+    attachment = VirtualDiskStatus.from_dict(disk["status"]).attachment
+    assert attachment is not None
+    assert str(attachment.provider_id).startswith("libvirt://")
 
     assert naa not in disks_in_guest(guest)  # nothing appears before the targeted rescan
     deadline = time.monotonic() + 30

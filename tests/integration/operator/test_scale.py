@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from lunbridge.models import VirtualDiskStatus
 from tests.integration.operator import expect, observe
 from tests.integration.operator.conftest import TEST_LABEL, Disks, LabVm
 from tests.lab import vcsim as vcsim_lab
@@ -40,11 +41,8 @@ def test_fifty_disks_at_once_over_five_vms_get_distinct_units_and_all_go(
     ready = observe.eventually(all_ready, 300, f"{DISKS} VirtualDisks Ready", every=1)
     took = time.monotonic() - started
 
-    places = [
-        (d["status"]["attachment"]["vm"], d["status"]["attachment"]["controllerKey"],
-         d["status"]["attachment"]["unitNumber"])
-        for d in ready
-    ]  # fmt: skip
+    attachments = [VirtualDiskStatus.from_dict(d["status"]).attachment for d in ready]
+    places = [(a.vm, a.detail["controllerKey"], a.detail["unitNumber"]) for a in attachments if a is not None]
     assert len(set(places)) == DISKS, "two disks share a SCSI unit"
     in_vcsim = [r for vm in vms for r in observe.rdms(si, vm.name)]
     assert len(in_vcsim) == DISKS

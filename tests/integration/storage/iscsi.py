@@ -15,8 +15,11 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
 
 
 def visible_luns(portal: str, initiator: str) -> dict[str, list[int]]:
-    """Target IQN → LUN numbers (without the controller LUN 0) that `initiator` may use."""
+    """Target IQN → LUN numbers (without the controller LUN 0) that `initiator` may use. The
+    discovery must succeed: a failed one lists nothing, which would pass for "not visible".
+    (tgtd resets discoveries while it has no target at all: ask only while one exists.)"""
     result = _run(["iscsi-ls", "-s", "-i", initiator, f"iscsi://{portal}/"])
+    assert result.returncode == 0, result.stdout + result.stderr
     seen: dict[str, list[int]] = {}
     current: list[int] | None = None
     for line in result.stdout.decode(errors="replace").splitlines():

@@ -84,7 +84,7 @@ async def test_mapped_objects_refuse_deletion_and_deletes_are_idempotent(
     await backend.delete_igroup("g")
     await backend.delete_igroup("g")
     assert await backend.list_luns() == []
-    assert backend.target_name("g") not in iscsi.visible_luns(tgt.portal, A)
+    # tgtd may now hold no target at all (it then refuses discoveries): ask tgtd itself
     shown = tgt.adm("--op", "show", "--mode", "target").stdout
     assert backend.target_name("g") not in shown
 

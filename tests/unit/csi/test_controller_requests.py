@@ -1,23 +1,27 @@
-"""The controller service against a fake API server that plays the operator at once: request
-validation (INVALID_ARGUMENT with a message), sizes, idempotency and its limits, pagination."""
+"""The controller service against the fake API server with the fake operator running the real
+reconcile (tests/fakes): request validation (INVALID_ARGUMENT with a message), sizes, idempotency
+and its limits, the publish context as the operator's status gives it, pagination, and waits
+that end when the operator is held back or gives up."""
 
 from __future__ import annotations
 
 import asyncio
-import copy
 from typing import Any
 
 import grpc
 import pytest
 
-from lunbridge.errors import NotFound
+from lunbridge.errors import AlreadyExists, Unavailable
+from lunbridge.models import AttachMode, PublishContext, VirtualDiskSpec
+from lunbridge.san import ScsiAddress
 from lunbridge_csi._proto import csi_pb2
 from lunbridge_csi.controller import ControllerService
-from lunbridge_csi.volume_rules import GiB, MiB, Timeouts, publish_context, size_for, volume_id_for
+from lunbridge_csi.volume_rules import GiB, MiB, Timeouts, size_for, volume_id_for
+from tests.fakes import Lab
 from tests.unit.csi.test_errors import Aborted, FakeContext
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
-NODES = {"vsphere://4231-aaaa": "node-a", "vsphere://4231-bbbb": "node-b"}
+TIMEOUTS = Timeouts(provision=1, attach=1, detach=1, delete=1, expand=1, poll=0.01)
 
 
 def cap(mode: int = Mode.SINGLE_NODE_WRITER, block: bool = False, fs: str = "") -> csi_pb2.VolumeCapability:
@@ -29,89 +33,14 @@ def cap(mode: int = Mode.SINGLE_NODE_WRITER, block: bool = False, fs: str = "") 
     )
 
 
-class FakeKube:
-    """VirtualDisks in a dict; every write is answered at once as the operator would."""
-
-    def __init__(self) -> None:
-        self.disks: dict[str, dict[str, Any]] = {}
-        self.gate: asyncio.Event | None = None
-
-    def _settle(self, disk: dict[str, Any]) -> None:
-        gen = disk["metadata"]["generation"]
-        node = disk["spec"].get("nodeName")
-        size = int(str(disk["spec"]["size"]).removesuffix("Mi").removesuffix("Gi")) * (
-            GiB if str(disk["spec"]["size"]).endswith("Gi") else MiB
-        )
-        conds = [
-            {"type": "Provisioned", "status": "True", "observedGeneration": gen},
-            {"type": "Attached", "status": "True" if node else "False", "observedGeneration": gen},
-            {"type": "Ready", "status": "True", "observedGeneration": gen},
-        ]
-        disk["status"] = {
-            "phase": "Ready",
-            "observedGeneration": gen,
-            "conditions": conds,
-            "lun": {"naa": "naa.60014050000000000000000000000001", "sizeBytes": size},
-            "attachment": {
-                "node": node,
-                "pciSlot": 160,
-                "guestAddress": "0:0:1",
-                "controllerKey": 1000,
-                "busNumber": 0,
-                "unitNumber": 1,
-            }
-            if node
-            else None,
-        }
-
-    async def get(self, name: str) -> dict[str, Any]:
-        if self.gate is not None:
-            await self.gate.wait()
-        if name not in self.disks:
-            raise NotFound(f"VirtualDisk {name}: not found")
-        return copy.deepcopy(self.disks[name])
-
-    async def list(self) -> list[dict[str, Any]]:
-        return copy.deepcopy(list(self.disks.values()))
-
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        disk = copy.deepcopy(body)
-        disk["metadata"]["generation"] = 1
-        self._settle(disk)
-        self.disks[disk["metadata"]["name"]] = disk
-        return disk
-
-    async def patch_spec(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        disk = self.disks[name]
-        for key, value in spec.items():
-            if value is None:
-                disk["spec"].pop(key, None)
-            else:
-                disk["spec"][key] = value
-        disk["metadata"]["generation"] += 1
-        self._settle(disk)
-        return disk
-
-    async def delete(self, name: str) -> None:
-        self.disks.pop(name)
-
-    async def node_by_provider_id(self, provider_id: str) -> str:
-        if provider_id not in NODES:
-            raise NotFound(f"no Node has spec.providerID {provider_id}")
-        return NODES[provider_id]
-
-    async def ping(self) -> None:
-        return None
+@pytest.fixture
+def lab() -> Lab:
+    return Lab.build()
 
 
 @pytest.fixture
-def kube() -> FakeKube:
-    return FakeKube()
-
-
-@pytest.fixture
-def service(kube: FakeKube) -> ControllerService:
-    return ControllerService(kube, Timeouts(provision=1, attach=1, detach=1, delete=1, expand=1, poll=0.01))
+def service(lab: Lab) -> ControllerService:
+    return ControllerService(lab.kube, TIMEOUTS)
 
 
 async def call(method: Any, request: Any) -> Any:
@@ -128,6 +57,12 @@ def create(name: str = "pvc-1", size: int = 0, limit: int = 0, **kw: Any) -> csi
     kw.setdefault("volume_capabilities", [cap()])
     return csi_pb2.CreateVolumeRequest(
         name=name, capacity_range=csi_pb2.CapacityRange(required_bytes=size, limit_bytes=limit), **kw
+    )
+
+
+def publish(lab: Lab, node: str, volume_id: str = "pvc-1") -> csi_pb2.ControllerPublishVolumeRequest:
+    return csi_pb2.ControllerPublishVolumeRequest(
+        volume_id=volume_id, node_id=lab.provider_id(node), volume_capability=cap()
     )
 
 
@@ -150,28 +85,21 @@ def test_sizes_default_to_1gi_and_round_up_to_mib(required: int, limit: int, siz
     assert size_for(csi_pb2.CapacityRange(required_bytes=required, limit_bytes=limit)) == size
 
 
-def test_publish_context_carries_the_address_as_strings() -> None:
-    disk = {
-        "status": {
-            "lun": {"naa": "naa.6001"},
-            "attachment": {
-                "pciSlot": 160,
-                "guestAddress": "0:0:1",
-                "controllerKey": 1000,
-                "busNumber": 0,
-                "unitNumber": 1,
-                "node": "n",
-            },
-        }
-    }
-    assert publish_context(disk) == {
-        "naa": "naa.6001",
-        "pciSlot": "160",
-        "guestAddress": "0:0:1",
-        "controllerKey": "1000",
-        "busNumber": "0",
-        "unitNumber": "1",
-    }
+async def test_publish_context_is_the_operators_attachment_as_strings(
+    service: ControllerService, lab: Lab
+) -> None:
+    await call(service.CreateVolume, create())
+    published = await call(service.ControllerPublishVolume, publish(lab, "node-a"))
+    context = dict(published.publish_context)
+    [rdm] = lab.rdms("node-a")
+    expected = PublishContext(
+        AttachMode.HYPERVISOR, lab.lun("pvc-1").naa, pci_slot=rdm.pci_slot,
+        guest_address=ScsiAddress(0, rdm.unit_number, 0),
+    )  # fmt: skip
+    assert context == expected.to_dict()
+    assert context == {"mode": "hypervisor", "naa": rdm.naa, "pciSlot": str(rdm.pci_slot),
+                       "guestAddress": f"0:{rdm.unit_number}:0"}  # fmt: skip
+    assert PublishContext.from_dict(context) == expected
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -216,7 +144,7 @@ def clone_of(volume_id: str) -> csi_pb2.VolumeContentSource:
 
 
 async def test_a_volume_source_is_a_clone_at_least_as_large_as_its_source(
-    service: ControllerService, kube: FakeKube
+    service: ControllerService, lab: Lab
 ) -> None:
     code, details = await code_of(service.CreateVolume, create(volume_content_source=clone_of("pvc-0")))
     assert code is grpc.StatusCode.NOT_FOUND
@@ -225,7 +153,9 @@ async def test_a_volume_source_is_a_clone_at_least_as_large_as_its_source(
     clone = await call(service.CreateVolume, create(size=MiB, volume_content_source=clone_of("pvc-0")))
     assert clone.volume.content_source.volume.volume_id == "pvc-0"
     assert clone.volume.capacity_bytes == 64 * MiB
-    assert kube.disks["pvc-1"]["spec"]["source"] == {"virtualDisk": "pvc-0"}
+    assert lab.kube.disks["pvc-1"]["spec"]["source"] == {"virtualDisk": "pvc-0"}
+    assert lab.lun("pvc-1").size_bytes == 64 * MiB
+    assert lab.lun("pvc-1").naa != lab.lun("pvc-0").naa
     again = await call(service.CreateVolume, create(size=MiB, volume_content_source=clone_of("pvc-0")))
     assert again.volume == clone.volume
     # the same name without the source is another volume
@@ -279,15 +209,16 @@ async def test_bad_requests_are_invalid_argument(
     assert words in details
 
 
-# --- behaviour against the fake ---------------------------------------------------------------
+# --- behaviour against the fakes --------------------------------------------------------------
 async def test_create_is_idempotent_and_a_different_size_already_exists(
-    service: ControllerService, kube: FakeKube
+    service: ControllerService, lab: Lab
 ) -> None:
     first = await call(service.CreateVolume, create(size=64 * MiB, parameters={"scope": "host"}))
     again = await call(service.CreateVolume, create(size=64 * MiB, parameters={"scope": "host"}))
     assert first.volume == again.volume
     assert first.volume.capacity_bytes == 64 * MiB
-    assert kube.disks["pvc-1"]["spec"] == {"size": "64Mi", "volumeMode": "Filesystem", "scope": "host"}
+    assert lab.disk("pvc-1").spec == VirtualDiskSpec(size="64Mi", scope="host")
+    assert len(lab.storage.luns) == 1
     code, _ = await code_of(service.CreateVolume, create(size=128 * MiB, parameters={"scope": "host"}))
     assert code is grpc.StatusCode.ALREADY_EXISTS
     code, details = await code_of(
@@ -295,32 +226,33 @@ async def test_create_is_idempotent_and_a_different_size_already_exists(
     )
     assert code is grpc.StatusCode.ALREADY_EXISTS
     assert "scope" in details
+    assert len(lab.storage.luns) == 1
 
 
-async def test_a_second_call_on_a_volume_in_flight_is_aborted(
-    service: ControllerService, kube: FakeKube
-) -> None:
-    kube.gate = asyncio.Event()
+async def test_a_second_call_on_a_volume_in_flight_is_aborted(service: ControllerService, lab: Lab) -> None:
+    lab.operator.stop()
+    made = asyncio.Event()
+
+    async def seen(plural: str, name: str) -> None:
+        made.set()
+
+    lab.kube.watch(seen)
     first = asyncio.create_task(call(service.CreateVolume, create()))
-    await asyncio.sleep(0.01)
+    await made.wait()  # CreateVolume made the disk; it waits for the operator now
     code, _ = await code_of(service.DeleteVolume, csi_pb2.DeleteVolumeRequest(volume_id="pvc-1"))
     assert code is grpc.StatusCode.ABORTED
-    kube.gate.set()
+    await lab.operator.start()
     assert (await first).volume.volume_id == "pvc-1"
+    assert lab.kube.called("delete") == []
 
 
-async def test_publish_unpublish_and_delete(service: ControllerService, kube: FakeKube) -> None:
+async def test_publish_unpublish_and_delete(service: ControllerService, lab: Lab) -> None:
     await call(service.CreateVolume, create())
-    publish = csi_pb2.ControllerPublishVolumeRequest(
-        volume_id="pvc-1", node_id="vsphere://4231-aaaa", volume_capability=cap()
-    )
-    published = await call(service.ControllerPublishVolume, publish)
-    assert published.publish_context["guestAddress"] == "0:0:1"
-    assert (await call(service.ControllerPublishVolume, publish)) == published
-    elsewhere = csi_pb2.ControllerPublishVolumeRequest(
-        volume_id="pvc-1", node_id="vsphere://4231-bbbb", volume_capability=cap()
-    )
-    code, _ = await code_of(service.ControllerPublishVolume, elsewhere)
+    published = await call(service.ControllerPublishVolume, publish(lab, "node-a"))
+    [rdm] = lab.rdms("node-a")
+    assert published.publish_context["guestAddress"] == str(rdm.guest_address)
+    assert (await call(service.ControllerPublishVolume, publish(lab, "node-a"))) == published
+    code, _ = await code_of(service.ControllerPublishVolume, publish(lab, "node-b"))
     assert code is grpc.StatusCode.FAILED_PRECONDITION
     code, _ = await code_of(service.DeleteVolume, csi_pb2.DeleteVolumeRequest(volume_id="pvc-1"))
     assert code is grpc.StatusCode.FAILED_PRECONDITION
@@ -332,17 +264,21 @@ async def test_publish_unpublish_and_delete(service: ControllerService, kube: Fa
     # unpublish from another node changes nothing; from the right one it detaches
     await call(
         service.ControllerUnpublishVolume,
-        csi_pb2.ControllerUnpublishVolumeRequest(volume_id="pvc-1", node_id="vsphere://4231-bbbb"),
+        csi_pb2.ControllerUnpublishVolumeRequest(volume_id="pvc-1", node_id=lab.provider_id("node-b")),
     )
-    assert kube.disks["pvc-1"]["spec"]["nodeName"] == "node-a"
-    unpublish = csi_pb2.ControllerUnpublishVolumeRequest(volume_id="pvc-1", node_id="vsphere://4231-aaaa")
+    assert lab.disk("pvc-1").spec.node_name == "node-a"
+    assert lab.rdms("node-a") == [rdm]
+    unpublish = csi_pb2.ControllerUnpublishVolumeRequest(volume_id="pvc-1", node_id=lab.provider_id("node-a"))
     await call(service.ControllerUnpublishVolume, unpublish)
-    assert "nodeName" not in kube.disks["pvc-1"]["spec"]
+    assert "nodeName" not in lab.kube.disks["pvc-1"]["spec"]
+    assert lab.rdms("node-a") == []
+    assert lab.storage.maps == []
     await call(service.ControllerUnpublishVolume, unpublish)
     await call(service.DeleteVolume, csi_pb2.DeleteVolumeRequest(volume_id="pvc-1"))
     await call(service.DeleteVolume, csi_pb2.DeleteVolumeRequest(volume_id="pvc-1"))
     await call(service.ControllerUnpublishVolume, unpublish)
-    assert kube.disks == {}
+    assert lab.kube.disks == {}
+    assert lab.storage.luns == {}
 
 
 async def test_list_volumes_pages_and_refuses_a_bad_token(service: ControllerService) -> None:
@@ -364,8 +300,8 @@ async def test_list_volumes_pages_and_refuses_a_bad_token(service: ControllerSer
     assert code is grpc.StatusCode.ABORTED
 
 
-async def test_expand_grows_the_spec_and_asks_the_node_to_grow_the_filesystem(
-    service: ControllerService, kube: FakeKube
+async def test_expand_grows_the_lun_and_asks_the_node_to_grow_the_filesystem(
+    service: ControllerService, lab: Lab
 ) -> None:
     await call(service.CreateVolume, create(size=64 * MiB))
     grown = await call(
@@ -376,7 +312,8 @@ async def test_expand_grows_the_spec_and_asks_the_node_to_grow_the_filesystem(
     )
     assert grown.capacity_bytes == 128 * MiB
     assert grown.node_expansion_required
-    assert kube.disks["pvc-1"]["spec"]["size"] == "128Mi"
+    assert lab.kube.disks["pvc-1"]["spec"]["size"] == "128Mi"
+    assert lab.lun("pvc-1").size_bytes == 128 * MiB
 
 
 async def test_validate_confirms_only_what_the_volume_supports(service: ControllerService) -> None:
@@ -401,45 +338,36 @@ async def test_validate_confirms_only_what_the_volume_supports(service: Controll
     assert code is grpc.StatusCode.NOT_FOUND
 
 
-async def test_a_disk_the_operator_never_provisions_ends_in_deadline_exceeded(
-    service: ControllerService, kube: FakeKube
-) -> None:
-    async def stuck(body: dict[str, Any]) -> dict[str, Any]:
-        disk = copy.deepcopy(body)
-        disk["metadata"]["generation"] = 1
-        disk["status"] = {"phase": "Provisioning", "message": "the storage server does not answer"}
-        kube.disks[disk["metadata"]["name"]] = disk
-        return disk
+async def test_a_disk_the_operator_never_provisions_ends_in_deadline_exceeded(lab: Lab) -> None:
+    service = ControllerService(lab.kube, Timeouts(provision=0.02, poll=0.01))
+    lab.operator.stop()
+    code, details = await code_of(service.CreateVolume, create())
+    assert code is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "not provisioned" in details
+    assert "phase none" in details
 
-    kube.create = stuck  # type: ignore[method-assign]
+
+async def test_a_disk_the_operator_keeps_retrying_ends_in_deadline_exceeded_with_its_reason(lab: Lab) -> None:
+    service = ControllerService(lab.kube, Timeouts(provision=0.02, poll=0.01))
+    lab.storage.fail_next("create_lun", Unavailable("the storage server does not answer"))
     code, details = await code_of(service.CreateVolume, create())
     assert code is grpc.StatusCode.DEADLINE_EXCEEDED
     assert "does not answer" in details
 
 
-@pytest.mark.parametrize(
-    ("reason", "code"),
-    [
-        ("InvalidArgument", grpc.StatusCode.INVALID_ARGUMENT),
-        ("AlreadyExists", grpc.StatusCode.FAILED_PRECONDITION),
-    ],
-)
-async def test_a_disk_the_operator_gave_up_on_fails_the_call(
-    service: ControllerService, kube: FakeKube, reason: str, code: grpc.StatusCode
+async def test_a_disk_the_operator_gave_up_on_for_its_spec_is_invalid_argument(
+    service: ControllerService, lab: Lab
 ) -> None:
-    async def failed(body: dict[str, Any]) -> dict[str, Any]:
-        disk = copy.deepcopy(body)
-        disk["metadata"]["generation"] = 1
-        disk["status"] = {
-            "phase": "Failed",
-            "observedGeneration": 1,
-            "message": "no pool 'gold'",
-            "conditions": [{"type": "Ready", "status": "False", "reason": reason}],
-        }
-        kube.disks[disk["metadata"]["name"]] = disk
-        return disk
+    code, details = await code_of(service.CreateVolume, create(parameters={"backend": "gold"}))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "'gold' is not a storage backend" in details
+    assert lab.storage.luns == {}
 
-    kube.create = failed  # type: ignore[method-assign]
-    got, details = await code_of(service.CreateVolume, create(parameters={"pool": "gold"}))
-    assert got is code
-    assert "no pool 'gold'" in details
+
+async def test_a_disk_the_operator_gave_up_on_otherwise_is_failed_precondition(
+    service: ControllerService, lab: Lab
+) -> None:
+    lab.storage.fail_next("create_lun", AlreadyExists("LUN vd-x exists with another size"))
+    code, details = await code_of(service.CreateVolume, create())
+    assert code is grpc.StatusCode.FAILED_PRECONDITION
+    assert "exists with another size" in details

@@ -115,6 +115,7 @@ async def test_a_second_call_on_the_same_volume_is_aborted_and_others_go_on() ->
         await service.Slow("vol-a", context)
     assert caught.value.code is grpc.StatusCode.ABORTED
     assert "vol-a" in caught.value.details
+    assert "vol-a" in service.in_flight  # the refused call did not free the first call's volume
     other = asyncio.create_task(service.Slow("vol-b", context))
     await asyncio.sleep(0)
     assert "vol-b" in service.in_flight
@@ -125,14 +126,24 @@ async def test_a_second_call_on_the_same_volume_is_aborted_and_others_go_on() ->
     # once the first call ended, the volume is free again
     service.release.set()
     assert await service.Slow("vol-a", context) == "done"
+    assert len(service.in_flight) == 0  # nothing is kept for the volumes that were worked on
 
 
-async def test_the_guard_is_released_when_the_call_fails() -> None:
+async def test_the_guard_keeps_nothing_after_calls_that_ended_failed_or_were_refused() -> None:
     guard = InFlight()
+    for number in range(100):
+        async with guard.hold(f"vol-{number}"):
+            assert f"vol-{number}" in guard
     with pytest.raises(NotFound):
         async with guard.hold("vol-a"):
             raise NotFound("gone")
     assert "vol-a" not in guard
+    async with guard.hold("vol-b"):
+        with pytest.raises(Busy, match="vol-b is already in progress"):
+            async with guard.hold("vol-b"):
+                pass
+        assert "vol-b" in guard
+    assert len(guard) == 0
 
 
 async def test_handled_turns_domain_errors_into_their_status() -> None:

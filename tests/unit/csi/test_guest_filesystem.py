@@ -8,65 +8,72 @@ from pathlib import Path
 
 import pytest
 
+from lunbridge.command import CommandFailed, Result
 from lunbridge.errors import Conflict, InvalidArgument
 from lunbridge_csi.guest import filesystem, mount
-from lunbridge_csi.guest.runner import CommandFailed, Result
+from lunbridge_csi.guest.limits import Limits
+
+LIMITS = Limits(mount=1, umount=2, probe=3, flush=4, mkfs=5, grow=6)
 
 
 class FakeRunner:
-    """Answers blkid with a fixed result; records every command."""
+    """Answers blkid with a fixed result; records every command and its time limit."""
 
     def __init__(self, blkid: Result) -> None:
         self.blkid = blkid
         self.calls: list[list[str]] = []
+        self.limits: list[float] = []
 
-    async def __call__(self, argv: Sequence[str]) -> Result:
+    async def __call__(self, argv: Sequence[str], time_limit: float) -> Result:
         self.calls.append(list(argv))
+        self.limits.append(time_limit)
         if argv[0] == "blkid":
             return self.blkid
-        return Result(0, "", "")
+        return Result(tuple(argv), 0, "", "")
 
     def ran(self, program: str) -> bool:
         return any(call[0] == program for call in self.calls)
 
 
-EXT4 = Result(0, "DEVNAME=/dev/sdb\nUUID=1b2c\nVERSION=1.0\nTYPE=ext4\nUSAGE=filesystem\n", "")
-BLANK = Result(2, "", "")
+EXT4 = Result((), 0, "DEVNAME=/dev/sdb\nUUID=1b2c\nVERSION=1.0\nTYPE=ext4\nUSAGE=filesystem\n", "")
+BLANK = Result((), 2, "", "")
 
 
 async def test_a_blank_disk_is_formatted() -> None:
     runner = FakeRunner(BLANK)
-    assert await filesystem.ensure_filesystem(runner, "/dev/sdb", "ext4")
+    assert await filesystem.ensure_filesystem(runner, LIMITS, "/dev/sdb", "ext4")
     assert runner.calls[0] == ["blkid", "-p", "-o", "export", "/dev/sdb"]
     assert runner.calls[1][0] == "mkfs.ext4"
     assert runner.calls[1][-1] == "/dev/sdb"
+    assert runner.limits == [LIMITS.probe, LIMITS.mkfs]
 
 
 async def test_a_disk_with_the_filesystem_is_not_formatted() -> None:
     runner = FakeRunner(EXT4)
-    assert not await filesystem.ensure_filesystem(runner, "/dev/sdb", "ext4")
+    assert not await filesystem.ensure_filesystem(runner, LIMITS, "/dev/sdb", "ext4")
     assert not runner.ran("mkfs.ext4")
 
 
 @pytest.mark.parametrize(
     "found",
     [
-        Result(0, "PTUUID=abcd\nPTTYPE=gpt\n", ""),  # a partition table
-        Result(0, "TYPE=LVM2_member\nUSAGE=raid\n", ""),
-        Result(0, "UUID=1\nTYPE=xfs\n", ""),  # another filesystem
+        Result((), 0, "PTUUID=abcd\nPTTYPE=gpt\n", ""),  # a partition table
+        Result((), 0, "TYPE=LVM2_member\nUSAGE=raid\n", ""),
+        Result((), 0, "UUID=1\nTYPE=xfs\n", ""),  # another filesystem
     ],
 )
 async def test_any_other_signature_is_refused_and_nothing_is_written(found: Result) -> None:
     runner = FakeRunner(found)
     with pytest.raises(Conflict, match="not blank"):
-        await filesystem.ensure_filesystem(runner, "/dev/sdb", "ext4")
+        await filesystem.ensure_filesystem(runner, LIMITS, "/dev/sdb", "ext4")
     assert [call[0] for call in runner.calls] == ["blkid"]
 
 
 async def test_a_failing_probe_never_formats() -> None:
-    runner = FakeRunner(Result(4, "", "blkid: error: /dev/sdb: Input/output error"))
-    with pytest.raises(CommandFailed, match="Input/output error"):
-        await filesystem.ensure_filesystem(runner, "/dev/sdb", "xfs")
+    argv = ("blkid", "-p", "-o", "export", "/dev/sdb")
+    runner = FakeRunner(Result(argv, 4, "", "blkid: error: /dev/sdb: Input/output error"))
+    with pytest.raises(CommandFailed, match=r"`blkid -p -o export /dev/sdb` exited 4: .*Input/output error"):
+        await filesystem.ensure_filesystem(runner, LIMITS, "/dev/sdb", "xfs")
     assert not runner.ran("mkfs.xfs")
 
 
@@ -103,12 +110,15 @@ def test_mountinfo_is_parsed_with_escapes_and_stacking(tmp_path: Path) -> None:
 
 async def test_mount_commands() -> None:
     runner = FakeRunner(BLANK)
-    await mount.mount(runner, "/dev/sdb", "/s", "ext4", ["noatime", "discard"])
-    await mount.bind_mount(runner, "/s", "/t", read_only=True)
-    await mount.flush(runner, "/dev/sdb")
+    await mount.mount(runner, LIMITS, "/dev/sdb", "/s", "ext4", ["noatime", "discard"])
+    await mount.bind_mount(runner, LIMITS, "/s", "/t", read_only=True)
+    await mount.flush(runner, LIMITS, "/dev/sdb")
+    await filesystem.grow(runner, LIMITS, "/dev/sdb", "xfs", "/s")
     assert runner.calls == [
         ["mount", "-t", "ext4", "-o", "noatime,discard", "/dev/sdb", "/s"],
         ["mount", "--bind", "/s", "/t"],
         ["mount", "-o", "remount,bind,ro", "/t"],
         ["blockdev", "--flushbufs", "/dev/sdb"],
+        ["xfs_growfs", "/s"],
     ]
+    assert runner.limits == [LIMITS.mount, LIMITS.mount, LIMITS.mount, LIMITS.flush, LIMITS.grow]

@@ -1,9 +1,11 @@
 """NodeService on a fixture sysfs tree with a fake runner: a disk carrying another NAA at the
 published address is FAILED_PRECONDITION with nothing run against it; a blank disk is
-formatted and mounted; requests are validated; a busy volume is ABORTED."""
+formatted and mounted; requests are validated; a busy volume is ABORTED; a command that
+overruns its limit fails the call UNAVAILABLE and leaves the volume free for the retry."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -11,8 +13,10 @@ from typing import Any, NoReturn
 import grpc
 import pytest
 
+from lunbridge.command import Result, run
+from lunbridge.errors import InvalidArgument
 from lunbridge_csi._proto import csi_pb2
-from lunbridge_csi.guest.runner import Result
+from lunbridge_csi.guest.limits import DEFAULT_LIMITS, Limits
 from lunbridge_csi.node import NodeService
 from tests.unit.csi.test_guest_scsi import NAA, add_disk, add_host
 
@@ -40,15 +44,19 @@ class Runner:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.calls: list[list[str]] = []
+        self.hang: set[str] = set()  # programs that hang once (a real command that ignores SIGTERM)
 
-    async def __call__(self, argv: Sequence[str]) -> Result:
+    async def __call__(self, argv: Sequence[str], time_limit: float) -> Result:
         self.calls.append(list(argv))
+        if argv[0] in self.hang:
+            self.hang.discard(argv[0])
+            return await run(["sh", "-c", 'trap "" TERM; sleep 30'], time_limit, grace=0.2)
         if argv[0] == "blkid":
-            return Result(2, "", "")
+            return Result(tuple(argv), 2, "", "")
         if argv[0] == "mount":  # the fake kernel records the mount
             info = self.root / "proc/self/mountinfo"
             info.write_text(info.read_text() + f"50 1 8:16 / {argv[-1]} rw - ext4 {argv[-2]} rw\n")
-        return Result(0, "", "")
+        return Result(tuple(argv), 0, "", "")
 
 
 @pytest.fixture
@@ -61,9 +69,14 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
-def service(tree: Path, runner: Runner) -> NodeService:
+def service(tree: Path, runner: Runner, limits: Limits = DEFAULT_LIMITS) -> NodeService:
     return NodeService(
-        root=tree, runner=runner, node_id="libvirt://x", state_dir=tree.parent / "state", device_timeout=0.3
+        root=tree,
+        runner=runner,
+        limits=limits,
+        node_id="libvirt://x",
+        state_dir=tree.parent / "state",
+        device_timeout=0.3,
     )
 
 
@@ -142,3 +155,24 @@ async def test_node_info_and_unstage_deletes_the_device(tree: Path) -> None:
     )
     assert runner.calls == [["blockdev", "--flushbufs", "/dev/sdb"]]
     assert (tree / "sys/devices/scsi/2:0:3:0/delete").read_text() == "1"
+
+
+async def test_a_hung_mkfs_fails_unavailable_within_its_limit_and_the_retry_runs(tree: Path) -> None:
+    runner = Runner(tree)
+    runner.hang.add("mkfs.ext4")
+    node = service(tree, runner, Limits(mkfs=0.5))
+    staging = str(tree.parent / "s")
+    started = time.monotonic()
+    with pytest.raises(Aborted) as failed:
+        await node.NodeStageVolume(stage(NAA, staging), Context())  # type: ignore[arg-type]
+    assert time.monotonic() - started < 0.5 + 0.2 + 3  # the limit, the grace, a busy machine
+    assert failed.value.code == grpc.StatusCode.UNAVAILABLE
+    assert "did not finish within 0.5s" in failed.value.details
+    runner.calls.clear()
+    await node.NodeStageVolume(stage(NAA, staging), Context())  # type: ignore[arg-type]
+    assert [c[0] for c in runner.calls] == ["blkid", "mkfs.ext4", "mount"]  # not ABORTED: it ran
+
+
+def test_limits_are_positive() -> None:
+    with pytest.raises(InvalidArgument, match="mkfs=0"):
+        Limits(mkfs=0)

@@ -110,7 +110,6 @@ async def test_targeted_rescan_writes_exactly_one_address_and_finds_the_disk(tmp
     assert scan.read_text() == "0 3 0"
     assert scsi.device_naas(tmp_path, "sdb") == [NAA]
     assert scsi.devices_with_naa(tmp_path, NAA.upper()) == ["sdb"]
-    assert scsi.hctl_of(tmp_path, "sdb") == "2:0:3:0"
 
 
 async def test_wait_for_device_is_bounded_and_says_where_it_looked(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from lunbridge.errors import Conflict
 from lunbridge.hypervisor.libvirt.domain import (
     DriveAddress,
     controller_xml,
-    disk_key,
     disk_name,
     disk_xml,
     disks_of,
@@ -148,12 +147,6 @@ def test_disk_names_follow_libvirts_scheme() -> None:
     ]
     assert free_disk_name({"sda", "sdb", "sdd"}) == "sdc"
     assert free_disk_name([]) == "sda"
-
-
-def test_disk_keys_are_distinct_per_address() -> None:
-    keys = {disk_key(DriveAddress(c, 0, t, u)) for c in range(4) for t in range(256) for u in range(3)}
-    assert len(keys) == 4 * 256 * 3
-    assert disk_key(DriveAddress(0, 0, 0, 0)) == 0
 
 
 def test_bad_xml_is_a_clear_conflict() -> None:

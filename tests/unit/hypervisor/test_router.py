@@ -8,6 +8,7 @@ import pytest
 from lunbridge.errors import InvalidArgument, NotFound
 from lunbridge.hypervisor.base import Attachment, Host, Initiator, Scope, Vm
 from lunbridge.hypervisor.router import Router
+from lunbridge.hypervisor.vsphere.slots import RdmAttachment
 from lunbridge.san import Transport
 
 
@@ -48,7 +49,9 @@ class FakeLayer:
 
     async def attach_rdm(self, vm: Vm, naa: str) -> Attachment:
         self.calls.append("attach")
-        return Attachment(vm.id, naa, 1000, 0, 1, None, 2000)
+        return RdmAttachment(
+            vm.id, naa, None, controller_key=1000, bus_number=0, unit_number=1, disk_key=2000
+        )
 
     async def detach_rdm(self, vm: Vm, naa: str) -> None:
         self.calls.append("detach")

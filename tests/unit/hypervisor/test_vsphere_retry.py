@@ -39,7 +39,7 @@ def fake_session(manager: FakeSessionManager) -> Session:
         session.logins += 1
         return api
 
-    session._login = login  # type: ignore[method-assign]
+    session._open = login  # type: ignore[method-assign]
     return session
 
 
@@ -103,6 +103,7 @@ async def test_concurrent_rescans_of_a_host_are_coalesced() -> None:
     assert len(rescans) == 2
     await client.rescan(host)
     assert len(rescans) == 3
+    assert len(client._rescans) == 0  # no bookkeeping is kept for a host nobody rescans
     await client.rescan(host, "vmhba64")  # one adapter: never coalesced
     assert rescans[-1] == "rescan adapter vmhba64 of host esx1"
 

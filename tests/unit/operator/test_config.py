@@ -10,6 +10,7 @@ import pytest
 
 from lunbridge.hypervisor.base import Scope
 from lunbridge.san import Transport
+from lunbridge.storage.tgt import TgtConfig
 from lunbridge_operator.config import ConfigError, load
 
 BASE = {
@@ -39,8 +40,11 @@ def test_complete_environment_loads(env: dict[str, str]) -> None:
     assert config.libvirt is None
     assert config.vsphere.url == "https://vc.example.test:443/sdk"
     assert config.vsphere.thumbprint is not None
-    assert config.tgt.control == 7
-    assert config.tgt.state_file == Path(env["LUNBRIDGE_TGT_POOL_DIR"]) / "tgt-state.json"
+    [backend] = config.backends
+    assert (backend.name, backend.type, backend.default) == ("tgt", "tgt", True)
+    tgt = TgtConfig.from_settings(backend.settings)
+    assert tgt.control == 7
+    assert tgt.state_file == Path(env["LUNBRIDGE_TGT_POOL_DIR"]) / "tgt-state.json"
     assert config.transport is Transport.ISCSI
     assert config.default_scope is None
     assert env["LUNBRIDGE_VSPHERE_PASSWORD"] not in repr(config)
@@ -48,7 +52,8 @@ def test_complete_environment_loads(env: dict[str, str]) -> None:
 
 def test_flags_override_environment(env: dict[str, str]) -> None:
     config = load(["--default-scope", "host", "--tgt-control-port", "9", "--standalone"])
-    assert (config.default_scope, config.tgt.control, config.standalone) == (Scope.HOST, 9, True)
+    control = TgtConfig.from_settings(config.backends[0].settings).control
+    assert (config.default_scope, control, config.standalone) == (Scope.HOST, 9, True)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +77,7 @@ def test_bad_values_are_explained_without_secrets(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LUNBRIDGE_TGT_CONTROL_PORT", "seven")
-    with pytest.raises(ConfigError, match="must be a number, not 'seven'"):
+    with pytest.raises(ConfigError, match="controlPort must be a number, not 'seven'"):
         load([])
     monkeypatch.setenv("LUNBRIDGE_TGT_CONTROL_PORT", "7")
     monkeypatch.setenv("LUNBRIDGE_VSPHERE_INSECURE", "true")
@@ -110,3 +115,65 @@ def test_a_kvm_host_alone_is_enough(env: dict[str, str], monkeypatch: pytest.Mon
     monkeypatch.delenv("LUNBRIDGE_HOST_IQN")
     with pytest.raises(ConfigError, match="LUNBRIDGE_HOST_IQN"):
         load([])
+
+
+def _backends_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "backends.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_backends_file_names_several_backends_and_the_default(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for key in ("LUNBRIDGE_TGT_PORTAL", "LUNBRIDGE_TGT_CONTROL_PORT", "LUNBRIDGE_TGT_POOL_DIR"):
+        monkeypatch.delenv(key)
+    path = _backends_file(
+        tmp_path,
+        f"""
+backends:
+  - name: fast
+    type: tgt
+    settings: {{portal: "127.0.0.1:3260", controlPort: 3, poolDir: {tmp_path / "fast"}}}
+  - name: bulk
+    type: tgt
+    default: true
+    settings: {{portal: "127.0.0.1:3261", controlPort: 4, pools: {{gold: {tmp_path / "gold"}}}}}
+""",
+    )
+    config = load(["--backends-file", path])
+    assert [(b.name, b.default) for b in config.backends] == [("fast", False), ("bulk", True)]
+    assert TgtConfig.from_settings(config.backends[1].settings).pool_names == ("gold",)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("backends: []", "backends must be a non-empty list"),
+        ("backends: [{name: a, type: ontapp}]", r"backends\[0\].type 'ontapp' is not one of tgt"),
+        ("backends: [{name: A_b, type: tgt}]", r"backends\[0\].name 'A_b' must be a DNS label"),
+        ("backends: [{name: a, type: tgt, setting: {}}]", r"backends\[0\] has unknown keys setting"),
+        ("backends: [{name: a, type: tgt, settings: {portal: 'x:1', controlPort: 1, poolDir: /p}},"
+         " {name: a, type: tgt}]", r"backends\[1\].name 'a' is used twice"),
+        ("backends: [{name: a, type: tgt, settings: {portal: 'x:1', poolDir: /p}}]",
+         "backend a settings lacks controlPort"),
+        ("backends: [{name: a, type: tgt, settings: {portal: 'x:1', controlPort: one, poolDir: /p}}]",
+         "backend a settings.controlPort must be a number, not 'one'"),
+        ("backends: [{", "is not YAML or JSON"),
+    ],
+)  # fmt: skip
+def test_a_bad_backends_file_names_the_field(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str, named: str
+) -> None:
+    for key in ("LUNBRIDGE_TGT_PORTAL", "LUNBRIDGE_TGT_CONTROL_PORT", "LUNBRIDGE_TGT_POOL_DIR"):
+        monkeypatch.delenv(key)
+    with pytest.raises(ConfigError, match=named):
+        load(["--backends-file", _backends_file(tmp_path, text)])
+
+
+def test_a_backends_file_and_the_tgt_settings_together_are_refused(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    path = _backends_file(tmp_path, "backends: [{name: a, type: tgt}]")
+    with pytest.raises(ConfigError, match="both --backends-file and LUNBRIDGE_TGT_"):
+        load(["--backends-file", path])

@@ -25,9 +25,11 @@ def test_lun_name_follows_the_uid() -> None:
 
 def test_igroup_names_are_dns_labels_and_stable() -> None:
     clustered = Host(name="esx-01.lab", id="host-10", cluster="Prod Cluster")
-    assert igroup_name(clustered, Scope.HOST) == igroup_name(clustered, Scope.HOST)
-    assert igroup_name(clustered, Scope.HOST).startswith("host-esx-01-lab-")
-    assert igroup_name(clustered, Scope.CLUSTER).startswith("cluster-prod-cluster-")
+    # the names of a release are the names of the next: an igroup made before an upgrade is found
+    assert igroup_name(clustered, Scope.HOST) == "host-esx-01-lab-4a5596e2"
+    assert igroup_name(clustered, Scope.CLUSTER) == "cluster-prod-cluster-6f66fe24"
+    # by the host's name, not its reference: a host re-added to vCenter keeps its igroup
+    assert igroup_name(Host("esx-01.lab", "host-99", None), Scope.HOST) == "host-esx-01-lab-4a5596e2"
     standalone = Host(name="esx02", id="host-11", cluster=None)
     assert igroup_name(standalone, Scope.CLUSTER) == "host-esx02"
     long = Host(name="x" * 200, id="h", cluster=None)

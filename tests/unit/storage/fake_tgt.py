@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from lunbridge.storage.tgt_admin import CommandResult
+from lunbridge.command import Result
 
 
 @dataclass
@@ -43,15 +43,15 @@ class FakeTgtd:
     def mutations(self) -> list[list[str]]:
         return [c for c in self.commands if c[0] == "tgtadm" and "show" not in c]
 
-    async def __call__(self, argv: Sequence[str], time_limit: float) -> CommandResult:
+    async def __call__(self, argv: Sequence[str], time_limit: float) -> Result:
         args = list(argv)
         self.commands.append(args)
         if args[0] == "cp":
             shutil.copyfile(args[-2], args[-1])
-            return CommandResult(tuple(args), 0, "", "")
+            return Result(tuple(args), 0, "", "")
         assert args[:3] == ["tgtadm", "-C", str(self.control)], args
         if self.down:
-            return CommandResult(
+            return Result(
                 tuple(args),
                 107,
                 "",
@@ -62,8 +62,8 @@ class FakeTgtd:
         if message is None:
             message = self._apply(opts)
         if message:
-            return CommandResult(tuple(args), 22, "", f"tgtadm: {message}\n")
-        return CommandResult(tuple(args), 0, self.render() if opts["op"] == "show" else "", "")
+            return Result(tuple(args), 22, "", f"tgtadm: {message}\n")
+        return Result(tuple(args), 0, self.render() if opts["op"] == "show" else "", "")
 
     def _apply(self, o: dict[str, str]) -> str:
         op, mode = o["op"], o["mode"]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-import time
+from collections.abc import Sequence
 
 import pytest
 
+from lunbridge.command import NotInstalled, Result
 from lunbridge.errors import Busy, Conflict, InvalidArgument, Unavailable
-from lunbridge.storage.tgt_admin import CommandResult, Tgtadm, parse_show, run_command
+from lunbridge.storage.tgt.admin import Tgtadm, parse_show
 from tests.unit.storage.fake_tgt import FakeTgtd
 
 # Captured from tgt 1.0.85 with one initiator logged in (trailing blanks stripped).
@@ -119,8 +119,8 @@ async def test_idempotent_refusals_are_accepted() -> None:
     await adm.delete_target(1)
 
 
-def _result(code: int, stderr: str) -> CommandResult:
-    return CommandResult(("tgtadm", "-C", "7"), code, "", stderr)
+def _result(code: int, stderr: str) -> Result:
+    return Result(("tgtadm", "-C", "7"), code, "", stderr)
 
 
 def test_errors_say_what_failed_and_what_to_do() -> None:
@@ -155,20 +155,9 @@ async def test_down_tgtd_is_unavailable() -> None:
         await Tgtadm(7, "127.0.0.1:3260", 5.0, fake).show()
 
 
-async def test_run_command_kills_what_overruns() -> None:
-    started = time.monotonic()
-    with pytest.raises(Unavailable, match=r"did not finish within 0\.3s"):
-        await run_command([sys.executable, "-c", "import time; time.sleep(30)"], 0.3)
-    assert time.monotonic() - started < 5
+async def test_a_missing_tgtadm_names_its_package() -> None:
+    async def not_installed(argv: Sequence[str], time_limit: float) -> Result:
+        raise NotInstalled(argv[0])
 
-
-async def test_run_command_of_a_missing_program() -> None:
-    with pytest.raises(Unavailable, match="not installed"):
-        await run_command(["lunbridge-no-such-tool"], 1.0)
-
-
-async def test_run_command_output() -> None:
-    result = await run_command(
-        [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"], 5
-    )
-    assert (result.returncode, result.stdout, result.stderr) == (0, "out\n", "err\n")
+    with pytest.raises(NotInstalled, match=r"tgtadm is not installed .*install it \(Debian package tgt\)"):
+        await Tgtadm(7, "127.0.0.1:3260", 5.0, not_installed).show()

@@ -20,9 +20,21 @@ A = "iqn.1998-01.com.vmware:host-a"
 B = "iqn.1998-01.com.vmware:host-b"
 
 
-def test_the_backend_satisfies_the_protocol(backend: TgtBackend) -> None:
-    implementation: StorageBackend = backend
-    assert implementation is backend
+async def _serve(storage: StorageBackend, host: str) -> Mapping:
+    """What the operator does through the protocol alone: a LUN masked to one host's initiator."""
+    await storage.create_lun("vol-p", 1 << 20)
+    await storage.create_igroup("host-p", Transport.ISCSI, [host])
+    return await storage.map_lun("vol-p", "host-p")
+
+
+async def test_through_the_protocol_alone_a_host_is_served_a_lun(backend: TgtBackend, fake: FakeTgtd) -> None:
+    mapping = await _serve(backend, A)  # mypy checks that TgtBackend is a StorageBackend
+    target = fake.by_name(PREFIX + "host-p")
+    assert target is not None
+    assert target.acl == [A]
+    lun = await backend.get_lun("vol-p")
+    assert f"naa.{fake.lu(target.name, mapping.lun_id).scsi_id}" == lun.naa
+    assert [p.address for p in await backend.portals()] == ["127.0.0.1:3260"]
 
 
 async def test_create_lun_is_sparse_idempotent_and_checks_size(backend: TgtBackend, tmp_path: Path) -> None:

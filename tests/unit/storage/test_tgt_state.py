@@ -11,8 +11,8 @@ import pytest
 
 from lunbridge.errors import Busy, Unavailable
 from lunbridge.san import Transport, naa
-from lunbridge.storage import tgt_state
-from lunbridge.storage.tgt_state import (
+from lunbridge.storage.tgt import state as tgt_state
+from lunbridge.storage.tgt.state import (
     IgroupRecord,
     LunRecord,
     MapRecord,

@@ -1,7 +1,7 @@
 """Configuration of the tgt backend, the checks and conversions of its requests, and its
 backing files.
 
-Kept apart from `tgt` so that the backend module holds only the operations: names (which
+Kept apart from `luns` and `groups` so that they hold only the operations: names (which
 become file names and target IQN suffixes), sizes (whole 512-byte blocks), LUN ids,
 initiators (one canonical spelling, so an ACL compares equal however vSphere wrote the name),
 the conversions from the state file's records to the protocol's dataclasses, and the sparse
@@ -17,17 +17,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lunbridge import san
+from lunbridge.command import NotInstalled, Runner
 from lunbridge.errors import InvalidArgument, LimitExceeded, Unavailable
 from lunbridge.san import Transport
 from lunbridge.storage.base import InitiatorGroup, Lun, Pool, Snapshot
-from lunbridge.storage.tgt_admin import Runner
-from lunbridge.storage.tgt_state import IgroupRecord, LunRecord, SnapshotRecord
+from lunbridge.storage.tgt.state import IgroupRecord, LunRecord, SnapshotRecord
 
 MAX_LUN_ID = 255
 BLOCK = 512
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$")
+_SETTINGS = {"portal", "controlPort", "poolDir", "pools", "stateFile", "iqnPrefix", "timeoutSeconds",
+             "copyTimeoutSeconds"}  # fmt: skip
 _PORTAL = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
 
@@ -86,6 +89,43 @@ class TgtConfig:
             )
         if self.timeout <= 0 or self.copy_timeout <= 0:
             raise InvalidArgument("tgt timeouts must be positive")
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], where: str = "settings") -> TgtConfig:
+        """A backend section's settings: `portal`, `controlPort`, `poolDir` (one pool named
+        default) or `pools` (name → folder), [`stateFile`, `iqnPrefix`, `timeoutSeconds`,
+        `copyTimeoutSeconds`]. InvalidArgument names the missing or bad field."""
+        unknown = set(settings) - _SETTINGS
+        if unknown:
+            raise InvalidArgument(
+                f"{where} has unknown keys {', '.join(sorted(unknown))}; "
+                f"tgt takes {', '.join(sorted(_SETTINGS))}"
+            )
+        missing = [key for key in ("portal", "controlPort") if settings.get(key) in (None, "")]
+        if not settings.get("poolDir") and not settings.get("pools"):
+            missing.append("poolDir (or pools)")
+        if missing:
+            raise InvalidArgument(f"{where} lacks {', '.join(missing)}")
+        pools = settings.get("pools") or {"default": settings["poolDir"]}
+        if not isinstance(pools, Mapping):
+            raise InvalidArgument(f"{where}.pools must map pool names to folders")
+        numbers = {key: settings[key] for key in ("controlPort", "timeoutSeconds", "copyTimeoutSeconds")
+                   if key in settings}  # fmt: skip
+        for key, value in numbers.items():
+            try:
+                numbers[key] = int(value) if key == "controlPort" else float(value)
+            except (TypeError, ValueError):
+                raise InvalidArgument(f"{where}.{key} must be a number, not {value!r}") from None
+        first = Path(next(iter(pools.values())))
+        return cls(
+            control=numbers["controlPort"],
+            portal=str(settings["portal"]),
+            pools={str(name): Path(folder) for name, folder in pools.items()},
+            state_file=Path(settings.get("stateFile") or first / "tgt-state.json"),
+            iqn_prefix=str(settings.get("iqnPrefix") or cls.iqn_prefix),
+            timeout=numbers.get("timeoutSeconds", cls.timeout),
+            copy_timeout=numbers.get("copyTimeoutSeconds", cls.copy_timeout),
+        )
 
     @property
     def pool_names(self) -> tuple[str, ...]:
@@ -157,7 +197,10 @@ async def copy_file(runner: Runner, source: Path, target: Path, pool: str, time_
     XFS), a sparse copy otherwise; the copy appears under its name only when complete."""
     await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    result = await runner(["cp", "--reflink=auto", "--sparse=always", str(source), str(tmp)], time_limit)
+    try:
+        result = await runner(["cp", "--reflink=auto", "--sparse=always", str(source), str(tmp)], time_limit)
+    except NotInstalled as exc:
+        raise NotInstalled(exc.program, "coreutils") from None
     if result.returncode != 0:
         await asyncio.to_thread(tmp.unlink, missing_ok=True)
         if "No space left" in result.stderr:

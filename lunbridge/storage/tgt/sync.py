@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lunbridge.storage.tgt_admin import ShownLu, ShownTarget, Tgtadm
+from lunbridge.storage.tgt.admin import ShownLu, ShownTarget, Tgtadm
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 Kept apart from the backend so that the command lines and the parser can be tested with a
 fake command runner, and so that the backend speaks in targets and LUs, not in argv.
 
-Commands run through an injectable `Runner` (the default one uses
-`asyncio.create_subprocess_exec`, so the event loop never blocks). Measured on tgt 1.0.85:
+Commands run through an injectable `lunbridge.command.Runner` (the default, `run`, never
+blocks the event loop and ends a tgtadm that overruns the time limit). Measured on tgt 1.0.85:
 - a tgtd that does not run makes tgtadm exit 107 ("failed to send request hdr to tgt
   daemon, Transport endpoint is not connected");
 - every refusal exits 22 with one of tgt's fixed messages on stderr ("can't find the
@@ -16,52 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from lunbridge.command import NotInstalled, Result, Runner, run
 from lunbridge.errors import Busy, Conflict, InvalidArgument, LunbridgeError, Unavailable
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-Runner = Callable[[Sequence[str], float], Awaitable[CommandResult]]
-
-
-async def run_command(argv: Sequence[str], time_limit: float) -> CommandResult:
-    """Run `argv` without a shell; kill it after `time_limit` seconds (→ Unavailable)."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except FileNotFoundError as exc:
-        raise Unavailable(
-            f"{argv[0]} is not installed on this machine: install it (Debian package "
-            f"{'tgt' if argv[0] == 'tgtadm' else 'coreutils'})"
-        ) from exc
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), time_limit)
-    except TimeoutError:
-        raise Unavailable(
-            f"`{shlex.join(argv)}` did not finish within {time_limit}s; check that the server is "
-            "responsive, or raise the timeout"
-        ) from None
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return CommandResult(
-        tuple(argv), proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-    )
 
 
 @dataclass(frozen=True)
@@ -143,7 +102,7 @@ _DOWN_MARKS = ("failed to send request hdr", "can't connect to the tgt daemon", 
 class Tgtadm:
     """One tgtd, addressed by its control socket number (`tgtadm -C N`)."""
 
-    def __init__(self, control: int, portal: str, timeout: float, runner: Runner = run_command) -> None:
+    def __init__(self, control: int, portal: str, timeout: float, runner: Runner = run) -> None:
         self.control = control
         self.portal = portal
         self.timeout = timeout
@@ -152,15 +111,17 @@ class Tgtadm:
     def argv(self, *args: str) -> list[str]:
         return ["tgtadm", "-C", str(self.control), "--lld", "iscsi", *args]
 
-    async def _run(self, *args: str, accept: tuple[str, ...] = ()) -> CommandResult:
+    async def _run(self, *args: str, accept: tuple[str, ...] = ()) -> Result:
         """Run one tgtadm command; a refusal whose message contains one of `accept` is fine."""
-        argv = self.argv(*args)
-        result = await self._runner(argv, self.timeout)
+        try:
+            result = await self._runner(self.argv(*args), self.timeout)
+        except NotInstalled as exc:
+            raise NotInstalled(exc.program, "tgt") from None
         if result.returncode == 0 or any(mark in result.stderr for mark in accept):
             return result
         raise self.error(result)
 
-    def error(self, result: CommandResult) -> LunbridgeError:
+    def error(self, result: Result) -> LunbridgeError:
         """The domain error for a failed tgtadm command, with what to do about it."""
         message = result.stderr.strip().removeprefix("tgtadm: ") or f"exit status {result.returncode}"
         command = shlex.join(result.argv)

@@ -1,0 +1,57 @@
+"""Typed models of what lunbridge writes and reads through the Kubernetes API: the
+VirtualDisk and InitiatorGroup objects (spec, status, conditions) and the CSI publish context.
+
+The operator writes them, the CSI controller and node read them, and every test fake builds
+them; each has one `to_dict` and one `from_dict`, so a key is spelled in one place only.
+"""
+
+from lunbridge.models._base import Model, merge_patch
+from lunbridge.models.conditions import Condition, ConditionStatus, ConditionType
+from lunbridge.models.initiatorgroup import (
+    InitiatorGroup,
+    InitiatorGroupSpec,
+    InitiatorGroupStatus,
+    InitiatorRow,
+)
+from lunbridge.models.meta import ObjectMeta
+from lunbridge.models.publish import PublishContext
+from lunbridge.models.virtualdisk import (
+    AttachmentStatus,
+    AttachMode,
+    DiskSource,
+    FsType,
+    LunStatus,
+    Phase,
+    ReclaimPolicy,
+    VirtualDisk,
+    VirtualDiskSpec,
+    VirtualDiskStatus,
+    VolumeMode,
+)
+from lunbridge.storage.base import OsType
+
+__all__ = [
+    "AttachMode",
+    "AttachmentStatus",
+    "Condition",
+    "ConditionStatus",
+    "ConditionType",
+    "DiskSource",
+    "FsType",
+    "InitiatorGroup",
+    "InitiatorGroupSpec",
+    "InitiatorGroupStatus",
+    "InitiatorRow",
+    "LunStatus",
+    "Model",
+    "ObjectMeta",
+    "OsType",
+    "Phase",
+    "PublishContext",
+    "ReclaimPolicy",
+    "VirtualDisk",
+    "VirtualDiskSpec",
+    "VirtualDiskStatus",
+    "VolumeMode",
+    "merge_patch",
+]

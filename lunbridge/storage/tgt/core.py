@@ -1,0 +1,112 @@
+"""What every tgt backend operation shares: the state file, the lock that serializes calls,
+the synchronisation of tgtd with the state, and the paths of backing files.
+
+Each call runs in `_session`: it takes the asyncio lock and the state file's advisory lock,
+reloads the state if another process changed it, and brings tgtd in line with it
+(`sync.reconcile`). A change is `_commit`ted: applied to tgtd when it touches targets, then
+saved; a failed change is not saved, and the next session takes tgtd back to the saved state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from lunbridge.command import Runner, run
+from lunbridge.errors import NotFound, Unavailable
+from lunbridge.san import Transport
+from lunbridge.storage.base import Pool, Portal
+from lunbridge.storage.tgt.admin import Tgtadm
+from lunbridge.storage.tgt.config import TgtConfig, check_name, pool_usage
+from lunbridge.storage.tgt.state import IgroupRecord, LunRecord, State, StateFile
+from lunbridge.storage.tgt.sync import DesiredLu, DesiredTarget, reconcile
+
+
+class TgtCore:
+    """The shared part of `TgtBackend` (see `lunbridge.storage.tgt.backend`)."""
+
+    def __init__(self, config: TgtConfig, runner: Runner = run) -> None:
+        self.config = config
+        self._adm = Tgtadm(config.control, config.portal, config.timeout, runner)
+        self._runner = runner
+        self._lock = asyncio.Lock()
+        self._file = StateFile(config.state_file, config.timeout)
+        self._state: State | None = None
+
+    def target_name(self, igroup: str) -> str:
+        """The IQN of the tgt target that serves iSCSI igroup `igroup`."""
+        return self.config.iqn_prefix + check_name("igroup", igroup)
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[State]:
+        """Serialize, load the state if another process changed it, and bring tgtd in line."""
+        async with self._lock, self._file.locked():
+            if self._state is None or self._file.changed():
+                self._state = await asyncio.to_thread(self._file.load)
+            await reconcile(self._adm, self._desired(self._state), self.config.iqn_prefix)
+            yield self._state
+
+    async def _commit(self, state: State, *, tgt: bool) -> None:
+        """Apply `state` to tgtd (when it changes targets), then save it."""
+        if tgt:
+            await reconcile(self._adm, self._desired(state), self.config.iqn_prefix)
+        await asyncio.to_thread(self._file.save, state)
+        self._state = state
+
+    async def sync(self) -> None:
+        """Re-apply the saved state to tgtd now (every other call does it first, too)."""
+        async with self._session():
+            pass
+
+    def _desired(self, state: State) -> dict[str, DesiredTarget]:
+        desired: dict[str, DesiredTarget] = {}
+        for name, group in state.igroups.items():
+            if group.transport is not Transport.ISCSI:
+                continue
+            luns = {}
+            for m in state.maps_of(igroup=name):
+                rec = state.luns[m.lun]
+                luns[m.lun_id] = DesiredLu(str(self._lun_path(m.lun, rec.pool)), rec.naa, rec.serial)
+            target = self.target_name(name)
+            desired[target] = DesiredTarget(target, frozenset(group.initiators), luns)
+        return desired
+
+    def _pool_dir(self, pool: str) -> Path:
+        try:
+            return self.config.pools[pool]
+        except KeyError:
+            raise Unavailable(
+                f"the tgt state file {self.config.state_file} uses pool {pool!r}, which the "
+                f"configuration lacks (pools: {', '.join(self.config.pool_names)}): add it back"
+            ) from None
+
+    def _lun_path(self, name: str, pool: str) -> Path:
+        return self._pool_dir(pool) / "luns" / f"{name}.img"
+
+    def _snapshot_path(self, name: str, pool: str) -> Path:
+        return self._pool_dir(pool) / "snapshots" / f"{name}.img"
+
+    def _need_lun(self, state: State, name: str) -> LunRecord:
+        rec = state.luns.get(name)
+        if rec is None:
+            raise NotFound(f"LUN {name!r} does not exist on tgtd -C {self.config.control}")
+        return rec
+
+    def _need_igroup(self, state: State, name: str) -> IgroupRecord:
+        rec = state.igroups.get(name)
+        if rec is None:
+            raise NotFound(f"igroup {name!r} does not exist on tgtd -C {self.config.control}")
+        return rec
+
+    async def pools(self) -> list[Pool]:
+        async with self._session():
+            pools = self.config.pools
+            return [await asyncio.to_thread(pool_usage, name, pools[name]) for name in self.config.pool_names]
+
+    async def portals(self) -> list[Portal]:
+        return [Portal(self.config.portal)]
+
+    async def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,168 @@
+"""The tgt backend's LUNs, snapshots and clones: sparse backing files in the pools, each LUN
+with ids (NAA, serial) that are never handed out twice."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from lunbridge.storage.base import Lun, Snapshot
+from lunbridge.storage.tgt.config import (
+    check_name,
+    copy_file,
+    grow_file,
+    lun_of,
+    make_sparse,
+    round_size,
+    snapshot_of,
+)
+from lunbridge.storage.tgt.core import TgtCore
+from lunbridge.storage.tgt.state import LunRecord, SnapshotRecord
+
+
+class LunOperations(TgtCore):
+    """LUNs (create, get, list, grow, delete), snapshots and clones."""
+
+    # -- LUNs -----------------------------------------------------------------------------
+
+    async def create_lun(self, name: str, size_bytes: int, pool: str | None = None) -> Lun:
+        check_name("LUN", name)
+        size = round_size(size_bytes)
+        pool = self.config.pool_names[0] if pool is None else pool
+        if pool not in self.config.pools:
+            raise NotFound(f"pool {pool!r} does not exist; pools: {', '.join(self.config.pool_names)}")
+        async with self._session() as state:
+            old = state.luns.get(name)
+            if old is not None:
+                if old.size_bytes == size and old.pool == pool:
+                    return lun_of(name, old)
+                raise AlreadyExists(
+                    f"LUN {name} exists with {old.size_bytes} bytes in pool {old.pool}, not {size} bytes "
+                    f"in pool {pool}: resize it, or delete it first"
+                )
+            new = state.copy()
+            naa, serial = new.allocate_ids()
+            new.luns[name] = LunRecord(pool, size, serial, naa)
+            await asyncio.to_thread(make_sparse, self._lun_path(name, pool), size)
+            await self._commit(new, tgt=False)
+            return lun_of(name, new.luns[name])
+
+    async def get_lun(self, name: str) -> Lun:
+        check_name("LUN", name)
+        async with self._session() as state:
+            return lun_of(name, self._need_lun(state, name))
+
+    async def list_luns(self) -> list[Lun]:
+        async with self._session() as state:
+            return [lun_of(name, rec) for name, rec in sorted(state.luns.items())]
+
+    async def resize_lun(self, name: str, size_bytes: int) -> Lun:
+        """Grow the backing file, then re-create the LU on every target that maps it (tgt
+        reads the size only at LU creation); initiators see the new size after a rescan."""
+        check_name("LUN", name)
+        size = round_size(size_bytes)
+        async with self._session() as state:
+            rec = self._need_lun(state, name)
+            if size < rec.size_bytes:
+                raise InvalidArgument(
+                    f"LUN {name} has {rec.size_bytes} bytes; it can grow but not shrink to {size}"
+                )
+            if size == rec.size_bytes:
+                return lun_of(name, rec)
+            new = state.copy()
+            new.luns[name] = LunRecord(rec.pool, size, rec.serial, rec.naa, rec.source_snapshot)
+            await asyncio.to_thread(grow_file, self._lun_path(name, rec.pool), size)
+            shown = await self._adm.show()
+            for m in state.maps_of(lun=name):
+                target = shown.get(self.target_name(m.igroup))
+                if target is not None:
+                    await self._adm.delete_lu(target.tid, m.lun_id)
+            await self._commit(new, tgt=True)  # re-creates the LUs with the new size
+            return lun_of(name, new.luns[name])
+
+    async def delete_lun(self, name: str) -> None:
+        """Conflict while mapped; its snapshots stay (they are independent copies)."""
+        check_name("LUN", name)
+        async with self._session() as state:
+            rec = state.luns.get(name)
+            if rec is None:
+                return
+            maps = state.maps_of(lun=name)
+            if maps:
+                raise Conflict(
+                    f"LUN {name} is mapped to igroup(s) {', '.join(m.igroup for m in maps)}: unmap it first"
+                )
+            new = state.copy()
+            del new.luns[name]
+            await self._commit(new, tgt=False)
+            await asyncio.to_thread(self._lun_path(name, rec.pool).unlink, missing_ok=True)
+
+    # -- snapshots and clones -------------------------------------------------------------
+
+    async def create_snapshot(self, lun: str, name: str) -> Snapshot:
+        """A copy of the LUN's backing file. With reflink (btrfs, XFS) the copy is one atomic
+        clone and crash-consistent even under writes; a plain sparse copy (ext4) of a LUN that
+        is being written may mix older and newer blocks, so quiesce the writer first (a lab
+        compromise). Data that initiators have not flushed is never in it."""
+        check_name("LUN", lun)
+        check_name("snapshot", name)
+        async with self._session() as state:
+            rec = self._need_lun(state, lun)
+            old = state.snapshots.get(name)
+            if old is not None:
+                if old.lun == lun and old.lun_naa == rec.naa:
+                    return snapshot_of(name, old)
+                raise AlreadyExists(
+                    f"snapshot {name} exists and belongs to another LUN ({old.lun}, naa.{old.lun_naa}): "
+                    "use another name"
+                )
+            source, target = self._lun_path(lun, rec.pool), self._snapshot_path(name, rec.pool)
+            await copy_file(self._runner, source, target, rec.pool, self.config.copy_timeout)
+            new = state.copy()
+            new.snapshots[name] = SnapshotRecord(lun, rec.pool, rec.size_bytes, datetime.now(UTC), rec.naa)
+            await self._commit(new, tgt=False)
+            return snapshot_of(name, new.snapshots[name])
+
+    async def list_snapshots(self, lun: str | None = None) -> list[Snapshot]:
+        """Snapshots (of `lun`: of the LUN of that name now, or of a deleted one)."""
+        async with self._session() as state:
+            current = state.luns.get(lun) if lun is not None else None
+            return [
+                snapshot_of(name, rec)
+                for name, rec in sorted(state.snapshots.items())
+                if lun is None or (rec.lun == lun and (current is None or current.naa == rec.lun_naa))
+            ]
+
+    async def delete_snapshot(self, name: str) -> None:
+        """Clones stay: they are independent copies. A missing snapshot is success."""
+        check_name("snapshot", name)
+        async with self._session() as state:
+            rec = state.snapshots.get(name)
+            if rec is None:
+                return
+            new = state.copy()
+            del new.snapshots[name]
+            await self._commit(new, tgt=False)
+            await asyncio.to_thread(self._snapshot_path(name, rec.pool).unlink, missing_ok=True)
+
+    async def clone_lun(self, snapshot: str, name: str) -> Lun:
+        check_name("snapshot", snapshot)
+        check_name("LUN", name)
+        async with self._session() as state:
+            snap = state.snapshots.get(snapshot)
+            if snap is None:
+                raise NotFound(f"snapshot {snapshot!r} does not exist on tgtd -C {self.config.control}")
+            old = state.luns.get(name)
+            if old is not None:
+                if old.source_snapshot == snapshot and old.size_bytes == snap.size_bytes:
+                    return lun_of(name, old)
+                raise AlreadyExists(f"LUN {name} exists and is not a clone of snapshot {snapshot}")
+            source = self._snapshot_path(snapshot, snap.pool)
+            target = self._lun_path(name, snap.pool)
+            await copy_file(self._runner, source, target, snap.pool, self.config.copy_timeout)
+            new = state.copy()
+            naa, serial = new.allocate_ids()
+            new.luns[name] = LunRecord(snap.pool, snap.size_bytes, serial, naa, snapshot)
+            await self._commit(new, tgt=False)
+            return lun_of(name, new.luns[name])

@@ -1,0 +1,150 @@
+"""Attaching through the real reconcile steps on the fakes: masking to the host's initiators, the
+RDM and what the status tells the node, moving between hosts, detaching, a VM without free
+units, deletes after the VM or the LUN vanished, and a periodic re-check that changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from lunbridge.hypervisor.base import Scope
+from lunbridge.models import AttachMode, ConditionType, InitiatorGroup, OsType, Phase, PublishContext
+from lunbridge.san import ScsiAddress
+from tests.fakes import Lab
+
+ESX1_IQN = "iqn.1998-01.com.vmware:esx-1"
+ESX3_IQN = "iqn.1998-01.com.vmware:esx-3"
+
+
+async def test_attaching_masks_the_lun_to_the_hosts_initiators_and_adds_an_rdm() -> None:
+    lab = Lab.build(default_scope=Scope.HOST)
+    disk = await lab.create_disk("d1", node_name="node-a")
+    lun = lab.lun("d1")
+    group = InitiatorGroup.from_dict(lab.kube.read("initiatorgroups", "host-esx-1"))
+    assert group.managed
+    assert group.spec.hosts == ["esx-1"]
+    assert group.spec.os_type is OsType.VMWARE
+    igroup = lab.storage.igroups["host-esx-1"]
+    assert igroup.initiators == (ESX1_IQN,)
+    assert igroup.os_type == group.spec.os_type
+    [mapping] = lab.storage.maps
+    assert (mapping.lun, mapping.igroup) == (lun.name, "host-esx-1")
+    assert lab.hypervisor.rescans["esx-1"] >= 1
+    assert lab.hypervisor.portals["esx-1"] == {lab.storage.portal}
+    [rdm] = lab.rdms("node-a")
+    assert rdm.naa == lun.naa
+    status = disk.status
+    assert status.phase is Phase.READY
+    for kind in ConditionType:
+        assert status.is_true(kind, generation=1), kind
+    assert status.initiator_group == "host-esx-1"
+    assert status.lun is not None
+    assert status.lun.id == mapping.lun_id
+    attachment = status.attachment
+    assert attachment is not None
+    assert attachment.mode is AttachMode.HYPERVISOR
+    assert (attachment.node, attachment.vm_id, attachment.host) == ("node-a", lab.vms["node-a"].id, "esx-1")
+    assert attachment.provider_id == lab.provider_id("node-a")
+    assert attachment.pci_slot == rdm.pci_slot
+    assert attachment.guest_address == str(rdm.guest_address)
+    assert attachment.detail == rdm.detail()
+    assert PublishContext.from_status(status) == PublishContext(
+        AttachMode.HYPERVISOR,
+        lun.naa,
+        pci_slot=rdm.pci_slot,
+        guest_address=ScsiAddress(0, rdm.unit_number, 0),
+    )
+    assert lab.operator.reasons("d1") == ["Provisioned", "Mapped", "Rescanned", "Attached"]
+    assert lab.operator.reasons("host-esx-1") == ["Synced"]
+
+
+async def test_moving_to_a_node_on_another_host_moves_the_map_and_the_rdm_not_the_lun() -> None:
+    lab = Lab.build()
+    await lab.create_disk("d1", node_name="node-a")  # esx-1, in cluster c1
+    lun = lab.lun("d1")
+    [old_rdm] = lab.rdms("node-a")
+    rescans = lab.hypervisor.rescans["esx-1"]
+    moved = await lab.patch("d1", node_name="node-c")  # esx-3, standalone
+    assert lab.rdms("node-a") == []
+    [rdm] = lab.rdms("node-c")
+    assert rdm.naa == old_rdm.naa == lun.naa
+    assert list(lab.storage.luns.values()) == [lun]
+    assert [(m.lun, m.igroup) for m in lab.storage.maps] == [(lun.name, "host-esx-3")]
+    assert lab.storage.igroups["host-esx-3"].initiators == (ESX3_IQN,)
+    assert lab.hypervisor.rescans["esx-1"] > rescans  # the old host forgets the LUN
+    assert moved.status.phase is Phase.READY
+    assert moved.current
+    assert moved.status.attachment is not None
+    assert (moved.status.attachment.node, moved.status.attachment.host) == ("node-c", "esx-3")
+    assert moved.status.initiator_group == "host-esx-3"
+    reasons = lab.operator.reasons("d1")
+    assert reasons[reasons.index("Detached") :] == ["Detached", "Unmapped", "Mapped", "Rescanned", "Attached"]
+
+
+async def test_clearing_node_name_detaches_and_unmaps_but_keeps_the_lun() -> None:
+    lab = Lab.build()
+    await lab.create_disk("d1", node_name="node-a")
+    lun = lab.lun("d1")
+    detached = await lab.patch("d1", node_name=None)
+    assert lab.rdms("node-a") == []
+    assert lab.storage.maps == []
+    assert list(lab.storage.luns.values()) == [lun]
+    assert detached.status.phase is Phase.READY
+    assert detached.status.attachment is None
+    assert detached.status.initiator_group is None
+    assert not detached.status.is_true(ConditionType.ATTACHED)
+    assert not detached.status.is_true(ConditionType.MAPPED)
+    assert detached.status.is_true(ConditionType.READY, generation=2)
+    assert "attachment" not in lab.kube.disks["d1"]["status"]
+
+
+async def test_a_vm_without_a_free_unit_is_not_ready_and_is_retried() -> None:
+    lab = Lab.build(max_disks=1)
+    await lab.create_disk("d1", node_name="node-a")
+    full = await lab.create_disk("d2", node_name="node-a")
+    ready = full.status.condition(ConditionType.READY)
+    assert ready is not None
+    assert (ready.true, ready.reason) == (False, "LimitExceeded")
+    assert "no free SCSI unit" in (full.status.message or "")
+    assert full.status.phase is not Phase.FAILED
+    [failure] = lab.operator.failures_of("d2")
+    assert failure.retryable
+    assert lab.operator.events_of("d2")[-1].reason == "LimitExceeded"
+    await lab.patch("d1", node_name=None)  # frees the unit
+    await lab.operator.retry()
+    assert lab.disk("d2").status.phase is Phase.READY
+    assert [rdm.naa for rdm in lab.rdms("node-a")] == [lab.lun("d2").naa]
+
+
+@pytest.mark.parametrize(("vm_gone", "lun_gone"), [(True, False), (False, True), (True, True)])
+async def test_delete_completes_when_the_vm_or_the_lun_is_already_gone(vm_gone: bool, lun_gone: bool) -> None:
+    lab = Lab.build()
+    await lab.create_disk("d1", node_name="node-a")
+    lun = lab.lun("d1")
+    if vm_gone:
+        lab.hypervisor.remove_vm(lab.vms["node-a"])
+    if lun_gone:  # a storage admin removed it
+        await lab.storage.unmap_lun(lun.name, "cluster-c1")
+        await lab.storage.delete_lun(lun.name)
+    await lab.delete("d1")
+    assert "d1" not in lab.kube.disks
+    assert lab.operator.failures == []
+    assert lab.storage.luns == {}
+    assert lab.storage.maps == []
+    assert lab.hypervisor.all_rdms() == []
+
+
+async def test_a_periodic_recheck_of_a_ready_disk_writes_nothing() -> None:
+    lab = Lab.build()
+    await lab.create_disk("d1", node_name="node-a")
+    before = lab.kube.read("virtualdisks", "d1")
+    events = len(lab.operator.events)
+    status_writes = len(lab.kube.called("patch_status"))
+    storage = lab.storage
+    held = (dict(storage.luns), list(storage.maps), dict(storage.igroups), lab.rdms("node-a"))
+    looked = len(storage.called("get_lun"))
+    await lab.operator.recheck("d1")
+    assert len(lab.kube.called("patch_status")) == status_writes
+    assert lab.kube.read("virtualdisks", "d1") == before  # resourceVersion too
+    assert len(lab.operator.events) == events
+    assert (dict(storage.luns), list(storage.maps), dict(storage.igroups), lab.rdms("node-a")) == held
+    assert len(storage.called("get_lun")) > looked  # it did check
