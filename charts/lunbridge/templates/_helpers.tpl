@@ -59,3 +59,87 @@ allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities: {drop: [ALL]}
 {{- end -}}
+
+{{/* The operator's storage backends as a JSON list of sections (backends.yaml's `backends`):
+     the `backends` values, or, from releases before backends had names, one backend `tgt`
+     made from storage.tgt.* when storage.tgt.portal is set; empty when neither is. Credentials
+     are never in a section: existingSecret becomes credentialsDir, where the Secret is mounted. */}}
+{{- define "lunbridge.backends" -}}
+{{- $tgt := .Values.storage.tgt -}}
+{{- $sections := list -}}
+{{- if and .Values.backends $tgt.portal -}}
+{{- fail "both backends and storage.tgt.portal are set: put the tgtd backend in the backends list (name: tgt, type: tgt, default: true, settings: {portal: ..., controlPort: ..., poolDir: ...}) and unset storage.tgt.portal" -}}
+{{- end -}}
+{{- if .Values.backends -}}
+{{- $defaults := list -}}
+{{- $seen := dict -}}
+{{- range $i, $b := .Values.backends -}}
+{{- if hasKey $seen $b.name -}}
+{{- fail (printf "backends[%d].name %q is used twice: every backend needs its own name" $i $b.name) -}}
+{{- end -}}
+{{- $_ := set $seen $b.name true -}}
+{{- $section := dict "name" $b.name "type" $b.type "settings" ($b.settings | default dict) -}}
+{{- if $b.default -}}
+{{- $_ := set $section "default" true -}}
+{{- $defaults = append $defaults $b.name -}}
+{{- end -}}
+{{- if $b.existingSecret -}}
+{{- $_ := set $section "credentialsDir" (include "lunbridge.credentialsDir" $b.name) -}}
+{{- end -}}
+{{- $sections = append $sections $section -}}
+{{- end -}}
+{{- if gt (len $defaults) 1 -}}
+{{- fail (printf "backends %s are all marked default: mark one" (join ", " $defaults)) -}}
+{{- end -}}
+{{- else if $tgt.portal -}}
+{{- $settings := dict "portal" $tgt.portal "controlPort" $tgt.controlPort "poolDir" $tgt.poolDir "iqnPrefix" $tgt.iqnPrefix -}}
+{{- with $tgt.stateFile -}}
+{{- $_ := set $settings "stateFile" . -}}
+{{- end -}}
+{{- $sections = list (dict "name" "tgt" "type" "tgt" "default" true "settings" $settings) -}}
+{{- end -}}
+{{- toJson $sections -}}
+{{- end -}}
+
+{{/* Where a backend's existingSecret is mounted in the operator (its credentialsDir). */}}
+{{- define "lunbridge.credentialsDir" -}}
+/etc/lunbridge/backends/{{ . }}
+{{- end -}}
+
+{{/* The name the operator serves disks that name no backend with: the one marked default,
+     else the first (lunbridge.storage.factory.Backends.from_configs). */}}
+{{- define "lunbridge.defaultBackend" -}}
+{{- $sections := include "lunbridge.backends" . | fromJsonArray -}}
+{{- $default := "" -}}
+{{- range $sections -}}
+{{- if and .default (not $default) -}}
+{{- $default = .name -}}
+{{- end -}}
+{{- end -}}
+{{- if and (not $default) $sections -}}
+{{- $default = (first $sections).name -}}
+{{- end -}}
+{{- $default -}}
+{{- end -}}
+
+{{/* The host folders the tgt backends keep files in (pool folders, the state file's folder),
+     as a sorted JSON list without repeats: each becomes a hostPath mount of the operator. */}}
+{{- define "lunbridge.tgtFolders" -}}
+{{- $folders := list -}}
+{{- range include "lunbridge.backends" . | fromJsonArray -}}
+{{- if eq .type "tgt" -}}
+{{- $settings := .settings -}}
+{{- if $settings.pools -}}
+{{- range $pool, $folder := $settings.pools -}}
+{{- $folders = append $folders $folder -}}
+{{- end -}}
+{{- else if $settings.poolDir -}}
+{{- $folders = append $folders $settings.poolDir -}}
+{{- end -}}
+{{- with $settings.stateFile -}}
+{{- $folders = append $folders (dir .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $folders | uniq | sortAlpha | toJson -}}
+{{- end -}}
