@@ -15,6 +15,8 @@ import pytest
 
 from lunbridge.command import Result, run
 from lunbridge.errors import InvalidArgument
+from lunbridge.models import AttachMode, PublishContext
+from lunbridge.san import ScsiAddress
 from lunbridge_csi._proto import csi_pb2
 from lunbridge_csi.guest.limits import DEFAULT_LIMITS, Limits
 from lunbridge_csi.node import NodeService
@@ -80,12 +82,14 @@ def service(tree: Path, runner: Runner, limits: Limits = DEFAULT_LIMITS) -> Node
     )
 
 
-def stage(naa: str, staging: str, **extra: Any) -> csi_pb2.NodeStageVolumeRequest:
+def stage(naa: str, staging: str, **bad: Any) -> csi_pb2.NodeStageVolumeRequest:
+    """A stage request with the context ControllerPublishVolume writes (`bad` overrides keys)."""
+    context = PublishContext(AttachMode.HYPERVISOR, naa, pci_slot=5, guest_address=ScsiAddress(0, 3, 0))
     return csi_pb2.NodeStageVolumeRequest(
         volume_id="vd-1",
         staging_target_path=staging,
         volume_capability=MOUNT,
-        publish_context={"naa": naa, "pciSlot": "5", "guestAddress": "0:3:0", **extra},
+        publish_context={**context.to_dict(), **bad},
     )
 
 
