@@ -74,6 +74,49 @@ def test_size_grows_but_never_shrinks(lab: LabState) -> None:
     kubectl(lab, "delete", "vdisk", name)
 
 
+@pytest.mark.parametrize(
+    ("created", "patch", "message"),
+    [
+        ({}, {"source": {"virtualDisk": "other"}}, "source is immutable: it cannot be added"),
+        ({"source": {"snapshot": "s1"}}, {"source": None}, "source is immutable: it cannot be added"),
+        ({}, {"pool": "gold"}, "pool is immutable: it cannot be added or removed"),
+        ({"pool": "gold"}, {"pool": None}, "pool is immutable: it cannot be added or removed"),
+        ({}, {"backend": "san-b"}, "backend is immutable: it cannot be added or removed"),
+        ({"backend": "san-a"}, {"backend": None}, "backend is immutable: it cannot be added or removed"),
+        ({"volumeMode": "Block"}, {"volumeMode": "Filesystem"}, "volumeMode is immutable"),
+    ],
+    ids=["add-source", "remove-source", "add-pool", "remove-pool", "add-backend", "remove-backend",
+         "change-volume-mode"],
+)  # fmt: skip
+def test_immutable_fields_can_be_neither_added_nor_removed(
+    lab: LabState, created: dict[str, object], patch: dict[str, object], message: str
+) -> None:
+    manifest = vdisk({"size": "1Gi", **created})
+    name = json.loads(manifest)["metadata"]["name"]
+    made = kubectl(lab, "create", "-f", "-", input_text=manifest)
+    assert made.returncode == 0, made.stderr
+    try:
+        changed = kubectl(lab, "patch", "vdisk", name, "--type=merge", "-p", json.dumps({"spec": patch}))
+        assert changed.returncode != 0, f"the API server took {patch}"
+        assert message in changed.stderr
+    finally:
+        kubectl(lab, "delete", "vdisk", name)
+
+
+def test_an_empty_node_name_means_detached(lab: LabState) -> None:
+    manifest = vdisk({"size": "1Gi", "nodeName": ""})
+    name = json.loads(manifest)["metadata"]["name"]
+    made = kubectl(lab, "create", "-f", "-", input_text=manifest)
+    assert made.returncode == 0, made.stderr
+    try:
+        attach = kubectl(lab, "patch", "vdisk", name, "--type=merge", "-p", '{"spec":{"nodeName":"node-a"}}')
+        assert attach.returncode == 0, attach.stderr
+        detach = kubectl(lab, "patch", "vdisk", name, "--type=merge", "-p", '{"spec":{"nodeName":""}}')
+        assert detach.returncode == 0, detach.stderr
+    finally:
+        kubectl(lab, "delete", "vdisk", name)
+
+
 def test_initiator_group_needs_hosts_or_nodes(lab: LabState) -> None:
     manifest = {"apiVersion": "lunbridge.io/v1alpha1", "kind": "InitiatorGroup",
                 "metadata": {"name": f"g-{uuid.uuid4().hex[:8]}"}, "spec": {"protocol": "fcp"}}  # fmt: skip
