@@ -16,6 +16,9 @@ INITIATOR_GROUP_PLURAL: Final = "initiatorgroups"
 
 CSI_DRIVER_NAME: Final = "csi.lunbridge.io"
 FINALIZER: Final = f"{GROUP}/cleanup"
+# set to "true" on an object being deleted whose teardown cannot finish: lunbridge lets it go
+# and posts an Event naming what it leaves behind on the storage server and the hypervisor
+FORGET_ANNOTATION: Final = f"{GROUP}/forget"
 
 # providerID prefixes the operator understands (Kubernetes Node spec.providerID).
 PROVIDER_VSPHERE: Final = "vsphere://"

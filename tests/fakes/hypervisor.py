@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from lunbridge.api import PROVIDER_VSPHERE
-from lunbridge.errors import Conflict, LimitExceeded, NotFound
+from lunbridge.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
 from lunbridge.hypervisor.base import Attachment, Host, Initiator, Scope, Vm
 from lunbridge.hypervisor.vsphere.slots import USABLE_UNITS, RdmAttachment
-from lunbridge.san import Transport
+from lunbridge.san import Transport, is_uuid
 from tests.fakes.faults import Faults, need
 
 CONTROLLER_KEY = 1000  # the VM's first PVSCSI controller, on bus 0
@@ -116,6 +116,8 @@ class FakeHypervisor(Faults):
         wanted = ref.strip()
         if wanted.lower().startswith(PROVIDER_VSPHERE):
             wanted = wanted[len(PROVIDER_VSPHERE) :]
+            if not is_uuid(wanted):  # as the vSphere layer's reference parser
+                raise InvalidArgument(f"providerID {ref!r} does not hold a UUID after {PROVIDER_VSPHERE}")
         found = [
             s.vm
             for s in self.vms.values()

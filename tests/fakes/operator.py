@@ -171,11 +171,18 @@ class FakeOperator:
         reconcile, delete = HANDLERS[plural]
         meta = stored["metadata"]
         if meta.get("deletionTimestamp"):
-            if FINALIZER in meta.get("finalizers", []) and await self._run(key, delete):
-                self.kube.remove_finalizer(plural, name, FINALIZER)
+            # as kopf: the finalizer goes when the handler succeeded, or failed permanently
+            if FINALIZER in meta.get("finalizers", []):
+                before = len(self.failures)
+                if await self._run(key, delete) or self._gave_up(before):
+                    self.kube.remove_finalizer(plural, name, FINALIZER)
             return
         self.kube.add_finalizer(plural, name, FINALIZER)
         await self._run(key, reconcile)
+
+    def _gave_up(self, before: int) -> bool:
+        """The run that began when `failures` had `before` entries failed permanently."""
+        return len(self.failures) > before and not self.failures[-1].retryable
 
     async def _run(self, key: Key, handler: Handler) -> bool:
         """One handler run as kopf makes it; True if it succeeded."""

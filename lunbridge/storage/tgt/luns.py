@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 from lunbridge.storage.base import Lun, Snapshot
 from lunbridge.storage.tgt.config import (
     check_name,
@@ -93,10 +93,18 @@ class LunOperations(TgtCore):
                 raise Conflict(
                     f"LUN {name} is mapped to igroup(s) {', '.join(m.igroup for m in maps)}: unmap it first"
                 )
+            # the file first: a LUN whose file could not go stays in the state, and a retry
+            # finishes it (the other order would forget a file that is still there)
+            path = self._lun_path(name, rec.pool)
+            try:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+            except OSError as exc:
+                raise Unavailable(
+                    f"cannot remove the backing file {path} of LUN {name}: {exc.strerror}"
+                ) from exc
             new = state.copy()
             del new.luns[name]
             await self._commit(new, tgt=False)
-            await asyncio.to_thread(self._lun_path(name, rec.pool).unlink, missing_ok=True)
 
     # -- snapshots and clones -------------------------------------------------------------
 

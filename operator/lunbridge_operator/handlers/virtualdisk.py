@@ -8,10 +8,17 @@ from typing import Any
 
 import kopf
 
-from lunbridge.api import GROUP, VERSION, VIRTUAL_DISK_PLURAL
+from lunbridge.api import FORGET_ANNOTATION, GROUP, VERSION, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import LunbridgeError
 from lunbridge.models import ConditionType, Phase
-from lunbridge_operator.handlers.common import classify, events_for, kopf_error, object_lock, services
+from lunbridge_operator.handlers.common import (
+    backoff,
+    classify,
+    events_for,
+    kopf_error,
+    object_lock,
+    services,
+)
 from lunbridge_operator.reconcile import virtualdisk
 from lunbridge_operator.reconcile.disk import Disk
 
@@ -70,11 +77,33 @@ async def recheck_virtual_disk(*, body: kopf.Body, memo: Any, **kwargs: Any) -> 
 
 @kopf.on.delete(GROUP, VERSION, VIRTUAL_DISK_PLURAL)
 async def delete_virtual_disk(*, body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    """Tear down what status records. The finalizer stays until that worked: every failure is
+    retried (never given up on), and says why; FORGET_ANNOTATION=true lets the disk go as is."""
     disk = _disk(body)
+    if (body.metadata.annotations or {}).get(FORGET_ANNOTATION) == "true":
+        virtualdisk.forget(disk, events_for(body))
+        return
     async with object_lock(memo, "VirtualDisk", disk.name):
         try:
             await virtualdisk.delete(services(memo), disk, events_for(body))
         except LunbridgeError as exc:
-            events_for(body)("DeleteFailed", str(exc), warning=True)
-            raise kopf_error(exc, retry) from exc
+            raise await _delete_blocked(memo, disk, body, exc, retry) from exc
     memo.checked.pop(disk.name, None)
+
+
+async def _delete_blocked(
+    memo: Any, disk: Disk, body: kopf.Body, exc: LunbridgeError, retry: int
+) -> Exception:
+    """Record why the teardown cannot finish yet (condition, message, Event); kopf retries it."""
+    reason, delay = classify(exc)
+    left = "; ".join(disk.left_behind()) or "nothing recorded"
+    message = (
+        f"cannot delete yet ({reason}): {exc}; the finalizer stays until the teardown finishes "
+        f"(still there: {left}); annotate {FORGET_ANNOTATION}=true to let it go as it is"
+    )
+    disk.condition(ConditionType.READY, False, "DeleteBlocked", message)
+    disk.status.message, disk.status.phase = message, Phase.DELETING
+    events_for(body)("DeleteFailed", message, warning=True)
+    with contextlib.suppress(LunbridgeError):
+        await disk.save(services(memo))
+    return kopf.TemporaryError(message, delay=backoff(delay or 30.0, retry))

@@ -78,6 +78,18 @@ class Disk:
             return svc.backends.get(recorded, "status.lun.backend")
         return svc.backends.get(self.spec.backend)
 
+    def left_behind(self) -> list[str]:
+        """What status records of this disk on a storage server or a hypervisor, in words."""
+        found: list[str] = []
+        lun, attachment = self.status.lun, self.status.attachment
+        if lun is not None and lun.name:
+            found.append(f"LUN {lun.name} ({lun.naa or 'no NAA'}) on storage backend {lun.backend}")
+        if self.status.initiator_group:
+            found.append(f"its map to igroup {self.status.initiator_group}")
+        if attachment is not None:
+            found.append(f"an RDM on VM {attachment.vm} ({attachment.provider_id})")
+        return found
+
     def condition(self, kind: ConditionType, state: bool | None, reason: str, message: str) -> None:
         self.status.set_condition(kind, state, reason, message, self.generation)
 

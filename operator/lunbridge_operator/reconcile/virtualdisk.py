@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from lunbridge.api import VIRTUAL_DISK_PLURAL
+from lunbridge.api import FORGET_ANNOTATION, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import AlreadyExists, InvalidArgument, NotFound
 from lunbridge.hypervisor.base import Attachment, Host, Scope, Vm
 from lunbridge.models import AttachmentStatus, AttachMode, Phase, ReclaimPolicy, VirtualDisk
@@ -30,7 +30,7 @@ from lunbridge_operator.reconcile.igroups import (
 )
 from lunbridge_operator.reconcile.services import Events, Services
 
-__all__ = ["Disk", "DiskSteps", "delete", "reconcile"]
+__all__ = ["Disk", "DiskSteps", "delete", "forget", "reconcile"]
 
 
 class DiskSteps:
@@ -142,7 +142,10 @@ class DiskSteps:
                     f"Node {node_name} has no spec.providerID; lunbridge finds the node's VM by it "
                     "(vsphere://<BIOS UUID>), so set it (a cloud provider or the kubelet does)"
                 )
-            return await self.svc.hypervisor.find_vm(provider_id), str(provider_id)
+            try:
+                return await self.svc.hypervisor.find_vm(provider_id), str(provider_id)
+            except InvalidArgument as exc:  # the Node's fault, not the disk's: tried again
+                raise NotFound(f"Node {node_name}: {exc}") from None
 
     async def mask(self, lun: Lun, vm: Vm) -> tuple[str, Host]:
         svc, disk = self.svc, self.disk
@@ -172,8 +175,10 @@ class DiskSteps:
         await self.save("map", phase=Phase.MAPPING)
         return name, vm.host
 
-    async def reveal(self, scope_hosts: list[Host]) -> None:
-        """Make the host(s) see the LUN: iSCSI discovery of the portal, then a rescan."""
+    async def reveal(self, scope_hosts: list[Host], vm: Vm, node_name: str, provider_id: str) -> None:
+        """Make the host(s) see the LUN: iSCSI discovery of the portal, then a rescan. The VM
+        about to get the RDM is recorded with this step, so a teardown after a crash in the
+        attach finds it in status (and a disk that never got that far needs no VM lookup)."""
         portal = self.svc.portals.get(self.backend_name)
         with measured(KIND, "rescan"):
             if portal and self.svc.transport.value == "iscsi":
@@ -181,6 +186,12 @@ class DiskSteps:
             await asyncio.gather(*(self.svc.hypervisor.rescan(host) for host in scope_hosts))
         if not self.settled:
             self.events("Rescanned", f"rescanned the HBAs of {', '.join(h.name for h in scope_hosts)}")
+        recorded = self.disk.status.attachment
+        if recorded is None or recorded.vm_id != vm.id:
+            self.disk.status.attachment = AttachmentStatus(
+                mode=AttachMode.HYPERVISOR, node=node_name, provider_id=provider_id, vm=vm.name, vm_id=vm.id,
+                host=vm.host.name,
+            )  # fmt: skip
         await self.save("rescan", phase=Phase.ATTACHING)
 
     async def attach(self, lun: Lun, vm: Vm, node_name: str, provider_id: str) -> Attachment:
@@ -202,33 +213,28 @@ class DiskSteps:
         return attachment
 
     # --- down -------------------------------------------------------------------------------
-    async def detach_current(self, naa: str, *, spec_node_too: bool) -> list[Host]:
-        """Remove the RDM recorded in status, and with `spec_node_too` also from the spec's
-        node (a crash may have come before the attachment was recorded); returns the hosts
-        to rescan. A VM that no longer exists has no RDM left to remove."""
-        vms: dict[str, Vm] = {}
-        node_name = self.disk.spec.node_name
-        if spec_node_too and node_name:
-            with contextlib.suppress(NotFound):
-                vm, _ = await self.locate(node_name)
-                vms[vm.id] = vm
-        recorded = self.disk.status.attachment.provider_id if self.disk.status.attachment else None
-        if recorded:
-            with contextlib.suppress(NotFound):
-                vm = await self.svc.hypervisor.find_vm(recorded)
-                vms[vm.id] = vm
+    async def detach_recorded(self, naa: str) -> list[Host]:
+        """Remove the RDM of the VM status records (attached, or about to be when the operator
+        stopped); returns the hosts to rescan. Nothing recorded: nothing to look up. A VM the
+        hypervisor no longer knows has no RDM left, so it counts as detached."""
+        recorded = self.disk.status.attachment
         hosts: dict[str, Host] = {}
-        for vm in vms.values():
-            await self._detach(vm, naa, hosts)
+        if recorded is not None and recorded.provider_id:
+            try:
+                vm = await self.svc.hypervisor.find_vm(recorded.provider_id)
+            except NotFound:
+                self.events("Detached", f"VM {recorded.vm} is gone, and with it the RDM of {naa}")
+            else:
+                await self._detach(vm, naa, hosts)
         self.disk.status.attachment = None
         self.condition(Cond.ATTACHED, False, "Detached", "not attached to any VM")
         return list(hosts.values())
 
     async def _detach(self, vm: Vm, naa: str, hosts: dict[str, Host]) -> None:
-        with measured(KIND, "detach"):
+        with measured(KIND, "detach"), contextlib.suppress(NotFound):  # the VM went meanwhile
             await self.svc.hypervisor.detach_rdm(vm, naa)
-        # every host the LUN was revealed to lists it until rescanned after the unmap
-        hosts.update({host.id: host for host in await self.scope_hosts(vm)})
+            # every host the LUN was revealed to lists it until rescanned after the unmap
+            hosts.update({host.id: host for host in await self.scope_hosts(vm)})
         self.events("Detached", f"detached {naa} from VM {vm.name}")
 
     async def unmap_all(self, keep: str | None = None) -> None:
@@ -261,7 +267,7 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
     attached = disk.status.attachment
     vm, provider_id = await steps.locate(node_name) if node_name else (None, "")
     if attached is not None and (vm is None or attached.vm_id != vm.id):
-        hosts = await steps.detach_current(lun.naa, spec_node_too=False)
+        hosts = await steps.detach_recorded(lun.naa)
         await steps.unmap_all(keep=None)
         await steps.rescan(hosts)
         await steps.save("detach", phase=Phase.DETACHING)
@@ -272,7 +278,7 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
         return
     igroup, _ = await steps.mask(lun, vm)
     await steps.unmap_all(keep=igroup)  # a move to another host or cluster leaves the old igroup
-    await steps.reveal(await steps.scope_hosts(vm))
+    await steps.reveal(await steps.scope_hosts(vm), vm, node_name or "", provider_id)
     await steps.attach(lun, vm, node_name or "", provider_id)
 
 
@@ -293,8 +299,8 @@ async def delete(svc: Services, disk: Disk, events: Events) -> None:
         lun = None
     naa = lun.naa if lun else (disk.status.lun.naa if disk.status.lun else None)
     hosts: list[Host] = []
-    if naa:
-        hosts = await steps.detach_current(naa, spec_node_too=True)
+    if naa and disk.status.attachment is not None:
+        hosts = await steps.detach_recorded(naa)
         await steps.save("detach", phase=Phase.DELETING)
     if lun is not None:
         await steps.unmap_all(keep=None)
@@ -309,3 +315,15 @@ async def delete(svc: Services, disk: Disk, events: Events) -> None:
     else:
         events("Retained", f"kept LUN {lun.name} ({lun.naa}) on storage backend {steps.backend_name}: "
                            "reclaimPolicy is Retain")  # fmt: skip
+
+
+def forget(disk: Disk, events: Events) -> None:
+    """Let a disk go without its teardown (the user asked, with FORGET_ANNOTATION): say what
+    stays behind, so it can be cleaned by hand."""
+    left = disk.left_behind()
+    events(
+        "Forgotten",
+        f"deleted without teardown as {FORGET_ANNOTATION}=true asks; left behind: "
+        + ("; ".join(left) if left else "nothing lunbridge recorded"),
+        warning=True,
+    )

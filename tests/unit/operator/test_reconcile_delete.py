@@ -1,0 +1,73 @@
+"""Deleting a disk never orphans what lunbridge made: the teardown follows what status recorded
+(a disk never attached needs no VM lookup), a failure on the way down keeps the finalizer and
+says why, and the forget annotation lets a disk go while naming what stays behind."""
+
+from __future__ import annotations
+
+from lunbridge.api import FORGET_ANNOTATION, VIRTUAL_DISK_PLURAL
+from lunbridge.errors import Unavailable
+from lunbridge.models import ConditionType, Phase
+from tests.fakes import Lab
+
+BAD_PROVIDER_ID = "vsphere://not-a-uuid"
+
+
+async def test_a_disk_on_a_node_whose_provider_id_names_no_vm_deletes_its_lun() -> None:
+    lab = Lab.build()
+    lab.kube.add_node("node-x", BAD_PROVIDER_ID)
+    disk = await lab.create_disk("d1", node_name="node-x")
+    lun = lab.lun("d1")
+    ready = disk.status.condition(ConditionType.READY)
+    assert ready is not None
+    assert (ready.status.value, ready.reason) == ("False", "NotFound")  # retried: the Node may be fixed
+    assert "does not hold a UUID" in ready.message
+    assert disk.status.attachment is None
+
+    lookups = len(lab.hypervisor.called("find_vm"))
+    await lab.delete("d1")
+    assert "d1" not in lab.kube.disks
+    assert lun.name not in lab.storage.luns
+    assert len(lab.hypervisor.called("find_vm")) == lookups  # never attached: no VM to look for
+
+
+async def test_a_failure_on_the_way_down_keeps_the_finalizer_and_says_why() -> None:
+    lab = Lab.build()
+    await lab.create_disk("d1", node_name="node-a")
+    lun = lab.lun("d1")
+    lab.storage.fail_next("delete_lun", Unavailable("the storage server is down"), times=2)
+    await lab.delete("d1")
+    assert "d1" in lab.kube.disks, "the disk went while its LUN is still there"
+    status = lab.disk("d1").status
+    assert status.phase is Phase.DELETING
+    ready = status.condition(ConditionType.READY)
+    assert ready is not None
+    assert ready.reason == "DeleteBlocked"
+    assert "the storage server is down" in ready.message
+    assert lun.name in ready.message
+    assert "DeleteFailed" in lab.operator.reasons("d1")
+    failures = lab.operator.failures_of("d1")
+    assert failures
+    assert all(f.retryable for f in failures)
+
+    await lab.operator.retry()  # the second queued fault
+    assert "d1" in lab.kube.disks
+    await lab.operator.retry()
+    assert "d1" not in lab.kube.disks
+    assert lun.name not in lab.storage.luns
+    assert lab.hypervisor.all_rdms() == []
+
+
+async def test_the_forget_annotation_lets_a_stuck_disk_go_and_names_what_is_left() -> None:
+    lab = Lab.build()
+    await lab.create_disk("d1", node_name="node-a")
+    lun = lab.lun("d1")
+    lab.storage.fail_next("delete_lun", Unavailable("the storage server is down"), times=100)
+    await lab.delete("d1")
+    assert "d1" in lab.kube.disks
+    lab.kube.objects[VIRTUAL_DISK_PLURAL]["d1"]["metadata"]["annotations"] = {FORGET_ANNOTATION: "true"}
+    await lab.operator.retry()
+    assert "d1" not in lab.kube.disks
+    [forgotten] = [e for e in lab.operator.events_of("d1") if e.reason == "Forgotten"]
+    assert forgotten.type == "Warning"
+    assert lun.name in forgotten.message
+    assert lun.name in lab.storage.luns  # left behind, as the Event says
