@@ -54,6 +54,7 @@ class KubeApi:
             api_client = client.ApiClient()
         self._core: Any = client.CoreV1Api(api_client)
         self._custom: Any = client.CustomObjectsApi(api_client)
+        self._storage: Any = client.StorageV1Api(api_client)
 
     async def _call(self, what: str, call: Callable[[], T]) -> T:
         try:

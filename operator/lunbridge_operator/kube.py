@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lunbridge.api import GROUP, VERSION
+from lunbridge.api import CSI_DRIVER_NAME, GROUP, VERSION
 from lunbridge.kubeapi import KubeApi
 
 
@@ -19,6 +19,35 @@ class Kube(KubeApi):
         found = await self._call(f"read Node {name}", lambda: self._core.read_node(name))
         result: dict[str, Any] = found.to_dict()
         return result
+
+    async def volume_users(self, volume_handle: str) -> list[str]:
+        """What still uses the CSI volume `volume_handle` (a VirtualDisk's name), in words: a
+        PersistentVolume of lunbridge's driver with that handle that is not Released or Failed
+        (a pod may mount it through its claim), and every VolumeAttachment of such a PV."""
+        pvs: Any = await self._call("list PersistentVolumes", lambda: self._core.list_persistent_volume())
+        mine = {
+            pv.metadata.name: pv
+            for pv in pvs.items
+            if pv.spec.csi is not None
+            and pv.spec.csi.driver == CSI_DRIVER_NAME
+            and pv.spec.csi.volume_handle == volume_handle
+        }
+        if not mine:
+            return []
+        users = [
+            f"PersistentVolume {name} ({pv.status.phase})"
+            for name, pv in sorted(mine.items())
+            if pv.status is not None and pv.status.phase not in ("Released", "Failed")
+        ]
+        attachments: Any = await self._call(
+            "list VolumeAttachments", lambda: self._storage.list_volume_attachment()
+        )
+        users += [
+            f"VolumeAttachment {va.metadata.name} (node {va.spec.node_name})"
+            for va in attachments.items
+            if va.spec.source.persistent_volume_name in mine
+        ]
+        return users
 
     async def get(self, plural: str, name: str) -> dict[str, Any]:
         found: dict[str, Any] = await self._call(

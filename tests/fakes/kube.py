@@ -14,6 +14,7 @@ are told of every create, spec change and deletion, as kopf's watch would tell i
 
 from __future__ import annotations
 
+import builtins
 import copy
 import itertools
 import uuid
@@ -26,7 +27,7 @@ from lunbridge.api import VIRTUAL_DISK_PLURAL
 from lunbridge.errors import AlreadyExists, NotFound
 from lunbridge.models import VirtualDisk
 from lunbridge_operator.kube import Kube
-from tests.fakes.faults import Faults
+from tests.fakes.faults import Faults, need
 
 Watcher = Callable[[str, str], Awaitable[None]]  # (plural, name) of an object that changed
 DELETED_AT = "2024-01-01T00:00:00Z"
@@ -56,6 +57,7 @@ def _bind(args: tuple[Any, ...], kwargs: dict[str, Any], *names: str) -> dict[st
 class FakeKube(Faults, Kube):
     def __init__(self) -> None:  # no API client: nothing here leaves the process
         Faults.__init__(self)
+        self.users: dict[str, list[str]] = {}  # volume handle -> the PVs/VolumeAttachments using it
         self.objects: dict[str, dict[str, dict[str, Any]]] = {}
         self.nodes: dict[str, dict[str, Any]] = {}
         self.watchers: list[Watcher] = []
@@ -224,6 +226,16 @@ class FakeKube(Faults, Kube):
             if (node.get("spec") or {}).get("provider_id") == provider_id:
                 return name
         raise NotFound(f"no Node has spec.providerID {provider_id}")
+
+    async def node_provider_id(self, name: str) -> str | None:
+        self._record("node_provider_id", name)
+        node = need(self.nodes, name, f"Node {name}")
+        provider_id: str | None = (node.get("spec") or {}).get("provider_id")
+        return provider_id
+
+    async def volume_users(self, volume_handle: str) -> builtins.list[str]:
+        """PVs and VolumeAttachments using a volume, as a test set them in `users`."""
+        return [*self.users.get(volume_handle, [])]
 
     async def ping(self) -> None:
         self._record("ping")

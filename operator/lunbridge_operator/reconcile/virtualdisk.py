@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 
 from lunbridge.api import FORGET_ANNOTATION, VIRTUAL_DISK_PLURAL
-from lunbridge.errors import AlreadyExists, InvalidArgument, NotFound
+from lunbridge.errors import AlreadyExists, Busy, InvalidArgument, NotFound
 from lunbridge.hypervisor.base import Attachment, Host, Scope, Vm
 from lunbridge.models import AttachmentStatus, AttachMode, Phase, ReclaimPolicy, VirtualDisk
 from lunbridge.models import ConditionType as Cond
@@ -286,6 +286,12 @@ async def delete(svc: Services, disk: Disk, events: Events) -> None:
     """Run the steps backwards: detach -> unmap -> rescan -> delete the LUN unless Retain."""
     if disk.spec_error is not None and not disk.made_anything:
         return  # a spec never read: nothing was made for it
+    users = await svc.kube.volume_users(disk.name)
+    if users:
+        raise Busy(
+            f"still in use by {', '.join(users)}: deleting it now would cut the disk from a running "
+            "pod; it is deleted once nothing uses it"
+        )
     try:
         steps = DiskSteps(svc, disk, events)
     except InvalidArgument:

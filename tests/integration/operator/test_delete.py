@@ -147,3 +147,60 @@ def test_the_forget_annotation_lets_a_stuck_disk_go_and_names_what_it_leaves(
 
     subprocess.run(["chattr", "-i", str(backing_file(lab, lun["name"]))], check=True)
     delete_lun_directly(lab, lun["name"])
+
+
+def _manifest(kind: str, name: str, spec: dict[str, Any], api: str = "v1", **meta: Any) -> str:
+    return json.dumps({"apiVersion": api, "kind": kind, "metadata": {"name": name, **meta}, "spec": spec})
+
+
+@pytest.mark.timeout(300)
+def test_a_disk_a_bound_volume_or_an_attachment_uses_is_deleted_only_once_free(
+    lab: LabState, disks: Disks
+) -> None:
+    """Issue 12, case 8: `kubectl delete vdisk` of a disk a pod may be using waits for it."""
+    name = disks.make()
+    lun = lun_of(lab, name)
+    observe.wait_ready(lab, name)
+    pv, claim, attachment = f"pv-{name}", f"claim-{name}", f"va-{name}"
+    objects = [
+        _manifest("PersistentVolume", pv, {
+            "capacity": {"storage": "64Mi"}, "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+            "claimRef": {"namespace": "default", "name": claim},
+            "csi": {"driver": "csi.lunbridge.io", "volumeHandle": name}}),
+        _manifest("PersistentVolumeClaim", claim, {
+            "accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
+            "resources": {"requests": {"storage": "64Mi"}}}, namespace="default"),
+        _manifest("VolumeAttachment", attachment, {
+            "attacher": "csi.lunbridge.io", "nodeName": "dc0-c0-h0-vm0",
+            "source": {"persistentVolumeName": pv}}, api="storage.k8s.io/v1"),
+    ]  # fmt: skip
+    try:
+        for text in objects:
+            made = kubectl(lab, "create", "-f", "-", input_text=text)
+            assert made.returncode == 0, made.stderr
+        observe.eventually(
+            lambda: (observe.get(lab, "pv", pv) or {}).get("status", {}).get("phase") == "Bound",
+            60,
+            f"{pv} Bound",
+        )
+        kubectl(lab, "delete", "vdisk", name, "--wait=false")
+        disk = observe.eventually(lambda: blocked(lab, name), 60, f"{name} DeleteBlocked")
+        message = observe.condition(disk, "Ready")["message"]
+        assert f"PersistentVolume {pv} (Bound)" in message
+        assert f"VolumeAttachment {attachment}" in message
+        assert lun["name"] in observe.backend_state(lab)["luns"]
+
+        kubectl(lab, "delete", "volumeattachment", attachment)
+        kubectl(lab, "delete", "pvc", claim, "-n", "default")
+        observe.eventually(
+            lambda: (observe.get(lab, "pv", pv) or {}).get("status", {}).get("phase") == "Released",
+            60,
+            f"{pv} Released",
+        )
+        observe.wait_gone(lab, "vdisk", name, timeout=150)
+        assert lun["name"] not in observe.backend_state(lab)["luns"]
+    finally:
+        kubectl(lab, "delete", "volumeattachment", attachment, "--ignore-not-found")
+        kubectl(lab, "delete", "pvc", claim, "-n", "default", "--ignore-not-found")
+        kubectl(lab, "delete", "pv", pv, "--ignore-not-found")

@@ -71,3 +71,23 @@ async def test_the_forget_annotation_lets_a_stuck_disk_go_and_names_what_is_left
     assert forgotten.type == "Warning"
     assert lun.name in forgotten.message
     assert lun.name in lab.storage.luns  # left behind, as the Event says
+
+
+async def test_a_disk_a_persistent_volume_or_attachment_uses_is_deleted_only_once_free() -> None:
+    lab = Lab.build()
+    await lab.create_disk("d1", node_name="node-a")
+    lun = lab.lun("d1")
+    lab.kube.users["d1"] = ["PersistentVolume d1 (Bound)", "VolumeAttachment csi-1 (node node-a)"]
+    await lab.delete("d1")
+    assert "d1" in lab.kube.disks
+    assert lab.rdms("node-a"), "the disk was cut from the running VM"
+    ready = lab.disk("d1").status.condition(ConditionType.READY)
+    assert ready is not None
+    assert ready.reason == "DeleteBlocked"
+    assert "PersistentVolume d1 (Bound)" in ready.message
+    assert "VolumeAttachment csi-1" in ready.message
+
+    lab.kube.users["d1"] = []  # the PVC went: the PV is Released, the attachment gone
+    await lab.operator.retry()
+    assert "d1" not in lab.kube.disks
+    assert lun.name not in lab.storage.luns
