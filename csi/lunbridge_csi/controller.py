@@ -13,8 +13,21 @@ Idempotency, call by call:
   the source's LUN; the clone is at least the source's size. Snapshots: UNIMPLEMENTED.
 - DeleteVolume: a missing disk is deleted already (OK); a published one -> FAILED_PRECONDITION.
 - ControllerPublishVolume: already published to that node -> the same publish_context;
-  published to another node -> FAILED_PRECONDITION.
-- ControllerUnpublishVolume: a missing disk or node, or a disk published elsewhere -> OK.
+  published to another node -> FAILED_PRECONDITION. No capability is stored: the disk's spec
+  is the truth (volumeMode Filesystem = mount, Block = block; a mount fs_type = its fsType).
+  A capability that contradicts it -> ALREADY_EXISTS when the disk is published to that node
+  already, else INVALID_ARGUMENT (nothing patched). `readonly` -> INVALID_ARGUMENT, published
+  or not: PUBLISH_READONLY is not advertised (a raw device mapping cannot be attached
+  read-only), and the spec says "CO MUST set this field to false if SP does not have the
+  PUBLISH_READONLY controller capability", so true is a field value the plugin does not allow
+  (the spec's general INVALID_ARGUMENT case). Read-only access modes are the node's to keep:
+  NodePublishVolume mounts them read-only.
+- ControllerUnpublishVolume: the publication (spec.nodeName) is node_id's when that Node does
+  not exist any more (no existing node can own it: a publish the operator never attached,
+  then the Node deleted), or its providerID is node_id, or the operator's attachment for that
+  Node records node_id; then it is cleared and the detach awaited. Another existing node's
+  publication is left alone (OK once the disk is not attached under node_id any more). A
+  missing disk, or a second unpublish -> OK.
 - ControllerExpandVolume: a disk at least that large already -> OK with its size.
 
 Every wait is bounded (`Timeouts`, and never past the call's own deadline); when the bound
@@ -36,7 +49,7 @@ import grpc.aio
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from lunbridge.models import DiskSource, ObjectMeta, PublishContext, VirtualDisk, VirtualDiskSpec, VolumeMode
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
-from lunbridge_csi.errors import InFlight, InvalidToken, OutOfRange, TimedOut, Unimplemented, handled
+from lunbridge_csi.errors import InFlight, InvalidToken, OutOfRange, TimedOut, handled
 from lunbridge_csi.kube import VirtualDisks
 from lunbridge_csi.volume_rules import (
     BLOCK,
@@ -50,10 +63,15 @@ from lunbridge_csi.volume_rules import (
     capacity_of,
     check_capabilities,
     check_parameters,
+    check_same_volume,
+    clone_source,
+    contradiction,
     detached,
+    detached_from,
     failure,
     invalid,
     provisioned,
+    publication_of,
     quantity,
     required,
     size_for,
@@ -112,7 +130,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         name = required(request.name, "name")
         mode, fs_type = check_capabilities(request.volume_capabilities)
         fields: dict[str, Any] = check_parameters(request.parameters)
-        source_id = self._clone_source(request)
+        source_id = clone_source(request)
         if fs_type and fields.setdefault("fs_type", fs_type) != fs_type:
             raise InvalidArgument(f"parameter fsType {fields['fs_type']} contradicts fs_type {fs_type}")
         capacity_range = request.capacity_range if request.HasField("capacity_range") else None
@@ -138,7 +156,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                 except AlreadyExists:
                     existing = await self.kube.get(volume_id)
             if existing is not None:
-                self._same_volume(existing, name, spec, low, high)
+                check_same_volume(existing, name, spec, low, high)
             disk = await self._wait(volume_id, "provisioned", provisioned, self.timeouts.provision, context)
         volume = csi_pb2.Volume(
             volume_id=volume_id, capacity_bytes=capacity_of(disk), volume_context=volume_context(disk)
@@ -146,18 +164,6 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         if source_id is not None:
             volume.content_source.CopyFrom(request.volume_content_source)
         return csi_pb2.CreateVolumeResponse(volume=volume)
-
-    @staticmethod
-    def _clone_source(request: csi_pb2.CreateVolumeRequest) -> str | None:
-        """The volume to clone (spec.source.virtualDisk), if any; snapshots are not offered."""
-        if not request.HasField("volume_content_source"):
-            return None
-        kind = request.volume_content_source.WhichOneof("type")
-        if kind != "volume":
-            raise Unimplemented("creating a volume from a snapshot is not supported yet")
-        return required(
-            request.volume_content_source.volume.volume_id, "volume_content_source.volume.volume_id"
-        )
 
     async def _clone_size(self, source_id: str, mode: str, size: int, high: int) -> int:
         """A clone is at least as large as its source (it may grow, never shrink)."""
@@ -173,26 +179,6 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         if high and origin_size > high:
             raise OutOfRange(f"source volume {source_id} has {origin_size} bytes, above limit_bytes {high}")
         return max(size, origin_size)
-
-    @staticmethod
-    def _same_volume(disk: VirtualDisk, name: str, spec: VirtualDiskSpec, low: int, high: int) -> None:
-        meta, have = disk.metadata, disk.spec
-        if meta.annotations.get(NAME_ANNOTATION) != name:
-            raise AlreadyExists(f"VirtualDisk {meta.name} exists but was not made for volume {name!r}")
-        if meta.deletion_timestamp:
-            raise AlreadyExists(f"VirtualDisk {meta.name} is being deleted; create it again afterwards")
-        size = have.size_bytes
-        if (low and size < low) or (high and size > high):
-            raise AlreadyExists(f"volume {name!r} exists with size {have.size}, outside the requested range")
-        if have.source != spec.source:
-            raise AlreadyExists(f"volume {name!r} exists with source {have.source}, not {spec.source}")
-        compared = ["volume_mode", "backend", "pool", "scope"]
-        if spec.volume_mode is VolumeMode.FILESYSTEM:
-            compared.append("fs_type")
-        for field in compared:
-            wanted, found = getattr(spec, field), getattr(have, field)
-            if wanted != found:
-                raise AlreadyExists(f"volume {name!r} exists with {field} {found}, not {wanted}")
 
     @handled
     async def DeleteVolume(
@@ -222,10 +208,20 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         if not request.HasField("volume_capability"):
             raise InvalidArgument("volume_capability is required")
         check_capabilities([request.volume_capability], "volume_capability")
+        if request.readonly:
+            raise InvalidArgument(
+                "readonly is not supported (no PUBLISH_READONLY capability): a read-only access mode "
+                "is mounted read-only by the node"
+            )
         async with self.in_flight.hold(volume_id):
             disk = await self.kube.get(volume_id)
             node = await self.kube.node_by_provider_id(node_id)
             published = disk.spec.node_name
+            reason = contradiction(disk, request.volume_capability)
+            if reason is not None:
+                if published == node:
+                    raise AlreadyExists(f"volume {volume_id} is published to node {node}, but {reason}")
+                raise InvalidArgument(reason)
             if published and published != node:
                 raise Conflict(
                     f"volume {volume_id} is published to node {published}; unpublish it before {node}"
@@ -244,19 +240,16 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         self, request: csi_pb2.ControllerUnpublishVolumeRequest, context: Context
     ) -> csi_pb2.ControllerUnpublishVolumeResponse:
         volume_id = required(request.volume_id, "volume_id")
+        node_id = request.node_id  # optional: none means from every node
         async with self.in_flight.hold(volume_id):
             try:
                 disk = await self.kube.get(volume_id)
                 published = disk.spec.node_name
-                if published and request.node_id:
-                    attachment = disk.status.attachment
-                    recorded = attachment.provider_id if attachment is not None else None
-                    try:
-                        node: str | None = await self.kube.node_by_provider_id(request.node_id)
-                    except NotFound:
-                        node = None
-                    if published != node and recorded != request.node_id:
-                        return csi_pb2.ControllerUnpublishVolumeResponse()  # published elsewhere
+                if published and node_id and not await self._published_to(disk, published, node_id):
+                    # another existing node's publication: left alone, once the disk left node_id
+                    what = f"detached from {node_id}"
+                    await self._wait(volume_id, what, detached_from(node_id), self.timeouts.detach, context)
+                    return csi_pb2.ControllerUnpublishVolumeResponse()
                 if published:
                     await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=None))
                     log.info("ControllerUnpublishVolume: VirtualDisk %s <- node %s", volume_id, published)
@@ -264,6 +257,15 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             except NotFound:
                 pass
         return csi_pb2.ControllerUnpublishVolumeResponse()
+
+    async def _published_to(self, disk: VirtualDisk, published: str, node_id: str) -> bool:
+        """Whether the publication to Node `published` is node_id's (`publication_of`); a Node
+        that does not exist any more owns nothing, so its publication is anyone's to clear."""
+        try:
+            provider_id = await self.kube.node_provider_id(published)
+        except NotFound:
+            return True
+        return publication_of(disk, node_id, provider_id)
 
     # --- questions ------------------------------------------------------------------------
     @handled
@@ -273,12 +275,11 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         volume_id = required(request.volume_id, "volume_id")
         if not request.volume_capabilities:
             raise InvalidArgument("volume_capabilities is required")
-        modes = {capability_mode(c) for c in request.volume_capabilities}
+        for capability in request.volume_capabilities:
+            capability_mode(capability)
         disk = await self.kube.get(volume_id)
-        reasons = [r for r in map(unsupported, request.volume_capabilities) if r]
-        have = disk.spec.volume_mode.value
-        if modes - {have}:
-            reasons.append(f"volume {volume_id} is a {have} volume")
+        found = [unsupported(c) or contradiction(disk, c) for c in request.volume_capabilities]
+        reasons = list(dict.fromkeys(r for r in found if r))
         try:
             check_parameters(request.parameters)
         except InvalidArgument as exc:

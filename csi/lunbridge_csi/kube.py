@@ -1,5 +1,5 @@
 """The few Kubernetes API calls the controller service makes: VirtualDisks (read, list, create,
-merge-patch the spec, delete) and Nodes (find one by its providerID).
+merge-patch the spec, delete) and Nodes (find one by its providerID, read one's providerID).
 
 The official client is synchronous, so each call runs in a worker thread; API errors come back
 as `lunbridge.errors`, which `lunbridge_csi.errors` turns into gRPC codes. VirtualDisks come
@@ -25,6 +25,7 @@ class VirtualDisks(Protocol):
     async def patch_spec(self, name: str, patch: dict[str, Any]) -> VirtualDisk: ...
     async def delete(self, name: str) -> None: ...
     async def node_by_provider_id(self, provider_id: str) -> str: ...
+    async def node_provider_id(self, name: str) -> str | None: ...
     async def ping(self) -> None: ...
 
 
@@ -77,6 +78,12 @@ class Kube(KubeApi):
                 name: str = node.metadata.name
                 return name
         raise NotFound(f"no Node has spec.providerID {provider_id}")
+
+    async def node_provider_id(self, name: str) -> str | None:
+        """The spec.providerID of Node `name` (None if it has none); NotFound if there is no such Node."""
+        node: Any = await self._call(f"read Node {name}", lambda: self._core.read_node(name))
+        provider_id: str | None = node.spec.provider_id if node.spec is not None else None
+        return provider_id
 
     async def ping(self) -> None:
         """Raise Unavailable unless the API server answers (and serves VirtualDisks)."""

@@ -8,6 +8,12 @@ controller's SCSI host. NodeStageVolume rescans exactly that address, never the 
 checks every device against the NAA (VPD page 0x83) before anything is written to it or mounted
 from it; a mismatch is FAILED_PRECONDITION and nothing is written.
 
+NodePublishVolume at a target path that already has a mount is OK only when that mount is the
+bind mount the request asks for (mountinfo: the same filesystem and folder as a bind of the
+staging path, or of the volume's device for block, and the same read-only state); anything
+else there (another volume or device, read-write where read-only is asked or the reverse) is
+ALREADY_EXISTS, as the spec says of a volume published at target_path but incompatible.
+
 What a staged volume is on this node (its NAA, device, address) is kept in a small JSON file
 per volume under `state_dir`, so unstage, publish and expand find the device again; the device
 is re-checked by NAA whenever it is used. Domain errors map to gRPC codes through the table in
@@ -30,7 +36,7 @@ from urllib.parse import quote
 import grpc.aio
 
 from lunbridge.command import Runner, run
-from lunbridge.errors import Conflict, InvalidArgument, NotFound, Unavailable
+from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 from lunbridge.hypervisor.detect import detect
 from lunbridge.models import AttachMode, PublishContext
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
@@ -268,18 +274,24 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         read_only = request.readonly or capability.access_mode.mode in READ_ONLY_MODES
         block = capability.WhichOneof("access_type") == "block"
         async with self.in_flight.hold(volume_id):
-            if mount.mounted_at(self.root, target) is not None:
-                return csi_pb2.NodePublishVolumeResponse()  # already published
             if block:
                 staged = self._load(volume_id)
                 if staged is None:
                     raise Conflict(f"volume {volume_id} is not staged on this node (NodeStageVolume first)")
                 source = self._dev(self._current_device(staged))
-                await asyncio.to_thread(_make_file, target)
             else:
                 if mount.mounted_at(self.root, staging) is None:
                     raise Conflict(f"volume {volume_id} is not staged at {staging} (NodeStageVolume first)")
                 source = staging
+            present = mount.mounted_at(self.root, target)
+            if present is not None:  # published already: the same, or incompatible
+                reason = mount.bind_mismatch(self.root, present, source, read_only)
+                if reason is not None:
+                    raise AlreadyExists(f"volume {volume_id} cannot be published at {target}: {reason}")
+                return csi_pb2.NodePublishVolumeResponse()
+            if block:
+                await asyncio.to_thread(_make_file, target)
+            else:
                 await asyncio.to_thread(os.makedirs, target, exist_ok=True)
             await mount.bind_mount(self.runner, self.limits, source, target, read_only)
         return csi_pb2.NodePublishVolumeResponse()

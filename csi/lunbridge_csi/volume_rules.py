@@ -1,7 +1,8 @@
 """The rules of the CSI controller that need no API server: how a request name becomes a
-volume id, which capabilities, parameters and sizes are accepted, and what a VirtualDisk's
-status means for CSI (provisioned, attached where, detached, failed, its publish context).
-Pure functions, so each rule is unit-tested on its own."""
+volume id, which capabilities, parameters and sizes are accepted (and which contradict a
+disk), whether a request names the same volume as an existing disk, whose publication a disk
+holds, and what a VirtualDisk's status means for CSI (provisioned, attached where, detached,
+failed, its publish context). Pure functions, so each rule is unit-tested on its own."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from typing import Any
 
 import grpc.aio
 
-from lunbridge.errors import InvalidArgument
+from lunbridge.errors import AlreadyExists, InvalidArgument
 from lunbridge.hypervisor.base import Scope
 from lunbridge.models import ConditionType as Cond
-from lunbridge.models import FsType, Phase, VirtualDisk, VolumeMode
+from lunbridge.models import FsType, Phase, VirtualDisk, VirtualDiskSpec, VolumeMode
 from lunbridge_csi._proto import csi_pb2
-from lunbridge_csi.errors import OutOfRange
+from lunbridge_csi.errors import OutOfRange, Unimplemented
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -116,6 +117,50 @@ def check_capabilities(capabilities: Any, field: str = "volume_capabilities") ->
     return modes.pop(), (fs_types.pop() if fs_types else "")
 
 
+def contradiction(disk: VirtualDisk, capability: csi_pb2.VolumeCapability) -> str | None:
+    """Why a well-formed capability cannot be used on this disk, or None. The controller keeps
+    no capability of its own: the disk's spec is the truth (volumeMode Filesystem is mount
+    access, Block is block access; a mount fs_type, when given, is the disk's fsType)."""
+    spec, volume, mode = disk.spec, disk.name, disk.spec.volume_mode
+    if capability_mode(capability) != mode.value:
+        kind = capability.WhichOneof("access_type")
+        return f"volume_capability asks for {kind} access, but volume {volume} has volumeMode {mode}"
+    fs_type = capability.mount.fs_type if mode is VolumeMode.FILESYSTEM else ""
+    if fs_type and fs_type != spec.fs_type.value:
+        return f"volume_capability asks for fs_type {fs_type}, but volume {volume} has fsType {spec.fs_type}"
+    return None
+
+
+def clone_source(request: csi_pb2.CreateVolumeRequest) -> str | None:
+    """The volume to clone (spec.source.virtualDisk), if any; snapshots are not offered."""
+    if not request.HasField("volume_content_source"):
+        return None
+    if request.volume_content_source.WhichOneof("type") != "volume":
+        raise Unimplemented("creating a volume from a snapshot is not supported yet")
+    return required(request.volume_content_source.volume.volume_id, "volume_content_source.volume.volume_id")
+
+
+def check_same_volume(disk: VirtualDisk, name: str, spec: VirtualDiskSpec, low: int, high: int) -> None:
+    """An existing disk is the volume a CreateVolume asks for, else AlreadyExists saying why not."""
+    meta, have = disk.metadata, disk.spec
+    if meta.annotations.get(NAME_ANNOTATION) != name:
+        raise AlreadyExists(f"VirtualDisk {meta.name} exists but was not made for volume {name!r}")
+    if meta.deletion_timestamp:
+        raise AlreadyExists(f"VirtualDisk {meta.name} is being deleted; create it again afterwards")
+    size = have.size_bytes
+    if (low and size < low) or (high and size > high):
+        raise AlreadyExists(f"volume {name!r} exists with size {have.size}, outside the requested range")
+    if have.source != spec.source:
+        raise AlreadyExists(f"volume {name!r} exists with source {have.source}, not {spec.source}")
+    compared = ["volume_mode", "backend", "pool", "scope"]
+    if spec.volume_mode is VolumeMode.FILESYSTEM:
+        compared.append("fs_type")
+    for field in compared:
+        wanted, found = getattr(spec, field), getattr(have, field)
+        if wanted != found:
+            raise AlreadyExists(f"volume {name!r} exists with {field} {found}, not {wanted}")
+
+
 def check_parameters(parameters: Mapping[str, str]) -> dict[str, str]:
     """StorageClass parameters as VirtualDisk spec fields (`{"fs_type": "xfs"}`)."""
     fields: dict[str, str] = {}
@@ -192,6 +237,31 @@ def detached(disk: VirtualDisk) -> bool:
     )
 
 
+def detached_from(provider_id: str) -> Callable[[VirtualDisk], bool]:
+    """The disk is not (or no longer) attached to the VM of `provider_id`."""
+
+    def check(disk: VirtualDisk) -> bool:
+        attachment = disk.status.attachment
+        return attachment is None or attachment.provider_id != provider_id
+
+    return check
+
+
+def publication_of(disk: VirtualDisk, node_id: str, provider_id: str | None) -> bool:
+    """Whether the disk's publication (spec.nodeName, a Node that exists with spec.providerID
+    `provider_id`) is the one to `node_id`: that Node has that providerID, or the operator
+    attached the disk for that very Node under it. An attachment recorded for another Node
+    (a move the operator has not carried out yet) says nothing of the current publication."""
+    if provider_id == node_id:
+        return True
+    attachment = disk.status.attachment
+    return (
+        attachment is not None
+        and attachment.node == disk.spec.node_name
+        and attachment.provider_id == node_id
+    )
+
+
 def failure(disk: VirtualDisk) -> str | None:
     """The operator's message when it gave up on the current generation."""
     status = disk.status
@@ -218,6 +288,3 @@ def volume_context(disk: VirtualDisk) -> dict[str, str]:
 def capacity_of(disk: VirtualDisk) -> int:
     lun = disk.status.lun
     return (lun.size_bytes if lun is not None else None) or disk.spec.size_bytes
-
-
-# --- the service ------------------------------------------------------------------------------

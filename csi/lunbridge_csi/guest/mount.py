@@ -1,4 +1,5 @@
-"""Mounts in the guest: what is mounted (from mountinfo), mount, bind mount, unmount, flush.
+"""Mounts in the guest: what is mounted (from mountinfo), whether a mount is the bind mount a
+request asks for, mount, bind mount, unmount, flush.
 
 Mount state is read from `<root>/proc/self/mountinfo`; changes go through the injected runner
 (`mount`, `umount`, `blockdev`), each within its limit, so tests feed a fixture mountinfo and a
@@ -7,6 +8,7 @@ fake runner.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,6 +74,35 @@ def mounted_at(root: Path, path: str | Path) -> MountEntry | None:
         if entry.mount_point == wanted:
             found = entry  # later lines are mounted on top
     return found
+
+
+def bind_origin(root: Path, path: str) -> tuple[str, str]:
+    """What a bind mount of `path` shows in mountinfo: (major:minor, root) of the filesystem that
+    holds `path` (the mount over it with the longest mount point, the topmost of equals) and
+    `path`'s folder in that filesystem. A bound device node shows its devtmpfs, e.g. ("0:5",
+    "/sdb"); a bound mount point shows that mount, e.g. ("8:16", "/")."""
+    wanted = posixpath.normpath(path)
+    holder: MountEntry | None = None
+    for entry in mounts(root):
+        point = entry.mount_point
+        inside = wanted == point or wanted.startswith(point.rstrip("/") + "/")
+        if inside and (holder is None or len(point) >= len(holder.mount_point)):
+            holder = entry
+    if holder is None:
+        return "", wanted
+    rest = wanted[len(holder.mount_point) :].lstrip("/")
+    return holder.major_minor, posixpath.join(holder.root, rest) if rest else holder.root
+
+
+def bind_mismatch(root: Path, entry: MountEntry, source: str, read_only: bool) -> str | None:
+    """Why the mount `entry` is not a bind mount of `source` with that read-only state, or None."""
+    if (entry.major_minor, entry.root) != bind_origin(root, source):
+        shown = f"{entry.root} of {entry.source} ({entry.major_minor})"
+        return f"{entry.mount_point} shows {shown}, not a bind mount of {source}"
+    if entry.read_only != read_only:
+        have, asked = ("read-only", "read-write") if entry.read_only else ("read-write", "read-only")
+        return f"{entry.mount_point} is mounted {have}, not {asked}"
+    return None
 
 
 def mount_argv(source: str, target: str, fs_type: str | None, options: Sequence[str]) -> list[str]:

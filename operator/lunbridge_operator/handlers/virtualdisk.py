@@ -65,13 +65,21 @@ async def _reconcile(disk: Disk, body: kopf.Body, memo: Any, retry: int) -> None
 
 @kopf.timer(GROUP, VERSION, VIRTUAL_DISK_PLURAL, interval=10.0, initial_delay=10.0, idle=10.0)
 async def recheck_virtual_disk(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
-    """Every --resync-seconds, check a Ready disk again (a restarted tgtd, a moved VM)."""
+    """Every --resync-seconds, check a Ready disk again (a restarted tgtd, a moved VM); and at
+    once a disk whose status describes an older generation than its spec while nothing works
+    on it. kopf runs no handler for a change that takes the spec back to what it last handled
+    successfully (a nodeName set, never attached, and cleared again), so without this such a
+    disk would keep the status of the change that was undone."""
     retry = int(kwargs.get("retry", 0))
     disk = _disk(body)
-    if disk.status.phase is not Phase.READY or body.metadata.get("deletionTimestamp"):
+    if body.metadata.get("deletionTimestamp"):
         return
-    if time.monotonic() - memo.checked.get(disk.name, 0.0) < memo.config.resync_seconds:
-        return
+    stale = disk.status.observed_generation is not None and disk.status.observed_generation != disk.generation
+    if not stale:
+        if disk.status.phase is not Phase.READY:
+            return
+        if time.monotonic() - memo.checked.get(disk.name, 0.0) < memo.config.resync_seconds:
+            return
     await _reconcile(disk, body, memo, retry)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from lunbridge_csi._proto import csi_pb2_grpc
 from tests.integration.hypervisor.vcenter import forget_portal
+from tests.integration.operator.conftest import nodes  # noqa: F401 - Nodes a test made, deleted after it
 from tests.lab import csi, procs
 from tests.lab import operator as operator_lab
 from tests.lab import vcsim as vcsim_lab

@@ -1,6 +1,8 @@
 """CSI controller calls become VirtualDisks that the real operator provisions, attaches to a
 vcsim VM as an RDM (on a LUN of the lab's tgtd), detaches and deletes; checked on the peers
-themselves (the API server, vCenter, tgtd), never through lunbridge."""
+themselves (the API server, vCenter, tgtd), never through lunbridge. Issue 12: a re-publish
+that contradicts the disk is refused and leaves it attached (case 3); a publish to a Node whose
+VM does not exist is undone by an unpublish after that Node is deleted (case 5)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from lunbridge.models import PublishContext, VirtualDiskStatus
 from lunbridge_csi._proto import csi_pb2
 from tests.integration.operator import observe
 from tests.lab import vcsim as vcsim_lab
-from tests.lab.lab import LabState, node_name
+from tests.lab.lab import LabState, kubectl, node_name
 
 MiB = 1 << 20
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -24,6 +26,7 @@ MOUNT = csi_pb2.VolumeCapability(
     mount=csi_pb2.VolumeCapability.MountVolume(fs_type="ext4"),
     access_mode=csi_pb2.VolumeCapability.AccessMode(mode=Mode.SINGLE_NODE_WRITER),
 )
+BLOCK = csi_pb2.VolumeCapability(block=csi_pb2.VolumeCapability.BlockVolume(), access_mode=MOUNT.access_mode)
 
 
 def pvc_name() -> str:
@@ -37,6 +40,12 @@ def create_request(name: str, size: int = 64 * MiB, **kw: Any) -> csi_pb2.Create
         volume_capabilities=[MOUNT],
         **kw,
     )
+
+
+def publish_request(name: str, node_id: str, **kw: Any) -> csi_pb2.ControllerPublishVolumeRequest:
+    """A publish of volume `name` to `node_id`, as mount unless `volume_capability` is given."""
+    kw.setdefault("volume_capability", MOUNT)
+    return csi_pb2.ControllerPublishVolumeRequest(volume_id=name, node_id=node_id, **kw)
 
 
 def code_of(call: Any, request: Any) -> tuple[grpc.StatusCode, str]:
@@ -91,9 +100,7 @@ def test_publish_attaches_an_rdm_and_unpublish_detaches_it(
     name = pvc_name()
     volumes.append(name)
     controller.CreateVolume(create_request(name), timeout=120)
-    publish = csi_pb2.ControllerPublishVolumeRequest(
-        volume_id=name, node_id=f"vsphere://{vm.bios_uuid}", volume_capability=MOUNT
-    )
+    publish = publish_request(name, f"vsphere://{vm.bios_uuid}")
     started = time.monotonic()
     context = controller.ControllerPublishVolume(publish, timeout=240).publish_context
     print(f"ControllerPublishVolume took {time.monotonic() - started:.1f}s")
@@ -121,9 +128,20 @@ def test_publish_attaches_an_rdm_and_unpublish_detaches_it(
     started = time.monotonic()
     assert controller.ControllerPublishVolume(publish, timeout=60).publish_context == context
     assert time.monotonic() - started < 5
-    elsewhere = csi_pb2.ControllerPublishVolumeRequest(
-        volume_id=name, node_id=f"vsphere://{other.bios_uuid}", volume_capability=MOUNT
-    )
+    # again as block, though the disk is a Filesystem volume: incompatible, and it stays attached
+    as_block = publish_request(name, publish.node_id, volume_capability=BLOCK)
+    code, details = code_of(controller.ControllerPublishVolume, as_block)
+    assert code is grpc.StatusCode.ALREADY_EXISTS
+    assert "volumeMode Filesystem" in details
+    read_only = publish_request(name, publish.node_id, readonly=True)  # no PUBLISH_READONLY
+    assert code_of(controller.ControllerPublishVolume, read_only)[0] is grpc.StatusCode.INVALID_ARGUMENT
+    still = observe.get(lab, "vdisk", name)
+    assert still is not None
+    assert still["spec"]["nodeName"] == node_name(vm.name)
+    assert still["status"]["attachment"]["vm"] == vm.name
+    assert [r for r in observe.rdms(si, vm.name) if r.device.endswith(str(naa).removeprefix("naa."))]
+    assert controller.ControllerPublishVolume(publish, timeout=60).publish_context == context
+    elsewhere = publish_request(name, f"vsphere://{other.bios_uuid}")
     code, details = code_of(controller.ControllerPublishVolume, elsewhere)
     assert code is grpc.StatusCode.FAILED_PRECONDITION
     assert node_name(vm.name) in details
@@ -206,16 +224,12 @@ def test_unknown_volumes_and_nodes_are_not_found(
     controller: Any, vcsim: vcsim_lab.VcsimPeer, volumes: list[str]
 ) -> None:
     vm = vcsim.inventory.vms[0]
-    missing = csi_pb2.ControllerPublishVolumeRequest(
-        volume_id="pvc-missing", node_id=f"vsphere://{vm.bios_uuid}", volume_capability=MOUNT
-    )
+    missing = publish_request("pvc-missing", f"vsphere://{vm.bios_uuid}")
     assert code_of(controller.ControllerPublishVolume, missing)[0] is grpc.StatusCode.NOT_FOUND
     name = pvc_name()
     volumes.append(name)
     controller.CreateVolume(create_request(name, MiB), timeout=120)
-    nowhere = csi_pb2.ControllerPublishVolumeRequest(
-        volume_id=name, node_id="vsphere://no-such-vm", volume_capability=MOUNT
-    )
+    nowhere = publish_request(name, "vsphere://no-such-vm")
     assert code_of(controller.ControllerPublishVolume, nowhere)[0] is grpc.StatusCode.NOT_FOUND
     # unpublishing what is not published (or from a node that does not exist) is done already
     controller.ControllerUnpublishVolume(
@@ -264,3 +278,52 @@ def test_a_volume_source_makes_a_clone_with_the_sources_bytes(
     )
     code, _ = code_of(controller.CreateVolume, create_request(pvc_name(), volume_content_source=missing))
     assert code is grpc.StatusCode.NOT_FOUND
+
+
+def test_unpublish_after_the_node_is_deleted_clears_a_publish_that_never_attached(
+    lab: LabState, vcsim: vcsim_lab.VcsimPeer, controller: Any, volumes: list[str], nodes: list[str]
+) -> None:
+    """Issue 12, case 5: a Node whose providerID names no VM, so the publish to it cannot attach
+    (DEADLINE_EXCEEDED, spec.nodeName stays); the Node is deleted; the unpublish still clears
+    the publication, so the volume can be published to a real node afterwards."""
+    ghost, ghost_id = f"it-gone-{uuid.uuid4().hex[:8]}", f"vsphere://{uuid.uuid4()}"
+    nodes.append(ghost)
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": ghost}, "spec": {"providerID": ghost_id}}
+    observe.apply(lab, node)
+    name = pvc_name()
+    volumes.append(name)
+    controller.CreateVolume(create_request(name), timeout=120)
+    with pytest.raises(grpc.RpcError) as caught:
+        controller.ControllerPublishVolume(publish_request(name, ghost_id), timeout=8)
+    error: Any = caught.value
+    assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED, error.details()
+    disk = observe.get(lab, "vdisk", name)
+    assert disk is not None
+    assert disk["spec"]["nodeName"] == ghost
+    assert not disk.get("status", {}).get("attachment")
+
+    deleted = kubectl(lab, "delete", "node", ghost)
+    assert deleted.returncode == 0, deleted.stderr
+    unpublish = csi_pb2.ControllerUnpublishVolumeRequest(volume_id=name, node_id=ghost_id)
+    started = time.monotonic()
+    controller.ControllerUnpublishVolume(unpublish, timeout=240)
+    print(f"ControllerUnpublishVolume (Node gone) took {time.monotonic() - started:.1f}s")
+    disk = observe.get(lab, "vdisk", name)
+    assert disk is not None
+    assert "nodeName" not in disk["spec"]
+    controller.ControllerUnpublishVolume(unpublish, timeout=60)  # idempotent
+
+    vm = vcsim.inventory.vms[0]
+    real_id = f"vsphere://{vm.bios_uuid}"
+    context = controller.ControllerPublishVolume(publish_request(name, real_id), timeout=240).publish_context
+    disk = observe.get(lab, "vdisk", name)
+    assert disk is not None
+    assert disk["spec"]["nodeName"] == node_name(vm.name)
+    assert context["naa"] == disk["status"]["lun"]["naa"]
+    assert disk["status"]["attachment"]["vm"] == vm.name
+    controller.ControllerUnpublishVolume(
+        csi_pb2.ControllerUnpublishVolumeRequest(volume_id=name, node_id=real_id), timeout=240
+    )
+    disk = observe.get(lab, "vdisk", name)
+    assert disk is not None
+    assert not disk["status"].get("attachment")

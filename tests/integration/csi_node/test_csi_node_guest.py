@@ -3,7 +3,9 @@ attached from tgtd: stage formats a blank disk and mounts it, publish bind-mount
 written there survives unstage and a second stage (which does not format again); a device at
 the published address that carries another NAA is refused FAILED_PRECONDITION and left
 untouched; after unstage no disk of that NAA is left in the guest; a Block volume is a device
-node bind-mounted onto a file. Every test detaches its LUN and leaves no mount behind."""
+node bind-mounted onto a file. A publish again at the same target is OK when it asks for what
+is mounted there and ALREADY_EXISTS when it asks for it read-only (issue 12, case 3). Every
+test detaches its LUN and leaves no mount behind."""
 
 from __future__ import annotations
 
@@ -106,6 +108,7 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
             volumeCapability=MOUNT,
             publishContext=ctx,
         )
+        publish_read_only = {**publish, "request": {**publish["request"], "readonly": True}}
         unpublish = call("NodeUnpublishVolume", volumeId=volume, targetPath=target)
         unstage = call("NodeUnstageVolume", volumeId=volume, stagingTargetPath=staging)
         fs_uuid = sh(f"blkid -p -s UUID -o value $(findmnt -n -o SOURCE {staging})")
@@ -123,6 +126,8 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
                     f"echo kept-by-lunbridge > {target}/proof && sync && findmnt -n -o SOURCE,FSTYPE {target}"
                 ),
                 call("NodeGetVolumeStats", volumeId=volume, volumePath=target),
+                publish_read_only,  # the target is mounted read-write: incompatible
+                sh(f"findmnt -n -o OPTIONS {target}"),
                 unpublish,
                 unpublish,  # idempotent
                 unstage,
@@ -140,6 +145,8 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
             "OK",
             "sh",
             "OK",
+            "ALREADY_EXISTS",
+            "sh",
             "OK",
             "OK",
             "OK",
@@ -160,8 +167,10 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
         assert first[7]["stdout"].split()[1] == "ext4"
         usage = {u["unit"]: u for u in first[8]["response"]["usage"]}
         assert 0 < int(usage["BYTES"]["total"]) <= lun.size_bytes
-        assert first[13]["rc"] != 0  # nothing mounted, target removed
-        assert first[13]["stdout"] == ""
+        assert "mounted read-write, not read-only" in first[9]["details"]
+        assert first[10]["stdout"].split(",")[0] == "rw", first[10]  # left as it was
+        assert first[15]["rc"] != 0  # nothing mounted, target removed
+        assert first[15]["stdout"] == ""
         assert lun.naa not in disks(kvm_guest)  # unstage deleted the SCSI device: no ghost
 
         second = node(
@@ -181,7 +190,7 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
         print(
             "stage (format+mount) {:.3f}s, stage again {:.3f}s, stage (existing fs) {:.3f}s, "
             "unstage {:.3f}s".format(
-                first[2]["seconds"], first[3]["seconds"], second[0]["seconds"], first[11]["seconds"]
+                first[2]["seconds"], first[3]["seconds"], second[0]["seconds"], first[13]["seconds"]
             )
         )
 
@@ -224,6 +233,14 @@ async def test_a_block_volume_is_the_device_bound_onto_a_file(
         volume = f"vd-{lun.name}"
         staging, target = f"{base}/staging", f"{base}/pod/dev"
         ctx = context(attachment, lun.naa)
+        publish = call(
+            "NodePublishVolume",
+            volumeId=volume,
+            stagingTargetPath=staging,
+            targetPath=target,
+            volumeCapability=BLOCK,
+            publishContext=ctx,
+        )
         results = node(
             [
                 call(
@@ -233,14 +250,8 @@ async def test_a_block_volume_is_the_device_bound_onto_a_file(
                     volumeCapability=BLOCK,
                     publishContext=ctx,
                 ),
-                call(
-                    "NodePublishVolume",
-                    volumeId=volume,
-                    stagingTargetPath=staging,
-                    targetPath=target,
-                    volumeCapability=BLOCK,
-                    publishContext=ctx,
-                ),
+                publish,
+                publish,  # idempotent: the device node bound there is this volume's
                 sh(f"blockdev --getsize64 {target}; blkid -p {target}; echo rc=$?"),
                 call("NodeGetVolumeStats", volumeId=volume, volumePath=target),
                 call("NodeUnpublishVolume", volumeId=volume, targetPath=target),
@@ -248,12 +259,12 @@ async def test_a_block_volume_is_the_device_bound_onto_a_file(
                 sh(f"test -e {target}"),
             ]
         )
-        assert codes(results) == ["OK", "OK", "sh", "OK", "OK", "OK", "sh"], results
-        size, probe = results[2]["stdout"].split()
+        assert codes(results) == ["OK", "OK", "OK", "sh", "OK", "OK", "OK", "sh"], results
+        size, probe = results[3]["stdout"].split()
         assert int(size) == lun.size_bytes
         assert probe == "rc=2"  # a Block volume is never formatted
-        assert int(results[3]["response"]["usage"][0]["total"]) == lun.size_bytes
-        assert results[6]["rc"] != 0
+        assert int(results[4]["response"]["usage"][0]["total"]) == lun.size_bytes
+        assert results[7]["rc"] != 0
         assert lun.naa not in disks(kvm_guest)
 
 

@@ -21,7 +21,6 @@ from tests.fakes import Lab
 from tests.unit.csi.test_errors import Aborted, FakeContext
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
-TIMEOUTS = Timeouts(provision=1, attach=1, detach=1, delete=1, expand=1, poll=0.01)
 
 
 def cap(mode: int = Mode.SINGLE_NODE_WRITER, block: bool = False, fs: str = "") -> csi_pb2.VolumeCapability:
@@ -31,16 +30,6 @@ def cap(mode: int = Mode.SINGLE_NODE_WRITER, block: bool = False, fs: str = "") 
     return csi_pb2.VolumeCapability(
         mount=csi_pb2.VolumeCapability.MountVolume(fs_type=fs), access_mode=access
     )
-
-
-@pytest.fixture
-def lab() -> Lab:
-    return Lab.build()
-
-
-@pytest.fixture
-def service(lab: Lab) -> ControllerService:
-    return ControllerService(lab.kube, TIMEOUTS)
 
 
 async def call(method: Any, request: Any) -> Any:
@@ -60,10 +49,12 @@ def create(name: str = "pvc-1", size: int = 0, limit: int = 0, **kw: Any) -> csi
     )
 
 
-def publish(lab: Lab, node: str, volume_id: str = "pvc-1") -> csi_pb2.ControllerPublishVolumeRequest:
-    return csi_pb2.ControllerPublishVolumeRequest(
-        volume_id=volume_id, node_id=lab.provider_id(node), volume_capability=cap()
-    )
+def publish(
+    lab: Lab, node: str, volume_id: str = "pvc-1", **kw: Any
+) -> csi_pb2.ControllerPublishVolumeRequest:
+    """To `node`'s VM, with a mount capability unless `volume_capability` says otherwise."""
+    kw.setdefault("volume_capability", cap())
+    return csi_pb2.ControllerPublishVolumeRequest(volume_id=volume_id, node_id=lab.provider_id(node), **kw)
 
 
 # --- pure checks ----------------------------------------------------------------------------

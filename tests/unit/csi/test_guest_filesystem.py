@@ -1,5 +1,5 @@
-"""Format only when blkid says there is no signature at all; mount state from mountinfo; the
-commands the mount helpers run."""
+"""Format only when blkid says there is no signature at all; mount state from mountinfo (and
+what a bind mount shows there); the commands the mount helpers run."""
 
 from __future__ import annotations
 
@@ -106,6 +106,33 @@ def test_mountinfo_is_parsed_with_escapes_and_stacking(tmp_path: Path) -> None:
     assert top.major_minor == "8:16"
     assert not top.read_only  # the topmost of the two
     assert mount.mounted_at(tmp_path, "/mnt/pod") is None
+
+
+def test_a_bind_mount_shows_the_filesystem_holding_its_source_and_the_folder_in_it(tmp_path: Path) -> None:
+    """As the kernel writes mountinfo: a bound device node shows its devtmpfs and its name in it
+    (findmnt: `udev[/sdb]`); a bound mount point shows that mount's filesystem and folder."""
+    (tmp_path / "proc/self").mkdir(parents=True)
+    bound = "44 30 0:5 /sdb /mnt/pod/dev rw,nosuid - devtmpfs udev rw\n"
+    (tmp_path / "proc/self/mountinfo").write_text(
+        MOUNTINFO + "23 22 0:5 / /dev rw,nosuid shared:2 - devtmpfs udev rw\n" + bound
+    )
+    assert mount.bind_origin(tmp_path, "/dev/sdb") == ("0:5", "/sdb")
+    assert mount.bind_origin(tmp_path, "/mnt/staging/pv 1/") == ("8:16", "/")
+    assert mount.bind_origin(tmp_path, "/mnt/staging/pv 1/data") == ("8:16", "/data")
+    assert mount.bind_origin(tmp_path, "/mnt/other") == ("0:25", "/other")
+    assert mount.bind_origin(tmp_path, "/etc/hosts") == ("0:21", "/etc/hosts")
+    device = mount.mounted_at(tmp_path, "/mnt/pod/dev")
+    assert device is not None
+    assert mount.bind_mismatch(tmp_path, device, "/dev/sdb", read_only=False) is None
+    assert mount.bind_mismatch(tmp_path, device, "/dev/sdc", read_only=False) == (
+        "/mnt/pod/dev shows /sdb of udev (0:5), not a bind mount of /dev/sdc"
+    )
+    assert mount.bind_mismatch(tmp_path, device, "/dev/sdb", read_only=True) == (
+        "/mnt/pod/dev is mounted read-write, not read-only"
+    )
+    top = mount.mounted_at(tmp_path, "/mnt/pod/mount")
+    assert top is not None
+    assert mount.bind_mismatch(tmp_path, top, "/mnt/staging/pv 1", read_only=False) is None
 
 
 async def test_mount_commands() -> None:

@@ -1,7 +1,9 @@
 """NodeService on a fixture sysfs tree with a fake runner: a disk carrying another NAA at the
 published address is FAILED_PRECONDITION with nothing run against it; a blank disk is
 formatted and mounted; requests are validated; a busy volume is ABORTED; a command that
-overruns its limit fails the call UNAVAILABLE and leaves the volume free for the retry."""
+overruns its limit fails the call UNAVAILABLE and leaves the volume free for the retry; a
+publish at a target that already has a mount is OK only if it is that very publication (issue
+12, case 3), else ALREADY_EXISTS."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from lunbridge.errors import InvalidArgument
 from lunbridge.models import AttachMode, PublishContext
 from lunbridge.san import ScsiAddress
 from lunbridge_csi._proto import csi_pb2
+from lunbridge_csi.guest import mount
 from lunbridge_csi.guest.limits import DEFAULT_LIMITS, Limits
 from lunbridge_csi.node import NodeService
 from tests.unit.csi.test_guest_scsi import NAA, add_disk, add_host
@@ -55,10 +58,26 @@ class Runner:
             return await run(["sh", "-c", 'trap "" TERM; sleep 30'], time_limit, grace=0.2)
         if argv[0] == "blkid":
             return Result(tuple(argv), 2, "", "")
-        if argv[0] == "mount":  # the fake kernel records the mount
-            info = self.root / "proc/self/mountinfo"
-            info.write_text(info.read_text() + f"50 1 8:16 / {argv[-1]} rw - ext4 {argv[-2]} rw\n")
+        if argv[0] == "mount":
+            self._mount(list(argv))
         return Result(tuple(argv), 0, "", "")
+
+    def _mount(self, argv: list[str]) -> None:
+        """The fake kernel records the mount in mountinfo."""
+        info = self.root / "proc/self/mountinfo"
+        lines = info.read_text().splitlines()
+        target = argv[-1]
+        if "remount,bind,ro" in argv:  # the topmost mount at target turns read-only
+            top = max(i for i, line in enumerate(lines) if line.split()[4] == target)
+            fields = lines[top].split()
+            fields[5] = "ro"
+            lines[top] = " ".join(fields)
+        elif argv[1] == "--bind":  # shows the filesystem that holds the source (checked on its own)
+            major_minor, folder = mount.bind_origin(self.root, argv[2])
+            lines.append(f"51 1 {major_minor} {folder} {target} rw - ext4 {argv[2]} rw")
+        else:
+            lines.append(f"50 1 8:16 / {target} rw - ext4 {argv[-2]} rw")
+        info.write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture
@@ -67,7 +86,9 @@ def tree(tmp_path: Path) -> Path:
     add_host(root, "host2", "0000:00:05.0")
     add_disk(root, "2:0:3:0", "sdb")
     (root / "proc/self").mkdir(parents=True)
-    (root / "proc/self/mountinfo").write_text("22 1 0:21 / / ro - 9p hostroot ro\n")
+    (root / "proc/self/mountinfo").write_text(
+        "22 1 0:21 / / ro - 9p hostroot ro\n23 22 0:5 / /dev rw,nosuid - devtmpfs devtmpfs rw\n"
+    )
     return root
 
 
@@ -180,3 +201,76 @@ async def test_a_hung_mkfs_fails_unavailable_within_its_limit_and_the_retry_runs
 def test_limits_are_positive() -> None:
     with pytest.raises(InvalidArgument, match="mkfs=0"):
         Limits(mkfs=0)
+
+
+# --- publish at a target that has a mount already (issue 12, case 3) ----------------------------
+BLOCK = csi_pb2.VolumeCapability(block=csi_pb2.VolumeCapability.BlockVolume(), access_mode=MOUNT.access_mode)
+
+
+def publish(
+    staging: str, target: str, capability: csi_pb2.VolumeCapability = MOUNT, **kw: Any
+) -> csi_pb2.NodePublishVolumeRequest:
+    return csi_pb2.NodePublishVolumeRequest(
+        volume_id="vd-1", staging_target_path=staging, target_path=target, volume_capability=capability, **kw
+    )
+
+
+async def published(node: NodeService, request: csi_pb2.NodePublishVolumeRequest) -> None:
+    await node.NodePublishVolume(request, Context())  # type: ignore[arg-type]
+
+
+async def refused(node: NodeService, request: csi_pb2.NodePublishVolumeRequest) -> str:
+    with pytest.raises(Aborted) as caught:
+        await published(node, request)
+    assert caught.value.code == grpc.StatusCode.ALREADY_EXISTS
+    return caught.value.details
+
+
+def mounted_elsewhere(tree: Path, line: str) -> None:
+    """Something this volume did not put there (another volume, another device)."""
+    info = tree / "proc/self/mountinfo"
+    info.write_text(info.read_text() + line + "\n")
+
+
+@pytest.mark.parametrize("block", [False, True], ids=["mount", "block"])
+async def test_a_target_with_this_publication_is_ok_and_with_anything_else_already_exists(
+    tree: Path, block: bool
+) -> None:
+    runner = Runner(tree)
+    node = service(tree, runner)
+    capability = BLOCK if block else MOUNT
+    staging, base = str(tree.parent / "s"), tree.parent / "pod"
+    staged = stage(NAA, staging)
+    staged.volume_capability.CopyFrom(capability)
+    await node.NodeStageVolume(staged, Context())  # type: ignore[arg-type]
+    rw, ro = str(base / "rw"), str(base / "ro")
+    publications = [publish(staging, rw, capability), publish(staging, ro, capability, readonly=True)]
+    for request in publications:
+        await published(node, request)
+    runner.calls.clear()
+    for request in publications:  # the same publications again: OK, and nothing runs
+        await published(node, request)
+    assert runner.calls == []
+    # another read-only state: asked with the flag or with a read-only access mode
+    assert "is mounted read-write, not read-only" in await refused(
+        node, publish(staging, rw, capability, readonly=True)
+    )
+    reader = csi_pb2.VolumeCapability()
+    reader.CopyFrom(capability)
+    reader.access_mode.mode = csi_pb2.VolumeCapability.AccessMode.SINGLE_NODE_READER_ONLY
+    assert "read-write, not read-only" in await refused(node, publish(staging, rw, reader))
+    assert "is mounted read-only, not read-write" in await refused(node, publish(staging, ro, capability))
+    # another source at the target: another volume's filesystem, or another device node
+    other = str(base / "other")
+    if block:
+        mounted_elsewhere(tree, f"61 1 0:5 /sdc {other} rw - devtmpfs devtmpfs rw")
+        shown = "/sdc of devtmpfs (0:5)"
+    else:
+        mounted_elsewhere(tree, f"60 1 8:32 / {other} rw - ext4 /dev/sdc rw")
+        shown = "/ of /dev/sdc (8:32)"
+    details = await refused(node, publish(staging, other, capability))
+    assert f"{other} shows {shown}, not a bind mount of {'/dev/sdb' if block else staging}" in details
+    assert runner.calls == []
+    ours = mount.mounted_at(tree, rw)
+    assert ours is not None  # what the fake kernel shows for the bind mounts that publish made
+    assert (ours.major_minor, ours.root) == (("0:5", "/sdb") if block else ("8:16", "/"))
