@@ -19,8 +19,11 @@ helpers, the tgt backend and the libvirt layer's libiscsi discovery all take a `
   keeps stdout or stderr open (a daemon that did not detach) does not hold the call; it is
   left running, and what it writes later is dropped.
 - A cancelled call kills the command's process group.
-- Command lines are never logged (only the program's name); errors carry them, as no secret
-  goes through a command line.
+- Command lines are never logged (only the program's name); errors quote them and the last
+  lines of stderr, masked by the one redaction rule (`lunbridge.redact`, applied by
+  `LunbridgeError`): a `--password X`, a `-n …auth.password -v X`, a URL's `user:pw@` or a
+  registered credential shows as `***`. The raw argv stays on the error (`result`, `argv`)
+  for code, never in its text.
 """
 
 from __future__ import annotations

@@ -2,16 +2,28 @@
 
 Hypervisor and storage backends raise only these, so the operator can decide between
 retry and give-up, and the CSI plugin can map each to one gRPC code in one table.
-Every message says what failed and what to do about it.
+Every message says what failed and what to do about it, and never shows a secret: the
+message passes through `lunbridge.redact` when the error is made and again whenever it is
+shown (a value registered in between is masked too), so statuses, Events, gRPC errors and the
+log lines that quote an error are clean wherever the text came from (a URL, a command line,
+a peer's fault text).
 """
 
 from __future__ import annotations
+
+from lunbridge.redact import redact
 
 
 class LunbridgeError(Exception):
     """Base of every error the domain library raises."""
 
     retryable: bool = False
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
 
 
 class NotFound(LunbridgeError):

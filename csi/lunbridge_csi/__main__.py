@@ -2,7 +2,8 @@
 
 One binary serves every role: `--mode controller` (Identity + Controller: CSI calls become
 VirtualDisk objects, next to the operator), `--mode node` (Identity + Node, inside each guest)
-or `--mode all`, over grpc.aio on a unix socket or a TCP port.
+or `--mode all`, over grpc.aio on a unix socket or a TCP port. Its log lines and start-up
+refusals pass through `lunbridge.redact`: no secret shows in them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from lunbridge import __version__
+from lunbridge import __version__, redact
 from lunbridge.api import CSI_DRIVER_NAME
 from lunbridge_csi.volume_rules import Timeouts
 
@@ -63,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    redact.install_log_filter()
     from lunbridge_csi.server import EndpointError, Settings, serve
 
     wait = args.timeout
@@ -77,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(serve(settings))
     except (EndpointError, RuntimeError) as exc:
-        print(f"lunbridge-csi: {exc}", file=sys.stderr)
+        print(redact.redact(f"lunbridge-csi: {exc}"), file=sys.stderr)
         return 2
     return 0
 

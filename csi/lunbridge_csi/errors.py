@@ -30,6 +30,7 @@ from lunbridge.errors import (
     Unauthenticated,
     Unavailable,
 )
+from lunbridge.redact import redact
 
 
 class OutOfRange(InvalidArgument):
@@ -73,8 +74,9 @@ def code_for(exc: LunbridgeError) -> grpc.StatusCode:
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: LunbridgeError) -> NoReturn:
-    """End the call with the error's code and message (raises, as `context.abort` does)."""
-    await context.abort(code_for(exc), str(exc) or type(exc).__name__)
+    """End the call with the error's code and message (raises, as `context.abort` does); the
+    message shows no secret (`lunbridge.redact`, also for an error made outside lunbridge)."""
+    await context.abort(code_for(exc), redact(str(exc)) or type(exc).__name__)
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
 
 

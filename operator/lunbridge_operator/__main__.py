@@ -1,7 +1,9 @@
 """Command line of `lunbridge-operator`: check the configuration and the peers, then run kopf.
 
 A missing setting, a wrong password or an unreachable vCenter or tgtd stops the operator
-here, before it touches any object, with one line that says what to fix.
+here, before it touches any object, with one line that says what to fix. No line it writes
+shows a secret: the start-up lines pass through `lunbridge.redact`, and its log filter sits
+on every log handler (kopf's lines, the JSON format, and the Events kopf posts from them).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 
 import kopf
 
+from lunbridge import redact
 from lunbridge.errors import LunbridgeError
 from lunbridge_operator import config as config_module
 from lunbridge_operator.config import ConfigError, OperatorConfig
@@ -27,21 +30,26 @@ async def _preflight(config: OperatorConfig) -> None:
     await services.backends.close()
 
 
+def _refuse(message: str) -> int:
+    print(redact.redact(f"lunbridge-operator: {message}"), file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    redact.install_log_filter()  # the lines logged while checking the configuration and peers
     try:
         config = config_module.load(argv)
     except ConfigError as exc:
-        print(f"lunbridge-operator: {exc}", file=sys.stderr)
-        return 2
+        return _refuse(str(exc))
     try:
         asyncio.run(_preflight(config))
     except LunbridgeError as exc:
-        print(f"lunbridge-operator: cannot start: {exc}", file=sys.stderr)
-        return 2
+        return _refuse(f"cannot start: {exc}")
     import lunbridge_operator.handlers  # noqa: F401  (registers the handlers)
 
     log_format = kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(verbose=False, log_format=log_format)
+    redact.install_log_filter()  # again: kopf.configure replaced the root logger's handler
     kopf.run(
         clusterwide=True,
         standalone=config.standalone,

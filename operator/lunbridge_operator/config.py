@@ -2,7 +2,10 @@
 credentials from a Secret-shaped folder or the environment.
 
 Everything is checked before the operator starts, so a missing or wrong setting stops it
-with one message that names the setting, never a value that could be a secret.
+with one message that names the setting, never a value that could be a secret. Every
+credential read here (the vCenter password, the secret-looking keys of a credentials folder,
+of a backend's `credentialsDir`) is registered with `lunbridge.redact` before anything is
+checked, so it is masked in every message and log line from then on.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from lunbridge import redact
 from lunbridge.errors import InvalidArgument
 from lunbridge.hypervisor.base import Scope
 from lunbridge.hypervisor.libvirt import LibvirtConfig
@@ -25,7 +29,14 @@ from lunbridge.storage.factory import LEGACY_BACKEND, BackendConfig, check, pars
 
 
 class ConfigError(Exception):
-    """The operator cannot start with these settings; the message says which and why."""
+    """The operator cannot start with these settings; the message says which and why (and
+    shows no secret: it is redacted like every LunbridgeError)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact.redact(message))
+
+    def __str__(self) -> str:
+        return redact.redact(super().__str__())
 
 
 @dataclass(frozen=True)
@@ -114,11 +125,39 @@ def _secret_folder(folder: str) -> dict[str, str]:
     path = Path(folder)
     if not path.is_dir():
         raise ConfigError(f"--vsphere-credentials {folder}: no such folder (mount the Secret there)")
-    return {
+    data = {
         item.name: item.read_text()
         for item in path.iterdir()
         if item.is_file() and not item.name.startswith(".")
     }
+    _register_secrets(data)
+    return data
+
+
+def _register_secrets(data: Mapping[str, str]) -> None:
+    """Register the values of a Secret's secret-looking keys (password, token, *secret, *key)."""
+    for key, value in data.items():
+        if redact.is_secret_name(key):
+            redact.register(value)
+            redact.register(value.rstrip("\r\n"))  # what `echo pw | base64` leaves behind
+
+
+def _backend_credentials(configs: Sequence[BackendConfig]) -> None:
+    """Register the credentials of every backend's `credentialsDir` (the backend reads them
+    itself later; a folder that cannot be read here is the backend's to report)."""
+    for config in configs:
+        _register_secrets({key: value for key, value in config.settings.items() if isinstance(value, str)})
+        folder = config.credentials_dir
+        if folder is None or not folder.is_dir():
+            continue
+        data = {}
+        for item in folder.iterdir():
+            if item.is_file() and not item.name.startswith("."):
+                try:
+                    data[item.name] = item.read_text()
+                except (OSError, UnicodeDecodeError):
+                    continue
+        _register_secrets(data)
 
 
 def _libvirt(args: argparse.Namespace, environ: Mapping[str, str]) -> LibvirtConfig | None:
@@ -136,6 +175,8 @@ def _libvirt(args: argparse.Namespace, environ: Mapping[str, str]) -> LibvirtCon
 
 def _vsphere(args: argparse.Namespace, environ: Mapping[str, str], required: bool) -> VSphereConfig | None:
     password = environ.get("LUNBRIDGE_VSPHERE_PASSWORD")
+    redact.register(password)
+    redact.register_url(args.vsphere_url)
     if not required and not any((args.vsphere_credentials, args.vsphere_url, args.vsphere_user, password)):
         return None
     if args.vsphere_credentials:
@@ -206,6 +247,7 @@ def _backends(args: argparse.Namespace) -> list[BackendConfig]:
         configs = parse_backends(sections)
     else:
         configs = _legacy_tgt(args)
+    _backend_credentials(configs)
     for config in configs:  # every section's settings are checked before the operator starts
         check(config)
     return configs

@@ -5,6 +5,9 @@ libvirt has no notion of a host's SAN identity: QEMU's own iSCSI initiator logs 
 whatever IQN the disk definition names. So the IQN the host's LUNs are masked to is part of
 the configuration (the name the KVM host is known by on the storage server), and every disk
 lunbridge attaches names it.
+
+A URI may carry an account (`qemu+tcp://user:password@kvm1/system`): its password is
+registered with `lunbridge.redact`, so no message shows it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from lunbridge import san
+from lunbridge import redact, san
 from lunbridge.errors import InvalidArgument
 from lunbridge.hypervisor.libvirt.refs import parse_portal
 
@@ -56,9 +59,12 @@ class LibvirtConfig:
 
     def __post_init__(self) -> None:
         uri = self.uri.strip()
+        redact.register_url(uri)
         if "://" not in uri:
+            # without a scheme nothing tells a user:password@ apart: quote only what has no '@'
+            shown = "" if "@" in uri else f" {redact.redact(repr(self.uri))}"
             raise InvalidArgument(
-                f"the libvirt URI {self.uri!r} is not a URI; give e.g. qemu:///system or "
+                f"the libvirt URI{shown} is not a URI; give e.g. qemu:///system or "
                 "qemu+ssh://root@kvm1/system"
             )
         object.__setattr__(self, "uri", uri)

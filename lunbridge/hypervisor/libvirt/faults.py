@@ -3,6 +3,9 @@ that say what failed and what to do.
 
 libvirt raises one exception class for everything; its error code tells what happened. Only
 this module knows the codes, so the rest of the layer reasons in NotFound / Busy / … alone.
+libvirt's texts quote the connection URI; like the URI given here, they are masked by
+`lunbridge.redact` (a `user:password@` in the URI shows as `user:***@`), as in every
+`LunbridgeError`.
 """
 
 from __future__ import annotations

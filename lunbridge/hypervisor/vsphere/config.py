@@ -2,8 +2,11 @@
 trusted, read from a Kubernetes Secret's data.
 
 It exists so that the one place that knows the password also makes sure it never leaks:
-the password is kept out of `repr` (and therefore out of logs and tracebacks), and every
-error about a bad or missing value names the key, never its content. TLS is verified by
+the password is kept out of `repr` (and therefore out of logs and tracebacks) and registered
+with `lunbridge.redact` (so it is masked in any text lunbridge shows, wherever it turns up),
+and every error about a bad or missing value names the key, never a secret. A URL that
+carries a user or password (`https://admin:pw@vc/sdk`) is refused: the account belongs in
+`username` and `password`, and quoting such a URL would show the password. TLS is verified by
 default; skipping verification takes an explicit `insecure: "true"`.
 """
 
@@ -14,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from lunbridge import redact
 from lunbridge.errors import InvalidArgument
 
 DEFAULT_PORT = 443
@@ -74,17 +78,24 @@ def parse_endpoint(value: str) -> Endpoint:
         raise InvalidArgument("the vSphere 'url' is empty; give https://<vcenter>/sdk")
     if "://" not in text:
         text = "https://" + text
+    if "@" in text:  # user info; where urlsplit sees the host depends on the password's characters
+        redact.register_url(text)
+        raise InvalidArgument(
+            "the vSphere 'url' carries a user name or password (user:password@); give the URL "
+            "without them (https://<vcenter>/sdk) and the account as 'username' and 'password'"
+        )
     parts = urlsplit(text)
+    shown = redact.redact(repr(value))
     if parts.scheme.lower() != "https":
         raise InvalidArgument(
-            f"the vSphere 'url' {value!r} does not use https; vCenter's SDK is served over TLS only"
+            f"the vSphere 'url' {shown} does not use https; vCenter's SDK is served over TLS only"
         )
     if not parts.hostname:
-        raise InvalidArgument(f"the vSphere 'url' {value!r} names no host; give https://<vcenter>/sdk")
+        raise InvalidArgument(f"the vSphere 'url' {shown} names no host; give https://<vcenter>/sdk")
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError as exc:
-        raise InvalidArgument(f"the vSphere 'url' {value!r} has a bad port: {exc}") from None
+        raise InvalidArgument(f"the vSphere 'url' {shown} has a bad port: {exc}") from None
     path = parts.path.rstrip("/") or DEFAULT_PATH
     return Endpoint(host=parts.hostname, port=port, path=path)
 
@@ -107,6 +118,7 @@ class VSphereConfig:
     insecure: bool = False
 
     def __post_init__(self) -> None:
+        redact.register(self.password)  # first: whatever is refused below, it stays masked
         object.__setattr__(self, "url", parse_endpoint(self.url).url)
         if not self.username:
             raise InvalidArgument("the vSphere 'username' is empty; set it in the credentials Secret")
@@ -148,6 +160,7 @@ class VSphereConfig:
             raise InvalidArgument("the vSphere Secret's 'insecure' must be 'true' or 'false'")
         # a trailing newline is what `echo pw | base64` leaves behind, never part of a password
         password = text.get("password", "").rstrip("\r\n")
+        redact.register(password)
         if not password:
             raise InvalidArgument("the vSphere credentials Secret has no 'password' key (or it is empty)")
         return cls(

@@ -1,8 +1,10 @@
 """Translation of what pyvmomi raises (vSphere faults, TLS, socket and HTTP errors) into the
 one error set of `lunbridge.errors`, with messages that say what failed and what to do.
 
-It exists so that no other module needs to know pyvmomi's exception zoo, and so the rule
-"never show the password" is kept in one place: messages name the URL and the user only.
+It exists so that no other module needs to know pyvmomi's exception zoo. Messages name the
+URL (never with user info: `config` refuses that) and the user, never the password; what a
+fault's or a socket error's own text quotes is masked by `lunbridge.redact` (the password is
+registered there), as in every `LunbridgeError`.
 """
 
 from __future__ import annotations
