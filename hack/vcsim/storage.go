@@ -52,7 +52,20 @@ func newStorageSystem(stock *simulator.HostStorageSystem, host *simulator.HostSy
 
 func fault(msg string, f types.BaseMethodFault) *soap.Fault { return simulator.Fault(msg, f) }
 
+// notConnected is vCenter's answer to a storage call on a host it lost (disconnected or not
+// responding): HostNotConnected, so a client sees one host of a cluster fail, not all of them.
+func (s *storageSystem) notConnected() *soap.Fault {
+	state := s.host.Runtime.ConnectionState
+	if state == "" || state == types.HostSystemConnectionStateConnected {
+		return nil
+	}
+	return fault(fmt.Sprintf("host %s is %s", s.host.Name, state), &types.HostNotConnected{})
+}
+
 func (s *storageSystem) checkISCSI(device string) *soap.Fault {
+	if f := s.notConnected(); f != nil {
+		return f
+	}
 	if device != iscsiDevice {
 		return fault(fmt.Sprintf("no iSCSI adapter %q on %s", device, s.host.Name), &types.NotFound{})
 	}
@@ -61,6 +74,9 @@ func (s *storageSystem) checkISCSI(device string) *soap.Fault {
 
 // RescanAllHba rescans the software iSCSI adapter (the FC adapters have no fabric here).
 func (s *storageSystem) RescanAllHba(ctx *simulator.Context, _ *types.RescanAllHba) soap.HasFault {
+	if f := s.notConnected(); f != nil {
+		return &methods.RescanAllHbaBody{Fault_: f}
+	}
 	s.rescan(ctx)
 	return &methods.RescanAllHbaBody{Res: new(types.RescanAllHbaResponse)}
 }
@@ -68,6 +84,9 @@ func (s *storageSystem) RescanAllHba(ctx *simulator.Context, _ *types.RescanAllH
 // RescanHba rescans one adapter; unknown adapters fail with NotFound like on ESXi.
 func (s *storageSystem) RescanHba(ctx *simulator.Context, req *types.RescanHba) soap.HasFault {
 	body := &methods.RescanHbaBody{}
+	if body.Fault_ = s.notConnected(); body.Fault_ != nil {
+		return body
+	}
 	switch req.HbaDevice {
 	case iscsiDevice:
 		s.rescan(ctx)

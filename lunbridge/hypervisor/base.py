@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from lunbridge.san import ScsiAddress, Transport
 
@@ -79,6 +79,27 @@ class Attachment:
         return f"guest address {self.guest_address}"
 
 
+@dataclass(frozen=True)
+class LunDisk:
+    """A disk of a VM that is a whole SAN LUN, known by its NAA: an RDM on vSphere, a
+    passthrough disk lunbridge attached on libvirt. `where` says where it sits, in the
+    hypervisor's words (for messages)."""
+
+    vm: Vm
+    naa: str  # canonical `naa.<hex>`
+    where: str
+
+
+@runtime_checkable
+class LunDiskLister(Protocol):
+    """A hypervisor layer that can list the LUN disks of every VM it sees (a separate
+    protocol, so a layer without it is still a `Hypervisor`)."""
+
+    async def list_lun_disks(self) -> list[LunDisk]:
+        """Every NAA-backed disk (RDM, passthrough LUN) of every VM, one per VM and LUN."""
+        ...
+
+
 class Hypervisor(Protocol):
     async def find_vm(self, ref: str) -> Vm:
         """A VM by providerID (`vsphere://<bios uuid>` or `libvirt://<domain uuid>` for the
@@ -111,6 +132,10 @@ class Hypervisor(Protocol):
 
     async def rescan(self, host: Host, adapter: str | None = None) -> None:
         """Rescan all HBAs of `host`, or one adapter."""
+        ...
+
+    async def sees_lun(self, host: Host, naa: str) -> bool:
+        """Whether `host` lists LUN `naa` now (after its last rescan); no rescan is made."""
         ...
 
     async def attach_rdm(self, vm: Vm, naa: str) -> Attachment:

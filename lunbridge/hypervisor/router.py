@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from lunbridge.errors import InvalidArgument, NotFound
-from lunbridge.hypervisor.base import Attachment, Host, Hypervisor, Initiator, Scope, Vm
+from lunbridge.hypervisor.base import (
+    Attachment,
+    Host,
+    Hypervisor,
+    Initiator,
+    LunDisk,
+    LunDiskLister,
+    Scope,
+    Vm,
+)
 
 
 class Router:
@@ -94,11 +103,27 @@ class Router:
     async def rescan(self, host: Host, adapter: str | None = None) -> None:
         await self._owner("host", host.id, host.name).rescan(host, adapter)
 
+    async def sees_lun(self, host: Host, naa: str) -> bool:
+        return await self._owner("host", host.id, host.name).sees_lun(host, naa)
+
     async def attach_rdm(self, vm: Vm, naa: str) -> Attachment:
         return await self._owner("vm", vm.id, vm.name).attach_rdm(vm, naa)
 
     async def detach_rdm(self, vm: Vm, naa: str) -> None:
         await self._owner("vm", vm.id, vm.name).detach_rdm(vm, naa)
+
+    async def list_lun_disks(self) -> list[LunDisk]:
+        """The LUN disks of every layer's VMs (each VM remembered, so a detach finds its layer);
+        InvalidArgument if a configured layer cannot list them."""
+        found: list[LunDisk] = []
+        for name, layer in self.layers.items():
+            if not isinstance(layer, LunDiskLister):
+                raise InvalidArgument(f"the {name} hypervisor layer cannot list the LUN disks of its VMs")
+            disks = await layer.list_lun_disks()
+            for disk in disks:
+                self._remember(layer, vm=disk.vm)
+            found += disks
+        return found
 
     async def close(self) -> None:
         for layer in self.layers.values():

@@ -17,6 +17,8 @@ class ConditionType(enum.StrEnum):
     MAPPED = "Mapped"
     ATTACHED = "Attached"
     READY = "Ready"
+    # every host of the disk's scope sees the LUN: its VM may move to any (vMotion, DRS, HA)
+    CLUSTER_READY = "ClusterReady"
 
 
 class ConditionStatus(enum.StrEnum):

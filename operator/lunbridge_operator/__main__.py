@@ -1,4 +1,5 @@
-"""Command line of `lunbridge-operator`: check the configuration and the peers, then run kopf.
+"""Command line of `lunbridge-operator`: check the configuration and the peers, then run kopf;
+`lunbridge-operator sweep [--remove]` lists (and removes) orphans instead (see `sweep`).
 
 A missing setting, a wrong password or an unreachable vCenter or tgtd stops the operator
 here, before it touches any object, with one line that says what to fix. No line it writes
@@ -17,6 +18,7 @@ import kopf
 from lunbridge import redact
 from lunbridge.errors import LunbridgeError
 from lunbridge_operator import config as config_module
+from lunbridge_operator import sweep
 from lunbridge_operator.config import ConfigError, OperatorConfig
 
 build_parser = config_module.build_parser
@@ -35,10 +37,21 @@ def _refuse(message: str) -> int:
     return 2
 
 
+def _help() -> int:
+    build_parser().print_help()
+    print("\n`lunbridge-operator sweep --help`: list (and remove) orphan LUNs, maps and RDMs")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     redact.install_log_filter()  # the lines logged while checking the configuration and peers
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["sweep"]:
+        return sweep.command(args[1:])
+    if "-h" in args or "--help" in args:
+        return _help()
     try:
-        config = config_module.load(argv)
+        config = config_module.load(args)
     except ConfigError as exc:
         return _refuse(str(exc))
     try:

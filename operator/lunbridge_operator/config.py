@@ -52,6 +52,7 @@ class OperatorConfig:
     metrics_port: int = 8080
     liveness: str | None = None
     resync_seconds: float = 60.0
+    sweep_seconds: float = 600.0  # orphan report on start and this often; 0 = off
     log_format: str = "plain"
 
 
@@ -67,7 +68,10 @@ def _option(group: argparse._ArgumentGroup, flag: str, help_text: str, default: 
     if kwargs.get("action") == "store_true":
         value = _truthy(os.environ.get(variable))
     elif "type" in kwargs and value is not None:
-        value = kwargs["type"](value)  # type: ignore[operator]
+        try:
+            value = kwargs["type"](value)  # type: ignore[operator]
+        except ValueError:
+            raise ConfigError(f"{variable} must be a number, not {value!r}") from None
     group.add_argument(flag, default=value, help=f"{help_text} ({variable})", **kwargs)  # type: ignore[arg-type]
 
 
@@ -116,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     _option(op, "--metrics-port", "Prometheus metrics port, 0 = off", "8080", type=int)
     _option(op, "--liveness", "liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     _option(op, "--resync-seconds", "how often Ready objects are checked again", "60", type=float)
+    _option(op, "--sweep-seconds", "report orphan LUNs, maps and RDMs on start and this often, 0 = off",
+            "600", type=float)  # fmt: skip
     _option(op, "--log-format", "plain lines, or one JSON object per line for log collectors", "plain",
             choices=["plain", "json"])  # fmt: skip
     return parser
@@ -253,6 +259,12 @@ def _backends(args: argparse.Namespace) -> list[BackendConfig]:
     return configs
 
 
+def _non_negative(flag: str, value: float) -> float:
+    if not value >= 0:  # NaN too
+        raise ConfigError(f"{flag} must be a number of seconds >= 0, not {value!r}")
+    return value
+
+
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> OperatorConfig:
     """Parse flags and environment into a checked configuration (ConfigError otherwise)."""
     environ = os.environ if environ is None else environ
@@ -275,5 +287,6 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         metrics_port=args.metrics_port,
         liveness=args.liveness,
         resync_seconds=args.resync_seconds,
+        sweep_seconds=_non_negative("--sweep-seconds", args.sweep_seconds),
         log_format=args.log_format,
     )

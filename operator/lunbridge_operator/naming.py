@@ -18,6 +18,14 @@ def lun_name(uid: str) -> str:
     return f"vd-{uid.lower()}"
 
 
+CLONE_SNAPSHOT_PREFIX = "clone-src-"
+
+
+def clone_snapshot_name(uid: str) -> str:
+    """The snapshot a clone of another disk is copied from (scaffolding, gone once copied)."""
+    return f"{CLONE_SNAPSHOT_PREFIX}{uid.lower()}"
+
+
 def _label(text: str, limit: int = 50) -> str:
     """A lowercase DNS label from any hypervisor name; long or lossy names get a hash suffix."""
     label = _NOT_NAME.sub("-", text.lower()).strip("-")

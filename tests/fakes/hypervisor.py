@@ -4,6 +4,8 @@ units handed out per VM. It exists so the reconcile steps meet the rules a real 
 (a VM has a unit limit, an unknown VM is NotFound, a host that is not masked cannot attach the
 LUN, VMs move) without vCenter.
 
+`hold_units` fills a VM with disks lunbridge does not manage (no unit left for an RDM).
+
 An RDM is attached only if the VM's current host can see the LUN: `sees(initiators, naa)` is
 asked (the lab wires it to the fake storage's masking), as a real host's rescan would find.
 """
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from lunbridge.api import PROVIDER_VSPHERE
 from lunbridge.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
-from lunbridge.hypervisor.base import Attachment, Host, Initiator, Scope, Vm
+from lunbridge.hypervisor.base import Attachment, Host, Initiator, LunDisk, Scope, Vm
 from lunbridge.hypervisor.vsphere.slots import USABLE_UNITS, RdmAttachment
 from lunbridge.san import Transport, is_uuid
 from tests.fakes.faults import Faults, need
@@ -33,6 +35,7 @@ Sees = Callable[[Iterable[str], str], bool]
 class _VmState:
     vm: Vm
     rdms: dict[str, RdmAttachment] = field(default_factory=dict)  # naa -> its RDM
+    held: set[int] = field(default_factory=set)  # units of disks lunbridge does not manage
 
 
 class FakeHypervisor(Faults):
@@ -90,6 +93,14 @@ class FakeHypervisor(Faults):
     def remove_vm(self, vm: Vm) -> None:
         """The VM is deleted (with its RDMs) behind the operator's back."""
         del self.vms[vm.id]
+
+    def hold_units(self, vm: Vm, units: Iterable[int] = RDM_UNITS) -> None:
+        """Disks lunbridge does not manage take `units` of the VM (all: the VM is full)."""
+        self._state(vm).held.update(units)
+
+    def free_units(self, vm: Vm) -> None:
+        """Those disks are removed again."""
+        self._state(vm).held.clear()
 
     def rdms(self, vm: Vm) -> list[RdmAttachment]:
         """The VM's RDMs by unit."""
@@ -158,6 +169,11 @@ class FakeHypervisor(Faults):
         self._record("rescan", host, adapter)
         self.rescans[self._host(host.name).name] += 1
 
+    async def sees_lun(self, host: Host, naa: str) -> bool:
+        self._record("sees_lun", host, naa)
+        addresses = [i.address for i in self.initiators[self._host(host.name).name]]
+        return self.sees is None or self.sees(addresses, naa)
+
     async def attach_rdm(self, vm: Vm, naa: str) -> Attachment:
         self._record("attach_rdm", vm, naa)
         state = self._state(vm)
@@ -168,9 +184,11 @@ class FakeHypervisor(Faults):
         if self.sees is not None and not self.sees(addresses, naa):
             raise Conflict(f"LUN {naa} is not visible to host {host.name} even after a rescan")
         taken = {rdm.unit_number for rdm in state.rdms.values()}
-        free = [unit for unit in RDM_UNITS if unit not in taken]
+        free = [unit for unit in RDM_UNITS if unit not in taken | state.held]
         if len(taken) >= self.max_disks or not free:
-            raise LimitExceeded(f"VM {vm.name} has no free SCSI unit ({len(taken)} RDMs in use)")
+            raise LimitExceeded(
+                f"VM {vm.name} has no free SCSI unit ({len(taken)} RDMs and {len(state.held)} other disks)"
+            )
         state.rdms[naa] = RdmAttachment(
             vm=vm.id, naa=naa, pci_slot=PCI_SLOT, controller_key=CONTROLLER_KEY, bus_number=0,
             unit_number=free[0], disk_key=2000 + next(self._ids),
@@ -180,6 +198,14 @@ class FakeHypervisor(Faults):
     async def detach_rdm(self, vm: Vm, naa: str) -> None:
         self._record("detach_rdm", vm, naa)
         self._state(vm).rdms.pop(naa, None)
+
+    async def list_lun_disks(self) -> list[LunDisk]:
+        self._record("list_lun_disks")
+        return [
+            LunDisk(state.vm, naa, rdm.describe())
+            for state in self.vms.values()
+            for naa, rdm in sorted(state.rdms.items())
+        ]
 
     async def close(self) -> None:
         self._record("close")

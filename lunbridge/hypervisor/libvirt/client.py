@@ -30,7 +30,7 @@ from contextlib import AbstractAsyncContextManager
 from lunbridge import san
 from lunbridge.concurrency import Coalescer, KeyedLocks
 from lunbridge.errors import Busy, Conflict, NotFound, Unavailable
-from lunbridge.hypervisor.base import Host, Initiator, Scope, Vm
+from lunbridge.hypervisor.base import Host, Initiator, LunDisk, Scope, Vm
 from lunbridge.hypervisor.libvirt import inventory
 from lunbridge.hypervisor.libvirt.config import LibvirtConfig
 from lunbridge.hypervisor.libvirt.discovery import Libiscsi, LunAddress
@@ -202,6 +202,15 @@ class Libvirt(SessionClient):
 
         await self._discoveries.run(self.config.uri, discover)
 
+    async def sees_lun(self, host: Host, naa: str) -> bool:
+        """Whether the host's initiator finds LUN `naa` at a known portal (a discovery)."""
+        self._own(host)
+        try:
+            await self._locate(host, san.naa(naa))
+        except Conflict:
+            return False
+        return True
+
     async def _locate(self, host: Host, naa: str) -> LunAddress:
         """Where the host's initiator finds LUN `naa`; Conflict if it is not masked to it."""
         if not self._portals:
@@ -282,6 +291,24 @@ class Libvirt(SessionClient):
             raise Conflict(f"cannot {what}: libvirt accepted the disk but the domain shows none for {naa}")
         log.info("attached %s to domain %s: %s", naa, vm.name, attachment)
         return attachment
+
+    async def list_lun_disks(self) -> list[LunDisk]:
+        """Every passthrough disk lunbridge attached (known by its alias, which names the NAA)
+        on every domain of this host, live or in its definition."""
+        host = await self.host()
+        domains = await self.session.run(
+            f"list the domains of {host.name}", lambda conn: inventory.list_states(conn, host)
+        )
+        found: list[LunDisk] = []
+        for vm, state in domains:
+            seen: set[str] = set()
+            for view, _ in state.views():
+                for device in view.scsi:
+                    naa = device.naa
+                    if naa is not None and naa not in seen:
+                        seen.add(naa)
+                        found.append(LunDisk(vm, naa, f"disk {device.target_dev} at {device.address}"))
+        return found
 
     async def detach_rdm(self, vm: Vm, naa: str) -> None:
         naa = san.naa(naa)

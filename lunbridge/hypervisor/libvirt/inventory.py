@@ -111,15 +111,40 @@ def config_flag() -> int:
 
 
 def read_state(conn: Any, vm: Vm) -> DomainState:
-    dom = domain(conn, vm)
+    state = _state_of(domain(conn, vm))
+    if state is None:
+        raise Conflict(f"domain {vm.name} is neither running nor defined; nothing can be attached to it")
+    return state
+
+
+def _state_of(dom: Any) -> DomainState | None:
     active, persistent = bool(dom.isActive()), bool(dom.isPersistent())
     live = parse_domain(str(dom.XMLDesc(0))) if active else None
     config = None
     if persistent:
         config = parse_domain(str(dom.XMLDesc(int(libvirt.VIR_DOMAIN_XML_INACTIVE))))
     if live is None and config is None:
-        raise Conflict(f"domain {vm.name} is neither running nor defined; nothing can be attached to it")
+        return None
     return DomainState(live=live, config=config)
+
+
+def list_states(conn: Any, host: Host) -> list[tuple[Vm, DomainState]]:
+    """Every domain of this host with its devices (a domain that goes while it is read is
+    left out)."""
+    found: list[tuple[Vm, DomainState]] = []
+    for dom in conn.listAllDomains(0):
+        try:
+            vm, state = _vm(dom, host), _state_of(dom)
+        except LibvirtError as exc:
+            if code_of(exc) in NOT_FOUND:
+                continue
+            raise
+        except Conflict as exc:  # one domain's XML lunbridge cannot read: the others still count
+            log.warning("cannot read the devices of a domain: %s", exc)
+            continue
+        if state is not None:
+            found.append((vm, state))
+    return sorted(found, key=lambda pair: pair[0].name)
 
 
 def attach_device(conn: Any, vm: Vm, xml: str, flags: int) -> None:

@@ -16,7 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from lunbridge import san
 from lunbridge.concurrency import Coalescer, KeyedLocks
 from lunbridge.errors import Conflict, NotFound
-from lunbridge.hypervisor.base import Host, Initiator, Scope, Vm
+from lunbridge.hypervisor.base import Host, Initiator, LunDisk, Scope, Vm
 from lunbridge.hypervisor.session import SessionClient
 from lunbridge.hypervisor.vsphere import inventory, rdm
 from lunbridge.hypervisor.vsphere.config import VSphereConfig
@@ -27,6 +27,7 @@ from lunbridge.hypervisor.vsphere.slots import (
     VmDevices,
     describe_slot,
     next_slot,
+    rdm_naa,
     rdms_of,
     summarize,
 )
@@ -145,6 +146,13 @@ class VSphere(SessionClient):
             disk_key=disk.key,
         )
 
+    async def sees_lun(self, host: Host, naa: str) -> bool:
+        naa = san.naa(naa)
+        found = await self.session.run(
+            f"look for LUN {naa} on host {host.name}", lambda api: rdm.find_lun(api, host.id, naa)
+        )
+        return found is not None
+
     async def _visible_lun(self, host: Host, naa: str) -> rdm.HostLun:
         what = f"look for LUN {naa} on host {host.name}"
         lun = await self.session.run(what, lambda api: rdm.find_lun(api, host.id, naa))
@@ -180,6 +188,17 @@ class VSphere(SessionClient):
             raise Conflict(f"cannot {what}: the task succeeded but the VM shows no RDM of {naa}")
         log.info("attached %s to VM %s: %s", naa, vm.name, attachment)
         return attachment
+
+    async def list_lun_disks(self) -> list[LunDisk]:
+        """Every RDM of every VM vCenter shows this account, by the NAA of its LUN."""
+        found = await self.session.run("list the RDMs of every VM", rdm.list_rdms)
+        disks: dict[tuple[str, str], LunDisk] = {}
+        for vm, disk in found:
+            naa = rdm_naa(disk)
+            if naa is not None and (vm.id, naa) not in disks:
+                where = f"RDM disk {disk.key} on controller {disk.controller_key} unit {disk.unit}"
+                disks[(vm.id, naa)] = LunDisk(vm, naa, where)
+        return list(disks.values())
 
     async def detach_rdm(self, vm: Vm, naa: str) -> None:
         naa = san.naa(naa)

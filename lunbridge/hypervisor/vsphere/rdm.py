@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lunbridge.hypervisor.base import Host, Vm
 from lunbridge.hypervisor.vsphere._vmomi import vim
+from lunbridge.hypervisor.vsphere.inventory import host_of
 from lunbridge.hypervisor.vsphere.session import Api
 from lunbridge.hypervisor.vsphere.slots import Controller, Device, Rdm, Slot, VmDevices
 
@@ -27,6 +29,52 @@ class HostLun:
     uuid: str
     device_path: str
     capacity_bytes: int | None
+
+
+def _as_rdm(dev: Any) -> Rdm | None:
+    """The device as an RDM, if it is a disk backed by a raw LUN."""
+    backing = dev.backing
+    if dev.controllerKey is None or dev.unitNumber is None:
+        return None
+    if not isinstance(dev, vim.vm.device.VirtualDisk) or not isinstance(
+        backing, vim.vm.device.VirtualDisk.RawDiskMappingVer1BackingInfo
+    ):
+        return None
+    return Rdm(
+        key=int(dev.key),
+        controller_key=int(dev.controllerKey),
+        unit=int(dev.unitNumber),
+        device_name=str(backing.deviceName or ""),
+        lun_uuid=str(backing.lunUuid or ""),
+        compatibility_mode=str(backing.compatibilityMode or ""),
+    )
+
+
+_LIST_PATHS = ("name", "config.uuid", "config.instanceUuid", "runtime.host", "config.hardware.device")
+
+
+def list_rdms(api: Api) -> list[tuple[Vm, Rdm]]:
+    """Every RDM of every VM in the inventory, with its VM (read in one property collection;
+    a VM registered on no host, e.g. a template, has none that matter and is left out)."""
+    hosts: dict[str, Host] = {}
+    found: list[tuple[Vm, Rdm]] = []
+    for moref, values in sorted(api.find_all("VirtualMachine", _LIST_PATHS).items()):
+        rdms = [rdm for dev in values.get("config.hardware.device") or [] if (rdm := _as_rdm(dev))]
+        host_obj = values.get("runtime.host")
+        if not rdms or host_obj is None:
+            continue
+        if host_obj._moId not in hosts:
+            hosts[host_obj._moId] = host_of(api, host_obj)
+        instance = values.get("config.instanceUuid")
+        vm = Vm(
+            name=str(values.get("name") or moref),
+            id=moref,
+            bios_uuid=str(values.get("config.uuid") or "").lower(),
+            instance_uuid=str(instance).lower() if instance else None,
+            host=hosts[host_obj._moId],
+        )
+        found += [(vm, rdm) for rdm in rdms]
+    return found
 
 
 def read_devices(api: Api, vm_id: str) -> tuple[VmDevices, dict[int, Any]]:
@@ -54,20 +102,9 @@ def read_devices(api: Api, vm_id: str) -> tuple[VmDevices, dict[int, Any]]:
         devices.append(
             Device(key=int(dev.key), controller_key=int(dev.controllerKey), unit=int(dev.unitNumber))
         )
-        backing = dev.backing
-        if isinstance(dev, vim.vm.device.VirtualDisk) and isinstance(
-            backing, vim.vm.device.VirtualDisk.RawDiskMappingVer1BackingInfo
-        ):
-            rdms.append(
-                Rdm(
-                    key=int(dev.key),
-                    controller_key=int(dev.controllerKey),
-                    unit=int(dev.unitNumber),
-                    device_name=str(backing.deviceName or ""),
-                    lun_uuid=str(backing.lunUuid or ""),
-                    compatibility_mode=str(backing.compatibilityMode or ""),
-                )
-            )
+        rdm = _as_rdm(dev)
+        if rdm is not None:
+            rdms.append(rdm)
     model = VmDevices(controllers=tuple(controllers), devices=tuple(devices), rdms=tuple(rdms))
     return model, {int(dev.key): dev for dev in raw}
 

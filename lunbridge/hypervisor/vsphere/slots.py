@@ -161,6 +161,21 @@ def rdm_is_lun(rdm: Rdm, naa: str) -> bool:
     return False
 
 
+def rdm_naa(rdm: Rdm) -> str | None:
+    """The NAA (`naa.<hex>`) of the LUN an RDM maps, read from either spelling `rdm_is_lun`
+    knows (the NAA's first digit gives its length: 6 is 32 hex digits, the others 16); None
+    for an RDM of a LUN without an NAA id."""
+    device = rdm.device_name.rsplit("/", 1)[-1].lower()
+    candidates = [device.removeprefix("naa.")] if device.startswith("naa.") else []
+    candidates += [value[10:] for value in (rdm.lun_uuid.lower(), device.removeprefix("vml.")) if value]
+    for ident in candidates:
+        length = 32 if ident[:1] == "6" else 16
+        digits = ident[:length]
+        if len(digits) == length and all(c in "0123456789abcdef" for c in digits):
+            return f"naa.{digits}"
+    return None
+
+
 def rdms_of(vm: VmDevices, naa: str) -> list[Rdm]:
     return [rdm for rdm in vm.rdms if rdm_is_lun(rdm, naa)]
 

@@ -1,8 +1,10 @@
 """Operator start-up and shut-down: kopf settings, the connections to the hypervisor and the
-storage server, and the metrics endpoint."""
+storage server, the metrics endpoint, and the periodic orphan sweep (reports only)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -19,7 +21,9 @@ from lunbridge_operator import metrics
 from lunbridge_operator.config import OperatorConfig
 from lunbridge_operator.handlers.common import crash_after
 from lunbridge_operator.kube import Kube
+from lunbridge_operator.reconcile.orphans import Reporter, sweep_forever
 from lunbridge_operator.reconcile.services import Services
+from lunbridge_operator.sweep import SweepKube
 
 
 async def connect(config: OperatorConfig) -> Services:
@@ -83,10 +87,28 @@ async def started(
     hypervisors += [f"KVM host {config.libvirt.uri}"] if config.libvirt else []
     storage = ", ".join(f"{c.name} ({c.type})" for c in config.backends)
     logger.info("connected to %s and to the storage backends %s", " and ".join(hypervisors), storage)
+    start_sweeps(memo)
+
+
+def start_sweeps(memo: Any) -> None:
+    """The orphan sweep now and every `sweep_seconds` (0: never), in the background: it reports
+    (Events on the VirtualDisk CRD, the `lunbridge_orphans` gauge) and removes nothing."""
+    config: OperatorConfig = memo.config
+    seconds = config.sweep_seconds
+    if seconds <= 0:
+        return
+    services: Services = memo.services
+    reporter = Reporter(SweepKube().post_event, services.backends.names)
+    memo.sweeper = asyncio.create_task(sweep_forever(services, reporter, seconds), name="orphan sweep")
 
 
 @kopf.on.cleanup()
 async def stopped(*, memo: Any, **_: Any) -> None:
+    sweeper: asyncio.Task[None] | None = getattr(memo, "sweeper", None)
+    if sweeper is not None:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
     services = getattr(memo, "services", None)
     if services is not None:
         await services.hypervisor.close()

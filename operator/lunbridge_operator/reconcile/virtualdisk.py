@@ -11,7 +11,6 @@ operator killed at any point resumes instead of repeating, and leaves no orphan.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 from lunbridge.api import FORGET_ANNOTATION, VIRTUAL_DISK_PLURAL
@@ -22,6 +21,7 @@ from lunbridge.models import ConditionType as Cond
 from lunbridge.storage.base import Lun, StorageBackend
 from lunbridge_operator import naming
 from lunbridge_operator.metrics import measured
+from lunbridge_operator.reconcile import hosts
 from lunbridge_operator.reconcile.disk import KIND, Disk
 from lunbridge_operator.reconcile.igroups import (
     addresses,
@@ -41,6 +41,7 @@ class DiskSteps:
         self.disk = disk
         self.events = events
         self.backend_name, self.storage = disk.backend(svc)
+        self.host_problems = hosts.HostProblems()
         # a periodic re-check of a Ready disk: it stays Ready, and only changes are told
         self.settled = disk.settled
 
@@ -122,7 +123,7 @@ class DiskSteps:
 
     @property
     def _clone_snapshot(self) -> str:
-        return f"clone-src-{self.disk.uid.lower()}"
+        return naming.clone_snapshot_name(self.disk.uid)
 
     async def _forget_clone_snapshot(self) -> None:
         """The snapshot a clone was copied from is scaffolding: gone once the clone exists."""
@@ -176,14 +177,13 @@ class DiskSteps:
         return name, vm.host
 
     async def reveal(self, scope_hosts: list[Host], vm: Vm, node_name: str, provider_id: str) -> None:
-        """Make the host(s) see the LUN: iSCSI discovery of the portal, then a rescan. The VM
-        about to get the RDM is recorded with this step, so a teardown after a crash in the
-        attach finds it in status (and a disk that never got that far needs no VM lookup)."""
-        portal = self.svc.portals.get(self.backend_name)
+        """Make the host(s) see the LUN: iSCSI discovery of the portal, then a rescan, each
+        host on its own (only the VM's host must succeed). The VM about to get the RDM is
+        recorded with this step, so a teardown after a crash in the attach finds it in status
+        (and a disk that never got that far needs no VM lookup)."""
+        portal = self.svc.portals.get(self.backend_name) if self.svc.transport.value == "iscsi" else None
         with measured(KIND, "rescan"):
-            if portal and self.svc.transport.value == "iscsi":
-                await self.svc.hypervisor.ensure_iscsi_portal(scope_hosts, portal)
-            await asyncio.gather(*(self.svc.hypervisor.rescan(host) for host in scope_hosts))
+            self.host_problems = await hosts.reveal(self.svc.hypervisor, scope_hosts, vm.host, portal)
         if not self.settled:
             self.events("Rescanned", f"rescanned the HBAs of {', '.join(h.name for h in scope_hosts)}")
         recorded = self.disk.status.attachment
@@ -193,6 +193,22 @@ class DiskSteps:
                 host=vm.host.name,
             )  # fmt: skip
         await self.save("rescan", phase=Phase.ATTACHING)
+
+    async def cluster_ready(self, scope_hosts: list[Host], vm: Vm, naa: str) -> None:
+        """ClusterReady: every host of the scope lists the LUN (so the VM may move to any)."""
+        others = [h for h in scope_hosts if h.id != vm.host.id]
+        await hosts.not_seeing(self.svc.hypervisor, others, naa, self.host_problems)
+        before = self.disk.status.condition(Cond.CLUSTER_READY)
+        if self.host_problems.failed:
+            message = f"not every host of the scope sees {naa}: {self.host_problems.describe()}"
+            self.condition(Cond.CLUSTER_READY, False, "HostsMissing", message)
+            if before is None or before.message != message:
+                self.events("ClusterNotReady", message, warning=True)
+        else:
+            names = ", ".join(h.name for h in scope_hosts)
+            self.condition(
+                Cond.CLUSTER_READY, True, "AllHostsSee", f"{naa} is seen by every host of the scope: {names}"
+            )
 
     async def attach(self, lun: Lun, vm: Vm, node_name: str, provider_id: str) -> Attachment:
         with measured(KIND, "attach"):
@@ -247,9 +263,15 @@ class DiskSteps:
             self.disk.status.initiator_group = None
             self.condition(Cond.MAPPED, False, "Unmapped", "not mapped to any igroup")
 
-    async def rescan(self, hosts: list[Host]) -> None:
+    async def rescan(self, scope: list[Host]) -> None:
+        """After an unmap: best effort (a host that cannot rescan keeps a dead path, which it
+        drops by itself; it must not hold up a detach or a delete)."""
         with measured(KIND, "rescan"):
-            await asyncio.gather(*(self.svc.hypervisor.rescan(host) for host in hosts))
+            problems = await hosts.rescan_best_effort(self.svc.hypervisor, scope)
+        if problems.failed:
+            self.events(
+                "RescanFailed", f"could not rescan after the unmap: {problems.describe()}", warning=True
+            )
 
 
 async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
@@ -273,12 +295,16 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
         await steps.save("detach", phase=Phase.DETACHING)
     if vm is None:
         steps.condition(Cond.ATTACHED, False, "NoNode", "spec.nodeName is empty: not attached")
+        if disk.status.condition(Cond.CLUSTER_READY) is not None:
+            steps.condition(Cond.CLUSTER_READY, None, "NotAttached", "not attached to any VM")
         steps.condition(Cond.READY, True, "Provisioned", "the LUN exists and is not attached to any node")
         await steps.save("ready", phase=Phase.READY, message="")
         return
     igroup, _ = await steps.mask(lun, vm)
     await steps.unmap_all(keep=igroup)  # a move to another host or cluster leaves the old igroup
-    await steps.reveal(await steps.scope_hosts(vm), vm, node_name or "", provider_id)
+    scope_hosts = await steps.scope_hosts(vm)
+    await steps.reveal(scope_hosts, vm, node_name or "", provider_id)
+    await steps.cluster_ready(scope_hosts, vm, lun.naa)
     await steps.attach(lun, vm, node_name or "", provider_id)
 
 

@@ -47,6 +47,10 @@ class FakeLayer:
     async def rescan(self, host: Host, adapter: str | None = None) -> None:
         self.calls.append("rescan")
 
+    async def sees_lun(self, host: Host, naa: str) -> bool:
+        self.calls.append("sees_lun")
+        return True
+
     async def attach_rdm(self, vm: Vm, naa: str) -> Attachment:
         self.calls.append("attach")
         return RdmAttachment(

@@ -177,3 +177,18 @@ def test_a_backends_file_and_the_tgt_settings_together_are_refused(
     path = _backends_file(tmp_path, "backends: [{name: a, type: tgt}]")
     with pytest.raises(ConfigError, match="both --backends-file and LUNBRIDGE_TGT_"):
         load(["--backends-file", path])
+
+
+def test_the_orphan_sweep_interval_comes_from_the_flag_or_the_environment(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load([]).sweep_seconds == 600.0
+    assert load(["--sweep-seconds", "0"]).sweep_seconds == 0.0
+    monkeypatch.setenv("LUNBRIDGE_SWEEP_SECONDS", "30")
+    assert load([]).sweep_seconds == 30.0
+    monkeypatch.setenv("LUNBRIDGE_SWEEP_SECONDS", "soon")
+    with pytest.raises(ConfigError, match="LUNBRIDGE_SWEEP_SECONDS must be a number, not 'soon'"):
+        load([])
+    monkeypatch.setenv("LUNBRIDGE_SWEEP_SECONDS", "-1")
+    with pytest.raises(ConfigError, match="--sweep-seconds must be a number of seconds >= 0"):
+        load([])

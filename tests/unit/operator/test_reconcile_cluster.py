@@ -1,0 +1,54 @@
+"""One bad host of a cluster does not block the cluster's disks (issue 12, case 6): the disk is
+Ready on its VM's host, `ClusterReady` names the host that cannot see the LUN, and deletes
+proceed; with every host seeing the LUN, `ClusterReady` is True."""
+
+from __future__ import annotations
+
+from lunbridge.errors import Unavailable
+from lunbridge.hypervisor.base import Scope
+from lunbridge.models import ConditionType, Phase
+from tests.fakes import Lab
+
+
+async def test_a_host_without_iscsi_in_the_cluster_leaves_the_disk_ready_but_not_cluster_ready() -> None:
+    lab = Lab.build(default_scope=Scope.CLUSTER)
+    lab.hypervisor.add_host("esx-4", "c1", iscsi=False)
+    disk = await lab.create_disk("d1", node_name="node-a")
+    assert disk.status.phase is Phase.READY
+    assert disk.status.is_true(ConditionType.READY)
+    cluster = disk.status.condition(ConditionType.CLUSTER_READY)
+    assert cluster is not None
+    assert cluster.status.value == "False"
+    assert "esx-4" in cluster.message
+    assert "no iSCSI adapter" in cluster.message
+    assert "esx-2" not in cluster.message
+    assert "ClusterNotReady" in lab.operator.reasons("d1")
+    lun = lab.lun("d1")
+
+    await lab.delete("d1")
+    assert "d1" not in lab.kube.disks
+    assert lun.name not in lab.storage.luns
+
+
+async def test_every_host_seeing_the_lun_makes_the_disk_cluster_ready() -> None:
+    lab = Lab.build(default_scope=Scope.CLUSTER)
+    disk = await lab.create_disk("d1", node_name="node-a")
+    cluster = disk.status.condition(ConditionType.CLUSTER_READY)
+    assert cluster is not None
+    assert cluster.true
+    assert "esx-1, esx-2" in cluster.message
+    disk = await lab.patch("d1", node_name=None)
+    cluster = disk.status.condition(ConditionType.CLUSTER_READY)
+    assert cluster is not None
+    assert cluster.status.value == "Unknown"
+
+
+async def test_a_rescan_that_fails_after_the_unmap_does_not_hold_up_the_delete() -> None:
+    lab = Lab.build(default_scope=Scope.CLUSTER)
+    await lab.create_disk("d1", node_name="node-a")
+    lun = lab.lun("d1")
+    lab.hypervisor.fail_next("rescan", Unavailable("host esx-2 is disconnected"), times=5)
+    await lab.delete("d1")
+    assert "d1" not in lab.kube.disks
+    assert lun.name not in lab.storage.luns
+    assert "RescanFailed" in lab.operator.reasons("d1")
