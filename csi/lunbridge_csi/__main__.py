@@ -17,7 +17,12 @@ from collections.abc import Sequence
 
 from lunbridge import __version__, redact
 from lunbridge.api import CSI_DRIVER_NAME
+from lunbridge_csi.guest.scsi import DEFAULT_KVM_MAX_VOLUMES
 from lunbridge_csi.volume_rules import Timeouts
+
+
+def _int_or_none(text: str | None) -> int | None:
+    return int(text) if text else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(os.environ.get("LUNBRIDGE_CSI_TIMEOUT", "240")),
         help="seconds a controller call waits for the operator before DEADLINE_EXCEEDED (default 240)",
     )
+    parser.add_argument(
+        "--max-volumes",
+        type=int,
+        default=_int_or_none(os.environ.get("LUNBRIDGE_CSI_MAX_VOLUMES")),
+        help="node: the max_volumes_per_node NodeGetInfo answers (default: counted, see --kvm-max-volumes)",
+    )
+    parser.add_argument(
+        "--kvm-max-volumes",
+        type=int,
+        default=int(os.environ.get("LUNBRIDGE_CSI_KVM_MAX_VOLUMES", str(DEFAULT_KVM_MAX_VOLUMES))),
+        help="node: lunbridge disks a KVM guest (virtio-scsi) may hold; a vSphere VM's count is read "
+        "from its PVSCSI controllers (4 x 15 units less the disks lunbridge does not manage) "
+        f"(default {DEFAULT_KVM_MAX_VOLUMES})",
+    )
     parser.add_argument("--log-level", default=os.environ.get("LUNBRIDGE_LOG_LEVEL", "INFO"))
     return parser
 
@@ -75,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         node_id=args.node_id,
         capacity_bytes=args.capacity_bytes,
         timeouts=Timeouts(provision=wait, attach=wait, detach=wait, delete=wait, expand=wait),
+        max_volumes=args.max_volumes,
+        kvm_max_volumes=args.kvm_max_volumes,
     )
     try:
         asyncio.run(serve(settings))

@@ -13,8 +13,11 @@ Idempotency, call by call:
   the source's LUN; the clone is at least the source's size. Snapshots: UNIMPLEMENTED.
 - DeleteVolume: a missing disk is deleted already (OK); a published one -> FAILED_PRECONDITION.
 - ControllerPublishVolume: already published to that node -> the same publish_context;
-  published to another node -> FAILED_PRECONDITION. No capability is stored: the disk's spec
-  is the truth (volumeMode Filesystem = mount, Block = block; a mount fs_type = its fsType).
+  published to another node -> FAILED_PRECONDITION. A VM with no room for the disk (the
+  operator's Ready=False LimitExceeded for the current generation) -> the publication is undone
+  (spec.nodeName cleared) and the answer is RESOURCE_EXHAUSTED at once. No capability is
+  stored: the disk's spec is the truth (volumeMode Filesystem = mount, Block = block; a mount
+  fs_type = its fsType).
   A capability that contradicts it -> ALREADY_EXISTS when the disk is published to that node
   already, else INVALID_ARGUMENT (nothing patched). `readonly` -> INVALID_ARGUMENT, published
   or not: PUBLISH_READONLY is not advertised (a raw device mapping cannot be attached
@@ -46,7 +49,7 @@ from typing import Any
 
 import grpc.aio
 
-from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded, NotFound
 from lunbridge.models import DiskSource, ObjectMeta, PublishContext, VirtualDisk, VirtualDiskSpec, VolumeMode
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from lunbridge_csi.errors import InFlight, InvalidToken, OutOfRange, TimedOut, handled
@@ -68,8 +71,7 @@ from lunbridge_csi.volume_rules import (
     contradiction,
     detached,
     detached_from,
-    failure,
-    invalid,
+    gave_up,
     provisioned,
     publication_of,
     quantity,
@@ -98,9 +100,11 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         done: Callable[[VirtualDisk], bool],
         bound: float,
         context: Context | None,
+        attach: bool = False,
     ) -> VirtualDisk:
-        """Poll the disk until `done`; NotFound if it vanishes, Conflict if the operator gave up,
-        TimedOut after `timeout` (or just before the call's deadline)."""
+        """Poll the disk until `done`; NotFound if it vanishes, `gave_up`'s error when the operator
+        gave up (or, for an `attach`, the VM is full), TimedOut after `bound` (or just before the
+        call's deadline)."""
         remaining = context.time_remaining() if context is not None else None
         if remaining is not None:
             bound = min(bound, max(remaining - 1.0, 0.0))
@@ -109,11 +113,9 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             disk = await self.kube.get(name)
             if done(disk):
                 return disk
-            reason = failure(disk)
-            if reason is not None:
-                # the operator gives up only on what retrying cannot fix: a bad spec is the
-                # request's fault (INVALID_ARGUMENT); anything else is FAILED_PRECONDITION
-                raise (InvalidArgument if invalid(disk) else Conflict)(f"VirtualDisk {name} failed: {reason}")
+            error = gave_up(disk, attach)
+            if error is not None:
+                raise error
             if time.monotonic() >= deadline:
                 status = disk.status
                 raise TimedOut(
@@ -229,9 +231,13 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             if not published:
                 await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=node))
                 log.info("ControllerPublishVolume: VirtualDisk %s -> node %s", volume_id, node)
-            disk = await self._wait(
-                volume_id, f"attached to {node}", attached_to(node), self.timeouts.attach, context
-            )
+            try:
+                bound, what = self.timeouts.attach, f"attached to {node}"
+                disk = await self._wait(volume_id, what, attached_to(node), bound, context, attach=True)
+            except LimitExceeded:  # the VM is full: nothing may stay half-published
+                await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=None))
+                log.info("ControllerPublishVolume: VirtualDisk %s <- node %s (VM full)", volume_id, node)
+                raise
         context_ = PublishContext.from_status(disk.status).to_dict()
         return csi_pb2.ControllerPublishVolumeResponse(publish_context=context_)
 

@@ -16,13 +16,16 @@ ALREADY_EXISTS, as the spec says of a volume published at target_path but incomp
 
 What a staged volume is on this node (its NAA, device, address) is kept in a small JSON file
 per volume under `state_dir`, so unstage, publish and expand find the device again; the device
-is re-checked by NAA whenever it is used. Domain errors map to gRPC codes through the table in
-`lunbridge_csi.errors`; a second call on a volume already being worked on is ABORTED.
+is re-checked by NAA whenever it is used. NodeUnstageVolume also takes a dead disk away (the
+LUN gone, the device offline; `guest.teardown`): OK, and OK again on a retry. Domain errors map
+to gRPC codes through the table in `lunbridge_csi.errors`; a second call on a volume already
+being worked on is ABORTED.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -41,7 +44,7 @@ from lunbridge.hypervisor.detect import detect
 from lunbridge.models import AttachMode, PublishContext
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from lunbridge_csi.errors import InFlight, handled
-from lunbridge_csi.guest import filesystem, mount, scsi
+from lunbridge_csi.guest import filesystem, mount, scsi, teardown
 from lunbridge_csi.guest.limits import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,10 @@ class Staged:
     staging_path: str
     block: bool
     fs_type: str
+
+    @classmethod
+    def read(cls, path: Path) -> Staged:
+        return cls(**json.loads(path.read_text()))
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,11 @@ def _capability(request: Any) -> csi_pb2.VolumeCapability:
 
 class NodeService(csi_pb2_grpc.NodeServicer):
     """Every command runs through `runner` within its limit from `limits`: a command that
-    overruns it is ended and the call fails UNAVAILABLE, releasing the volume for a retry."""
+    overruns it is ended and the call fails UNAVAILABLE, releasing the volume for a retry.
+
+    NodeGetInfo's max_volumes_per_node: `max_volumes` when given, else how many lunbridge disks
+    this VM can hold in all (`scsi.volume_capacity`; on KVM `kvm_max_volumes`), never the
+    number free now: the CO reads it once and subtracts the attached volumes itself."""
 
     def __init__(
         self,
@@ -120,6 +131,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         limits: Limits = DEFAULT_LIMITS,
         node_id: str | None = None,
         max_volumes: int | None = None,
+        kvm_max_volumes: int = scsi.DEFAULT_KVM_MAX_VOLUMES,
         state_dir: Path = DEFAULT_STATE_DIR,
         device_timeout: float = 30.0,
         dev_dir: str = "/dev",
@@ -129,6 +141,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self.limits = limits
         self.node_id = node_id
         self.max_volumes = max_volumes
+        self.kvm_max_volumes = kvm_max_volumes
         self.state_dir = state_dir
         self.device_timeout = device_timeout
         self.dev_dir = dev_dir
@@ -136,12 +149,20 @@ class NodeService(csi_pb2_grpc.NodeServicer):
 
     # --- state of staged volumes -------------------------------------------------------------
 
+    def _staged_naas(self) -> set[str]:
+        """The NAAs of the volumes staged here (a file that cannot be read names none)."""
+        naas: set[str] = set()
+        for path in sorted(self.state_dir.glob("*.json")) if self.state_dir.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                naas.add(Staged.read(path).naa)
+        return naas
+
     def _state_file(self, volume_id: str) -> Path:
         return self.state_dir / f"{quote(volume_id, safe='')}.json"
 
     def _load(self, volume_id: str) -> Staged | None:
         try:
-            return Staged(**json.loads(self._state_file(volume_id).read_text()))
+            return Staged.read(self._state_file(volume_id))
         except FileNotFoundError:
             return None
 
@@ -176,11 +197,9 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 "this node has no hypervisor identity lunbridge understands (DMI shows no vSphere or "
                 "libvirt VM UUID); set --node-id"
             )
-        if self.max_volumes is not None:
-            limit = self.max_volumes
-        else:
-            staged = len(list(self.state_dir.glob("*.json"))) if self.state_dir.is_dir() else 0
-            limit = scsi.free_slots(self.root) + staged
+        limit = self.max_volumes
+        if limit is None:
+            limit = scsi.volume_capacity(self.root, self._staged_naas(), self.kvm_max_volumes)
         return csi_pb2.NodeGetInfoResponse(node_id=node_id, max_volumes_per_node=limit)
 
     @handled
@@ -247,17 +266,11 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         staging = _require(request.staging_target_path, "staging_target_path")
         async with self.in_flight.hold(volume_id):
             staged = self._load(volume_id)
-            devices: set[str] = set()
-            entry = mount.mounted_at(self.root, staging)
-            if entry is not None and entry.source.startswith(f"{self.dev_dir}/"):
-                devices.add(entry.source.removeprefix(f"{self.dev_dir}/"))
-            await mount.unmount(self.runner, self.limits, self.root, staging)
+            args = (self.runner, self.limits, self.root, self.dev_dir)
+            devices = await teardown.unmount_staging(*args, staging)
             if staged is not None:
                 devices.update(scsi.devices_with_naa(self.root, staged.naa))
-            for device in sorted(devices):
-                if (self.root / scsi.BLOCK / device).exists():
-                    await mount.flush(self.runner, self.limits, self._dev(device))
-                    await scsi.delete_device(self.root, device, within=self.device_timeout)
+            await teardown.remove_disks(*args, devices, within=self.device_timeout)
             self._state_file(volume_id).unlink(missing_ok=True)
         return csi_pb2.NodeUnstageVolumeResponse()
 
@@ -290,7 +303,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                     raise AlreadyExists(f"volume {volume_id} cannot be published at {target}: {reason}")
                 return csi_pb2.NodePublishVolumeResponse()
             if block:
-                await asyncio.to_thread(_make_file, target)
+                await asyncio.to_thread(mount.make_file, target)
             else:
                 await asyncio.to_thread(os.makedirs, target, exist_ok=True)
             await mount.bind_mount(self.runner, self.limits, source, target, read_only)
@@ -304,7 +317,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         target = _require(request.target_path, "target_path")
         async with self.in_flight.hold(volume_id):
             await mount.unmount(self.runner, self.limits, self.root, target)
-            await asyncio.to_thread(_remove, target)
+            await asyncio.to_thread(mount.remove_target, target)
         return csi_pb2.NodeUnpublishVolumeResponse()
 
     # --- stats / expand ----------------------------------------------------------------------
@@ -315,7 +328,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     ) -> csi_pb2.NodeGetVolumeStatsResponse:
         volume_id = _require(request.volume_id, "volume_id")
         path = _require(request.volume_path, "volume_path")
-        kind = await asyncio.to_thread(_path_kind, path)
+        kind = await asyncio.to_thread(mount.path_kind, path)
         if kind is None:
             raise NotFound(f"volume path {path} of volume {volume_id} does not exist")
         if kind == "dir":
@@ -368,26 +381,3 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                     self.runner, self.limits, self._dev(device), staged.fs_type, mounted_path
                 )
         return csi_pb2.NodeExpandVolumeResponse(capacity_bytes=size)
-
-
-def _path_kind(path: str) -> str | None:
-    if not os.path.exists(path):
-        return None
-    return "dir" if os.path.isdir(path) else "file"
-
-
-def _make_file(path: str) -> None:
-    os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
-    if not os.path.exists(path):
-        with open(path, "a"):
-            pass
-
-
-def _remove(path: str) -> None:
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            os.rmdir(path)
-        else:
-            os.unlink(path)
-    except FileNotFoundError:
-        pass

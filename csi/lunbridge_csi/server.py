@@ -20,6 +20,7 @@ import grpc.aio
 from lunbridge.api import CSI_DRIVER_NAME
 from lunbridge_csi._proto import csi_pb2_grpc
 from lunbridge_csi.controller import ControllerService
+from lunbridge_csi.guest.scsi import DEFAULT_KVM_MAX_VOLUMES
 from lunbridge_csi.identity import IdentityService
 from lunbridge_csi.volume_rules import Timeouts
 
@@ -62,13 +63,17 @@ def remove_stale_socket(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def node_service(node_id: str | None) -> Any:
+def node_service(settings: Settings) -> Any:
     """The Node service, from `lunbridge_csi.node` (imported only when a node role is served)."""
     try:
         module = importlib.import_module("lunbridge_csi.node")
     except ImportError as exc:
         raise RuntimeError(f"the node service is not part of this build ({exc})") from exc
-    return module.NodeService(node_id=node_id)
+    return module.NodeService(
+        node_id=settings.node_id,
+        max_volumes=settings.max_volumes,
+        kvm_max_volumes=settings.kvm_max_volumes,
+    )
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ class Settings:
     node_id: str | None = None
     capacity_bytes: int = 0
     timeouts: Timeouts = field(default_factory=Timeouts)
+    max_volumes: int | None = None  # the node's max_volumes_per_node, when not counted
+    kvm_max_volumes: int = DEFAULT_KVM_MAX_VOLUMES  # lunbridge disks per KVM guest
 
 
 def build(settings: Settings, kube: Any | None = None) -> tuple[grpc.aio.Server, Endpoint]:
@@ -102,7 +109,7 @@ def build(settings: Settings, kube: Any | None = None) -> tuple[grpc.aio.Server,
             ControllerService(kube, settings.timeouts, settings.capacity_bytes), server
         )
     if settings.mode in ("node", "all"):
-        stubs.add_NodeServicer_to_server(node_service(settings.node_id), server)
+        stubs.add_NodeServicer_to_server(node_service(settings), server)
     identity = IdentityService(driver_name=settings.driver_name, probe=probe)
     stubs.add_IdentityServicer_to_server(identity, server)
     if endpoint.socket is not None:

@@ -2,7 +2,7 @@
 volume id, which capabilities, parameters and sizes are accepted (and which contradict a
 disk), whether a request names the same volume as an existing disk, whose publication a disk
 holds, and what a VirtualDisk's status means for CSI (provisioned, attached where, detached,
-failed, its publish context). Pure functions, so each rule is unit-tested on its own."""
+failed, no room on the VM, its publish context). Pure functions, so each rule is unit-tested on its own."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from typing import Any
 
 import grpc.aio
 
-from lunbridge.errors import AlreadyExists, InvalidArgument
+from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded, LunbridgeError
 from lunbridge.hypervisor.base import Scope
+from lunbridge.models import ConditionStatus, FsType, Phase, VirtualDisk, VirtualDiskSpec, VolumeMode
 from lunbridge.models import ConditionType as Cond
-from lunbridge.models import FsType, Phase, VirtualDisk, VirtualDiskSpec, VolumeMode
 from lunbridge_csi._proto import csi_pb2
 from lunbridge_csi.errors import OutOfRange, Unimplemented
 
@@ -49,6 +49,7 @@ SUPPORTED_MODES = {
 }
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 RPC = csi_pb2.ControllerServiceCapability.RPC
+LIMIT_EXCEEDED = "LimitExceeded"  # the Ready reason of the operator's LimitExceeded (its classify table)
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,36 @@ def failure(disk: VirtualDisk) -> str | None:
     if status.phase is Phase.FAILED and disk.current:
         ready = status.condition(Cond.READY)
         return status.message or (ready.message if ready else "") or "failed"
+    return None
+
+
+def exhausted(disk: VirtualDisk) -> str | None:
+    """The operator's message when the disk's VM has no room for it: Ready is False with reason
+    LimitExceeded for the current generation (no free SCSI unit, no LUN id left). The operator
+    retries that every 60 s and never marks the disk Failed, so only this ends a publish early."""
+    ready = disk.status.condition(Cond.READY)
+    if (
+        ready is None
+        or ready.status is not ConditionStatus.FALSE
+        or ready.reason != LIMIT_EXCEEDED
+        or ready.observed_generation != disk.metadata.generation
+    ):
+        return None
+    return ready.message or disk.status.message or "no room left"
+
+
+def gave_up(disk: VirtualDisk, attach: bool = False) -> LunbridgeError | None:
+    """The error a wait on the operator ends with before its bound, or None to keep waiting.
+    The operator gave up (phase Failed): a bad spec is the request's fault (INVALID_ARGUMENT),
+    anything else FAILED_PRECONDITION. An attach (`attach`) also ends when the VM is full
+    (`exhausted`: LimitExceeded, RESOURCE_EXHAUSTED), with the operator's message."""
+    name = disk.name
+    reason = failure(disk)
+    if reason is not None:
+        return (InvalidArgument if invalid(disk) else Conflict)(f"VirtualDisk {name} failed: {reason}")
+    full = exhausted(disk) if attach else None
+    if full is not None:
+        return LimitExceeded(f"VirtualDisk {name} cannot be attached: {full}")
     return None
 
 

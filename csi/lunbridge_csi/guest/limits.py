@@ -20,7 +20,8 @@ class Limits:
     mount: float = 60.0  # mount, bind mount, read-only remount
     umount: float = 60.0
     probe: float = 30.0  # blkid -p
-    flush: float = 30.0  # blockdev --flushbufs
+    flush: float = 10.0  # blockdev --flushbufs, best effort on unstage: a dead disk must not hold it
+    io_check: float = 5.0  # dd of one block: can a disk whose unmount failed still do I/O?
     mkfs: float = 600.0  # mkfs.ext4, mkfs.xfs
     grow: float = 600.0  # resize2fs, xfs_growfs
 

@@ -1,5 +1,6 @@
 """Mounts in the guest: what is mounted (from mountinfo), whether a mount is the bind mount a
-request asks for, mount, bind mount, unmount, flush.
+request asks for, mount, bind mount, unmount (lazily where the caller says so), flush, and
+the publish targets (a folder, or a file for a block volume).
 
 Mount state is read from `<root>/proc/self/mountinfo`; changes go through the injected runner
 (`mount`, `umount`, `blockdev`), each within its limit, so tests feed a fixture mountinfo and a
@@ -8,14 +9,19 @@ fake runner.
 
 from __future__ import annotations
 
+import logging
+import os
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lunbridge.command import Runner
+from lunbridge.errors import Unavailable
 from lunbridge_csi.guest.limits import Limits
+
+log = logging.getLogger(__name__)
 
 MOUNTINFO = Path("proc/self/mountinfo")
 
@@ -66,14 +72,16 @@ def mounts(root: Path) -> list[MountEntry]:
     return parse_mountinfo((root / MOUNTINFO).read_text())
 
 
+def stack(root: Path, path: str | Path) -> list[MountEntry]:
+    """Every mount at `path`, the topmost last (later lines are mounted on top)."""
+    wanted = str(path).rstrip("/") or "/"
+    return [entry for entry in mounts(root) if entry.mount_point == wanted]
+
+
 def mounted_at(root: Path, path: str | Path) -> MountEntry | None:
     """The topmost mount at `path`, or None when nothing is mounted there."""
-    wanted = str(path).rstrip("/") or "/"
-    found = None
-    for entry in mounts(root):
-        if entry.mount_point == wanted:
-            found = entry  # later lines are mounted on top
-    return found
+    found = stack(root, path)
+    return found[-1] if found else None
 
 
 def bind_origin(root: Path, path: str) -> tuple[str, str]:
@@ -129,12 +137,29 @@ async def bind_mount(
         (await runner(["mount", "-o", "remount,bind,ro", target], limits.mount)).check()
 
 
-async def unmount(runner: Runner, limits: Limits, root: Path, target: str, most: int = 8) -> int:
+async def unmount(
+    runner: Runner,
+    limits: Limits,
+    root: Path,
+    target: str,
+    most: int = 8,
+    *,
+    lazy_if: Callable[[MountEntry], Awaitable[bool]] | None = None,
+) -> int:
     """Unmount everything stacked at `target` (`most` mounts at the most); how many mounts went
-    (0: nothing was mounted)."""
+    (0: nothing was mounted). A plain unmount that fails or overruns its limit is an error,
+    unless the mount went anyway (a hung unmount takes the mount away before it writes the
+    filesystem out) or `lazy_if(mount)` says to detach it lazily (`umount -l`) instead."""
     count = 0
-    while mounted_at(root, target) is not None and count < most:
-        (await runner(["umount", target], limits.umount)).check()
+    while (entry := mounted_at(root, target)) is not None and count < most:
+        try:
+            (await runner(["umount", target], limits.umount)).check()
+        except Unavailable as exc:
+            if mounted_at(root, target) == entry:
+                if lazy_if is None or not await lazy_if(entry):
+                    raise
+                log.warning("unmounting %s (%s) failed, detaching it lazily: %s", target, entry.source, exc)
+                (await runner(["umount", "-l", target], limits.umount)).check()
         count += 1
     return count
 
@@ -142,3 +167,29 @@ async def unmount(runner: Runner, limits: Limits, root: Path, target: str, most:
 async def flush(runner: Runner, limits: Limits, device: str) -> None:
     """Write the device's dirty buffers out (`blockdev --flushbufs`)."""
     (await runner(["blockdev", "--flushbufs", device], limits.flush)).check()
+
+
+def path_kind(path: str) -> str | None:
+    """`dir`, `file` (anything else), or None when nothing is at `path`."""
+    if not os.path.exists(path):
+        return None
+    return "dir" if os.path.isdir(path) else "file"
+
+
+def make_file(path: str) -> None:
+    """An empty file at `path` (a block volume's target), with its folders."""
+    os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
+    if not os.path.exists(path):
+        with open(path, "a"):
+            pass
+
+
+def remove_target(path: str) -> None:
+    """Remove a publish target (an empty folder or a file); nothing there is fine."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.rmdir(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -7,7 +7,17 @@
 - `wait_for_device`: rescan and wait, bounded, until H:C:T:L has a block device.
 - `parse_vpd83` / `device_naas`: the NAA designators of the logical unit from its Device
   Identification VPD page (0x83) as the kernel cached it (`device/vpd_pg83`).
-- `devices_with_naa`, `delete_device`, `rescan_size`, `size_bytes`, `free_slots`.
+- `devices_with_naa`, `delete_device` (bounded: a dead disk cannot hold it), `device_state`,
+  `rescan_size`, `size_bytes`.
+- `volume_capacity`: how many lunbridge disks this VM can hold in all (NodeGetInfo's
+  max_volumes_per_node, read once when the plugin registers; the scheduler subtracts the
+  attached volumes itself). vSphere (the guest shows `vmw_pvscsi`, or vSphere's other SCSI
+  controllers): 15 usable units on each of the four SCSI controllers a VM may have, whether
+  lunbridge has added them yet or not, less the controllers of other types (LSI Logic,
+  BusLogic) and the units that disks lunbridge does not manage hold on the PVSCSI controllers
+  (the boot disk, any disk not among the staged volumes' NAAs). KVM (`virtio_scsi`, 256
+  targets per controller): a configured cap, `DEFAULT_KVM_MAX_VOLUMES` unless told. A guest
+  with neither: 0, which CSI reads as "the CO decides".
 
 Every write goes to a sysfs file; nothing here runs a command or imports grpc.
 """
@@ -17,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +39,15 @@ SCSI_HOSTS = Path("sys/class/scsi_host")
 SCSI_DEVICES = Path("sys/bus/scsi/devices")
 BLOCK = Path("sys/block")
 
-# usable disk addresses per controller, by the guest driver of the controller
-UNITS_PER_HOST: Mapping[str, int] = {
-    "vmw_pvscsi": 15,  # vSphere PVSCSI: 16 units, unit 7 is the controller itself
-    "virtio_scsi": 256,  # libvirt virtio-scsi as lunbridge's libvirt layer uses it: 256 targets, LUN 0
-}
+# guest drivers of the SCSI controllers lunbridge attaches disks to (`scsi_host/hostN/proc_name`)
+PVSCSI = "vmw_pvscsi"
+VIRTIO_SCSI = "virtio_scsi"
+PVSCSI_UNITS = 15  # vSphere PVSCSI: 16 units, unit 7 is the controller itself
+VSPHERE_CONTROLLERS = 4  # SCSI controllers of any type per vSphere VM (buses 0-3)
+VSPHERE_OTHER_SCSI = frozenset({"mptspi", "mptsas", "BusLogic"})  # LSI Logic, LSI SAS, BusLogic
+# lunbridge disks per KVM guest when not told otherwise (`--kvm-max-volumes`): virtio-scsi has no
+# small fixed unit count to read (256 targets per controller), so a cap keeps a node schedulable
+DEFAULT_KVM_MAX_VOLUMES = 64
 
 # designator types and associations of SPC-4 7.8.6
 DESIGNATOR_NAA = 3
@@ -200,7 +214,11 @@ def device_naas(root: Path, device: str) -> list[str]:
 
     A kernel without the cached page falls back to `device/wwid` when that is an NAA id.
     """
-    folder = root / BLOCK / device / "device"
+    return _naas_at(root / BLOCK / device / "device")
+
+
+def _naas_at(folder: Path) -> list[str]:
+    """The NAA ids of the SCSI device in sysfs folder `folder` (see `device_naas`)."""
     try:
         page = (folder / "vpd_pg83").read_bytes()
     except OSError:
@@ -225,14 +243,20 @@ def devices_with_naa(root: Path, naa: str) -> list[str]:
 
 
 async def delete_device(root: Path, device: str, within: float = 10.0) -> bool:
-    """Remove the SCSI device of `device` (sdX) from the guest's kernel; False if already gone."""
+    """Remove the SCSI device of `device` (sdX) from the guest's kernel; False if already gone.
+
+    The kernel flushes the disk's cache before it lets the device go; on a disk whose I/O
+    hangs that write waits for the SCSI timeouts, so after `within` seconds the removal is left
+    to finish in the kernel (the write goes on in its thread) and this returns."""
     delete = root / BLOCK / device / "device" / "delete"
     if not delete.exists():
         return False
     try:
-        await _write(delete, "1")
+        await asyncio.wait_for(_write(delete, "1"), within)
     except FileNotFoundError:
         return False
+    except TimeoutError:
+        return True
     except OSError as err:
         raise Unavailable(f"deleting SCSI device {device} failed: {err}") from err
     for _ in range(max(1, int(within / 0.05))):  # the block device goes a moment after the write
@@ -289,19 +313,41 @@ def host_driver(root: Path, host: str) -> str:
         return ""
 
 
-def free_slots(root: Path, units_per_host: Mapping[str, int] = UNITS_PER_HOST) -> int:
-    """Free disk addresses on the guest's PCI SCSI controllers whose driver is in `units_per_host`:
-    each such host's usable units minus the SCSI devices it already has."""
+def device_state(root: Path, device: str) -> str:
+    """The SCSI device state of disk `device` (sdX): `running`, `offline`, `blocked`...; "" when
+    the disk is gone."""
+    try:
+        return (root / BLOCK / device / "device" / "state").read_text().strip()
+    except OSError:
+        return ""
+
+
+def volume_capacity(
+    root: Path, managed: Collection[str], kvm_max_volumes: int = DEFAULT_KVM_MAX_VOLUMES
+) -> int:
+    """How many lunbridge disks this VM can hold in all (the module docstring says how);
+    `managed`: the NAAs of the volumes staged here (their units are lunbridge's)."""
+    folder = root / SCSI_HOSTS
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    drivers = {host_number(name): host_driver(root, name) for name in names if re.fullmatch(r"host\d+", name)}
+    total = kvm_max_volumes if VIRTIO_SCSI in drivers.values() else 0
+    pvscsi = {number for number, driver in drivers.items() if driver == PVSCSI}
+    others = sum(1 for driver in drivers.values() if driver in VSPHERE_OTHER_SCSI)
+    if pvscsi or others:
+        total += PVSCSI_UNITS * max(0, VSPHERE_CONTROLLERS - others) - len(_held(root, pvscsi, managed))
+    return max(total, 0)
+
+
+def _held(root: Path, hosts: Collection[int], managed: Collection[str]) -> set[tuple[int, int, int]]:
+    """(host, channel, target) of every unit on `hosts` that a device holds whose NAA is not
+    `managed`: a disk lunbridge does not manage, a CD-ROM, anything else at that unit."""
+    wanted = {normal_naa(naa) for naa in managed}
     devices = root / SCSI_DEVICES
-    used: dict[int, int] = {}
-    if devices.is_dir():
-        for entry in devices.iterdir():
-            if re.fullmatch(r"\d+:\d+:\d+:\d+", entry.name):
-                number = int(entry.name.split(":", 1)[0])
-                used[number] = used.get(number, 0) + 1
-    free = 0
-    for host in hosts_by_pci_slot(root).values():
-        units = units_per_host.get(host_driver(root, host))
-        if units is not None:
-            free += max(0, units - used.get(host_number(host), 0))
-    return free
+    held: set[tuple[int, int, int]] = set()
+    for entry in devices.iterdir() if devices.is_dir() else ():
+        if not re.fullmatch(r"\d+:\d+:\d+:\d+", entry.name):
+            continue
+        host, channel, target, _ = (int(part) for part in entry.name.split(":"))
+        if host in hosts and not wanted & set(_naas_at(entry)):
+            held.add((host, channel, target))
+    return held

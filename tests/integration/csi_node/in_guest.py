@@ -25,6 +25,7 @@ import grpc.aio
 from google.protobuf import json_format
 
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
+from lunbridge_csi.guest.scsi import DEFAULT_KVM_MAX_VOLUMES
 from lunbridge_csi.node import NodeService
 
 
@@ -51,6 +52,7 @@ async def main(args: dict[str, Any]) -> list[dict[str, Any]]:
         NodeService(
             node_id=service.get("node_id"),
             max_volumes=service.get("max_volumes"),
+            kvm_max_volumes=int(service.get("kvm_max_volumes", DEFAULT_KVM_MAX_VOLUMES)),
             state_dir=Path(service.get("state_dir", "/var/lib/lunbridge-guest")),
             device_timeout=float(service.get("device_timeout", 30)),
         ),

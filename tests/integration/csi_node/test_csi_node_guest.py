@@ -4,8 +4,10 @@ written there survives unstage and a second stage (which does not format again);
 the published address that carries another NAA is refused FAILED_PRECONDITION and left
 untouched; after unstage no disk of that NAA is left in the guest; a Block volume is a device
 node bind-mounted onto a file. A publish again at the same target is OK when it asks for what
-is mounted there and ALREADY_EXISTS when it asks for it read-only (issue 12, case 3). Every
-test detaches its LUN and leaves no mount behind."""
+is mounted there and ALREADY_EXISTS when it asks for it read-only (issue 12, case 3).
+NodeGetInfo answers the configured cap of a KVM guest (issue 12, case 2). An unstage of a disk
+whose SCSI device was set offline unmounts it, deletes the device and answers OK, also when
+retried (issue 12, case 7). Every test detaches its LUN and leaves no mount behind."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from lunbridge.hypervisor.libvirt import Libvirt
 from lunbridge.models import AttachMode, PublishContext
 from lunbridge.storage.base import Lun
 from lunbridge.storage.tgt import TgtBackend
-from tests.integration.csi_node.conftest import Node
+from lunbridge_csi.guest import scsi
+from tests.integration.csi_node.conftest import STATE_DIR, Node
 from tests.integration.libvirt.conftest import MakeLun
 from tests.integration.libvirt.guestscsi import delete_disk, disks
 from tests.lab.lab import LabState
@@ -66,6 +69,29 @@ def call(method: str, **request: Any) -> dict[str, Any]:
     return {"call": method, "request": request}
 
 
+def stage_call(volume: str, staging: str, ctx: dict[str, str], capability: dict[str, Any]) -> dict[str, Any]:
+    return call(
+        "NodeStageVolume",
+        volumeId=volume,
+        stagingTargetPath=staging,
+        volumeCapability=capability,
+        publishContext=ctx,
+    )
+
+
+def publish_call(
+    volume: str, staging: str, target: str, ctx: dict[str, str], capability: dict[str, Any]
+) -> dict[str, Any]:
+    return call(
+        "NodePublishVolume",
+        volumeId=volume,
+        stagingTargetPath=staging,
+        targetPath=target,
+        volumeCapability=capability,
+        publishContext=ctx,
+    )
+
+
 def sh(command: str) -> dict[str, Any]:
     return {"sh": command}
 
@@ -82,32 +108,13 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
         volume = f"vd-{lun.name}"
         staging, target = f"{base}/staging", f"{base}/pod/mount"
         ctx = context(attachment, lun.naa)
-        stage = call(
-            "NodeStageVolume",
-            volumeId=volume,
-            stagingTargetPath=staging,
-            volumeCapability=MOUNT,
-            publishContext=ctx,
-        )
+        stage = stage_call(volume, staging, ctx, MOUNT)
         # what a VolumeAttachment made by the previous release carries: no mode, unread keys
         legacy = {key: ctx[key] for key in ("naa", "pciSlot", "guestAddress")}
         legacy.update({f"{key}": str(value) for key, value in attachment.detail().items()})
         legacy.update(controllerKey="0", busNumber="0", unitNumber="0")
-        stage_legacy = call(
-            "NodeStageVolume",
-            volumeId=volume,
-            stagingTargetPath=staging,
-            volumeCapability=MOUNT,
-            publishContext=legacy,
-        )
-        publish = call(
-            "NodePublishVolume",
-            volumeId=volume,
-            stagingTargetPath=staging,
-            targetPath=target,
-            volumeCapability=MOUNT,
-            publishContext=ctx,
-        )
+        stage_legacy = stage_call(volume, staging, legacy, MOUNT)
+        publish = publish_call(volume, staging, target, ctx, MOUNT)
         publish_read_only = {**publish, "request": {**publish["request"], "readonly": True}}
         unpublish = call("NodeUnpublishVolume", volumeId=volume, targetPath=target)
         unstage = call("NodeUnstageVolume", volumeId=volume, stagingTargetPath=staging)
@@ -133,6 +140,7 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
                 unstage,
                 unstage,  # idempotent
                 sh(f"findmnt {staging}; findmnt {target}; test -e {target}"),
+                sh("cat /sys/class/scsi_host/host*/proc_name"),  # the drivers of the guest's SCSI hosts
             ]
         )
         assert codes(first) == [
@@ -152,10 +160,16 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
             "OK",
             "OK",
             "sh",
+            "sh",
         ], first
         info, capabilities = first[0]["response"], first[1]["response"]
         assert info["nodeId"].lower() == f"libvirt://{lab.guest_uuid}".lower()
-        assert int(info["maxVolumesPerNode"]) > 0
+        # issue 12, case 2: the lab guest shows virtio-scsi controllers only (a KVM guest), so
+        # it holds the configured cap of lunbridge disks, whatever is attached or staged now
+        drivers = set(first[16]["stdout"].split())
+        assert scsi.VIRTIO_SCSI in drivers, first[16]
+        assert not drivers & {scsi.PVSCSI, *scsi.VSPHERE_OTHER_SCSI}, first[16]
+        assert int(info["maxVolumesPerNode"]) == scsi.DEFAULT_KVM_MAX_VOLUMES
         assert {c["rpc"]["type"] for c in capabilities["capabilities"]} == {
             "STAGE_UNSTAGE_VOLUME",
             "EXPAND_VOLUME",
@@ -181,9 +195,12 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
                 sh(f"cat {target}/proof"),
                 unpublish,
                 unstage,
-            ]
+                call("NodeGetInfo"),
+            ],
+            kvm_max_volumes=17,
         )
-        assert codes(second) == ["OK", "sh", "OK", "sh", "OK", "OK"], second
+        assert codes(second) == ["OK", "sh", "OK", "sh", "OK", "OK", "OK"], second
+        assert int(second[6]["response"]["maxVolumesPerNode"]) == 17  # --kvm-max-volumes
         assert second[1]["stdout"].strip() == first_uuid  # the same filesystem: never re-formatted
         assert second[3]["stdout"] == "kept-by-lunbridge\n"
         assert lun.naa not in disks(kvm_guest)
@@ -203,13 +220,7 @@ async def test_a_device_with_another_naa_at_the_address_is_refused_and_untouched
         staging = f"{base}/staging"
         results = node(
             [
-                call(
-                    "NodeStageVolume",
-                    volumeId="vd-wrong",
-                    stagingTargetPath=staging,
-                    volumeCapability=MOUNT,
-                    publishContext=context(attachment, OTHER_NAA),
-                ),
+                stage_call("vd-wrong", staging, context(attachment, OTHER_NAA), MOUNT),
                 sh(f"findmnt {staging}"),
                 sh("ls /var/lib/lunbridge-guest/csi-node-test/"),
             ]
@@ -233,23 +244,10 @@ async def test_a_block_volume_is_the_device_bound_onto_a_file(
         volume = f"vd-{lun.name}"
         staging, target = f"{base}/staging", f"{base}/pod/dev"
         ctx = context(attachment, lun.naa)
-        publish = call(
-            "NodePublishVolume",
-            volumeId=volume,
-            stagingTargetPath=staging,
-            targetPath=target,
-            volumeCapability=BLOCK,
-            publishContext=ctx,
-        )
+        publish = publish_call(volume, staging, target, ctx, BLOCK)
         results = node(
             [
-                call(
-                    "NodeStageVolume",
-                    volumeId=volume,
-                    stagingTargetPath=staging,
-                    volumeCapability=BLOCK,
-                    publishContext=ctx,
-                ),
+                stage_call(volume, staging, ctx, BLOCK),
                 publish,
                 publish,  # idempotent: the device node bound there is this volume's
                 sh(f"blockdev --getsize64 {target}; blkid -p {target}; echo rc=$?"),
@@ -281,21 +279,8 @@ async def test_expand_rescans_the_size_and_grows_the_filesystem(
         volume = f"vd-{lun.name}"
         staging, target = f"{base}/staging", f"{base}/pod/mount"
         ctx = context(attachment, lun.naa)
-        stage = call(
-            "NodeStageVolume",
-            volumeId=volume,
-            stagingTargetPath=staging,
-            volumeCapability=MOUNT,
-            publishContext=ctx,
-        )
-        publish = call(
-            "NodePublishVolume",
-            volumeId=volume,
-            stagingTargetPath=staging,
-            targetPath=target,
-            volumeCapability=MOUNT,
-            publishContext=ctx,
-        )
+        stage = stage_call(volume, staging, ctx, MOUNT)
+        publish = publish_call(volume, staging, target, ctx, MOUNT)
         first = node(
             [stage, publish, sh(f"echo before-grow > {target}/proof && sync; df -B1 --output=size {target}")]
         )
@@ -316,4 +301,44 @@ async def test_expand_rescans_the_size_and_grows_the_filesystem(
         size_after, proof = second[1]["stdout"].split()[-2:]
         assert int(size_after) > size_before * 3 // 2
         assert proof == "before-grow"
+        assert lun.naa not in disks(kvm_guest)
+
+
+@pytest.mark.timeout(900)
+async def test_unstage_of_a_disk_set_offline_unmounts_and_deletes_it(
+    kvm: Libvirt, kvm_guest: LibvirtGuest, masked_lun: MakeLun, lab: LabState, node: Node
+) -> None:
+    """Issue 12, case 7: the disk dies under a staged volume (its SCSI device offline, as after
+    the LUN was removed behind lunbridge's back): NodeUnstage still unmounts, deletes the SCSI
+    device, removes the state file and answers OK; a retry is OK too."""
+    async with attached(kvm, kvm_guest, masked_lun, lab) as (lun, attachment, base):
+        volume = f"vd-{lun.name}"
+        staging, target, sd_file = f"{base}/staging", f"{base}/pod/mount", f"{base}/sd"
+        ctx = context(attachment, lun.naa)
+        unstage = call("NodeUnstageVolume", volumeId=volume, stagingTargetPath=staging)
+        results = node(
+            [
+                stage_call(volume, staging, ctx, MOUNT),
+                publish_call(volume, staging, target, ctx, MOUNT),
+                sh(f"echo written-before-the-disk-died > {target}/proof"),  # dirty, never flushed
+                call("NodeUnpublishVolume", volumeId=volume, targetPath=target),
+                sh(
+                    f"sd=$(basename $(findmnt -n -o SOURCE {staging})) && echo $sd > {sd_file} && "
+                    "echo offline > /sys/block/$sd/device/state && cat /sys/block/$sd/device/state"
+                ),
+                unstage,
+                unstage,  # the kubelet's retry
+                sh(
+                    f"findmnt {staging}; echo mounted=$?; test -e /sys/block/$(cat {sd_file}); "
+                    f"echo device=$?; ls {STATE_DIR}"
+                ),
+            ]
+        )
+        assert codes(results) == ["OK", "OK", "sh", "OK", "sh", "OK", "OK", "sh"], results
+        assert results[4]["stdout"].strip() == "offline", results[4]
+        print(f"unstage of an offline disk {results[5]['seconds']:.3f}s")
+        left = results[7]["stdout"].split()
+        assert "mounted=1" in left, results[7]  # nothing mounted at the staging path
+        assert "device=1" in left, results[7]  # the SCSI device is gone
+        assert f"{volume}.json" not in left  # the state file went
         assert lun.naa not in disks(kvm_guest)

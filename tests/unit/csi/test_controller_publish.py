@@ -5,7 +5,10 @@ fsType) is ALREADY_EXISTS where the disk is published already and INVALID_ARGUME
 and changes nothing; `readonly` is INVALID_ARGUMENT (PUBLISH_READONLY is not advertised).
 Case 5: a publish the operator never attached (a Node whose providerID names no VM) is undone
 by ControllerUnpublishVolume whether or not the Node still exists, and a later publish to
-another node works; another existing node's publication is never cleared."""
+another node works; another existing node's publication is never cleared.
+Case 2: a publish to a VM with no free SCSI unit is RESOURCE_EXHAUSTED at once (the operator's
+Ready=False LimitExceeded for the current generation) and leaves nothing published; one of an
+older generation does not end the wait."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from lunbridge.errors import NotFound
+from lunbridge.models import ConditionType
 from lunbridge_csi._proto import csi_pb2
 from lunbridge_csi.controller import ControllerService
 from lunbridge_csi.kube import Kube
@@ -208,3 +212,56 @@ async def test_the_kube_client_reads_a_nodes_provider_id_and_says_not_found_for_
     assert await kube.node_provider_id("n2") is None
     with pytest.raises(NotFound, match="read Node n3"):
         await kube.node_provider_id("n3")
+
+
+# --- case 2: a full VM -----------------------------------------------------------------------
+PATIENT = Timeouts(provision=1, attach=30, poll=0.01)  # a bound the call must not wait out
+
+
+async def test_a_publish_to_a_full_vm_is_resource_exhausted_at_once_and_leaves_nothing_published(
+    lab: Lab,
+) -> None:
+    service = ControllerService(lab.kube, PATIENT)
+    await call(service.CreateVolume, create())
+    lab.hypervisor.hold_units(lab.vms["node-a"])  # disks lunbridge does not manage take every unit
+    started = asyncio.get_running_loop().time()
+    code, details = await code_of(service.ControllerPublishVolume, publish(lab, "node-a"))
+    assert asyncio.get_running_loop().time() - started < 5
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "VM node-a-vm has no free SCSI unit" in details  # the operator's message
+    disk = lab.disk("pvc-1")
+    assert disk.spec.node_name is None
+    assert [patch for (_, patch) in lab.kube.called("patch_spec")] == [
+        {"nodeName": "node-a"},
+        {"nodeName": None},
+    ]
+    assert lab.rdms("node-a") == []
+    assert lab.storage.mappings_of(lab.lun("pvc-1").name) == []  # the operator undid the mapping
+    assert disk.status.attachment is None
+    assert disk.status.is_true(ConditionType.READY, disk.metadata.generation)
+    # a unit frees up: the CO's retry publishes it
+    lab.hypervisor.free_units(lab.vms["node-a"])
+    published = await call(service.ControllerPublishVolume, publish(lab, "node-a"))
+    [rdm] = lab.rdms("node-a")
+    assert published.publish_context["guestAddress"] == str(rdm.guest_address)
+
+
+async def test_a_full_vm_of_an_older_generation_does_not_end_the_publish(lab: Lab) -> None:
+    """The status still says LimitExceeded for node-a while the disk moved on to node-b (the
+    operator is held back): the publish to node-b waits, and gets its attachment."""
+    lab.hypervisor.hold_units(lab.vms["node-a"])
+    stale = await lab.create_disk("pvc-1", node_name="node-a")
+    ready = stale.status.condition(ConditionType.READY)
+    assert ready is not None
+    assert (ready.status.value, ready.reason) == ("False", "LimitExceeded")
+    lab.operator.stop()
+    await lab.patch("pvc-1", node_name="node-b")
+    code, _ = await code_of(ControllerService(lab.kube, FAST).ControllerPublishVolume, publish(lab, "node-b"))
+    assert code is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert lab.disk("pvc-1").spec.node_name == "node-b"
+    await lab.operator.start()
+    published = await call(
+        ControllerService(lab.kube, PATIENT).ControllerPublishVolume, publish(lab, "node-b")
+    )
+    assert published.publish_context["naa"] == lab.lun("pvc-1").naa
+    assert len(lab.rdms("node-b")) == 1

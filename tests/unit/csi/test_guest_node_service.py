@@ -20,10 +20,10 @@ from lunbridge.errors import InvalidArgument
 from lunbridge.models import AttachMode, PublishContext
 from lunbridge.san import ScsiAddress
 from lunbridge_csi._proto import csi_pb2
-from lunbridge_csi.guest import mount
+from lunbridge_csi.guest import mount, scsi
 from lunbridge_csi.guest.limits import DEFAULT_LIMITS, Limits
 from lunbridge_csi.node import NodeService
-from tests.unit.csi.test_guest_scsi import NAA, add_disk, add_host
+from tests.unit.csi.sysfs import NAA
 
 MOUNT = csi_pb2.VolumeCapability(
     mount=csi_pb2.VolumeCapability.MountVolume(fs_type="ext4", mount_flags=["noatime"]),
@@ -50,16 +50,24 @@ class Runner:
         self.root = root
         self.calls: list[list[str]] = []
         self.hang: set[str] = set()  # programs that hang once (a real command that ignores SIGTERM)
+        self.fail: dict[str, str] = {}  # program -> the stderr it exits 1 with (a lazy umount works)
 
     async def __call__(self, argv: Sequence[str], time_limit: float) -> Result:
         self.calls.append(list(argv))
         if argv[0] in self.hang:
             self.hang.discard(argv[0])
             return await run(["sh", "-c", 'trap "" TERM; sleep 30'], time_limit, grace=0.2)
+        if argv[0] in self.fail and argv[1] != "-l":
+            return Result(tuple(argv), 1, "", self.fail[argv[0]])
         if argv[0] == "blkid":
             return Result(tuple(argv), 2, "", "")
         if argv[0] == "mount":
             self._mount(list(argv))
+        if argv[0] == "umount":  # the fake kernel drops the topmost mount at the target
+            info = self.root / "proc/self/mountinfo"
+            lines = info.read_text().splitlines()
+            top = max(i for i, line in enumerate(lines) if line.split()[4] == argv[-1])
+            info.write_text("".join(f"{line}\n" for i, line in enumerate(lines) if i != top))
         return Result(tuple(argv), 0, "", "")
 
     def _mount(self, argv: list[str]) -> None:
@@ -80,19 +88,7 @@ class Runner:
         info.write_text("\n".join(lines) + "\n")
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    root = tmp_path / "root"
-    add_host(root, "host2", "0000:00:05.0")
-    add_disk(root, "2:0:3:0", "sdb")
-    (root / "proc/self").mkdir(parents=True)
-    (root / "proc/self/mountinfo").write_text(
-        "22 1 0:21 / / ro - 9p hostroot ro\n23 22 0:5 / /dev rw,nosuid - devtmpfs devtmpfs rw\n"
-    )
-    return root
-
-
-def service(tree: Path, runner: Runner, limits: Limits = DEFAULT_LIMITS) -> NodeService:
+def service(tree: Path, runner: Runner, limits: Limits = DEFAULT_LIMITS, **options: Any) -> NodeService:
     return NodeService(
         root=tree,
         runner=runner,
@@ -100,6 +96,7 @@ def service(tree: Path, runner: Runner, limits: Limits = DEFAULT_LIMITS) -> Node
         node_id="libvirt://x",
         state_dir=tree.parent / "state",
         device_timeout=0.3,
+        **options,
     )
 
 
@@ -169,7 +166,7 @@ async def test_node_info_and_unstage_deletes_the_device(tree: Path) -> None:
     node = service(tree, runner)
     info = await node.NodeGetInfo(csi_pb2.NodeGetInfoRequest(), Context())  # type: ignore[arg-type]
     assert info.node_id == "libvirt://x"
-    assert info.max_volumes_per_node == 256 - 1
+    assert info.max_volumes_per_node == scsi.DEFAULT_KVM_MAX_VOLUMES  # a virtio-scsi guest
     staging = str(tree.parent / "s")
     await node.NodeStageVolume(stage(NAA, staging), Context())  # type: ignore[arg-type]
     (tree / "proc/self/mountinfo").write_text("22 1 0:21 / / ro - 9p hostroot ro\n")  # as if umount ran

@@ -1,60 +1,21 @@
 """The guest's SCSI helpers on fixture sysfs trees: host by PCI slot, VPD page 0x83 parsing,
-targeted rescan and the bounded wait, device deletion, free slots."""
+targeted rescan and the bounded wait, device deletion (bounded also when the kernel's write
+hangs), and how many lunbridge disks the VM can hold in all (issue 12, case 2): the lab
+simulator's VM layout, one with another kind of SCSI controller, a KVM guest."""
 
 from __future__ import annotations
 
 import asyncio
-import os
+import time
 from pathlib import Path
 
 import pytest
 
 from lunbridge.errors import InvalidArgument, NotFound
 from lunbridge_csi.guest import scsi
+from tests.unit.csi.sysfs import NAA, TGT_PAGE, add_disk, add_host, naa_page, pvscsi_guest, vpd83
 
-NAA = "naa.6001405f3a1b2c3d4e5f60718293a4b5"
-
-
-def vpd83(*descriptors: tuple[int, int, int, bytes]) -> bytes:
-    """A VPD page 0x83 of (code set, association, type, value) descriptors."""
-    body = b"".join(
-        bytes([0x10 | code_set, (association << 4) | kind, 0, len(value)]) + value
-        for code_set, association, kind, value in descriptors
-    )
-    return bytes([0, 0x83]) + len(body).to_bytes(2, "big") + body
-
-
-# what tgtd's LUNs answer: a T10 vendor id, the NAA of the LU, and a relative port id
-TGT_PAGE = vpd83(
-    (2, 0, 1, b"IET     00010001"),
-    (1, 0, 3, bytes.fromhex(NAA[4:])),
-    (1, 1, 4, bytes.fromhex("00000001")),
-)
-
-
-def add_host(root: Path, host: str, pci: str, driver: str = "virtio_scsi") -> None:
-    real = root / "sys/devices/pci0000:00" / pci / "virtio2" / host / "scsi_host" / host
-    real.mkdir(parents=True)
-    (real / "scan").write_text("")
-    (real / "proc_name").write_text(f"{driver}\n")
-    link = root / scsi.SCSI_HOSTS / host
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(os.path.relpath(real, link.parent))
-
-
-def add_disk(root: Path, hctl: str, name: str, page: bytes | None = TGT_PAGE) -> None:
-    device = root / "sys/devices/scsi" / hctl
-    (device / "block" / name).mkdir(parents=True)
-    for attribute in ("delete", "rescan"):
-        (device / attribute).write_text("")
-    if page is not None:
-        (device / "vpd_pg83").write_bytes(page)
-    (root / scsi.SCSI_DEVICES).mkdir(parents=True, exist_ok=True)
-    (root / scsi.SCSI_DEVICES / hctl).symlink_to(device)
-    block = root / scsi.BLOCK / name
-    block.mkdir(parents=True)
-    (block / "device").symlink_to(device)
-    (block / "size").write_text("65536\n")
+OTHER_NAA = "naa.60014050000000000000000000000002"
 
 
 def test_vpd83_yields_the_naa_of_the_logical_unit_only() -> None:
@@ -135,14 +96,60 @@ async def test_delete_size_rescan_and_wwid_fallback(tmp_path: Path) -> None:
     assert not await scsi.delete_device(tmp_path, "sdz")
 
 
-def test_free_slots_count_the_controller_hosts_only(tmp_path: Path) -> None:
+async def test_a_delete_the_kernel_does_not_finish_returns_within_its_bound(tmp_path: Path) -> None:
+    """Deleting a disk whose I/O hangs: the kernel's cache flush holds the write to `delete`."""
+    add_disk(tmp_path, "2:0:1:0", "sdc")
+
+    async def hung(path: Path, text: str) -> None:
+        await asyncio.sleep(30)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scsi, "_write", hung)
+        started = time.monotonic()
+        assert await scsi.delete_device(tmp_path, "sdc", within=0.1)
+    assert time.monotonic() - started < 2
+
+
+def test_the_simulators_vm_holds_59_lunbridge_disks_whatever_is_attached_now(tmp_path: Path) -> None:
+    """The lab's VMs: one PVSCSI controller in PCI slot 160 with the boot disk at unit 0 (and an
+    IDE CD-ROM): four controllers of 15 units, one of them the boot disk's."""
+    pvscsi_guest(tmp_path, [{0}])
+    add_host(tmp_path, "host5", "0000:00:07.1", driver="ata_piix")
+    add_disk(tmp_path, "5:0:0:0", "sr0", page=None)
+    assert scsi.volume_capacity(tmp_path, managed=()) == 4 * 15 - 1 == 59
+    # a lunbridge disk at unit 1, then on a controller lunbridge added: the count stays
+    add_disk(tmp_path, "0:0:1:0", "sdb", page=TGT_PAGE)
+    assert scsi.volume_capacity(tmp_path, managed=[NAA]) == 59
+    add_host(tmp_path, "host6", "0000:00:a1.0", driver=scsi.PVSCSI)
+    add_disk(tmp_path, "6:0:0:0", "sdc", page=naa_page(OTHER_NAA))
+    assert scsi.volume_capacity(tmp_path, managed=[NAA, OTHER_NAA]) == 59
+    # a disk lunbridge does not manage (not a staged volume) holds its unit
+    assert scsi.volume_capacity(tmp_path, managed=[NAA]) == 58
+
+
+def test_other_vsphere_scsi_controllers_take_some_of_the_four(tmp_path: Path) -> None:
+    """A VM that boots from an LSI Logic controller: lunbridge may add three PVSCSI controllers;
+    a PVSCSI controller already there with two other disks."""
+    add_host(tmp_path, "host0", "0000:00:10.0", driver="mptspi")
+    add_disk(tmp_path, "0:0:0:0", "sda", page=None)
+    assert scsi.volume_capacity(tmp_path, managed=()) == 3 * 15
+    add_host(tmp_path, "host1", "0000:00:a0.0", driver=scsi.PVSCSI)
+    add_disk(tmp_path, "1:0:0:0", "sdb", page=None)
+    add_disk(tmp_path, "1:0:1:0", "sdc", page=None)
+    assert scsi.volume_capacity(tmp_path, managed=()) == 3 * 15 - 2
+
+
+def test_a_kvm_guest_holds_the_configured_cap_and_a_guest_without_such_controllers_none(
+    tmp_path: Path,
+) -> None:
+    assert scsi.volume_capacity(tmp_path, managed=()) == 0  # CSI: the CO decides
     add_host(tmp_path, "host0", "0000:00:01.1", driver="ata_piix")
-    add_host(tmp_path, "host2", "0000:00:05.0", driver="vmw_pvscsi")
-    add_host(tmp_path, "host3", "0000:00:06.0", driver="vmw_pvscsi")
-    add_disk(tmp_path, "2:0:0:0", "sda")
-    add_disk(tmp_path, "2:0:1:0", "sdb")
-    add_disk(tmp_path, "0:0:0:0", "sr0", page=None)
-    assert scsi.free_slots(tmp_path) == 15 - 2 + 15
+    assert scsi.volume_capacity(tmp_path, managed=()) == 0
+    add_host(tmp_path, "host2", "0000:00:05.0", driver=scsi.VIRTIO_SCSI)
+    add_disk(tmp_path, "2:0:0:0", "sda", page=None)  # a boot disk on virtio-scsi
+    add_disk(tmp_path, "2:0:3:0", "sdb")
+    assert scsi.volume_capacity(tmp_path, managed=()) == scsi.DEFAULT_KVM_MAX_VOLUMES == 64
+    assert scsi.volume_capacity(tmp_path, managed=[NAA], kvm_max_volumes=10) == 10
 
 
 async def test_a_disk_is_asked_again_for_its_vpd_page_until_it_shows_the_naa(tmp_path: Path) -> None:
