@@ -72,6 +72,7 @@ from lunbridge_csi.volume_rules import (
     detached,
     detached_from,
     gave_up,
+    known_volume,
     provisioned,
     publication_of,
     quantity,
@@ -189,7 +190,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         volume_id = required(request.volume_id, "volume_id")
         async with self.in_flight.hold(volume_id):
             try:
-                disk = await self.kube.get(volume_id)
+                disk = await self.kube.get(known_volume(volume_id))
                 node = disk.spec.node_name
                 if node:
                     raise Conflict(f"volume {volume_id} is published to node {node}; unpublish it first")
@@ -205,7 +206,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     async def ControllerPublishVolume(
         self, request: csi_pb2.ControllerPublishVolumeRequest, context: Context
     ) -> csi_pb2.ControllerPublishVolumeResponse:
-        volume_id = required(request.volume_id, "volume_id")
+        volume_id = known_volume(required(request.volume_id, "volume_id"))
         node_id = required(request.node_id, "node_id")
         if not request.HasField("volume_capability"):
             raise InvalidArgument("volume_capability is required")
@@ -249,7 +250,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         node_id = request.node_id  # optional: none means from every node
         async with self.in_flight.hold(volume_id):
             try:
-                disk = await self.kube.get(volume_id)
+                disk = await self.kube.get(known_volume(volume_id))
                 published = disk.spec.node_name
                 if published and node_id and not await self._published_to(disk, published, node_id):
                     # another existing node's publication: left alone, once the disk left node_id
@@ -278,7 +279,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     async def ValidateVolumeCapabilities(
         self, request: csi_pb2.ValidateVolumeCapabilitiesRequest, context: Context
     ) -> csi_pb2.ValidateVolumeCapabilitiesResponse:
-        volume_id = required(request.volume_id, "volume_id")
+        volume_id = known_volume(required(request.volume_id, "volume_id"))
         if not request.volume_capabilities:
             raise InvalidArgument("volume_capabilities is required")
         for capability in request.volume_capabilities:
@@ -307,7 +308,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             raise InvalidArgument("max_entries cannot be negative")
         disks = sorted(await self.kube.list(), key=lambda d: d.name)
         token = request.starting_token
-        if token and (not token.isdigit() or int(token) > len(disks)):
+        if token and (not (token.isascii() and token.isdigit()) or int(token) > len(disks)):
             raise InvalidToken(f"starting_token {token!r} was not handed out by ListVolumes (or is stale)")
         start = int(token or 0)
         end = start + request.max_entries if request.max_entries else len(disks)
@@ -354,7 +355,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     async def ControllerExpandVolume(
         self, request: csi_pb2.ControllerExpandVolumeRequest, context: Context
     ) -> csi_pb2.ControllerExpandVolumeResponse:
-        volume_id = required(request.volume_id, "volume_id")
+        volume_id = known_volume(required(request.volume_id, "volume_id"))
         if not request.HasField("capacity_range"):
             raise InvalidArgument("capacity_range is required")
         block = False

@@ -42,6 +42,7 @@ from lunbridge.command import Runner, run
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 from lunbridge.hypervisor.detect import detect
 from lunbridge.models import AttachMode, PublishContext
+from lunbridge_csi import node_rules
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from lunbridge_csi.errors import InFlight, handled
 from lunbridge_csi.guest import filesystem, mount, scsi, teardown
@@ -93,26 +94,6 @@ def placement(context: Mapping[str, str]) -> Placement:
             f"publish_context mode {where.mode.value}: this node plugin finds disks a hypervisor attached"
         )
     return Placement(where.naa, where.pci_slot, where.guest_address)
-
-
-def _require(value: str, what: str) -> str:
-    if not value:
-        raise InvalidArgument(f"{what} is missing")
-    return value
-
-
-def _capability(request: Any) -> csi_pb2.VolumeCapability:
-    if not request.HasField("volume_capability"):
-        raise InvalidArgument("volume_capability is missing")
-    capability: csi_pb2.VolumeCapability = request.volume_capability
-    kind = capability.WhichOneof("access_type")
-    if kind is None:
-        raise InvalidArgument("volume_capability has neither block nor mount access")
-    if capability.access_mode.mode == Mode.UNKNOWN:
-        raise InvalidArgument("volume_capability.access_mode is missing")
-    if kind == "mount":
-        filesystem.fs_type(capability.mount.fs_type)  # validates
-    return capability
 
 
 class NodeService(csi_pb2_grpc.NodeServicer):
@@ -217,9 +198,9 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     async def NodeStageVolume(
         self, request: csi_pb2.NodeStageVolumeRequest, context: Context
     ) -> csi_pb2.NodeStageVolumeResponse:
-        volume_id = _require(request.volume_id, "volume_id")
-        staging = _require(request.staging_target_path, "staging_target_path")
-        capability = _capability(request)
+        volume_id = node_rules.require(request.volume_id, "volume_id")
+        staging = node_rules.path(request.staging_target_path, "staging_target_path")
+        capability = node_rules.capability(request)
         where = placement(request.publish_context)
         block = capability.WhichOneof("access_type") == "block"
         fs_type = "" if block else filesystem.fs_type(capability.mount.fs_type)
@@ -262,8 +243,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     async def NodeUnstageVolume(
         self, request: csi_pb2.NodeUnstageVolumeRequest, context: Context
     ) -> csi_pb2.NodeUnstageVolumeResponse:
-        volume_id = _require(request.volume_id, "volume_id")
-        staging = _require(request.staging_target_path, "staging_target_path")
+        volume_id = node_rules.require(request.volume_id, "volume_id")
+        staging = node_rules.path(request.staging_target_path, "staging_target_path")
         async with self.in_flight.hold(volume_id):
             staged = self._load(volume_id)
             args = (self.runner, self.limits, self.root, self.dev_dir)
@@ -280,10 +261,10 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     async def NodePublishVolume(
         self, request: csi_pb2.NodePublishVolumeRequest, context: Context
     ) -> csi_pb2.NodePublishVolumeResponse:
-        volume_id = _require(request.volume_id, "volume_id")
-        target = _require(request.target_path, "target_path")
-        staging = _require(request.staging_target_path, "staging_target_path")
-        capability = _capability(request)
+        volume_id = node_rules.require(request.volume_id, "volume_id")
+        target = node_rules.path(request.target_path, "target_path")
+        staging = node_rules.path(request.staging_target_path, "staging_target_path")
+        capability = node_rules.capability(request)
         read_only = request.readonly or capability.access_mode.mode in READ_ONLY_MODES
         block = capability.WhichOneof("access_type") == "block"
         async with self.in_flight.hold(volume_id):
@@ -313,8 +294,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     async def NodeUnpublishVolume(
         self, request: csi_pb2.NodeUnpublishVolumeRequest, context: Context
     ) -> csi_pb2.NodeUnpublishVolumeResponse:
-        volume_id = _require(request.volume_id, "volume_id")
-        target = _require(request.target_path, "target_path")
+        volume_id = node_rules.require(request.volume_id, "volume_id")
+        target = node_rules.path(request.target_path, "target_path")
         async with self.in_flight.hold(volume_id):
             await mount.unmount(self.runner, self.limits, self.root, target)
             await asyncio.to_thread(mount.remove_target, target)
@@ -326,8 +307,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     async def NodeGetVolumeStats(
         self, request: csi_pb2.NodeGetVolumeStatsRequest, context: Context
     ) -> csi_pb2.NodeGetVolumeStatsResponse:
-        volume_id = _require(request.volume_id, "volume_id")
-        path = _require(request.volume_path, "volume_path")
+        volume_id = node_rules.require(request.volume_id, "volume_id")
+        path = node_rules.path(request.volume_path, "volume_path")
         kind = await asyncio.to_thread(mount.path_kind, path)
         if kind is None:
             raise NotFound(f"volume path {path} of volume {volume_id} does not exist")
@@ -362,8 +343,9 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     async def NodeExpandVolume(
         self, request: csi_pb2.NodeExpandVolumeRequest, context: Context
     ) -> csi_pb2.NodeExpandVolumeResponse:
-        volume_id = _require(request.volume_id, "volume_id")
-        path = _require(request.volume_path, "volume_path")
+        volume_id = node_rules.require(request.volume_id, "volume_id")
+        path = node_rules.path(request.volume_path, "volume_path")
+        node_rules.expansion(request)
         async with self.in_flight.hold(volume_id):
             staged = self._load(volume_id)
             if staged is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc.aio
 
-from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded, LunbridgeError
+from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded, LunbridgeError, NotFound
 from lunbridge.hypervisor.base import Scope
 from lunbridge.models import ConditionStatus, FsType, Phase, VirtualDisk, VirtualDiskSpec, VolumeMode
 from lunbridge.models import ConditionType as Cond
@@ -71,6 +71,17 @@ def volume_id_for(name: str) -> str:
     if _DNS_LABEL.match(name):
         return name
     return "csi-" + hashlib.sha256(name.encode()).hexdigest()[:40]
+
+
+def known_volume(volume_id: str) -> str:
+    """A volume id this plugin can have handed out (a DNS label: `volume_id_for`); NotFound
+    naming `volume_id` otherwise, before any API call."""
+    if not _DNS_LABEL.match(volume_id):
+        raise NotFound(
+            f"volume_id {volume_id!r} names no lunbridge volume: its volume ids are DNS labels "
+            "(lowercase letters, digits and '-', at most 63)"
+        )
+    return volume_id
 
 
 def required(value: str, field: str) -> str:

@@ -31,11 +31,34 @@ KEY_PORTALS = "portals"
 KEY_LUN_ID = "lunId"
 
 
+MAX_DIGITS = 9  # a PCI slot or a LUN id; more digits are no number the node can use
+
+
 def _int(context: Mapping[str, str], key: str) -> int:
     text = context[key].strip()
-    if not text.isdigit():
-        raise InvalidArgument(f"publish_context {key} {text!r} is not a number")
+    # ASCII digits only: str.isdigit() also takes '²' and other digits int() refuses
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_DIGITS:
+        raise InvalidArgument(f"publish_context {key} {text[:40]!r} is not a number")
     return int(text)
+
+
+def _naa(context: Mapping[str, str]) -> str:
+    try:
+        return naa(context[KEY_NAA])
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"publish_context {KEY_NAA}: {exc}") from None
+
+
+def _address(context: Mapping[str, str]) -> ScsiAddress:
+    text = context[KEY_GUEST_ADDRESS]
+    try:
+        if not text.isascii():  # ScsiAddress.parse would take '¹' for a digit
+            raise ValueError(text)
+        return ScsiAddress.parse(text)
+    except (InvalidArgument, ValueError):
+        raise InvalidArgument(
+            f"publish_context {KEY_GUEST_ADDRESS} {text[:40]!r} is not 'channel:target:lun' (three integers)"
+        ) from None
 
 
 def _required(context: Mapping[str, str], mode: AttachMode, keys: tuple[str, ...]) -> None:
@@ -81,11 +104,11 @@ class PublishContext:
             raise InvalidArgument("publish_context lacks naa (ControllerPublishVolume puts it there)")
         if mode is AttachMode.HYPERVISOR:
             _required(context, mode, (KEY_PCI_SLOT, KEY_GUEST_ADDRESS))
-            return cls(mode, naa(context[KEY_NAA]), pci_slot=_int(context, KEY_PCI_SLOT),
-                       guest_address=ScsiAddress.parse(context[KEY_GUEST_ADDRESS]))  # fmt: skip
+            return cls(mode, _naa(context), pci_slot=_int(context, KEY_PCI_SLOT),
+                       guest_address=_address(context))  # fmt: skip
         _required(context, mode, (KEY_TARGET_IQN, KEY_PORTALS, KEY_LUN_ID))
         portals = tuple(p.strip() for p in context[KEY_PORTALS].split(",") if p.strip())
-        return cls(mode, naa(context[KEY_NAA]), target_iqn=context[KEY_TARGET_IQN], portals=portals,
+        return cls(mode, _naa(context), target_iqn=context[KEY_TARGET_IQN], portals=portals,
                    lun_id=_int(context, KEY_LUN_ID))  # fmt: skip
 
     @classmethod

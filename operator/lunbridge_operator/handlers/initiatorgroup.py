@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
 import kopf
 
 from lunbridge.api import GROUP, INITIATOR_GROUP_PLURAL, VERSION
-from lunbridge.errors import LunbridgeError
-from lunbridge.models import InitiatorGroupSpec, InitiatorGroupStatus
-from lunbridge_operator.handlers.common import events_for, kopf_error, object_lock, services
+from lunbridge.errors import InvalidArgument, LunbridgeError
+from lunbridge.models import ConditionType, InitiatorGroupSpec, InitiatorGroupStatus, merge_patch
+from lunbridge_operator.handlers.common import classify, events_for, kopf_error, object_lock, services
 from lunbridge_operator.reconcile import initiatorgroup
 
 
@@ -29,8 +30,27 @@ async def _sync(body: kopf.Body, memo: Any, retry: int) -> None:
             )
         except LunbridgeError as exc:
             events_for(body)("SyncFailed", str(exc), warning=True)
+            await _not_ready(memo, name, body.metadata.get("generation"), raw, exc)
             raise kopf_error(exc, retry) from exc
     memo.checked[("igroup", name)] = time.monotonic()
+
+
+async def _not_ready(
+    memo: Any, name: str, generation: int | None, raw: dict[str, Any], exc: LunbridgeError
+) -> None:
+    """Record why the group is not in sync: Ready False with the error's reason and message
+    (a group whose spec names an unknown host or backend says so in its status, not only in
+    an Event)."""
+    try:
+        status = InitiatorGroupStatus.from_dict(raw, "status")
+    except InvalidArgument:
+        status = InitiatorGroupStatus()
+    written = status.to_dict()
+    reason, _ = classify(exc)
+    status.set_condition(ConditionType.READY, False, reason, str(exc), generation)
+    patch = merge_patch(written, status.to_dict())
+    with contextlib.suppress(LunbridgeError):  # the API is unreachable: kopf retries anyway
+        await services(memo).kube.patch_status(INITIATOR_GROUP_PLURAL, name, patch)
 
 
 @kopf.on.resume(GROUP, VERSION, INITIATOR_GROUP_PLURAL)

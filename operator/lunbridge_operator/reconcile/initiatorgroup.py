@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from lunbridge.api import INITIATOR_GROUP_PLURAL
-from lunbridge.errors import Conflict, NotFound
+from lunbridge.errors import Conflict, InvalidArgument, NotFound
 from lunbridge.hypervisor.base import Host, Scope
 from lunbridge.models import ConditionType, InitiatorGroupSpec, InitiatorGroupStatus, merge_patch
 from lunbridge.storage.base import StorageBackend
@@ -90,7 +90,15 @@ async def reconcile(
         backend_names = []
         held: set[str] = set()
         for backend_name, backend in await _backends(svc, name, spec):
-            group = await ensure_storage_igroup(backend, name, transport, wanted, spec.os_type)
+            try:
+                group = await ensure_storage_igroup(backend, name, transport, wanted, spec.os_type)
+            except InvalidArgument as exc:
+                if "igroup name" not in str(exc):
+                    raise
+                # a name the API server takes (up to 253 characters) that the backend does not
+                raise InvalidArgument(
+                    f"metadata.name {name!r} cannot name an igroup on storage backend {backend_name}: {exc}"
+                ) from exc
             held.update(group.initiators)
             mapped += len(await backend.list_mappings(igroup=name))
             backend_names.append(backend_name)

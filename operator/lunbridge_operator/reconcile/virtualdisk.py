@@ -12,6 +12,7 @@ operator killed at any point resumes instead of repeating, and leaves no orphan.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 from lunbridge.api import FORGET_ANNOTATION, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import AlreadyExists, Busy, InvalidArgument, NotFound
@@ -31,6 +32,19 @@ from lunbridge_operator.reconcile.igroups import (
 from lunbridge_operator.reconcile.services import Events, Services
 
 __all__ = ["Disk", "DiskSteps", "delete", "forget", "reconcile"]
+
+
+@contextlib.contextmanager
+def _naming(field_path: str, value: str | None) -> Iterator[None]:
+    """A storage server's NotFound or InvalidArgument about a name the spec gave (a pool, a
+    snapshot) names that spec field, so the Ready condition says which field to fix."""
+    try:
+        yield
+    except (NotFound, InvalidArgument) as exc:
+        if value is None or field_path in str(exc):
+            raise
+        kind = NotFound if isinstance(exc, NotFound) else InvalidArgument
+        raise kind(f"{field_path} {value!r}: {exc}") from exc
 
 
 class DiskSteps:
@@ -90,7 +104,8 @@ class DiskSteps:
         storage, disk = self.storage, self.disk
         source = disk.spec.source
         if source is not None and source.snapshot:
-            lun = await storage.clone_lun(source.snapshot, disk.lun_name)
+            with _naming("spec.source.snapshot", source.snapshot):
+                lun = await storage.clone_lun(source.snapshot, disk.lun_name)
             self.events("Provisioned", f"created LUN {lun.name} ({lun.naa}) from snapshot {source.snapshot}")
         elif source is not None and source.virtual_disk:
             origin = await self._origin(source.virtual_disk)
@@ -102,7 +117,8 @@ class DiskSteps:
                 "Provisioned", f"created LUN {lun.name} ({lun.naa}) as a copy of {source.virtual_disk}"
             )
         else:
-            lun = await storage.create_lun(disk.lun_name, disk.spec.size_bytes, disk.spec.pool)
+            with _naming("spec.pool", disk.spec.pool):
+                lun = await storage.create_lun(disk.lun_name, disk.spec.size_bytes, disk.spec.pool)
             self.events("Provisioned", f"created LUN {lun.name} ({lun.size_bytes} bytes, {lun.naa})")
         return lun
 
