@@ -308,7 +308,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self, request: csi_pb2.NodeGetVolumeStatsRequest, context: Context
     ) -> csi_pb2.NodeGetVolumeStatsResponse:
         volume_id = node_rules.require(request.volume_id, "volume_id")
-        path = node_rules.path(request.volume_path, "volume_path")
+        path = node_rules.path(request.volume_path, "volume_path", volume_there=True)
         kind = await asyncio.to_thread(mount.path_kind, path)
         if kind is None:
             raise NotFound(f"volume path {path} of volume {volume_id} does not exist")
@@ -344,7 +344,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self, request: csi_pb2.NodeExpandVolumeRequest, context: Context
     ) -> csi_pb2.NodeExpandVolumeResponse:
         volume_id = node_rules.require(request.volume_id, "volume_id")
-        path = node_rules.path(request.volume_path, "volume_path")
+        path = node_rules.path(request.volume_path, "volume_path", volume_there=True)
         node_rules.expansion(request)
         async with self.in_flight.hold(volume_id):
             staged = self._load(volume_id)

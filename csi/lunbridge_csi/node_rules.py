@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lunbridge.errors import InvalidArgument
+from lunbridge.errors import InvalidArgument, NotFound
 from lunbridge_csi._proto import csi_pb2
 from lunbridge_csi.guest import filesystem
 from lunbridge_csi.volume_rules import size_for
@@ -20,11 +20,14 @@ def require(value: str, what: str) -> str:
     return value
 
 
-def path(value: str, what: str) -> str:
-    """A path the CO gives: absolute and without NUL (checked before anything is touched)."""
+def path(value: str, what: str, *, volume_there: bool = False) -> str:
+    """A path the CO gives: absolute and without NUL (checked before anything is touched).
+    InvalidArgument, or NotFound where the path must hold a volume (`volume_there`: stats and
+    expansion, where the CSI spec and csi-sanity take any path with no volume as NOT_FOUND)."""
     require(value, what)
     if "\0" in value or not value.startswith("/"):
-        raise InvalidArgument(f"{what} {value!r} must be an absolute path without NUL characters")
+        problem = f"{what} {value!r} is not an absolute path without NUL characters"
+        raise NotFound(f"{problem}: no volume is there") if volume_there else InvalidArgument(problem)
     return value
 
 

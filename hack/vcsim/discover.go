@@ -59,8 +59,23 @@ type targetLuns struct {
 // discover lists the targets and disk LUNs that `portal` shows to initiator `iqn`.
 // Lines look like "Target:iqn... Portal:127.0.0.1:3260,1" and "Lun:1    Type:DIRECT_ACCESS (Size:63M)";
 // LUN 0 of tgt (Type:STORAGE_ARRAY_CONTROLLER) and any other non-disk type is skipped.
+//
+// Listing the LUNs (-s) costs a TEST UNIT READY and a READ CAPACITY per LUN, and either fails
+// while the target adds or removes LUs (UNIT ATTENTION "reported LUNs data has changed", or
+// the LU gone meanwhile), which would make the whole portal look unreachable. A failure is
+// retried twice, as ESXi retries a command that met a unit attention, before the rescan keeps
+// the portal's old paths as dead ones.
 func (t *iscsiTools) discover(iqn, portal string) ([]targetLuns, error) {
-	out, err := t.run(t.ls, "-s", "-i", iqn, "iscsi://"+portal+"/")
+	var out []byte
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if out, err = t.run(t.ls, "-s", "-i", iqn, "iscsi://"+portal+"/"); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

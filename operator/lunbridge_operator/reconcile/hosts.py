@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from lunbridge.errors import LunbridgeError
+from lunbridge.api import INITIATOR_GROUP_PLURAL
+from lunbridge.errors import LunbridgeError, NotFound
 from lunbridge.hypervisor.base import Host, Hypervisor
+from lunbridge.models import InitiatorGroupStatus
+from lunbridge_operator.reconcile.services import Services
 
 
 @dataclass
@@ -72,3 +75,24 @@ async def rescan_best_effort(hypervisor: Hypervisor, hosts: list[Host]) -> HostP
         elif isinstance(result, BaseException):
             raise result
     return problems
+
+
+def unique(found: list[Host]) -> list[Host]:
+    return list({host.id: host for host in found}.values())
+
+
+async def of_igroups(svc: Services, igroups: list[str]) -> list[Host]:
+    """The hosts the InitiatorGroups named `igroups` serve now (their status); an igroup or a
+    host that is gone has none."""
+    found: list[Host] = []
+    for name in igroups:
+        try:
+            raw = await svc.kube.get(INITIATOR_GROUP_PLURAL, name)
+        except NotFound:
+            continue
+        for host_name in InitiatorGroupStatus.from_dict(raw.get("status")).hosts:
+            try:
+                found.append(await svc.hypervisor.find_host(host_name))
+            except NotFound:
+                continue
+    return unique(found)

@@ -269,15 +269,21 @@ class DiskSteps:
             hosts.update({host.id: host for host in await self.scope_hosts(vm)})
         self.events("Detached", f"detached {naa} from VM {vm.name}")
 
-    async def unmap_all(self, keep: str | None = None) -> None:
+    async def unmap_all(self, keep: str | None = None) -> list[Host]:
+        """Unmap the LUN from every igroup but `keep`; the hosts those igroups serve, which list
+        the LUN until they rescan (found from the igroups, not from a detach that a crash may
+        have recorded already)."""
+        unmapped: list[str] = []
         with measured(KIND, "unmap"):
             for mapping in await self.storage.list_mappings(lun=self.disk.lun_name):
                 if mapping.igroup != keep:
                     await self.storage.unmap_lun(mapping.lun, mapping.igroup)
+                    unmapped.append(mapping.igroup)
                     self.events("Unmapped", f"unmapped {mapping.lun} from igroup {mapping.igroup}")
         if keep is None:
             self.disk.status.initiator_group = None
             self.condition(Cond.MAPPED, False, "Unmapped", "not mapped to any igroup")
+        return await hosts.of_igroups(self.svc, unmapped)
 
     async def rescan(self, scope: list[Host]) -> None:
         """After an unmap: best effort (a host that cannot rescan keeps a dead path, which it
@@ -305,9 +311,8 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
     attached = disk.status.attachment
     vm, provider_id = await steps.locate(node_name) if node_name else (None, "")
     if attached is not None and (vm is None or attached.vm_id != vm.id):
-        hosts = await steps.detach_recorded(lun.naa)
-        await steps.unmap_all(keep=None)
-        await steps.rescan(hosts)
+        detached = await steps.detach_recorded(lun.naa)
+        await steps.rescan(hosts.unique(detached + await steps.unmap_all(keep=None)))
         await steps.save("detach", phase=Phase.DETACHING)
     if vm is None:
         steps.condition(Cond.ATTACHED, False, "NoNode", "spec.nodeName is empty: not attached")
@@ -317,7 +322,8 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
         await steps.save("ready", phase=Phase.READY, message="")
         return
     igroup, _ = await steps.mask(lun, vm)
-    await steps.unmap_all(keep=igroup)  # a move to another host or cluster leaves the old igroup
+    # a move to another host or cluster leaves the old igroup, whose hosts then rescan
+    await steps.rescan(await steps.unmap_all(keep=igroup))
     scope_hosts = await steps.scope_hosts(vm)
     await steps.reveal(scope_hosts, vm, node_name or "", provider_id)
     await steps.cluster_ready(scope_hosts, vm, lun.naa)
@@ -346,13 +352,13 @@ async def delete(svc: Services, disk: Disk, events: Events) -> None:
     except NotFound:
         lun = None
     naa = lun.naa if lun else (disk.status.lun.naa if disk.status.lun else None)
-    hosts: list[Host] = []
+    scope: list[Host] = []
     if naa and disk.status.attachment is not None:
-        hosts = await steps.detach_recorded(naa)
+        scope = await steps.detach_recorded(naa)
         await steps.save("detach", phase=Phase.DELETING)
     if lun is not None:
-        await steps.unmap_all(keep=None)
-    await steps.rescan(hosts)
+        scope += await steps.unmap_all(keep=None)
+    await steps.rescan(hosts.unique(scope))
     if lun is None:
         return
     await steps.save("unmap", phase=Phase.DELETING)
