@@ -5,6 +5,7 @@ show`), the tgt backend's own state file and pool folder, and RDMs and host LUNs
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lunbridge.api import API_VERSION
+from lunbridge.storage.tgt import TgtBackend, TgtConfig
 from tests.integration.hypervisor.vcenter import find, rdm_disks, vim
 from tests.lab import tgt as tgt_lab
 from tests.lab.lab import LabState, kubectl
@@ -209,3 +211,19 @@ def bios_uuid(si: Any, vm_name: str) -> str:
     """What a Node's providerID names the VM by (`vsphere://<BIOS UUID>`)."""
     found: str = find(si, vim.VirtualMachine, vm_name).config.uuid
     return found
+
+
+def delete_lun(lab: LabState, name: str) -> None:
+    """Delete a LUN on the lab's tgtd directly, through the backend (one a test kept or left)."""
+    env = lab.env()
+    pool, state = Path(env["LUNBRIDGE_TGT_POOL_DIR"]), Path(env["LUNBRIDGE_TGT_STATE_FILE"])
+    config = TgtConfig(lab.tgt_control, lab.tgt.portal, {"default": pool}, state, TARGET_PREFIX)
+
+    async def delete() -> None:
+        backend = TgtBackend(config)
+        try:
+            await backend.delete_lun(name)
+        finally:
+            await backend.close()
+
+    asyncio.run(delete())

@@ -6,7 +6,6 @@ the forget annotation lets such a disk go and an Event names the LUN it leaves b
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ import pytest
 
 from lunbridge.api import FORGET_ANNOTATION
 from lunbridge.models import ConditionType, VirtualDiskStatus
-from lunbridge.storage.tgt import TgtBackend, TgtConfig
 from tests.integration.operator import observe
 from tests.integration.operator.conftest import Disks
 from tests.lab.lab import LabState, kubectl
@@ -61,19 +59,16 @@ def blocked(lab: LabState, name: str) -> dict[str, Any] | None:
     return disk if ready is not None and ready.reason == "DeleteBlocked" else None
 
 
-def delete_lun_directly(lab: LabState, name: str) -> None:
-    env = lab.env()
-    pool, state = Path(env["LUNBRIDGE_TGT_POOL_DIR"]), Path(env["LUNBRIDGE_TGT_STATE_FILE"])
-    config = TgtConfig(lab.tgt_control, lab.tgt.portal, {"default": pool}, state, observe.TARGET_PREFIX)
-
-    async def delete() -> None:
-        backend = TgtBackend(config)
-        try:
-            await backend.delete_lun(name)
-        finally:
-            await backend.close()
-
-    asyncio.run(delete())
+def stuck_deletion(
+    lab: LabState, disks: Disks, immutable: list[Path]
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A Ready disk being deleted whose LUN file tgtd's host cannot remove: name, LUN, object."""
+    name = disks.make()
+    lun = lun_of(lab, name)
+    observe.wait_ready(lab, name)
+    make_immutable(immutable, backing_file(lab, lun["name"]))
+    kubectl(lab, "delete", "vdisk", name, "--wait=false")
+    return name, lun, observe.eventually(lambda: blocked(lab, name), 60, f"{name} DeleteBlocked")
 
 
 def test_a_disk_on_a_node_whose_provider_id_names_no_vm_is_deleted_with_its_lun(
@@ -107,12 +102,7 @@ def test_a_disk_on_a_node_whose_provider_id_names_no_vm_is_deleted_with_its_lun(
 def test_a_teardown_the_storage_refuses_keeps_the_finalizer_until_it_can_finish(
     lab: LabState, disks: Disks, immutable: list[Path]
 ) -> None:
-    name = disks.make()
-    lun = lun_of(lab, name)
-    observe.wait_ready(lab, name)
-    make_immutable(immutable, backing_file(lab, lun["name"]))
-    kubectl(lab, "delete", "vdisk", name, "--wait=false")
-    disk = observe.eventually(lambda: blocked(lab, name), 60, f"{name} DeleteBlocked")
+    name, lun, disk = stuck_deletion(lab, disks, immutable)
     message = observe.condition(disk, "Ready")["message"]
     assert "cannot remove the backing file" in message
     assert lun["name"] in message
@@ -130,12 +120,7 @@ def test_a_teardown_the_storage_refuses_keeps_the_finalizer_until_it_can_finish(
 def test_the_forget_annotation_lets_a_stuck_disk_go_and_names_what_it_leaves(
     lab: LabState, disks: Disks, immutable: list[Path]
 ) -> None:
-    name = disks.make()
-    lun = lun_of(lab, name)
-    observe.wait_ready(lab, name)
-    make_immutable(immutable, backing_file(lab, lun["name"]))
-    kubectl(lab, "delete", "vdisk", name, "--wait=false")
-    disk = observe.eventually(lambda: blocked(lab, name), 60, f"{name} DeleteBlocked")
+    name, lun, disk = stuck_deletion(lab, disks, immutable)
     annotated = kubectl(lab, "annotate", "vdisk", name, f"{FORGET_ANNOTATION}=true")
     assert annotated.returncode == 0, annotated.stderr
     observe.wait_gone(lab, "vdisk", name, timeout=120)
@@ -146,7 +131,7 @@ def test_the_forget_annotation_lets_a_stuck_disk_go_and_names_what_it_leaves(
     assert lun["name"] in observe.backend_state(lab)["luns"], "forget must not delete"
 
     subprocess.run(["chattr", "-i", str(backing_file(lab, lun["name"]))], check=True)
-    delete_lun_directly(lab, lun["name"])
+    observe.delete_lun(lab, lun["name"])
 
 
 def _manifest(kind: str, name: str, spec: dict[str, Any], api: str = "v1", **meta: Any) -> str:

@@ -6,15 +6,12 @@ providerID is reported, and the disk becomes Ready once the Node is right."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lunbridge.storage.tgt import TgtBackend, TgtConfig
 from tests.integration.operator import expect, observe
 from tests.integration.operator.conftest import Disks, LabVm, new_name
 from tests.integration.storage import iscsi
@@ -106,30 +103,9 @@ def test_delete_leaves_nothing_and_retain_only_the_lun(
     expect.nothing_left(lab, si, [lun], [v.name for v in lab_vms], all_hosts, retained=retained)
     observe.wait_events(lab, disk, {"Retained" if retained else "Deleted"})
     if retained:  # the LUN is the user's now; this test gives it back
-        _delete_lun(lab, lun["name"])
+        observe.delete_lun(lab, lun["name"])
         expect.nothing_left(lab, si, [lun], [v.name for v in lab_vms], all_hosts)
     print(f"delete took {took:.2f}s")
-
-
-def _delete_lun(lab: LabState, name: str) -> None:
-    env = lab.env()
-    pool = Path(env["LUNBRIDGE_TGT_POOL_DIR"])
-    config = TgtConfig(
-        control=lab.tgt_control,
-        portal=lab.tgt.portal,
-        pools={"default": pool},
-        state_file=Path(env["LUNBRIDGE_TGT_STATE_FILE"]),
-        iqn_prefix=observe.TARGET_PREFIX,
-    )
-
-    async def delete() -> None:
-        backend = TgtBackend(config)
-        try:
-            await backend.delete_lun(name)
-        finally:
-            await backend.close()
-
-    asyncio.run(delete())
 
 
 def test_changed_node_name_moves_the_disk_to_the_new_vm(
