@@ -98,10 +98,13 @@ def test_disks_made_by_the_previous_release_reconcile_unchanged_after_the_upgrad
     operator_lab.start(lab, "operator-current", extra_env=current)
 
     def upgraded(name: str) -> dict[str, Any] | None:
+        """Reconciled through by the current operator: the new backend name, and for an attached
+        disk the attach step's record (the steps before it write status too)."""
         disk = observe.get(lab, "vdisk", name)
         status = (disk or {}).get("status") or {}
-        lun = status.get("lun") or {}
-        return disk if lun.get("backend") == "san-a" and observe.is_ready(disk) else None
+        lun, attachment = status.get("lun") or {}, status.get("attachment")
+        attached = attachment is None or set(attachment.get("detail") or {}) >= LEGACY_KEYS
+        return disk if lun.get("backend") == "san-a" and attached and observe.is_ready(disk) else None
 
     after = {
         name: observe.eventually(functools.partial(upgraded, name), 90, f"{name} upgraded") for name in names
