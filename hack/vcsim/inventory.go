@@ -247,6 +247,11 @@ func writeJSON(file string, v any) error {
 	if err != nil {
 		return err
 	}
+	return writeFile(file, data)
+}
+
+// writeFile writes data and a newline to file atomically.
+func writeFile(file string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(file), ".vcsim-inventory-*")
 	if err != nil {
 		return err

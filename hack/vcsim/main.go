@@ -41,6 +41,9 @@ func main() {
 	capTool := flag.String("iscsi-readcapacity16", "iscsi-readcapacity16", "libiscsi iscsi-readcapacity16 program (optional)")
 	toolTimeout := flag.Duration("iscsi-timeout", 15*time.Second, "timeout of one libiscsi command")
 	vmsPerHost := flag.Int("vms-per-host", 3, "VMs made on every host")
+	stateFile := flag.String("state", "", "keep the devices added to VMs and the hosts' iSCSI setup in this JSON file "+
+		"(restored on start when present; see persist.go)")
+	saveEvery := flag.Duration("save-every", time.Second, "how often -state is written when it changed")
 	flag.Parse()
 	log.SetPrefix("lunbridge-vcsim: ")
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
@@ -69,6 +72,15 @@ func main() {
 	if err := createVMs(context.Background(), model, client, *vmsPerHost); err != nil {
 		log.Fatal(err)
 	}
+	var keeper *persister
+	if *stateFile != "" {
+		if keeper, err = newPersister(context.Background(), *stateFile, client, storage); err == nil {
+			err = keeper.restore(context.Background())
+		}
+		if err != nil {
+			log.Fatalf("state %s: %v", *stateFile, err)
+		}
+	}
 	if *idle > 0 {
 		model.Map().OptionManager().UpdateOptions(&types.UpdateOptions{ChangedValue: []types.BaseOptionValue{
 			&types.OptionValue{Key: "config.vmacore.soap.sessionTimeout", Value: idle.String()},
@@ -83,7 +95,6 @@ func main() {
 	model.Service.TLS = new(tls.Config)
 	model.Service.ServeMux = http.NewServeMux()
 	server := model.Service.NewServer()
-	defer server.Close()
 
 	sdk := url.URL{Scheme: server.URL.Scheme, Host: server.URL.Host, Path: server.URL.Path}
 	log.Printf("serving %s (%d hosts, user %q)", sdk.String(), len(storage), *user)
@@ -93,10 +104,35 @@ func main() {
 		}
 	}
 
+	saving, stopSaving := context.WithCancel(context.Background())
+	saverDone := make(chan struct{})
+	go func() {
+		defer close(saverDone)
+		if keeper != nil {
+			keeper.run(saving, *saveEvery)
+		}
+	}()
+
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	s := <-sig
 	log.Printf("%v: shutting down", s)
+	// no new requests, then the last save: what a client was told is done is in the file
+	shutdown, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	if err := server.Config.Shutdown(shutdown); err != nil {
+		log.Printf("shutdown: %v (requests still running are cut)", err)
+	}
+	cancel()
+	server.CloseClientConnections()
+	stopSaving()
+	<-saverDone
+	if keeper != nil {
+		if err := keeper.save(context.Background()); err != nil {
+			log.Printf("saving state to %s failed: %v", *stateFile, err)
+		} else {
+			log.Printf("state saved to %s", *stateFile)
+		}
+	}
 }
 
 // lookTool resolves a program name through PATH; a missing required tool is fatal, because

@@ -78,28 +78,7 @@ def start(lab_dir: Path, bin_dir: Path) -> KubeEndpoints:
     procs.wait_port("127.0.0.1", etcd_port, 30, ETCD, lab_dir)
 
     api_port = procs.free_port()
-    procs.spawn(
-        lab_dir,
-        APISERVER,
-        [
-            str(bin_dir / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={api_port}",
-            f"--cert-dir={pki / 'serving'}",
-            "--service-account-issuer=https://kubernetes.default.svc",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--token-auth-file={pki / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
-            "--service-cluster-ip-range=10.96.0.0/24",
-            "--allow-privileged=true",
-            "--enable-priority-and-fairness=false",
-            "--profiling=false",
-            "--v=1",
-        ],
-    )
+    _spawn_apiserver(lab_dir, bin_dir, etcd_port, api_port)
     endpoints = KubeEndpoints(etcd_port=etcd_port, apiserver_port=api_port, token=token)
     _wait_ready(lab_dir, endpoints, timeout=90)
     write_kubeconfig(lab_dir, endpoints)
@@ -123,6 +102,35 @@ def start(lab_dir: Path, bin_dir: Path) -> KubeEndpoints:
     )
     procs.wait_port("127.0.0.1", cm_port, 60, CONTROLLER_MANAGER, lab_dir)
     return endpoints
+
+
+def _spawn_apiserver(lab_dir: Path, bin_dir: Path, etcd_port: int, api_port: int) -> None:
+    """kube-apiserver on 127.0.0.1:`api_port` over the etcd at `etcd_port`. Its serving
+    certificate is made once in pki/serving and reused, and the tokens file is read as is,
+    so a restarted API server is the same server to every client."""
+    pki = _pki(lab_dir)
+    procs.spawn(
+        lab_dir,
+        APISERVER,
+        [
+            str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            f"--cert-dir={pki / 'serving'}",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--token-auth-file={pki / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.96.0.0/24",
+            "--allow-privileged=true",
+            "--enable-priority-and-fairness=false",
+            "--profiling=false",
+            "--v=1",
+        ],
+    )
 
 
 def _wait_ready(lab_dir: Path, endpoints: KubeEndpoints, timeout: float) -> None:
@@ -176,6 +184,17 @@ current-context: lab
 
 def running(lab_dir: Path) -> bool:
     return all(procs.read_pid(lab_dir, name) is not None for name in SERVICES)
+
+
+def restart_apiserver(lab_dir: Path, bin_dir: Path, endpoints: KubeEndpoints, down_for: float = 0.0) -> None:
+    """Stop kube-apiserver (SIGTERM) and start it again, after `down_for` seconds, on the same
+    port over the same etcd, with the same certificate and token; wait until /readyz is ok.
+    etcd and the controller-manager keep running (the latter reconnects by itself)."""
+    if not procs.stop(lab_dir, APISERVER, timeout=15):
+        raise procs.LabError("kube-apiserver is not running")
+    time.sleep(down_for)
+    _spawn_apiserver(lab_dir, bin_dir, endpoints.etcd_port, endpoints.apiserver_port)
+    _wait_ready(lab_dir, endpoints, timeout=90)
 
 
 def stop(lab_dir: Path) -> None:

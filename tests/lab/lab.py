@@ -189,6 +189,34 @@ def down(lab_dir: Path) -> None:
     (lab_dir / "env").unlink(missing_ok=True)
 
 
+# --- restarting one peer of a running lab (same port, same identity) ---------------------------
+
+
+def restart_tgtd(state: LabState, down_for: float = 0.0) -> tgt.Tgt:
+    """tgtd killed (SIGKILL) and started again on the same portal and control socket, empty."""
+    return tgt.restart(Path(state.lab_dir), state.tgt, down_for=down_for)
+
+
+def restart_vcsim(state: LabState) -> vcsim.Inventory:
+    """The vCenter simulator stopped (SIGTERM) and started again on the same URL with the same
+    credentials, inventory and saved devices; fails if its thumbprint changed (the operator
+    pins it: LUNBRIDGE_VSPHERE_THUMBPRINT)."""
+    inventory = vcsim.restart(
+        Path(state.lab_dir), paths.bin_dir(), state.vsphere_url, state.vsphere_user, state.vsphere_password
+    )
+    if (now := _thumbprint(inventory.url)) != state.vsphere_thumbprint:
+        raise procs.LabError(f"vcsim's thumbprint changed across the restart: {now}")
+    return inventory
+
+
+def restart_apiserver(state: LabState, down_for: float = 0.0) -> None:
+    """kube-apiserver stopped (SIGTERM) and started again on the same port over the same etcd."""
+    endpoints = kube.KubeEndpoints(
+        etcd_port=state.etcd_port, apiserver_port=state.apiserver_port, token=state.token
+    )
+    kube.restart_apiserver(Path(state.lab_dir), paths.bin_dir(), endpoints, down_for=down_for)
+
+
 def _thumbprint(url: str) -> str:
     """SHA-256 of the server certificate at `url`, as colon-separated hex (what an admin pins)."""
     parts = urlsplit(url)

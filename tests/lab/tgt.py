@@ -7,6 +7,8 @@ gets its own control number, so tests and the lab can run several side by side.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -56,9 +58,10 @@ def _free_control(lab_dir: Path) -> int:
     raise procs.LabError("no free tgtd control socket number in 100..999")
 
 
-def start(lab_dir: Path, name: str = NAME) -> Tgt:
-    control = _free_control(lab_dir)
-    port = procs.free_port()
+def start(lab_dir: Path, name: str = NAME, port: int | None = None, control: int | None = None) -> Tgt:
+    """Start tgtd on a free portal and control number (or the given ones, for a restart)."""
+    control = _free_control(lab_dir) if control is None else control
+    port = procs.free_port() if port is None else port
     procs.spawn(lab_dir, name, ["tgtd", "-f", "-C", str(control), "--iscsi", f"portal=127.0.0.1:{port}"])
     procs.wait_port("127.0.0.1", port, 15, name, lab_dir)
     tgt = Tgt(port=port, control=control)
@@ -92,6 +95,30 @@ def stop(lab_dir: Path, tgt: Tgt | None, name: str = NAME) -> None:
             check=False,
         )
     procs.stop(lab_dir, name, timeout=10)
+
+
+def kill(lab_dir: Path, name: str = NAME) -> None:
+    """SIGKILL tgtd, as a crash would: every target, LU and ACL is gone with it, and its
+    initiators lose their sessions. Its control socket file stays behind (a new tgtd of the
+    same number replaces it)."""
+    pid = procs.read_pid(lab_dir, name)
+    if pid is None:
+        raise procs.LabError(f"{name} is not running")
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while procs.read_pid(lab_dir, name) is not None:
+        if time.monotonic() > deadline:
+            raise procs.LabError(f"{name} (pid {pid}) survived SIGKILL")
+        time.sleep(0.05)
+
+
+def restart(lab_dir: Path, tgt: Tgt, name: str = NAME, down_for: float = 0.0) -> Tgt:
+    """Kill tgtd (SIGKILL) and start it again, after `down_for` seconds, on the same portal and
+    control socket: an empty tgtd, as after a crash or a reboot of the storage server (the
+    lunbridge backend puts its targets back on its next call)."""
+    kill(lab_dir, name)
+    time.sleep(down_for)
+    return start(lab_dir, name, port=tgt.port, control=tgt.control)
 
 
 @dataclass(frozen=True)

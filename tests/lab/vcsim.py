@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tests.lab import procs
 
@@ -133,6 +134,12 @@ def inventory_file(lab_dir: Path) -> Path:
     return lab_dir / f"{NAME}-inventory.json"
 
 
+def state_file(lab_dir: Path) -> Path:
+    """What the simulator keeps across a restart (devices added to VMs, hosts' iSCSI setup;
+    hack/vcsim/persist.go says what is and is not kept)."""
+    return lab_dir / f"{NAME}-state.json"
+
+
 def load_inventory(lab_dir: Path) -> Inventory:
     """The inventory of the simulator running for `lab_dir`."""
     try:
@@ -150,10 +157,13 @@ def start(
     password: str,
     extra_args: Sequence[str] = (),
     timeout: float = 60.0,
+    keep_state: bool = False,
 ) -> Inventory:
     """Start the simulator on 127.0.0.1:`port` and wait until it serves and wrote its inventory.
 
-    A simulator already running for `lab_dir` is left alone and its inventory returned.
+    A simulator already running for `lab_dir` is left alone and its inventory returned. It
+    saves what clients changed in `state_file`; a start with `keep_state` restores that (as
+    a restarted vCenter still has its VMs' devices), any other start begins afresh.
     """
     if procs.read_pid(lab_dir, NAME) is not None:
         return load_inventory(lab_dir)
@@ -161,6 +171,8 @@ def start(
     if not binary.exists():
         raise procs.LabError(f"{binary} is missing; run hack/peers/build-vcsim.sh")
     inventory_file(lab_dir).unlink(missing_ok=True)
+    if not keep_state:
+        state_file(lab_dir).unlink(missing_ok=True)
     argv = [
         str(binary),
         "-l",
@@ -171,6 +183,8 @@ def start(
         password,
         "-inventory",
         str(inventory_file(lab_dir)),
+        "-state",
+        str(state_file(lab_dir)),
         *extra_args,
     ]
     procs.spawn(lab_dir, NAME, argv)
@@ -190,10 +204,25 @@ def start(
 
 
 def stop(lab_dir: Path) -> bool:
-    """Stop the simulator of `lab_dir` (SIGTERM); True if it was running."""
+    """Stop the simulator of `lab_dir` (SIGTERM: it saves its state first); True if it was running."""
     was_running = procs.stop(lab_dir, NAME)
     inventory_file(lab_dir).unlink(missing_ok=True)
     return was_running
+
+
+def restart(lab_dir: Path, bin_dir: Path, url: str, username: str, password: str) -> Inventory:
+    """Stop the running simulator (SIGTERM) and start it again on the same address, with the
+    same credentials and the state it saved: the same inventory, RDMs, keys and units. Its
+    TLS certificate is the simulator's built-in one, so the thumbprint does not change."""
+    port = urlsplit(url).port
+    if port is None:
+        raise procs.LabError(f"no port in {url}")
+    if not stop(lab_dir):  # returns once the process is gone, so its port is free
+        raise procs.LabError("vcsim is not running")
+    inventory = start(lab_dir, bin_dir, port, username, password, keep_state=True)
+    if inventory.url != url:
+        raise procs.LabError(f"vcsim came back at {inventory.url}, not {url}")
+    return inventory
 
 
 @dataclass(frozen=True)
