@@ -133,11 +133,18 @@ class StorageBackend(Protocol):
 
     async def list_mappings(self, lun: str | None = None, igroup: str | None = None) -> list[Mapping]: ...
 
-    async def create_snapshot(self, lun: str, name: str) -> Snapshot: ...
+    async def create_snapshot(self, lun: str, name: str) -> Snapshot:
+        """A point-in-time copy of the LUN, or the snapshot of that name if it is of that LUN
+        (AlreadyExists otherwise). Point-in-time means every write completed before the call
+        and none after; a backend that cannot give that for a LUN in use raises Conflict
+        naming why, rather than copy it."""
+        ...
 
     async def list_snapshots(self, lun: str | None = None) -> list[Snapshot]: ...
 
-    async def delete_snapshot(self, name: str) -> None: ...
+    async def delete_snapshot(self, name: str) -> None:
+        """A missing snapshot is success."""
+        ...
 
     async def clone_lun(self, snapshot: str, name: str) -> Lun:
         """A new LUN (new serial and NAA) with the snapshot's content."""

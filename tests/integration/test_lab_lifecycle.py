@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab import csi, lab, libvirt, procs, tgt
+from tests.lab import csi, lab, libvirt, pool, procs, tgt
 from tests.lab.paths import REPO_DIR
 
 PEERS = ("etcd", "kube-apiserver", "kube-controller-manager", "tgtd", "vcsim", "libvirtd")
@@ -62,6 +62,8 @@ def test_up_twice_then_down_leaves_nothing(lab_dir: Path) -> None:
 
     guest_qemu = _qemu_of(lab_dir)
     assert guest_qemu is not None, "the libvirt guest's QEMU does not run"
+    assert pool.mounted(lab_dir), "the reflink pool is not mounted"
+    assert pool.image(lab_dir).exists()
 
     second = _lab("up", lab_dir)
     assert second.returncode == 0, second.stderr
@@ -102,6 +104,8 @@ def test_up_twice_then_down_leaves_nothing(lab_dir: Path) -> None:
     shown = state.tgt.adm("--op", "show", "--mode", "target", check=False)
     assert shown.returncode != 0, f"a tgtd still answers after lab down: {shown.stdout}"
     assert _lab("status", lab_dir).returncode == 1
+    assert not pool.mounted(lab_dir), "the pool is still mounted after lab down"
+    assert not pool.image(lab_dir).exists(), "the pool's image is still there after lab down"
 
 
 def _running(pid: int) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.lab import csi, kube, paths, procs, tgt, vcsim
+from tests.lab import csi, kube, paths, pool, procs, tgt, vcsim
 from tests.lab import libvirt as libvirt_lab
 
 VSPHERE_USER = "lab-admin@vsphere.local"
@@ -66,7 +66,7 @@ class LabState:
             "LUNBRIDGE_VSPHERE_PASSWORD": self.vsphere_password,
             "LUNBRIDGE_TGT_PORTAL": self.tgt.portal,
             "LUNBRIDGE_TGT_CONTROL_PORT": str(self.tgt_control),
-            "LUNBRIDGE_TGT_POOL_DIR": str(Path(self.lab_dir) / "pool"),
+            "LUNBRIDGE_TGT_POOL_DIR": str(pool.mount_point(Path(self.lab_dir))),
             "LUNBRIDGE_TGT_STATE_FILE": str(Path(self.lab_dir) / "tgt-state.json"),
             "LUNBRIDGE_VSPHERE_THUMBPRINT": self.vsphere_thumbprint,
             **self._kvm_env(),
@@ -136,6 +136,7 @@ def up(lab_dir: Path) -> LabState:
         node_port = procs.free_port()
         kvm_guest = _start_kvm_host(lab_dir, node_port) if guest_wanted() else None
         endpoints = kube.start(lab_dir, bin_dir)
+        pool.start(lab_dir)
         storage = tgt.start(lab_dir)
         password = secrets.token_urlsafe(12)
         inventory = vcsim.start(lab_dir, bin_dir, procs.free_port(), VSPHERE_USER, password)
@@ -170,6 +171,7 @@ def up(lab_dir: Path) -> LabState:
 
 def _forget(lab_dir: Path) -> None:
     """A new lab starts empty: no objects in etcd, no LUNs, no storage backend state."""
+    pool.stop(lab_dir)
     for name in ("etcd-data", "pool", "libvirt", libvirt_lab.csi_share_dir(lab_dir).name):
         shutil.rmtree(lab_dir / name, ignore_errors=True)
     for state_file in lab_dir.glob("tgt-state.json*"):
@@ -184,6 +186,7 @@ def down(lab_dir: Path) -> None:
     libvirt_lab.stop(lab_dir)  # first: its guest's iSCSI sessions end before tgtd's targets go
     vcsim.stop(lab_dir)
     tgt.stop(lab_dir, state.tgt if state else None)
+    pool.stop(lab_dir)
     kube.stop(lab_dir)
     _state_file(lab_dir).unlink(missing_ok=True)
     (lab_dir / "env").unlink(missing_ok=True)

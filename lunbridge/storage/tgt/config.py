@@ -1,18 +1,14 @@
-"""Configuration of the tgt backend, the checks and conversions of its requests, and its
-backing files.
+"""Configuration of the tgt backend and the checks and conversions of its requests.
 
 Kept apart from `luns` and `groups` so that they hold only the operations: names (which
 become file names and target IQN suffixes), sizes (whole 512-byte blocks), LUN ids,
 initiators (one canonical spelling, so an ACL compares equal however vSphere wrote the name),
-the conversions from the state file's records to the protocol's dataclasses, and the sparse
-files of pools (create, grow, copy, free space).
+and the conversions from the state file's records to the protocol's dataclasses. The backing
+files themselves are `files`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import errno
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from lunbridge import san
-from lunbridge.command import NotInstalled, Runner
-from lunbridge.errors import InvalidArgument, LimitExceeded, Unavailable
+from lunbridge.errors import InvalidArgument
 from lunbridge.san import Transport
-from lunbridge.storage.base import InitiatorGroup, Lun, Pool, Snapshot
+from lunbridge.storage.base import InitiatorGroup, Lun, Snapshot
 from lunbridge.storage.tgt.state import IgroupRecord, LunRecord, SnapshotRecord
 
 MAX_LUN_ID = 255
@@ -158,52 +153,3 @@ def canonical_initiators(transport: Transport, initiators: list[str]) -> tuple[s
         raise InvalidArgument("initiators must be a list of names, not one string")
     canonical = san.iqn if transport is Transport.ISCSI else san.wwn
     return tuple(dict.fromkeys(canonical(i) for i in initiators))
-
-
-def make_sparse(path: Path, size: int) -> None:
-    """A fresh, all-zero sparse file (an orphan left by a crash is emptied first)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as handle:
-            handle.truncate(size)
-    except OSError as exc:
-        if exc.errno in (errno.EFBIG, errno.EINVAL):
-            raise InvalidArgument(f"cannot make a {size}-byte file at {path}: {exc}") from exc
-        raise Unavailable(f"cannot create backing file {path}: {exc}") from exc
-
-
-def grow_file(path: Path, size: int) -> None:
-    """Make a backing file `size` bytes long (the new part is a hole)."""
-    try:
-        os.truncate(path, size)
-    except OSError as exc:
-        if exc.errno in (errno.EFBIG, errno.EINVAL):
-            raise InvalidArgument(f"cannot grow {path} to {size} bytes: {exc}") from exc
-        raise Unavailable(f"cannot grow backing file {path}: {exc}; is the pool folder there?") from exc
-
-
-def pool_usage(name: str, folder: Path) -> Pool:
-    """Size and free space of a pool folder's file system (made if missing)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        st = os.statvfs(folder)
-    except OSError as exc:
-        raise Unavailable(f"pool {name} folder {folder} is not usable: {exc}") from exc
-    return Pool(name, st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize)
-
-
-async def copy_file(runner: Runner, source: Path, target: Path, pool: str, time_limit: float) -> None:
-    """Copy a backing file: reflink where the file system can (one atomic clone on btrfs or
-    XFS), a sparse copy otherwise; the copy appears under its name only when complete."""
-    await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        result = await runner(["cp", "--reflink=auto", "--sparse=always", str(source), str(tmp)], time_limit)
-    except NotInstalled as exc:
-        raise NotInstalled(exc.program, "coreutils") from None
-    if result.returncode != 0:
-        await asyncio.to_thread(tmp.unlink, missing_ok=True)
-        if "No space left" in result.stderr:
-            raise LimitExceeded(f"pool {pool} is full: copying {source} failed ({result.stderr.strip()})")
-        raise Unavailable(f"copying {source} to {tmp} failed: {result.stderr.strip()}")
-    await asyncio.to_thread(os.replace, tmp, target)

@@ -19,7 +19,8 @@ from lunbridge.errors import NotFound, Unavailable
 from lunbridge.san import Transport
 from lunbridge.storage.base import Pool, Portal
 from lunbridge.storage.tgt.admin import Tgtadm
-from lunbridge.storage.tgt.config import TgtConfig, check_name, pool_usage
+from lunbridge.storage.tgt.config import TgtConfig, check_name
+from lunbridge.storage.tgt.files import pool_usage
 from lunbridge.storage.tgt.state import IgroupRecord, LunRecord, State, StateFile
 from lunbridge.storage.tgt.sync import DesiredLu, DesiredTarget, reconcile
 

@@ -8,16 +8,9 @@ from datetime import UTC, datetime
 
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 from lunbridge.storage.base import Lun, Snapshot
-from lunbridge.storage.tgt.config import (
-    check_name,
-    copy_file,
-    grow_file,
-    lun_of,
-    make_sparse,
-    round_size,
-    snapshot_of,
-)
+from lunbridge.storage.tgt.config import check_name, lun_of, round_size, snapshot_of
 from lunbridge.storage.tgt.core import TgtCore
+from lunbridge.storage.tgt.files import cut, grow_file, make_sparse
 from lunbridge.storage.tgt.state import LunRecord, SnapshotRecord
 
 
@@ -109,10 +102,10 @@ class LunOperations(TgtCore):
     # -- snapshots and clones -------------------------------------------------------------
 
     async def create_snapshot(self, lun: str, name: str) -> Snapshot:
-        """A copy of the LUN's backing file. With reflink (btrfs, XFS) the copy is one atomic
-        clone and crash-consistent even under writes; a plain sparse copy (ext4) of a LUN that
-        is being written may mix older and newer blocks, so quiesce the writer first (a lab
-        compromise). Data that initiators have not flushed is never in it."""
+        """A point-in-time copy of the LUN (`files.cut`): a reflink clone of its backing file,
+        atomic under writes; on a pool without reflink, a plain copy of a LUN that no igroup
+        maps, and Conflict for a mapped one. Writes initiators have not flushed to tgtd are not
+        in it (a snapshot is crash-consistent, not application-consistent)."""
         check_name("LUN", lun)
         check_name("snapshot", name)
         async with self._session() as state:
@@ -125,8 +118,10 @@ class LunOperations(TgtCore):
                     f"snapshot {name} exists and belongs to another LUN ({old.lun}, naa.{old.lun_naa}): "
                     "use another name"
                 )
+            maps = state.maps_of(lun=lun)
+            in_use = f"mapped to igroup(s) {', '.join(m.igroup for m in maps)}" if maps else None
             source, target = self._lun_path(lun, rec.pool), self._snapshot_path(name, rec.pool)
-            await copy_file(self._runner, source, target, rec.pool, self.config.copy_timeout)
+            await cut(self._runner, source, target, rec.pool, self.config.copy_timeout, in_use=in_use)
             new = state.copy()
             new.snapshots[name] = SnapshotRecord(lun, rec.pool, rec.size_bytes, datetime.now(UTC), rec.naa)
             await self._commit(new, tgt=False)
@@ -168,7 +163,8 @@ class LunOperations(TgtCore):
                 raise AlreadyExists(f"LUN {name} exists and is not a clone of snapshot {snapshot}")
             source = self._snapshot_path(snapshot, snap.pool)
             target = self._lun_path(name, snap.pool)
-            await copy_file(self._runner, source, target, snap.pool, self.config.copy_timeout)
+            # nothing writes a snapshot: a plain copy is as good as a clone, only slower
+            await cut(self._runner, source, target, snap.pool, self.config.copy_timeout, in_use=None)
             new = state.copy()
             naa, serial = new.allocate_ids()
             new.luns[name] = LunRecord(snap.pool, snap.size_bytes, serial, naa, snapshot)

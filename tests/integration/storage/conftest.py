@@ -1,9 +1,13 @@
 """A tgt backend on the lab's real tgtd, each test under its own IQN prefix and pool folder so
-tests cannot see each other's targets; and a private tgtd for the tests that kill it."""
+tests cannot see each other's targets; and a private tgtd for the tests that kill it.
+
+The pool folder (`<tmp_path>/pool`) is a link to a folder of its own on the lab's XFS pool,
+where snapshots are reflink clones (tests/lab/pool.py)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 import uuid
@@ -13,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from lunbridge.storage.tgt import TgtBackend, TgtConfig
-from tests.lab import procs
+from tests.lab import pool, procs
 from tests.lab import tgt as tgt_module
+from tests.lab.lab import LabState
 from tests.lab.tgt import Tgt
 
 OWN_TGTD = "tgtd-storage"
@@ -46,8 +51,19 @@ def prefix() -> str:
 
 
 @pytest.fixture
-async def backend(tgt: Tgt, tmp_path: Path, prefix: str) -> AsyncIterator[TgtBackend]:
-    """A backend on the lab's tgtd; its targets are removed after the test."""
+def reflink_pool(lab: LabState, tmp_path: Path) -> Iterator[Path]:
+    """`<tmp_path>/pool`, a folder on the lab's reflink pool; removed after the test."""
+    folder = pool.mount_point(Path(lab.lab_dir)) / f"it-{uuid.uuid4().hex[:12]}"
+    folder.mkdir()
+    (tmp_path / "pool").symlink_to(folder)
+    yield tmp_path / "pool"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+async def backend(tgt: Tgt, tmp_path: Path, prefix: str, reflink_pool: Path) -> AsyncIterator[TgtBackend]:
+    """A backend on the lab's tgtd, its pool on the lab's reflink pool; its targets are
+    removed after the test."""
     made = TgtBackend(config_for(tgt, tmp_path, prefix))
     yield made
     await made.close()
