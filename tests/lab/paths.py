@@ -21,6 +21,11 @@ def bin_dir() -> Path:
     return cache_dir() / "bin"
 
 
+def snapshot_crds_dir() -> Path:
+    """external-snapshotter's snapshot CRDs (one YAML file each), copied by hack/peers/build-tools.sh."""
+    return cache_dir() / "snapshot-crds"
+
+
 def default_lab_dir() -> Path:
     return Path(os.environ.get("LUNBRIDGE_LAB_DIR", str(REPO_DIR / ".lab")))
 

@@ -4,7 +4,9 @@ every option; both renders pass the API server's own validation (`kubectl apply
 --dry-run=server`, with the chart's CRDs installed); its RBAC names every verb and resource;
 its values schema turns bad values away with a message; its CRDs are crds/'s. The storage
 backends (`backends`, or one `tgt` from the old storage.tgt.* values) become one ConfigMap that
-the operator's own parser (lunbridge.storage.factory) accepts."""
+the operator's own parser (lunbridge.storage.factory) accepts. snapshots.enabled brings the
+csi-snapshotter sidecar and its RBAC; the optional VolumeSnapshotClass passes the API server's
+validation against external-snapshotter's CRDs (applied first, as a cluster has them)."""
 
 from __future__ import annotations
 
@@ -95,6 +97,14 @@ def options(values: dict[str, Any], schema: dict[str, Any], prefix: str = "") ->
 
 @pytest.fixture(scope="module")
 def namespace(lab: LabState) -> Iterator[str]:
+    """The release's namespace, and external-snapshotter's CRDs (build-tools.sh) as a cluster has them."""
+    files = sorted(paths.snapshot_crds_dir().glob("*.yaml"))
+    assert files, f"no CRDs in {paths.snapshot_crds_dir()}: run hack/peers/build-tools.sh"
+    done = kubectl(lab, "apply", "--server-side", *[f"--filename={path}" for path in files])
+    assert done.returncode == 0, done.stderr
+    done = kubectl(lab, "wait", "--for=condition=Established", "--timeout=30s",
+                   "crd/volumesnapshotclasses.snapshot.storage.k8s.io")  # fmt: skip
+    assert done.returncode == 0, done.stderr
     kubectl(lab, "create", "namespace", NAMESPACE)
     yield NAMESPACE
     kubectl(lab, "delete", "namespace", NAMESPACE, "--wait=false")
@@ -127,7 +137,8 @@ def test_the_render_passes_the_api_servers_validation(
     kinds = {doc["kind"] for doc in documents}
     workloads = {"ConfigMap", "CSIDriver", "DaemonSet", "Deployment", "ServiceAccount", "StorageClass"}
     rbac = {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-    assert kinds == workloads | rbac | ({"Secret"} if "--values" in values else set())
+    every_option = {"Secret", "VolumeSnapshotClass"} if "--values" in values else set()
+    assert kinds == workloads | rbac | every_option
     manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": documents})
     done = kubectl(lab, "apply", "--dry-run=server", "--filename=-", input_text=manifest)
     assert done.returncode == 0, done.stderr
@@ -171,9 +182,59 @@ def test_every_option_lands_where_it_should() -> None:
     assert storage_class["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
     controller = documents[("Deployment", "lb-lunbridge-controller")]["spec"]["template"]["spec"]
     names = [c["name"] for c in controller["containers"]]
-    assert names == ["csi-plugin", "csi-provisioner", "csi-attacher", "csi-resizer", "liveness-probe"]
+    assert names == ["csi-plugin", "csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter",
+                     "liveness-probe"]  # fmt: skip
+    assert controller["containers"][4]["args"] == ["--csi-address=/csi/csi.sock", "--leader-election=true",
+        f"--leader-election-namespace={NAMESPACE}", "--timeout=300s", "--extra-create-metadata"]  # fmt: skip
     assert "--leader-election=true" in controller["containers"][1]["args"]  # 2 replicas
     assert "--capacity-bytes=1099511627776" in controller["containers"][0]["args"]
+
+
+def test_the_volume_snapshot_class_marks_itself_for_the_backup_tools() -> None:
+    documents = by_name(render("--values", str(ALL_VALUES)))
+    snapshot_class = documents[("VolumeSnapshotClass", "lunbridge-backup")]
+    assert (snapshot_class["driver"], snapshot_class["deletionPolicy"]) == ("csi.lunbridge.io", "Retain")
+    labels = snapshot_class["metadata"]["labels"]
+    assert (labels["velero.io/csi-volumesnapshot-class"], labels["team"]) == ("true", "storage")
+    assert snapshot_class["metadata"]["annotations"] == {
+        "snapshot.storage.kubernetes.io/is-default-class": "true", "k10.kasten.io/is-snapshot-class": "true",
+        "lunbridge.io/purpose": "backup"}  # fmt: skip
+    plain = by_name(render("--set", "snapshots.volumeSnapshotClass.create=true"))
+    snapshot_class = plain[("VolumeSnapshotClass", "lunbridge")]
+    assert (snapshot_class["driver"], snapshot_class["deletionPolicy"]) == ("csi.lunbridge.io", "Delete")
+    assert "velero.io/csi-volumesnapshot-class" not in snapshot_class["metadata"]["labels"]
+    assert "annotations" not in snapshot_class["metadata"]  # neither the default class nor Kasten's
+
+
+def snapshot_grants(documents: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(resource, verb) that the ClusterRoles grant in the two snapshot API groups."""
+    groups = {"snapshot.storage.k8s.io", "groupsnapshot.storage.k8s.io"}
+    rules = [rule for doc in documents if doc["kind"] == "ClusterRole" for rule in doc["rules"]]
+    return {(resource, verb) for rule in rules if groups & set(rule["apiGroups"])
+            for resource in rule["resources"] for verb in rule["verbs"]}  # fmt: skip
+
+
+def test_snapshots_bring_the_sidecar_and_its_rbac_and_can_be_turned_off() -> None:
+    documents = render()
+    controller = by_name(documents)[("Deployment", "lb-lunbridge-controller")]["spec"]["template"]["spec"]
+    sidecar = {c["name"]: c for c in controller["containers"]}["csi-snapshotter"]
+    assert sidecar["image"] == "registry.k8s.io/sig-storage/csi-snapshotter:v8.7.0"
+    assert "--leader-election=false" in sidecar["args"]  # one replica
+    assert not [doc for doc in documents if doc["kind"] == "VolumeSnapshotClass"]  # not by default
+    granted = snapshot_grants(documents)
+    for resource in ("volumesnapshotcontents", "volumegroupsnapshotcontents"):
+        assert {(resource, "watch"), (resource, "update"), (resource, "patch")} <= granted
+        assert {(f"{resource}/status", "update"), (f"{resource}/status", "patch")} <= granted
+    assert {("volumesnapshots", "get"), ("volumesnapshots", "list"), ("volumesnapshotclasses", "watch"),
+            ("volumegroupsnapshotclasses", "watch")} <= granted  # fmt: skip
+    off = render("--set", "snapshots.enabled=false")
+    controller = by_name(off)[("Deployment", "lb-lunbridge-controller")]["spec"]["template"]["spec"]
+    assert "csi-snapshotter" not in [c["name"] for c in controller["containers"]]
+    assert snapshot_grants(off) == set()
+    done = helm("template", "lb", str(CHART), "--set", "snapshots.enabled=false",
+                "--set", "snapshots.volumeSnapshotClass.create=true")  # fmt: skip
+    assert done.returncode != 0
+    assert "snapshots.volumeSnapshotClass.create needs snapshots.enabled" in done.stderr, done.stderr
 
 
 def test_rbac_names_every_verb_and_resource() -> None:
@@ -334,8 +395,10 @@ def test_the_storage_class_names_a_configured_backend() -> None:
         ("storageClass.parameters.colour=blue", "colour"),
         ("controller.replicas=-1", "minimum"),
         ("vsphere.password=secret", "set vsphere.url and vsphere.username too"),
+        ("snapshots.volumeSnapshotClass.deletionPolicy=Keep",
+         "at '/snapshots/volumeSnapshotClass/deletionPolicy': value must be one of 'Delete', 'Retain'"),
     ],
-)
+)  # fmt: skip
 def test_bad_values_are_refused_with_a_message(setting: str, message: str) -> None:
     done = helm("template", "lb", str(CHART), "--set", setting)
     assert done.returncode != 0
