@@ -13,6 +13,8 @@ VIRTUAL_DISK_KIND: Final = "VirtualDisk"
 VIRTUAL_DISK_PLURAL: Final = "virtualdisks"
 INITIATOR_GROUP_KIND: Final = "InitiatorGroup"
 INITIATOR_GROUP_PLURAL: Final = "initiatorgroups"
+DISK_SNAPSHOT_KIND: Final = "DiskSnapshot"
+DISK_SNAPSHOT_PLURAL: Final = "disksnapshots"
 
 CSI_DRIVER_NAME: Final = "csi.lunbridge.io"
 FINALIZER: Final = f"{GROUP}/cleanup"

@@ -1,5 +1,5 @@
 """Typed models of what lunbridge writes and reads through the Kubernetes API: the
-VirtualDisk and InitiatorGroup objects (spec, status, conditions) and the CSI publish context.
+VirtualDisk, DiskSnapshot and InitiatorGroup objects (spec, status, conditions) and the CSI publish context.
 
 The operator writes them, the CSI controller and node read them, and every test fake builds
 them; each has one `to_dict` and one `from_dict`, so a key is spelled in one place only.
@@ -7,6 +7,16 @@ them; each has one `to_dict` and one `from_dict`, so a key is spelled in one pla
 
 from lunbridge.models._base import Model, merge_patch
 from lunbridge.models.conditions import Condition, ConditionStatus, ConditionType
+from lunbridge.models.disksnapshot import (
+    DeletionPolicy,
+    DiskSnapshot,
+    DiskSnapshotSpec,
+    DiskSnapshotStatus,
+    SnapshotPhase,
+    SnapshotSource,
+    make_handle,
+    parse_handle,
+)
 from lunbridge.models.initiatorgroup import (
     InitiatorGroup,
     InitiatorGroupSpec,
@@ -36,6 +46,10 @@ __all__ = [
     "Condition",
     "ConditionStatus",
     "ConditionType",
+    "DeletionPolicy",
+    "DiskSnapshot",
+    "DiskSnapshotSpec",
+    "DiskSnapshotStatus",
     "DiskSource",
     "FsType",
     "InitiatorGroup",
@@ -49,9 +63,13 @@ __all__ = [
     "Phase",
     "PublishContext",
     "ReclaimPolicy",
+    "SnapshotPhase",
+    "SnapshotSource",
     "VirtualDisk",
     "VirtualDiskSpec",
     "VirtualDiskStatus",
     "VolumeMode",
+    "make_handle",
     "merge_patch",
+    "parse_handle",
 ]

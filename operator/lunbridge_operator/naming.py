@@ -40,3 +40,11 @@ def igroup_name(host: Host, scope: Scope) -> str:
     if scope is Scope.CLUSTER and host.cluster:
         return f"cluster-{_label(host.cluster)}"
     return f"host-{_label(host.name)}"
+
+
+SNAPSHOT_PREFIX = "ds-"
+
+
+def snapshot_name(uid: str) -> str:
+    """The storage snapshot of a DiskSnapshot (named from its UID, like a disk's LUN)."""
+    return f"{SNAPSHOT_PREFIX}{uid.lower()}"

@@ -1,6 +1,6 @@
 """The one ownership rule: which storage objects and attachments lunbridge's own objects own.
 
-An object of an *owner kind* (today only VirtualDisk) owns, by its UID alone, the LUN named
+An object of an *owner kind* (VirtualDisk, DiskSnapshot) owns, by its UID alone, the LUN named
 from it (`naming.lun_name`) and, while it is being made as a copy of another disk, the
 snapshot that copy is taken from (`clone-src-<uid>`); by its status, the NAA its LUN carries
 (`status.lun.naa`), the igroup that LUN is mapped to and the VM it is attached to. Whatever
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lunbridge.api import VIRTUAL_DISK_KIND, VIRTUAL_DISK_PLURAL
+from lunbridge.api import DISK_SNAPSHOT_KIND, DISK_SNAPSHOT_PLURAL, VIRTUAL_DISK_KIND, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import InvalidArgument
 from lunbridge.hypervisor.base import Vm
 from lunbridge.models import Phase, VirtualDiskSpec, VirtualDiskStatus
@@ -130,8 +130,26 @@ def virtual_disk_owner(obj: Mapping[str, Any]) -> Owner | None:
     )
 
 
+def disk_snapshot_owner(obj: Mapping[str, Any]) -> Owner | None:
+    """A DiskSnapshot owns the storage snapshot named from its UID (cut or about to be) and
+    the one its status names (an import's)."""
+    meta = obj.get("metadata") or {}
+    uid = str(meta.get("uid") or "")
+    if not uid:
+        return None
+    snapshots = {naming.snapshot_name(uid)}
+    recorded = (obj.get("status") or {}).get("snapshotName")
+    if isinstance(recorded, str) and recorded:
+        snapshots.add(recorded)
+    return Owner(DISK_SNAPSHOT_KIND, str(meta.get("name")), uid, snapshots=frozenset(snapshots),
+                 settled=not meta.get("deletionTimestamp"))  # fmt: skip
+
+
 # every kind of object that owns storage; add a kind here and the sweep counts it
-OWNER_KINDS: list[OwnerKind] = [OwnerKind(VIRTUAL_DISK_KIND, VIRTUAL_DISK_PLURAL, virtual_disk_owner)]
+OWNER_KINDS: list[OwnerKind] = [
+    OwnerKind(VIRTUAL_DISK_KIND, VIRTUAL_DISK_PLURAL, virtual_disk_owner),
+    OwnerKind(DISK_SNAPSHOT_KIND, DISK_SNAPSHOT_PLURAL, disk_snapshot_owner),
+]
 
 
 class Owners:
@@ -193,6 +211,7 @@ __all__ = [
     "Owner",
     "OwnerKind",
     "Owners",
+    "disk_snapshot_owner",
     "gather",
     "is_lunbridge_lun",
     "owner_kinds_text",

@@ -23,9 +23,9 @@ from typing import Any, overload
 
 import kubernetes
 
-from lunbridge.api import VIRTUAL_DISK_PLURAL
+from lunbridge.api import DISK_SNAPSHOT_PLURAL, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import AlreadyExists, NotFound
-from lunbridge.models import VirtualDisk
+from lunbridge.models import DiskSnapshot, VirtualDisk
 from lunbridge_operator.kube import Kube
 from tests.fakes.faults import Faults, need
 
@@ -219,6 +219,26 @@ class FakeKube(Faults, Kube):
     async def delete(self, name: str) -> None:
         self._record("delete", name)
         await self._delete(VIRTUAL_DISK_PLURAL, name)
+
+    # --- the CSI controller's DiskSnapshots --------------------------------------------------
+    async def get_snapshot(self, name: str) -> DiskSnapshot:
+        self._record("get_snapshot", name)
+        return DiskSnapshot.from_dict(self.read(DISK_SNAPSHOT_PLURAL, name))
+
+    async def list_snapshots(self) -> builtins.list[DiskSnapshot]:
+        self._record("list_snapshots")
+        return [
+            DiskSnapshot.from_dict(copy.deepcopy(o))
+            for o in self.objects.get(DISK_SNAPSHOT_PLURAL, {}).values()
+        ]
+
+    async def create_snapshot(self, snapshot: DiskSnapshot) -> DiskSnapshot:
+        self._record("create_snapshot", snapshot.name)
+        return DiskSnapshot.from_dict(await self._create(DISK_SNAPSHOT_PLURAL, snapshot.body()))
+
+    async def delete_snapshot(self, name: str) -> None:
+        self._record("delete_snapshot", name)
+        await self._delete(DISK_SNAPSHOT_PLURAL, name)
 
     async def node_by_provider_id(self, provider_id: str) -> str:
         self._record("node_by_provider_id", provider_id)

@@ -27,8 +27,9 @@ from typing import Any, cast
 import kopf
 from kopf._core.engines.posting import K8sEvent, event_queue_loop_var, event_queue_var, settings_var
 
-from lunbridge.api import FINALIZER, INITIATOR_GROUP_PLURAL, VIRTUAL_DISK_PLURAL
+from lunbridge.api import DISK_SNAPSHOT_PLURAL, FINALIZER, INITIATOR_GROUP_PLURAL, VIRTUAL_DISK_PLURAL
 from lunbridge.concurrency import KeyedLocks
+from lunbridge_operator.handlers import disksnapshot as snapshot_handlers
 from lunbridge_operator.handlers import initiatorgroup as igroup_handlers
 from lunbridge_operator.handlers import virtualdisk as disk_handlers
 from lunbridge_operator.reconcile.services import Services
@@ -37,6 +38,7 @@ from tests.fakes.kube import FakeKube
 Handler = Callable[..., object]  # a kopf handler: keyword arguments, a coroutine to await
 HANDLERS: dict[str, tuple[Handler, Handler]] = {  # plural -> (create/update/resume, delete)
     VIRTUAL_DISK_PLURAL: (disk_handlers.reconcile_virtual_disk, disk_handlers.delete_virtual_disk),
+    DISK_SNAPSHOT_PLURAL: (snapshot_handlers.reconcile_disk_snapshot, snapshot_handlers.delete_disk_snapshot),
     INITIATOR_GROUP_PLURAL: (
         igroup_handlers.reconcile_initiator_group,
         igroup_handlers.delete_initiator_group,

@@ -64,7 +64,7 @@ async def test_an_unknown_snapshot_is_named_in_the_ready_condition() -> None:
     ready = disk.status.condition(ConditionType.READY)
     assert ready is not None
     assert not ready.true
-    assert "spec.source.snapshot 'gen-no-such-snapshot'" in ready.message
+    assert "spec.source.snapshot gen-no-such-snapshot: the DiskSnapshot does not exist" in ready.message
 
 
 @pytest.mark.parametrize(

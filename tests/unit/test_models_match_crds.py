@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel
 
 from lunbridge.models import (
+    DiskSnapshotSpec,
+    DiskSnapshotStatus,
     InitiatorGroupSpec,
     InitiatorGroupStatus,
     VirtualDiskSpec,
@@ -98,6 +100,8 @@ def _check(annotation: Any, schema: dict[str, Any], where: str) -> list[str]:
         ("virtualdisks.lunbridge.io.yaml", "status", VirtualDiskStatus),
         ("initiatorgroups.lunbridge.io.yaml", "spec", InitiatorGroupSpec),
         ("initiatorgroups.lunbridge.io.yaml", "status", InitiatorGroupStatus),
+        ("disksnapshots.lunbridge.io.yaml", "spec", DiskSnapshotSpec),
+        ("disksnapshots.lunbridge.io.yaml", "status", DiskSnapshotStatus),
     ],
 )
 def test_every_key_a_model_writes_is_in_its_crd(file: str, part: str, model: type[BaseModel]) -> None:

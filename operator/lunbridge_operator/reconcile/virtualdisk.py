@@ -14,15 +14,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from lunbridge.api import FORGET_ANNOTATION, VIRTUAL_DISK_PLURAL
+from lunbridge.api import FORGET_ANNOTATION
 from lunbridge.errors import AlreadyExists, Busy, InvalidArgument, NotFound
 from lunbridge.hypervisor.base import Attachment, Host, Scope, Vm
-from lunbridge.models import AttachmentStatus, AttachMode, Phase, ReclaimPolicy, VirtualDisk
+from lunbridge.models import AttachmentStatus, AttachMode, Phase, ReclaimPolicy
 from lunbridge.models import ConditionType as Cond
 from lunbridge.storage.base import Lun, StorageBackend
 from lunbridge_operator import naming
 from lunbridge_operator.metrics import measured
-from lunbridge_operator.reconcile import hosts
+from lunbridge_operator.reconcile import hosts, sources
 from lunbridge_operator.reconcile.disk import KIND, Disk
 from lunbridge_operator.reconcile.igroups import (
     addresses,
@@ -100,15 +100,19 @@ class DiskSteps:
         return lun
 
     async def _create(self) -> Lun:
-        """A new LUN: empty, or a copy of `spec.source` (a storage snapshot, or another disk)."""
+        """A new LUN: empty, or a copy of `spec.source` (a DiskSnapshot, or another disk)."""
         storage, disk = self.storage, self.disk
         source = disk.spec.source
         if source is not None and source.snapshot:
+            snapshot_name = await sources.snapshot(self.svc, self.disk, self.backend_name, source.snapshot)
             with _naming("spec.source.snapshot", source.snapshot):
-                lun = await storage.clone_lun(source.snapshot, disk.lun_name)
-            self.events("Provisioned", f"created LUN {lun.name} ({lun.naa}) from snapshot {source.snapshot}")
+                lun = await storage.clone_lun(snapshot_name, disk.lun_name)
+            self.events(
+                "Provisioned",
+                f"created LUN {lun.name} ({lun.naa}) from DiskSnapshot {source.snapshot} ({snapshot_name})",
+            )
         elif source is not None and source.virtual_disk:
-            origin = await self._origin(source.virtual_disk)
+            origin = await sources.origin(self.svc, self.backend_name, source.virtual_disk)
             snapshot = self._clone_snapshot
             with contextlib.suppress(AlreadyExists):  # a retry after a crash finds it made
                 await storage.create_snapshot(naming.lun_name(origin.metadata.uid or ""), snapshot)
@@ -121,21 +125,6 @@ class DiskSteps:
                 lun = await storage.create_lun(disk.lun_name, disk.spec.size_bytes, disk.spec.pool)
             self.events("Provisioned", f"created LUN {lun.name} ({lun.size_bytes} bytes, {lun.naa})")
         return lun
-
-    async def _origin(self, name: str) -> VirtualDisk:
-        """The disk a clone copies; it must live on this disk's backend."""
-        try:
-            origin = VirtualDisk.from_dict(await self.svc.kube.get(VIRTUAL_DISK_PLURAL, name))
-        except NotFound:
-            raise NotFound(f"spec.source.virtualDisk {name} does not exist") from None
-        recorded = origin.status.lun.backend if origin.status.lun else None
-        where = self.svc.backends.recorded(recorded) or origin.spec.backend or self.svc.backends.default
-        if where != self.backend_name:
-            raise InvalidArgument(
-                f"spec.source.virtualDisk {name} is on storage backend {where}, this disk on "
-                f"{self.backend_name}: a clone cannot cross backends (set spec.backend to {where})"
-            )
-        return origin
 
     @property
     def _clone_snapshot(self) -> str:

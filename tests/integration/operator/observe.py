@@ -171,6 +171,11 @@ def backend_state(lab: LabState) -> dict[str, Any]:
     return {"luns": {}, "igroups": {}, "maps": [], **state}
 
 
+def pool_dir(lab: LabState) -> Path:
+    """The lab's pool folder (the XFS reflink pool of tests/lab/pool.py)."""
+    return Path(lab.env()["LUNBRIDGE_TGT_POOL_DIR"])
+
+
 def pool_files(lab: LabState) -> set[str]:
     """Names of the LUN files in the pool (one per LUN: `<lun name>.img`)."""
     folder = Path(lab.env()["LUNBRIDGE_TGT_POOL_DIR"]) / "luns"

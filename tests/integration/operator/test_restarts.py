@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import collections
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from lunbridge.models import VirtualDiskStatus
-from lunbridge.san import ScsiAddress
 from tests.integration.hypervisor.vcenter import send_targets, vim
-from tests.integration.libvirt.guestscsi import delete_disk, rescan, scsi_hosts
-from tests.integration.libvirt.guestscsi import disks as guest_disks
 from tests.integration.operator import expect, observe
 from tests.integration.operator.conftest import Disks, LabVm
+from tests.integration.operator.guestdisk import Staged, digest_or_none, stage_in_guest, unstage
 from tests.lab import libvirt as libvirt_lab
 from tests.lab import vcsim as vcsim_lab
 from tests.lab.lab import LabState, kubectl, restart_apiserver, restart_tgtd, restart_vcsim
@@ -181,57 +177,6 @@ def hosts(vcsim: vcsim_lab.VcsimPeer) -> list[str]:
     return [h.name for h in vcsim.inventory.hosts]
 
 
-# --- the KVM guest's staged disk -------------------------------------------------------------
-@dataclass(frozen=True)
-class Staged:
-    """A disk found in the guest by its NAA, formatted, mounted, with one synced file on it."""
-
-    sd: str
-    mount: str
-    digest: str
-
-
-def stage_in_guest(guest: libvirt_lab.LibvirtGuest, disk: dict[str, Any]) -> Staged:
-    """What the node plugin's stage does, by hand: targeted rescan, find by NAA, mkfs, mount."""
-    naa = disk["status"]["lun"]["naa"]
-    attachment = VirtualDiskStatus.from_dict(disk["status"]).attachment
-    assert attachment is not None
-    assert attachment.pci_slot is not None
-    assert attachment.guest_address is not None
-
-    def found() -> str | None:
-        host = scsi_hosts(guest).get(attachment.pci_slot or 0)
-        if host is None:
-            return None
-        rescan(guest, host, ScsiAddress.parse(attachment.guest_address or ""))
-        hit = guest_disks(guest).get(naa)
-        return hit[0] if hit else None
-
-    sd = observe.eventually(found, 60, f"disk {naa} in the guest", every=1)
-    mount = f"/mnt/lunbridge-restart-{uuid.uuid4().hex[:8]}"
-    guest.run(
-        f"mkfs.ext4 -q -F /dev/{sd} && mkdir -p {mount} && mount -t ext4 /dev/{sd} {mount} && "
-        f"dd if=/dev/urandom of={mount}/data bs=64k count=32 2>/dev/null && sync",
-        timeout=120,
-        check=True,
-    )
-    return Staged(sd, mount, read_digest(guest, mount))
-
-
-def read_digest(guest: libvirt_lab.LibvirtGuest, mount: str) -> str:
-    """sha256 of the file as read from the disk (the page cache dropped first)."""
-    out = guest.run(
-        f"sync; echo 3 > /proc/sys/vm/drop_caches; sha256sum {mount}/data", timeout=120, check=True
-    ).stdout
-    return out.split()[0]
-
-
-def unstage(guest: libvirt_lab.LibvirtGuest, staged: Staged) -> None:
-    guest.run(f"umount {staged.mount}; rmdir {staged.mount}", timeout=60)
-    if staged.sd in {sd for sd, _ in guest_disks(guest).values()}:
-        delete_disk(guest, staged.sd)
-
-
 @pytest.fixture
 def staged_disk(
     lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest, disks: Disks
@@ -271,18 +216,11 @@ def test_tgtd_killed_mid_flight_everything_converges_and_guest_data_survives(
     assert [lu for _, lu in observe.lus_with(lab.tgt, naa)], "the guest's LUN is not served again"
     started = time.monotonic()
     digest = observe.eventually(
-        lambda: _digest_or_none(kvm_guest, staged.mount), 120, "the guest reading its file back", every=2
+        lambda: digest_or_none(kvm_guest, staged.mount), 120, "the guest reading its file back", every=2
     )
     assert digest == staged.digest, "the file written before the tgtd restart changed"
     kvm_guest.run(f"echo after > {staged.mount}/after && sync", timeout=120, check=True)
     print(f"the guest read its file back intact {time.monotonic() - started:.1f}s after convergence")
-
-
-def _digest_or_none(guest: libvirt_lab.LibvirtGuest, mount: str) -> str | None:
-    try:
-        return read_digest(guest, mount)
-    except Exception:  # the read fails while QEMU is still logging in again
-        return None
 
 
 def test_vcsim_restarted_mid_flight_everything_converges(
