@@ -10,7 +10,8 @@ Idempotency, call by call:
 - CreateVolume: a disk of that name with the same parameters and a size inside the requested
   range is the same volume (waited for until Provisioned); different ones -> ALREADY_EXISTS.
   A volume content source (CLONE_VOLUME) becomes spec.source.virtualDisk: the operator copies
-  the source's LUN; the clone is at least the source's size. Snapshots: UNIMPLEMENTED.
+  the source's LUN; the clone is at least the source's size. A snapshot source becomes
+  spec.source.snapshot (its DiskSnapshot, `snapshots.py`), at least the snapshot's size.
 - DeleteVolume: a missing disk is deleted already (OK); a published one -> FAILED_PRECONDITION.
 - ControllerPublishVolume: already published to that node -> the same publish_context;
   published to another node -> FAILED_PRECONDITION. A VM with no room for the disk (the
@@ -53,7 +54,8 @@ from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExce
 from lunbridge.models import DiskSource, ObjectMeta, PublishContext, VirtualDisk, VirtualDiskSpec, VolumeMode
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from lunbridge_csi.errors import InFlight, InvalidToken, OutOfRange, TimedOut, handled
-from lunbridge_csi.kube import VirtualDisks
+from lunbridge_csi.kube import ControllerKube
+from lunbridge_csi.snapshots import SnapshotRpcs
 from lunbridge_csi.volume_rules import (
     BLOCK,
     MANAGED_BY,
@@ -67,7 +69,7 @@ from lunbridge_csi.volume_rules import (
     check_capabilities,
     check_parameters,
     check_same_volume,
-    clone_source,
+    content_source,
     contradiction,
     detached,
     detached_from,
@@ -87,8 +89,10 @@ log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class ControllerService(csi_pb2_grpc.ControllerServicer):
-    def __init__(self, kube: VirtualDisks, timeouts: Timeouts | None = None, capacity_bytes: int = 0) -> None:
+class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
+    def __init__(
+        self, kube: ControllerKube, timeouts: Timeouts | None = None, capacity_bytes: int = 0
+    ) -> None:
         self.kube = kube
         self.timeouts = timeouts or Timeouts()
         self.capacity_bytes = capacity_bytes
@@ -133,7 +137,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         name = required(request.name, "name")
         mode, fs_type = check_capabilities(request.volume_capabilities)
         fields: dict[str, Any] = check_parameters(request.parameters)
-        source_id = clone_source(request)
+        source = content_source(request)
         if fs_type and fields.setdefault("fs_type", fs_type) != fs_type:
             raise InvalidArgument(f"parameter fsType {fields['fs_type']} contradicts fs_type {fs_type}")
         capacity_range = request.capacity_range if request.HasField("capacity_range") else None
@@ -141,9 +145,12 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         size = size_for(capacity_range)
         volume_id = volume_id_for(name)
         async with self.in_flight.hold(volume_id):
-            if source_id is not None:
-                size = await self._clone_size(source_id, mode, size, high)
-                fields["source"] = DiskSource(virtual_disk=source_id)
+            if source is not None and source[0] == "volume":
+                size = await self._clone_size(source[1], mode, size, high)
+                fields["source"] = DiskSource(virtual_disk=source[1])
+            elif source is not None:
+                snapshot, size = await self.restore_source(source[1], size, high, context)
+                fields["source"] = DiskSource(snapshot=snapshot)
             spec = VirtualDiskSpec(size=quantity(size), volume_mode=VolumeMode(mode), **fields)
             try:
                 existing: VirtualDisk | None = await self.kube.get(volume_id)
@@ -164,7 +171,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         volume = csi_pb2.Volume(
             volume_id=volume_id, capacity_bytes=capacity_of(disk), volume_context=volume_context(disk)
         )
-        if source_id is not None:
+        if source is not None:
             volume.content_source.CopyFrom(request.volume_content_source)
         return csi_pb2.CreateVolumeResponse(volume=volume)
 
@@ -343,6 +350,8 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             RPC.LIST_VOLUMES,
             RPC.EXPAND_VOLUME,
             RPC.CLONE_VOLUME,
+            RPC.CREATE_DELETE_SNAPSHOT,
+            RPC.LIST_SNAPSHOTS,
         ]
         if self.capacity_bytes:
             rpcs.append(RPC.GET_CAPACITY)
@@ -380,15 +389,6 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     # --- not offered (and not advertised) -------------------------------------------------
     async def _unimplemented(self, what: str, context: Context) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{what} is not supported by lunbridge")
-
-    async def CreateSnapshot(self, request: Any, context: Context) -> Any:
-        return await self._unimplemented("CreateSnapshot", context)
-
-    async def DeleteSnapshot(self, request: Any, context: Context) -> Any:
-        return await self._unimplemented("DeleteSnapshot", context)
-
-    async def ListSnapshots(self, request: Any, context: Context) -> Any:
-        return await self._unimplemented("ListSnapshots", context)
 
     async def GetSnapshot(self, request: Any, context: Context) -> Any:
         return await self._unimplemented("GetSnapshot", context)

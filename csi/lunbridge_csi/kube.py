@@ -1,5 +1,6 @@
 """The few Kubernetes API calls the controller service makes: VirtualDisks (read, list, create,
-merge-patch the spec, delete) and Nodes (find one by its providerID, read one's providerID).
+merge-patch the spec, delete), DiskSnapshots (read, list, create, delete) and Nodes (find one
+by its providerID, read one's providerID).
 
 The official client is synchronous, so each call runs in a worker thread; API errors come back
 as `lunbridge.errors`, which `lunbridge_csi.errors` turns into gRPC codes. VirtualDisks come
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from lunbridge.api import GROUP, VERSION, VIRTUAL_DISK_PLURAL
+from lunbridge.api import DISK_SNAPSHOT_PLURAL, GROUP, VERSION, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import NotFound
 from lunbridge.kubeapi import KubeApi
-from lunbridge.models import VirtualDisk
+from lunbridge.models import DiskSnapshot, VirtualDisk
 
 
 class VirtualDisks(Protocol):
@@ -29,8 +30,50 @@ class VirtualDisks(Protocol):
     async def ping(self) -> None: ...
 
 
+class DiskSnapshots(Protocol):
+    """The DiskSnapshot calls of the controller's snapshot RPCs."""
+
+    async def get_snapshot(self, name: str) -> DiskSnapshot: ...
+    async def list_snapshots(self) -> list[DiskSnapshot]: ...
+    async def create_snapshot(self, snapshot: DiskSnapshot) -> DiskSnapshot: ...
+    async def delete_snapshot(self, name: str) -> None: ...
+
+
+class ControllerKube(VirtualDisks, DiskSnapshots, Protocol):
+    """Everything the controller service asks of the API server."""
+
+
 class Kube(KubeApi):
-    """VirtualDisks and Nodes through the official client (in-cluster config, else kubeconfig)."""
+    """VirtualDisks, DiskSnapshots and Nodes through the official client (in-cluster config,
+    else kubeconfig)."""
+
+    async def get_snapshot(self, name: str) -> DiskSnapshot:
+        found: dict[str, Any] = await self._call(
+            f"read DiskSnapshot {name}",
+            lambda: self._custom.get_cluster_custom_object(GROUP, VERSION, DISK_SNAPSHOT_PLURAL, name),
+        )
+        return DiskSnapshot.from_dict(found)
+
+    async def list_snapshots(self) -> list[DiskSnapshot]:
+        found: dict[str, Any] = await self._call(
+            "list DiskSnapshots",
+            lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, DISK_SNAPSHOT_PLURAL),
+        )
+        return [DiskSnapshot.from_dict(item) for item in found.get("items", [])]
+
+    async def create_snapshot(self, snapshot: DiskSnapshot) -> DiskSnapshot:
+        body = snapshot.body()
+        created: dict[str, Any] = await self._call(
+            f"create DiskSnapshot {snapshot.name}",
+            lambda: self._custom.create_cluster_custom_object(GROUP, VERSION, DISK_SNAPSHOT_PLURAL, body),
+        )
+        return DiskSnapshot.from_dict(created)
+
+    async def delete_snapshot(self, name: str) -> None:
+        await self._call(
+            f"delete DiskSnapshot {name}",
+            lambda: self._custom.delete_cluster_custom_object(GROUP, VERSION, DISK_SNAPSHOT_PLURAL, name),
+        )
 
     async def get(self, name: str) -> VirtualDisk:
         found: dict[str, Any] = await self._call(

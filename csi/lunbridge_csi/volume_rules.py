@@ -20,7 +20,7 @@ from lunbridge.hypervisor.base import Scope
 from lunbridge.models import ConditionStatus, FsType, Phase, VirtualDisk, VirtualDiskSpec, VolumeMode
 from lunbridge.models import ConditionType as Cond
 from lunbridge_csi._proto import csi_pb2
-from lunbridge_csi.errors import OutOfRange, Unimplemented
+from lunbridge_csi.errors import OutOfRange
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -61,6 +61,7 @@ class Timeouts:
     detach: float = 240.0
     delete: float = 240.0
     expand: float = 120.0
+    snapshot: float = 120.0  # a cut, an import or a delete (csi-snapshotter's --timeout is longer)
     poll: float = 0.25
 
 
@@ -143,13 +144,17 @@ def contradiction(disk: VirtualDisk, capability: csi_pb2.VolumeCapability) -> st
     return None
 
 
-def clone_source(request: csi_pb2.CreateVolumeRequest) -> str | None:
-    """The volume to clone (spec.source.virtualDisk), if any; snapshots are not offered."""
+def content_source(request: csi_pb2.CreateVolumeRequest) -> tuple[str, str] | None:
+    """("volume", id) to clone (spec.source.virtualDisk) or ("snapshot", id) to restore
+    (spec.source.snapshot), if the request has a content source."""
     if not request.HasField("volume_content_source"):
         return None
-    if request.volume_content_source.WhichOneof("type") != "volume":
-        raise Unimplemented("creating a volume from a snapshot is not supported yet")
-    return required(request.volume_content_source.volume.volume_id, "volume_content_source.volume.volume_id")
+    source = request.volume_content_source
+    if source.WhichOneof("type") == "snapshot":
+        return "snapshot", required(source.snapshot.snapshot_id, "volume_content_source.snapshot.snapshot_id")
+    if source.WhichOneof("type") == "volume":
+        return "volume", required(source.volume.volume_id, "volume_content_source.volume.volume_id")
+    raise InvalidArgument("volume_content_source names neither a volume nor a snapshot")
 
 
 def check_same_volume(disk: VirtualDisk, name: str, spec: VirtualDiskSpec, low: int, high: int) -> None:

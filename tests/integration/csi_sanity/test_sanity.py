@@ -17,8 +17,7 @@ from tests.lab.libvirt import LibvirtGuest
 # csi-sanity's skip messages for capabilities lunbridge does not advertise (README lists them)
 NOT_ADVERTISED = (
     "single node multi writer capability",  # SINGLE_NODE_MULTI_WRITER
-    "Snapshot not supported",  # CREATE_DELETE_SNAPSHOT, LIST_SNAPSHOTS, GET_SNAPSHOT
-    "Snapshots not supported",
+    "GetSnapshot not supported",  # GET_SNAPSHOT (alpha); CREATE_DELETE_SNAPSHOT and LIST_SNAPSHOTS run
     "GetCapacity not supported",  # GET_CAPACITY (only with --capacity-bytes)
     "odify volume not supported",  # MODIFY_VOLUME, volume attribute classes
     "odify Volume not supported",
@@ -60,11 +59,12 @@ def test_csi_sanity_passes_against_the_whole_chain(
     assert not unexpected, f"skipped without a missing capability to blame: {unexpected}"
     passed = " ".join(outcomes.get("passed", []))
     for spec in ("NodeStageVolume", "NodePublishVolume", "NodeExpandVolume", "NodeGetVolumeStats",
-                 "ControllerPublishVolume", "ListVolumes"):  # fmt: skip
+                 "ControllerPublishVolume", "ListVolumes", "CreateSnapshot", "DeleteSnapshot",
+                 "ListSnapshots", "create volume from an existing source snapshot"):  # fmt: skip
         assert spec in passed, f"no {spec} spec passed"
 
-    # nothing left behind: no VirtualDisk, no SCSI disk in the guest, no folder csi-sanity made
-    left = kubectl(lab, "get", "vdisk", "-o", "name").stdout.split()
+    # nothing left behind: no VirtualDisk or DiskSnapshot, no SCSI disk in the guest, no folder
+    left = kubectl(lab, "get", "vdisk,dsnap", "-o", "name").stdout.split()
     assert not left, left
     assert _guest_disks(kvm_guest) == disks_before
     mounts = kvm_guest.run(["cat", "/proc/mounts"]).stdout

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from lunbridge.api import CSI_DRIVER_NAME
-from tests.lab import csi, paths, procs
+from tests.lab import csi, paths, procs, snapshotter
 from tests.lab import operator as operator_lab
 from tests.lab.lab import LabState, kubectl
 
@@ -79,9 +79,23 @@ def plugin(lab: LabState, operator: int, guest_node_as_kubelet_registers_it: str
         csi.stop_controller(lab_dir)
 
 
+@pytest.fixture(scope="package")
+def snapshots(lab: LabState, plugin: Path) -> Iterator[None]:
+    """external-snapshotter's CRDs, snapshot-controller and csi-snapshotter on the plugin's socket."""
+    snapshotter.start(lab, plugin)
+    yield
+    snapshotter.stop(lab)
+
+
 def sidecar_logs(lab: LabState, lines: int = 25) -> str:
     lab_dir = Path(lab.lab_dir)
     return "\n".join(
         f"--- {name} ---\n{procs.tail(procs.log_file(lab_dir, name), lines)}"
-        for name in (*SIDECARS, csi.CONTROLLER, operator_lab.NAME)
+        for name in (
+            *SIDECARS,
+            snapshotter.SIDECAR,
+            snapshotter.CONTROLLER,
+            csi.CONTROLLER,
+            operator_lab.NAME,
+        )
     )

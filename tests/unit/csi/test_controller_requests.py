@@ -124,12 +124,6 @@ async def test_bad_create_requests_are_invalid_argument(
     assert words in details
 
 
-async def test_a_snapshot_source_is_unimplemented(service: ControllerService) -> None:
-    source = csi_pb2.VolumeContentSource(snapshot=csi_pb2.VolumeContentSource.SnapshotSource(snapshot_id="s"))
-    code, _ = await code_of(service.CreateVolume, create(volume_content_source=source))
-    assert code is grpc.StatusCode.UNIMPLEMENTED
-
-
 def clone_of(volume_id: str) -> csi_pb2.VolumeContentSource:
     return csi_pb2.VolumeContentSource(volume=csi_pb2.VolumeContentSource.VolumeSource(volume_id=volume_id))
 

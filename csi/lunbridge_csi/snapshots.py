@@ -1,0 +1,266 @@
+"""The snapshot RPCs of the CSI Controller service (CreateSnapshot, DeleteSnapshot,
+ListSnapshots) and the lookup CreateVolume needs to restore from one: a translation into
+DiskSnapshot objects, which the operator cuts, imports and deletes.
+
+`snapshot_id` is the handle `<backend>/<storage snapshot name>` (`lunbridge.models.make_handle`):
+it says which backend holds the snapshot and stays valid without the object, so a
+VolumeSnapshotContent that names an existing snapshot (a pre-provisioned one, or one kept by
+Retain in another cluster) is imported: the first call that needs it makes a DiskSnapshot
+`import-<hash of the handle>` with `spec.source.{backend, snapshotName}`.
+
+Idempotency, call by call:
+- CreateSnapshot: the DiskSnapshot of that name (the request name when a DNS label, as
+  `snapshot-<uid>` from the csi-snapshotter is) of that source is the same snapshot; another
+  source -> ALREADY_EXISTS. It returns once the cut is made (ready_to_use=true): a tgt cut is a
+  reflink clone, milliseconds long. A pool that cannot cut a mapped LUN point-in-time ->
+  FAILED_PRECONDITION with the operator's reason; a missing source volume -> NOT_FOUND.
+- DeleteSnapshot: an unknown or malformed id is deleted already (OK); a snapshot a restore
+  still waits for -> the operator keeps it (the call waits, then DEADLINE_EXCEEDED).
+- ListSnapshots: only snapshots that are cut; filters `snapshot_id` and `source_volume_id`
+  (an unknown id -> an empty list); paging by `max_entries` and `next_token` (an index).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc.aio
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from lunbridge.models import (
+    DiskSnapshot,
+    DiskSnapshotSpec,
+    ObjectMeta,
+    SnapshotPhase,
+    SnapshotSource,
+    parse_handle,
+)
+from lunbridge_csi._proto import csi_pb2
+from lunbridge_csi.errors import InFlight, InvalidToken, OutOfRange, TimedOut, handled
+from lunbridge_csi.kube import ControllerKube
+from lunbridge_csi.volume_rules import (
+    MANAGED_BY,
+    NAME_ANNOTATION,
+    RESERVED_PREFIX,
+    Timeouts,
+    known_volume,
+    required,
+    volume_id_for,
+)
+
+log = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[Any, Any]
+IMPORT_PREFIX = "import-"
+
+
+def import_name(handle: str) -> str:
+    """The DiskSnapshot that imports storage snapshot `handle` (one per handle)."""
+    return IMPORT_PREFIX + hashlib.sha256(handle.encode()).hexdigest()[:40]
+
+
+def _handle_or_none(snapshot_id: str) -> tuple[str, str] | None:
+    try:
+        return parse_handle(snapshot_id)
+    except InvalidArgument:
+        return None
+
+
+def snapshot_message(snap: DiskSnapshot) -> str:
+    status = snap.status
+    return f"phase {status.phase or 'none'}: {status.message or 'no message'}"
+
+
+def gave_up(snap: DiskSnapshot) -> Exception | None:
+    """The error a wait on a snapshot ends with: Failed (a spec the operator refused), or the
+    operator's Conflict (a pool that cannot cut a mapped LUN point-in-time)."""
+    ready = snap.status.condition("Ready")
+    if snap.status.phase is SnapshotPhase.FAILED:
+        return InvalidArgument(f"DiskSnapshot {snap.name} failed: {snap.status.message or ''}")
+    if ready is not None and not ready.true and ready.reason == "Conflict":
+        return Conflict(f"DiskSnapshot {snap.name}: {ready.message}")
+    return None
+
+
+def entry(snap: DiskSnapshot) -> csi_pb2.Snapshot:
+    status = snap.status
+    created = Timestamp()
+    if status.creation_time:
+        created.FromJsonString(status.creation_time)
+    return csi_pb2.Snapshot(
+        size_bytes=status.restore_size or 0,
+        snapshot_id=status.handle or "",
+        source_volume_id=snap.spec.source.virtual_disk or "",
+        creation_time=created,
+        ready_to_use=snap.ready,
+    )
+
+
+class SnapshotRpcs:
+    """Mixed into ControllerService; shares its `kube`, `timeouts` and `in_flight`."""
+
+    kube: ControllerKube
+    timeouts: Timeouts
+    in_flight: InFlight
+
+    async def _wait_snapshot(
+        self, name: str, what: str, done: Callable[[DiskSnapshot | None], bool], context: Context | None
+    ) -> DiskSnapshot | None:
+        bound = self.timeouts.snapshot
+        remaining = context.time_remaining() if context is not None else None
+        if remaining is not None:
+            bound = min(bound, max(remaining - 1.0, 0.0))
+        deadline = time.monotonic() + bound
+        while True:
+            try:
+                snap: DiskSnapshot | None = await self.kube.get_snapshot(name)
+            except NotFound:
+                snap = None
+            if done(snap):
+                return snap
+            error = gave_up(snap) if snap is not None else None
+            if error is not None:
+                raise error
+            if time.monotonic() >= deadline:
+                said = snapshot_message(snap) if snap is not None else "gone"
+                raise TimedOut(f"DiskSnapshot {name} not {what} within {bound:.0f}s ({said})")
+            await asyncio.sleep(self.timeouts.poll)
+
+    async def _by_handle(self, handle: str, context: Context | None) -> DiskSnapshot | None:
+        """The ready DiskSnapshot of `handle`; an existing storage snapshot without one is
+        imported; None when the backend has no such snapshot (or the handle is malformed)."""
+        parsed = _handle_or_none(handle)
+        if parsed is None:
+            return None
+        for snap in await self.kube.list_snapshots():
+            if snap.status.handle == handle and not snap.metadata.deletion_timestamp:
+                return snap if snap.ready else await self._wait_ready(snap.name, context)
+        backend, storage_name = parsed
+        name = import_name(handle)
+        meta = ObjectMeta(name=name, labels=dict(MANAGED_BY), annotations={NAME_ANNOTATION: handle})
+        spec = DiskSnapshotSpec(source=SnapshotSource(backend=backend, snapshot_name=storage_name))
+        try:
+            await self.kube.create_snapshot(DiskSnapshot(metadata=meta, spec=spec))
+            log.info("importing storage snapshot %s as DiskSnapshot %s", handle, name)
+        except AlreadyExists:
+            pass
+        try:
+            return await self._wait_ready(name, context, imported=True)
+        except (_NotThere, InvalidArgument):  # no such snapshot, or no such backend
+            await self.kube.delete_snapshot(name)
+            return None
+
+    async def _wait_ready(self, name: str, context: Context | None, imported: bool = False) -> DiskSnapshot:
+        def done(snap: DiskSnapshot | None) -> bool:
+            if snap is None:
+                raise NotFound(f"DiskSnapshot {name} is gone")
+            if imported and not snap.ready and "no such snapshot" in (snap.status.message or ""):
+                raise _NotThere()
+            return snap.ready
+
+        found = await self._wait_snapshot(name, "ready to use", done, context)
+        assert found is not None
+        return found
+
+    async def restore_source(
+        self, snapshot_id: str, size: int, high: int, context: Context
+    ) -> tuple[str, int]:
+        """(DiskSnapshot name, size) of a CreateVolume that restores `snapshot_id`: at least the
+        snapshot's restore size (a restore may grow, never shrink). NotFound naming the field;
+        OutOfRange when the snapshot exceeds `limit_bytes`."""
+        snap = await self._by_handle(snapshot_id, context)
+        if snap is None:
+            raise NotFound(f"volume_content_source.snapshot.snapshot_id {snapshot_id!r}: no such snapshot")
+        needed = snap.status.restore_size or 0
+        if high and needed > high:
+            raise OutOfRange(f"snapshot {snapshot_id} needs {needed} bytes, above limit_bytes {high}")
+        return snap.name, max(size, needed)
+
+    # --- the RPCs ----------------------------------------------------------------------------
+    @handled
+    async def CreateSnapshot(
+        self, request: csi_pb2.CreateSnapshotRequest, context: Context
+    ) -> csi_pb2.CreateSnapshotResponse:
+        name = required(request.name, "name")
+        source = known_volume(required(request.source_volume_id, "source_volume_id"))
+        unknown = sorted(k for k in request.parameters if not k.startswith(RESERVED_PREFIX))
+        if unknown:
+            raise InvalidArgument(f"parameter(s) {', '.join(unknown)} are not known to lunbridge snapshots")
+        snapshot_name = volume_id_for(name)
+        async with self.in_flight.hold(f"snapshot/{snapshot_name}"):
+            try:
+                existing: DiskSnapshot | None = await self.kube.get_snapshot(snapshot_name)
+            except NotFound:
+                existing = None
+            if existing is None:
+                await self.kube.get(source)  # NotFound: the source volume does not exist
+                meta = ObjectMeta(
+                    name=snapshot_name, labels=dict(MANAGED_BY), annotations={NAME_ANNOTATION: name}
+                )
+                spec = DiskSnapshotSpec(source=SnapshotSource(virtual_disk=source))
+                try:
+                    existing = await self.kube.create_snapshot(DiskSnapshot(metadata=meta, spec=spec))
+                    log.info("CreateSnapshot %s: created DiskSnapshot %s of %s", name, snapshot_name, source)
+                except AlreadyExists:
+                    existing = await self.kube.get_snapshot(snapshot_name)
+            if existing.metadata.annotations.get(NAME_ANNOTATION) != name:
+                raise AlreadyExists(
+                    f"DiskSnapshot {snapshot_name} exists but was not made for snapshot {name!r}"
+                )
+            if existing.spec.source.virtual_disk != source:
+                raise AlreadyExists(
+                    f"snapshot {name!r} exists for source volume "
+                    f"{existing.spec.source.virtual_disk}, not {source}"
+                )
+            if existing.metadata.deletion_timestamp:
+                raise AlreadyExists(f"snapshot {name!r} is being deleted; create it again afterwards")
+            snap = await self._wait_ready(snapshot_name, context)
+        return csi_pb2.CreateSnapshotResponse(snapshot=entry(snap))
+
+    @handled
+    async def DeleteSnapshot(
+        self, request: csi_pb2.DeleteSnapshotRequest, context: Context
+    ) -> csi_pb2.DeleteSnapshotResponse:
+        snapshot_id = required(request.snapshot_id, "snapshot_id")
+        if _handle_or_none(snapshot_id) is None:
+            return csi_pb2.DeleteSnapshotResponse()  # no lunbridge snapshot has such an id
+        async with self.in_flight.hold(f"snapshot-id/{snapshot_id}"):
+            snap = await self._by_handle(snapshot_id, context)
+            if snap is None:
+                return csi_pb2.DeleteSnapshotResponse()
+            if not snap.metadata.deletion_timestamp:
+                await self.kube.delete_snapshot(snap.name)
+                log.info("DeleteSnapshot %s: deleting DiskSnapshot %s", snapshot_id, snap.name)
+            await self._wait_snapshot(snap.name, "deleted", lambda s: s is None, context)
+        return csi_pb2.DeleteSnapshotResponse()
+
+    @handled
+    async def ListSnapshots(
+        self, request: csi_pb2.ListSnapshotsRequest, context: Context
+    ) -> csi_pb2.ListSnapshotsResponse:
+        if request.max_entries < 0:
+            raise InvalidArgument("max_entries cannot be negative")
+        if request.snapshot_id:
+            found = await self._by_handle(request.snapshot_id, context)
+            snaps = [found] if found is not None else []
+        else:
+            snaps = [s for s in await self.kube.list_snapshots() if s.ready and s.status.handle]
+        if request.source_volume_id:
+            snaps = [s for s in snaps if s.spec.source.virtual_disk == request.source_volume_id]
+        snaps.sort(key=lambda s: s.status.handle or "")
+        token = request.starting_token
+        if token and (not (token.isascii() and token.isdigit()) or int(token) > len(snaps)):
+            raise InvalidToken(f"starting_token {token!r} was not handed out by ListSnapshots (or is stale)")
+        start = int(token or 0)
+        end = start + request.max_entries if request.max_entries else len(snaps)
+        entries = [csi_pb2.ListSnapshotsResponse.Entry(snapshot=entry(s)) for s in snaps[start:end]]
+        return csi_pb2.ListSnapshotsResponse(entries=entries, next_token=str(end) if end < len(snaps) else "")
+
+
+class _NotThere(Exception):
+    """An import whose storage snapshot the backend does not have."""
