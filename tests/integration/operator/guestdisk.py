@@ -39,9 +39,19 @@ def find_in_guest(guest: libvirt_lab.LibvirtGuest, disk: dict[str, Any]) -> str:
         host = scsi_hosts(guest).get(attachment.pci_slot or 0)
         if host is None:
             return None
-        rescan(guest, host, ScsiAddress.parse(attachment.guest_address or ""))
-        hit = guest_disks(guest).get(naa)
-        return hit[0] if hit else None
+        address = ScsiAddress.parse(attachment.guest_address or "")
+        rescan(guest, host, address)
+        known = guest_disks(guest)
+        if naa in known:
+            return known[naa][0]
+        # a disk of an earlier LUN still sits at that address (its detach not yet seen by the
+        # guest): gone, as the node plugin's stage does, and the next try rescans again
+        hctl = f"{host.removeprefix('host')}:{address[0]}:{address[1]}:{address[2]}"
+        for sd, at in known.values():
+            if at == hctl:
+                print(f"{sd} at {hctl} is not {naa}: removed from the guest before the next rescan")
+                delete_disk(guest, sd)
+        return None
 
     sd: str = observe.eventually(found, 60, f"disk {naa} in the guest", every=1)
     return sd

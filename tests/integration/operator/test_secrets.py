@@ -10,12 +10,12 @@ status and every Event are searched for those values.
 (c) the operator running normally with the lab's password, its tgt backend's only pool in a
     folder whose path holds the lab's vCenter password and a CHAP-like secret from the
     backend's credentialsDir (both registered with `lunbridge.redact` by the operator), and a
-    clone whose copy (`cp --reflink=auto --sparse=always <origin's file> …`) fails because the
-    origin's backing file is gone: the error quotes the command's arguments and cp's stderr
-    (status, Ready condition, Warning Event, kopf's log lines in JSON), each with the path
-    masked. No command lunbridge runs today takes a credential as such (`--password`,
-    `-n …auth.password -v`): those argument rules are checked in tests/unit/test_redact.py;
-    here the secrets reach a real command line the one way the operator can put them there.
+    clone whose copy (a FICLONE of the origin's file, tgt/files.py) fails because the origin's
+    backing file is gone: the error quotes both paths and the system's reason (status, Ready
+    condition, Warning Event, kopf's log lines in JSON), each with the path masked. No command
+    lunbridge runs today takes a credential as such (`--password`, `-n …auth.password -v`):
+    those argument rules, and a command line quoting such a path, are checked in
+    tests/unit/test_redact.py.
 """
 
 from __future__ import annotations
@@ -180,24 +180,24 @@ def vault(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[V
     operator_lab.stop(lab, name=NAME)
 
 
-def test_a_failing_copy_quotes_its_command_with_the_secrets_masked(
+def test_a_failing_copy_quotes_its_paths_with_the_secrets_masked(
     lab: LabState, vault: Vault, disks: Disks
 ) -> None:
     origin = observe.wait_ready(lab, disks.make(size="16Mi"))
     backing = vault.pool / "luns" / f"{origin['status']['lun']['name']}.img"
     assert backing.exists(), f"the origin's LUN is not in the secret pool: {sorted(vault.pool.rglob('*'))}"
-    backing.unlink()  # so the copy of it for the clone fails, quoting its path
+    backing.unlink()  # so the copy of it for the clone fails, quoting its path (masked)
 
     clone = disks.make(size="16Mi", source={"virtualDisk": origin["metadata"]["name"]})
 
     def failed() -> str | None:
         disk = observe.get(lab, "vdisk", clone)
         message = str(observe.condition(disk, "Ready").get("message", "")) if disk else ""
-        return message if "copying" in message else None
+        return message if "cannot clone" in message else None
 
     message = observe.eventually(failed, 60, "the clone's Ready=False message about the copy")
     print(f"Ready=False: {message}")
-    assert "cannot stat" in message, message  # cp's stderr, quoting the path again
+    assert "No such file or directory" in message, message
     assert f"/pools/{MASK}/{MASK}/luns/" in message, message  # the path is there, masked
     failing = observe.get(lab, "vdisk", clone)
     assert failing is not None
@@ -213,7 +213,7 @@ def test_a_failing_copy_quotes_its_command_with_the_secrets_masked(
     assert any(MASK in e.get("message", "") for e in json.loads(events.stdout)["items"]), "no masked Event"
     assert_absent(events.stdout, *hidden, where="the Events")
     log = observe.eventually(
-        lambda: text if "cannot stat" in (text := vault.log.read_text(errors="replace")) else None,
+        lambda: text if "cannot clone" in (text := vault.log.read_text(errors="replace")) else None,
         30,
         f"the operator's log line about the failed copy in {vault.log}",
     )

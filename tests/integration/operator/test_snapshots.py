@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from lunbridge.api import API_VERSION
+from tests.integration.libvirt.guestscsi import delete_disk
 from tests.integration.operator import observe
 from tests.integration.operator.conftest import TEST_LABEL, Disks
 from tests.integration.operator.guestdisk import (
@@ -214,6 +215,7 @@ def test_a_cut_under_fsynced_writes_holds_every_acknowledged_write_and_a_clean_f
         f"the snapshot lost acknowledged writes: {count} records, {before_cut} fsynced"
     )
     checked = kvm_guest.run(f"e2fsck -fn /dev/{sd}", timeout=120)
+    delete_disk(kvm_guest, sd)  # before its VirtualDisk is detached
     assert checked.returncode == 0, f"e2fsck -fn of the restored disk: {checked.stdout}{checked.stderr}"
     print(f"{before_cut} records fsynced before the cut, {count} in the snapshot, {after_cut} after it")
 

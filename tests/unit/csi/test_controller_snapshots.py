@@ -14,6 +14,7 @@ from lunbridge_csi.controller import ControllerService
 from lunbridge_csi.snapshots import import_name
 from lunbridge_csi.volume_rules import MiB
 from tests.fakes import Lab
+from tests.unit.csi.conftest import TIMEOUTS
 from tests.unit.csi.test_controller_requests import call, code_of, create
 
 
@@ -143,3 +144,18 @@ async def test_deletes_of_known_unknown_and_imported_ids(service: ControllerServ
     await call(service.DeleteSnapshot, csi_pb2.DeleteSnapshotRequest(snapshot_id=handle))
     assert "kept-elsewhere" not in lab.storage.snapshots
     assert import_name(handle) not in lab.kube.objects.get("disksnapshots", {})
+
+
+async def test_a_restore_onto_another_backend_is_refused_naming_both() -> None:
+    lab = Lab.build(backends=("gold", "silver"))
+    service = ControllerService(lab.kube, TIMEOUTS)
+    await _volume(service)
+    made = (await call(service.CreateSnapshot, snapshot())).snapshot
+    assert parse_handle(made.snapshot_id)[0] == "gold"
+    request = create(
+        name="pvc-r", parameters={"backend": "silver"}, volume_content_source=restore_of(made.snapshot_id)
+    )
+    code, details = await code_of(service.CreateVolume, request)
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "on storage backend gold, this disk on silver: a restore cannot cross backends" in details
+    assert lab.storages["silver"].luns == {}
