@@ -15,6 +15,8 @@ INITIATOR_GROUP_KIND: Final = "InitiatorGroup"
 INITIATOR_GROUP_PLURAL: Final = "initiatorgroups"
 DISK_SNAPSHOT_KIND: Final = "DiskSnapshot"
 DISK_SNAPSHOT_PLURAL: Final = "disksnapshots"
+DISK_RESTORE_KIND: Final = "DiskRestore"
+DISK_RESTORE_PLURAL: Final = "diskrestores"
 
 CSI_DRIVER_NAME: Final = "csi.lunbridge.io"
 FINALIZER: Final = f"{GROUP}/cleanup"

@@ -7,6 +7,7 @@ them; each has one `to_dict` and one `from_dict`, so a key is spelled in one pla
 
 from lunbridge.models._base import Model, merge_patch
 from lunbridge.models.conditions import Condition, ConditionStatus, ConditionType
+from lunbridge.models.diskrestore import DiskRestore, DiskRestoreSpec, DiskRestoreStatus, RestorePhase
 from lunbridge.models.disksnapshot import (
     DeletionPolicy,
     DiskSnapshot,
@@ -47,6 +48,9 @@ __all__ = [
     "ConditionStatus",
     "ConditionType",
     "DeletionPolicy",
+    "DiskRestore",
+    "DiskRestoreSpec",
+    "DiskRestoreStatus",
     "DiskSnapshot",
     "DiskSnapshotSpec",
     "DiskSnapshotStatus",
@@ -63,6 +67,7 @@ __all__ = [
     "Phase",
     "PublishContext",
     "ReclaimPolicy",
+    "RestorePhase",
     "SnapshotPhase",
     "SnapshotSource",
     "VirtualDisk",

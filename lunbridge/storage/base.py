@@ -150,6 +150,14 @@ class StorageBackend(Protocol):
         """A new LUN (new serial and NAA) with the snapshot's content."""
         ...
 
+    async def revert_lun(self, name: str, snapshot: str) -> Lun:
+        """Put the snapshot's content back into LUN `name` in place: same name, NAA and serial;
+        a LUN that grew after the snapshot keeps its size. Conflict while the LUN is mapped
+        (an initiator could see the content change under it); NotFound when either is missing.
+        Atomic: after a crash at any point the LUN holds either its old content or the
+        snapshot's, never a mix."""
+        ...
+
     async def portals(self) -> list[Portal]:
         """Where hosts discover this server (iSCSI send targets)."""
         ...

@@ -27,8 +27,15 @@ from typing import Any, cast
 import kopf
 from kopf._core.engines.posting import K8sEvent, event_queue_loop_var, event_queue_var, settings_var
 
-from lunbridge.api import DISK_SNAPSHOT_PLURAL, FINALIZER, INITIATOR_GROUP_PLURAL, VIRTUAL_DISK_PLURAL
+from lunbridge.api import (
+    DISK_RESTORE_PLURAL,
+    DISK_SNAPSHOT_PLURAL,
+    FINALIZER,
+    INITIATOR_GROUP_PLURAL,
+    VIRTUAL_DISK_PLURAL,
+)
 from lunbridge.concurrency import KeyedLocks
+from lunbridge_operator.handlers import diskrestore as restore_handlers
 from lunbridge_operator.handlers import disksnapshot as snapshot_handlers
 from lunbridge_operator.handlers import initiatorgroup as igroup_handlers
 from lunbridge_operator.handlers import virtualdisk as disk_handlers
@@ -36,9 +43,16 @@ from lunbridge_operator.reconcile.services import Services
 from tests.fakes.kube import FakeKube
 
 Handler = Callable[..., object]  # a kopf handler: keyword arguments, a coroutine to await
+
+
+async def _no_teardown(**_: object) -> None:
+    """A kind with no delete handler (an action that owns nothing): kopf adds no finalizer."""
+
+
 HANDLERS: dict[str, tuple[Handler, Handler]] = {  # plural -> (create/update/resume, delete)
     VIRTUAL_DISK_PLURAL: (disk_handlers.reconcile_virtual_disk, disk_handlers.delete_virtual_disk),
     DISK_SNAPSHOT_PLURAL: (snapshot_handlers.reconcile_disk_snapshot, snapshot_handlers.delete_disk_snapshot),
+    DISK_RESTORE_PLURAL: (restore_handlers.restore_disk, _no_teardown),
     INITIATOR_GROUP_PLURAL: (
         igroup_handlers.reconcile_initiator_group,
         igroup_handlers.delete_initiator_group,

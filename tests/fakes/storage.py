@@ -46,6 +46,7 @@ class FakeStorage(Faults):
         self.igroups: dict[str, InitiatorGroup] = {}
         self.maps: list[Mapping] = []
         self.snapshots: dict[str, Snapshot] = {}
+        self.reverted: list[tuple[str, str]] = []  # (LUN, snapshot) of every revert_lun
         # one installation's ids: a hash of its name, then a counter that only grows
         self._installation = hashlib.sha256(name.encode()).hexdigest()[:8]
         self._ids = itertools.count(1)
@@ -232,6 +233,22 @@ class FakeStorage(Faults):
         naa, serial = self._new_ids()
         pool = self.luns[snap.lun].pool if snap.lun in self.luns else next(iter(self.pool_sizes))
         self.luns[name] = Lun(name, pool, snap.size_bytes, serial, naa, source_snapshot=snapshot)
+        return self.luns[name]
+
+    async def revert_lun(self, name: str, snapshot: str) -> Lun:
+        """The LUN keeps its ids and its size (at least the snapshot's); `reverted` records it."""
+        self._record("revert_lun", name, snapshot)
+        lun = self._lun(name)
+        snap = self.snapshots.get(snapshot)
+        if snap is None:
+            raise NotFound(f"snapshot {snapshot!r} does not exist on backend {self.name}")
+        mapped = [m.igroup for m in self.maps if m.lun == name]
+        if mapped:
+            raise Conflict(
+                f"LUN {name} is mapped to igroup(s) {', '.join(mapped)}: unmap it before a restore"
+            )
+        self.reverted.append((name, snapshot))
+        self.luns[name] = replace(lun, size_bytes=max(lun.size_bytes, snap.size_bytes))
         return self.luns[name]
 
     async def portals(self) -> list[Portal]:

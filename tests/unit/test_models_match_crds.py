@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel
 
 from lunbridge.models import (
+    DiskRestoreSpec,
+    DiskRestoreStatus,
     DiskSnapshotSpec,
     DiskSnapshotStatus,
     InitiatorGroupSpec,
@@ -102,6 +104,8 @@ def _check(annotation: Any, schema: dict[str, Any], where: str) -> list[str]:
         ("initiatorgroups.lunbridge.io.yaml", "status", InitiatorGroupStatus),
         ("disksnapshots.lunbridge.io.yaml", "spec", DiskSnapshotSpec),
         ("disksnapshots.lunbridge.io.yaml", "status", DiskSnapshotStatus),
+        ("diskrestores.lunbridge.io.yaml", "spec", DiskRestoreSpec),
+        ("diskrestores.lunbridge.io.yaml", "status", DiskRestoreStatus),
     ],
 )
 def test_every_key_a_model_writes_is_in_its_crd(file: str, part: str, model: type[BaseModel]) -> None:

@@ -4,6 +4,8 @@ with ids (NAA, serial) that are never handed out twice."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from datetime import UTC, datetime
 
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
@@ -170,3 +172,46 @@ class LunOperations(TgtCore):
             new.luns[name] = LunRecord(snap.pool, snap.size_bytes, serial, naa, snapshot)
             await self._commit(new, tgt=False)
             return lun_of(name, new.luns[name])
+
+    async def revert_lun(self, name: str, snapshot: str) -> Lun:
+        """The snapshot's file is cloned (or copied) beside the LUN's, grown to the LUN's size,
+        then renamed over it: rename is atomic, so a crash leaves the old file or the restored
+        one (and at most a temporary file, replaced by the next try). The LUN must be unmapped,
+        so no LU holds the old file open."""
+        check_name("LUN", name)
+        check_name("snapshot", snapshot)
+        async with self._session() as state:
+            rec = self._need_lun(state, name)
+            snap = state.snapshots.get(snapshot)
+            if snap is None:
+                raise NotFound(f"snapshot {snapshot!r} does not exist on tgtd -C {self.config.control}")
+            maps = state.maps_of(lun=name)
+            if maps:
+                raise Conflict(
+                    f"LUN {name} is mapped to igroup(s) {', '.join(m.igroup for m in maps)}: an initiator "
+                    "would see its content change; unmap it before a restore"
+                )
+            if snap.pool != rec.pool:
+                raise InvalidArgument(
+                    f"snapshot {snapshot} is in pool {snap.pool}, LUN {name} in pool {rec.pool}"
+                )
+            target = self._lun_path(name, rec.pool)
+            staged = target.with_name(f"{target.name}.restore")
+            source = self._snapshot_path(snapshot, snap.pool)
+            await cut(self._runner, source, staged, snap.pool, self.config.copy_timeout, in_use=None)
+            size = max(rec.size_bytes, snap.size_bytes)
+            await asyncio.to_thread(grow_file, staged, size)
+            await self._after_copy()
+            await asyncio.to_thread(os.replace, staged, target)
+            if size != rec.size_bytes:
+                new = state.copy()
+                new.luns[name] = LunRecord(rec.pool, size, rec.serial, rec.naa, rec.source_snapshot)
+                await self._commit(new, tgt=False)
+                return lun_of(name, new.luns[name])
+            return lun_of(name, rec)
+
+    async def _after_copy(self) -> None:
+        """Fault injection for tests: LUNBRIDGE_CRASH_DURING_RESTORE=1 kills the process after the
+        restored copy is made and before it replaces the LUN's file."""
+        if os.environ.get("LUNBRIDGE_CRASH_DURING_RESTORE") == "1":
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,6 +1,6 @@
 """kopf handlers only (@kopf.on.*); each delegates to a step in `lunbridge_operator.reconcile`.
 Importing this package registers them all."""
 
-from lunbridge_operator.handlers import disksnapshot, initiatorgroup, lifecycle, virtualdisk
+from lunbridge_operator.handlers import diskrestore, disksnapshot, initiatorgroup, lifecycle, virtualdisk
 
-__all__ = ["disksnapshot", "initiatorgroup", "lifecycle", "virtualdisk"]
+__all__ = ["diskrestore", "disksnapshot", "initiatorgroup", "lifecycle", "virtualdisk"]

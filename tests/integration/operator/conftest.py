@@ -19,11 +19,11 @@ import pytest
 
 from tests.integration.hypervisor.vcenter import forget_portal
 from tests.integration.operator import observe
+from tests.integration.operator.crashing import Operator
+from tests.integration.operator.snapshotting import TEST_LABEL, Snapshots
 from tests.lab import operator as operator_lab
 from tests.lab import vcsim as vcsim_lab
 from tests.lab.lab import LabState, kubectl, node_name
-
-TEST_LABEL = "lunbridge.io/test"
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,19 @@ class LabVm:
 def lab_vms(vcsim: vcsim_lab.VcsimPeer) -> list[LabVm]:
     inventory = vcsim.inventory
     return [LabVm(vm.name, node_name(vm.name), inventory.host(vm.host)) for vm in inventory.vms]
+
+
+@pytest.fixture
+def own_operator(lab: LabState) -> Iterator[Operator]:
+    """An operator of the test's own, to kill (crashing.py); stopped after the test."""
+    made = Operator(lab)
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def snapshots(lab: LabState, disks: Disks) -> Iterator[Snapshots]:
+    made = Snapshots(lab, disks.test_id)
+    yield made
+    disks.delete_all()  # first: a restore waiting for a snapshot holds the snapshot's delete
+    made.delete_all()

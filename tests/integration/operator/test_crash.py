@@ -8,60 +8,19 @@ These tests run their own operator (not the module-wide one), since they kill it
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.operator import expect, observe
 from tests.integration.operator.conftest import Disks, LabVm
-from tests.lab import operator as operator_lab
-from tests.lab import procs
+from tests.integration.operator.crashing import Operator
 from tests.lab import vcsim as vcsim_lab
 from tests.lab.lab import LabState, kubectl
 
-CRASH = "LUNBRIDGE_CRASH_AFTER_STEP"
 HANDLED = "kopf.zalando.org/last-handled-configuration"
 # the phase status shows once each step is recorded (reconcile/virtualdisk.py `save`)
 PHASE_AFTER = {"provision": "Provisioning", "map": "Mapping", "rescan": "Attaching", "attach": "Ready"}
-
-
-@dataclass
-class Operator:
-    """The operator of one test: started, killed by its own fault injection, started again.
-
-    Every start is the same pod's container restarted (kopf's peering identity POD_ID is the
-    pod name): the new process takes over the peering entry the killed one left. A process
-    of another identity would pause until that entry's lease ran out (up to 60 s)."""
-
-    lab: LabState
-    pod: str = field(default_factory=lambda: f"lunbridge-operator-{uuid.uuid4().hex[:6]}")
-
-    def start(self, crash_after: str | None = None) -> None:
-        """Start it (to kill itself after step `crash_after`)."""
-        env = {"POD_ID": self.pod, **({CRASH: f"VirtualDisk:{crash_after}"} if crash_after else {})}
-        operator_lab.start(self.lab, extra_env=env)
-
-    def wait_dead(self, timeout: float = 60) -> None:
-        lab_dir = Path(self.lab.lab_dir)
-        observe.eventually(
-            lambda: procs.read_pid(lab_dir, operator_lab.NAME) is None, timeout, "the operator killed itself"
-        )
-        log = procs.log_file(lab_dir, operator_lab.NAME).read_text(errors="replace")
-        assert "Traceback" not in log[-3000:], log[-3000:]  # it died of SIGKILL, not of an error
-
-    def stop(self) -> None:
-        operator_lab.stop(self.lab)
-
-
-@pytest.fixture
-def own_operator(lab: LabState) -> Iterator[Operator]:
-    made = Operator(lab)
-    yield made
-    made.stop()
 
 
 def handled(disk: dict[str, Any] | None) -> bool:

@@ -11,7 +11,8 @@ import pytest
 
 from lunbridge.models import VirtualDiskStatus
 from tests.integration.operator import expect, observe
-from tests.integration.operator.conftest import TEST_LABEL, Disks, LabVm
+from tests.integration.operator.conftest import Disks, LabVm
+from tests.integration.operator.snapshotting import TEST_LABEL
 from tests.lab import vcsim as vcsim_lab
 from tests.lab.lab import LabState, kubectl
 

@@ -17,7 +17,7 @@ import pytest
 from lunbridge.api import API_VERSION
 from tests.integration.libvirt.guestscsi import delete_disk
 from tests.integration.operator import observe
-from tests.integration.operator.conftest import TEST_LABEL, Disks
+from tests.integration.operator.conftest import Disks
 from tests.integration.operator.guestdisk import (
     Staged,
     find_in_guest,
@@ -26,68 +26,16 @@ from tests.integration.operator.guestdisk import (
     stage_in_guest,
     unstage,
 )
+from tests.integration.operator.snapshotting import Snapshots, ready_condition
 from tests.lab import libvirt as libvirt_lab
 from tests.lab.lab import LabState, kubectl
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 
-class Snapshots:
-    """DiskSnapshots of one test, labelled like its disks; deleted (and waited for) after it."""
-
-    def __init__(self, lab: LabState, disks: Disks) -> None:
-        self.lab, self.test_id = lab, disks.test_id
-
-    def make(self, source: dict[str, str], policy: str = "Delete") -> str:
-        name = f"snap-{uuid.uuid4().hex[:10]}"
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": "DiskSnapshot",
-            "metadata": {"name": name, "labels": {TEST_LABEL: self.test_id}},
-            "spec": {"source": source, "deletionPolicy": policy},
-        }
-        observe.apply(self.lab, body)
-        return name
-
-    def get(self, name: str) -> dict[str, Any] | None:
-        return observe.get(self.lab, "dsnap", name)
-
-    def wait_ready(self, name: str, timeout: float = 60) -> dict[str, Any]:
-        def ready() -> dict[str, Any] | None:
-            found = self.get(name)
-            return found if found and (found.get("status") or {}).get("readyToUse") else None
-
-        return observe.eventually(ready, timeout, f"DiskSnapshot {name} readyToUse")
-
-    def mine(self) -> list[dict[str, Any]]:
-        return observe.items(self.lab, "dsnap", "-l", f"{TEST_LABEL}={self.test_id}")
-
-    def delete_all(self) -> None:
-        kubectl(self.lab, "delete", "dsnap", "-l", f"{TEST_LABEL}={self.test_id}", "--wait=false")
-        try:
-            observe.eventually(lambda: not self.mine(), 120, f"DiskSnapshots of test {self.test_id} gone")
-        except AssertionError:
-            for snap in self.mine():
-                patch = json.dumps({"metadata": {"finalizers": None}})
-                kubectl(self.lab, "patch", "dsnap", snap["metadata"]["name"], "--type=merge", "-p", patch)
-            raise
-
-
-@pytest.fixture
-def snapshots(lab: LabState, disks: Disks) -> Iterator[Snapshots]:
-    made = Snapshots(lab, disks)
-    yield made
-    disks.delete_all()  # first: a restore waiting for a snapshot holds the snapshot's delete
-    made.delete_all()
-
-
 def storage_snapshots(lab: LabState) -> dict[str, Any]:
     found: dict[str, Any] = observe.backend_state(lab).get("snapshots", {})
     return found
-
-
-def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
-    return observe.condition(obj, "Ready")
 
 
 def reason_of(obj: dict[str, Any]) -> str | None:
