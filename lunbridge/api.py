@@ -15,11 +15,14 @@ INITIATOR_GROUP_KIND: Final = "InitiatorGroup"
 INITIATOR_GROUP_PLURAL: Final = "initiatorgroups"
 DISK_SNAPSHOT_KIND: Final = "DiskSnapshot"
 DISK_SNAPSHOT_PLURAL: Final = "disksnapshots"
+DISK_GROUP_SNAPSHOT_KIND: Final = "DiskGroupSnapshot"
+DISK_GROUP_SNAPSHOT_PLURAL: Final = "diskgroupsnapshots"
 DISK_RESTORE_KIND: Final = "DiskRestore"
 DISK_RESTORE_PLURAL: Final = "diskrestores"
 
 CSI_DRIVER_NAME: Final = "csi.lunbridge.io"
 FINALIZER: Final = f"{GROUP}/cleanup"
+GROUP_LABEL: Final = f"{GROUP}/group-snapshot"  # on a group's member DiskSnapshots: the group's name
 # set to "true" on an object being deleted whose teardown cannot finish: lunbridge lets it go
 # and posts an Event naming what it leaves behind on the storage server and the hypervisor
 FORGET_ANNOTATION: Final = f"{GROUP}/forget"

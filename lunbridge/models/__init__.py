@@ -7,6 +7,12 @@ them; each has one `to_dict` and one `from_dict`, so a key is spelled in one pla
 
 from lunbridge.models._base import Model, merge_patch
 from lunbridge.models.conditions import Condition, ConditionStatus, ConditionType
+from lunbridge.models.diskgroupsnapshot import (
+    DiskGroupSnapshot,
+    DiskGroupSnapshotSpec,
+    DiskGroupSnapshotStatus,
+    GroupMember,
+)
 from lunbridge.models.diskrestore import DiskRestore, DiskRestoreSpec, DiskRestoreStatus, RestorePhase
 from lunbridge.models.disksnapshot import (
     DeletionPolicy,
@@ -48,6 +54,9 @@ __all__ = [
     "ConditionStatus",
     "ConditionType",
     "DeletionPolicy",
+    "DiskGroupSnapshot",
+    "DiskGroupSnapshotSpec",
+    "DiskGroupSnapshotStatus",
     "DiskRestore",
     "DiskRestoreSpec",
     "DiskRestoreStatus",
@@ -56,6 +65,7 @@ __all__ = [
     "DiskSnapshotStatus",
     "DiskSource",
     "FsType",
+    "GroupMember",
     "InitiatorGroup",
     "InitiatorGroupSpec",
     "InitiatorGroupStatus",

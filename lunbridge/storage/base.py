@@ -150,6 +150,12 @@ class StorageBackend(Protocol):
         """A new LUN (new serial and NAA) with the snapshot's content."""
         ...
 
+    async def create_group_snapshot(self, members: dict[str, str], limit: float = 5.0) -> list[Snapshot]:
+        """Snapshots of several LUNs (LUN -> snapshot name) at one instant in the write stream:
+        every write acknowledged before it is in every member, none after. A backend that
+        cannot fence the LUNs' I/O within `limit` seconds raises Conflict and keeps nothing."""
+        ...
+
     async def revert_lun(self, name: str, snapshot: str) -> Lun:
         """Put the snapshot's content back into LUN `name` in place: same name, NAA and serial;
         a LUN that grew after the snapshot keeps its size. Conflict while the LUN is mapped

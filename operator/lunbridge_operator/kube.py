@@ -70,6 +70,13 @@ class Kube(KubeApi):
         )
         return created
 
+    async def delete_object(self, plural: str, name: str) -> None:
+        """DELETE a lunbridge object (its finalizer, if any, keeps it until its teardown ran)."""
+        await self._call(
+            f"delete {plural}/{name}",
+            lambda: self._custom.delete_cluster_custom_object(GROUP, VERSION, plural, name),
+        )
+
     async def patch_status(self, plural: str, name: str, status: dict[str, Any]) -> None:
         await self._call(
             f"write the status of {plural}/{name}",

@@ -48,3 +48,16 @@ SNAPSHOT_PREFIX = "ds-"
 def snapshot_name(uid: str) -> str:
     """The storage snapshot of a DiskSnapshot (named from its UID, like a disk's LUN)."""
     return f"{SNAPSHOT_PREFIX}{uid.lower()}"
+
+
+def group_member_snapshot_name(group_uid: str, disk_uid: str) -> str:
+    """The storage snapshot of one disk in a DiskGroupSnapshot."""
+    return "dg-" + hashlib.sha256(f"{group_uid.lower()}/{disk_uid.lower()}".encode()).hexdigest()[:32]
+
+
+def group_member_name(group: str, disk: str) -> str:
+    """The member DiskSnapshot of `disk` in group `group` (a DNS subdomain)."""
+    name = f"{group}-{disk}"
+    if len(name) <= 253:
+        return name
+    return f"{group[:200]}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"

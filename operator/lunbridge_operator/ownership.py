@@ -1,9 +1,10 @@
 """The one ownership rule: which storage objects and attachments lunbridge's own objects own.
 
-An object of an *owner kind* (VirtualDisk, DiskSnapshot) owns, by its UID alone, the LUN named
+An object of an *owner kind* owns: a VirtualDisk, by its UID alone, the LUN named
 from it (`naming.lun_name`) and, while it is being made as a copy of another disk, the
 snapshot that copy is taken from (`clone-src-<uid>`); by its status, the NAA its LUN carries
-(`status.lun.naa`), the igroup that LUN is mapped to and the VM it is attached to. Whatever
+(`status.lun.naa`), the igroup that LUN is mapped to and the VM it is attached to; a
+DiskSnapshot and a DiskGroupSnapshot, the storage snapshots named from them or recorded. Whatever
 carries lunbridge's naming and is owned by no object is an orphan (see `sweep`).
 
 Owner kinds are a registry (`OWNER_KINDS`), so objects added later (DiskSnapshots owning
@@ -23,7 +24,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lunbridge.api import DISK_SNAPSHOT_KIND, DISK_SNAPSHOT_PLURAL, VIRTUAL_DISK_KIND, VIRTUAL_DISK_PLURAL
+from lunbridge.api import (
+    DISK_GROUP_SNAPSHOT_KIND,
+    DISK_GROUP_SNAPSHOT_PLURAL,
+    DISK_SNAPSHOT_KIND,
+    DISK_SNAPSHOT_PLURAL,
+    VIRTUAL_DISK_KIND,
+    VIRTUAL_DISK_PLURAL,
+)
 from lunbridge.errors import InvalidArgument
 from lunbridge.hypervisor.base import Vm
 from lunbridge.models import Phase, VirtualDiskSpec, VirtualDiskStatus
@@ -145,10 +153,25 @@ def disk_snapshot_owner(obj: Mapping[str, Any]) -> Owner | None:
                  settled=not meta.get("deletionTimestamp"))  # fmt: skip
 
 
+def disk_group_snapshot_owner(obj: Mapping[str, Any]) -> Owner | None:
+    """A DiskGroupSnapshot owns the storage snapshots its status records for its members
+    (their member DiskSnapshots own them too, once made)."""
+    meta = obj.get("metadata") or {}
+    uid = str(meta.get("uid") or "")
+    members = (obj.get("status") or {}).get("members") or []
+    names = {m.get("snapshotName") for m in members if isinstance(m, dict)} - {None, ""}
+    if not uid:
+        return None
+    snapshots = frozenset(str(n) for n in names)
+    return Owner(DISK_GROUP_SNAPSHOT_KIND, str(meta.get("name")), uid, snapshots=snapshots,
+                 settled=not meta.get("deletionTimestamp"))  # fmt: skip
+
+
 # every kind of object that owns storage; add a kind here and the sweep counts it
 OWNER_KINDS: list[OwnerKind] = [
     OwnerKind(VIRTUAL_DISK_KIND, VIRTUAL_DISK_PLURAL, virtual_disk_owner),
     OwnerKind(DISK_SNAPSHOT_KIND, DISK_SNAPSHOT_PLURAL, disk_snapshot_owner),
+    OwnerKind(DISK_GROUP_SNAPSHOT_KIND, DISK_GROUP_SNAPSHOT_PLURAL, disk_group_snapshot_owner),
 ]
 
 
@@ -211,6 +234,7 @@ __all__ = [
     "Owner",
     "OwnerKind",
     "Owners",
+    "disk_group_snapshot_owner",
     "disk_snapshot_owner",
     "gather",
     "is_lunbridge_lun",

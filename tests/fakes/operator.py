@@ -28,6 +28,7 @@ import kopf
 from kopf._core.engines.posting import K8sEvent, event_queue_loop_var, event_queue_var, settings_var
 
 from lunbridge.api import (
+    DISK_GROUP_SNAPSHOT_PLURAL,
     DISK_RESTORE_PLURAL,
     DISK_SNAPSHOT_PLURAL,
     FINALIZER,
@@ -35,6 +36,7 @@ from lunbridge.api import (
     VIRTUAL_DISK_PLURAL,
 )
 from lunbridge.concurrency import KeyedLocks
+from lunbridge_operator.handlers import diskgroupsnapshot as group_handlers
 from lunbridge_operator.handlers import diskrestore as restore_handlers
 from lunbridge_operator.handlers import disksnapshot as snapshot_handlers
 from lunbridge_operator.handlers import initiatorgroup as igroup_handlers
@@ -53,6 +55,10 @@ HANDLERS: dict[str, tuple[Handler, Handler]] = {  # plural -> (create/update/res
     VIRTUAL_DISK_PLURAL: (disk_handlers.reconcile_virtual_disk, disk_handlers.delete_virtual_disk),
     DISK_SNAPSHOT_PLURAL: (snapshot_handlers.reconcile_disk_snapshot, snapshot_handlers.delete_disk_snapshot),
     DISK_RESTORE_PLURAL: (restore_handlers.restore_disk, _no_teardown),
+    DISK_GROUP_SNAPSHOT_PLURAL: (
+        group_handlers.reconcile_disk_group_snapshot,
+        group_handlers.delete_disk_group_snapshot,
+    ),
     INITIATOR_GROUP_PLURAL: (
         igroup_handlers.reconcile_initiator_group,
         igroup_handlers.delete_initiator_group,

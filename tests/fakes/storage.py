@@ -47,6 +47,7 @@ class FakeStorage(Faults):
         self.maps: list[Mapping] = []
         self.snapshots: dict[str, Snapshot] = {}
         self.reverted: list[tuple[str, str]] = []  # (LUN, snapshot) of every revert_lun
+        self.groups: list[dict[str, str]] = []  # the members of every group snapshot
         # one installation's ids: a hash of its name, then a counter that only grows
         self._installation = hashlib.sha256(name.encode()).hexdigest()[:8]
         self._ids = itertools.count(1)
@@ -234,6 +235,12 @@ class FakeStorage(Faults):
         pool = self.luns[snap.lun].pool if snap.lun in self.luns else next(iter(self.pool_sizes))
         self.luns[name] = Lun(name, pool, snap.size_bytes, serial, naa, source_snapshot=snapshot)
         return self.luns[name]
+
+    async def create_group_snapshot(self, members: dict[str, str], limit: float = 5.0) -> list[Snapshot]:
+        self._record("create_group_snapshot", dict(members))
+        made = [await self.create_snapshot(lun, name) for lun, name in members.items()]
+        self.groups.append(dict(members))
+        return made
 
     async def revert_lun(self, name: str, snapshot: str) -> Lun:
         """The LUN keeps its ids and its size (at least the snapshot's); `reverted` records it."""

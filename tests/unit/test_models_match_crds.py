@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel
 
 from lunbridge.models import (
+    DiskGroupSnapshotSpec,
+    DiskGroupSnapshotStatus,
     DiskRestoreSpec,
     DiskRestoreStatus,
     DiskSnapshotSpec,
@@ -105,6 +107,8 @@ def _check(annotation: Any, schema: dict[str, Any], where: str) -> list[str]:
         ("disksnapshots.lunbridge.io.yaml", "spec", DiskSnapshotSpec),
         ("disksnapshots.lunbridge.io.yaml", "status", DiskSnapshotStatus),
         ("diskrestores.lunbridge.io.yaml", "spec", DiskRestoreSpec),
+        ("diskgroupsnapshots.lunbridge.io.yaml", "spec", DiskGroupSnapshotSpec),
+        ("diskgroupsnapshots.lunbridge.io.yaml", "status", DiskGroupSnapshotStatus),
         ("diskrestores.lunbridge.io.yaml", "status", DiskRestoreStatus),
     ],
 )

@@ -4,15 +4,19 @@ with ids (NAA, serial) that are never handed out twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 from lunbridge.storage.base import Lun, Snapshot
 from lunbridge.storage.tgt.config import check_name, lun_of, round_size, snapshot_of
 from lunbridge.storage.tgt.core import TgtCore
-from lunbridge.storage.tgt.files import cut, grow_file, make_sparse
+from lunbridge.storage.tgt.fence import io_fenced
+from lunbridge.storage.tgt.files import NoReflink, clone_file, cut, grow_file, make_sparse
 from lunbridge.storage.tgt.state import LunRecord, SnapshotRecord
 
 
@@ -215,3 +219,65 @@ class LunOperations(TgtCore):
         restored copy is made and before it replaces the LUN's file."""
         if os.environ.get("LUNBRIDGE_CRASH_DURING_RESTORE") == "1":
             os.kill(os.getpid(), signal.SIGKILL)
+
+    async def create_group_snapshot(self, members: dict[str, str], limit: float = 5.0) -> list[Snapshot]:
+        """Snapshots of several LUNs at one instant (`members`: LUN -> snapshot name): tgtd's
+        I/O is fenced (`fence.io_fenced`) while every file is cloned, then released. Only
+        reflink clones fit in a fence: a pool that cannot clone refuses (Conflict), as does a
+        fence that outlasted `limit` seconds; either way no member snapshot is left. A group
+        that no igroup maps needs no fence (nothing writes). Idempotent when every snapshot
+        of that name exists and is of its LUN."""
+        for lun, name in members.items():
+            check_name("LUN", lun)
+            check_name("snapshot", name)
+        async with self._session() as state:
+            recs = {lun: self._need_lun(state, lun) for lun in members}
+            existing = {n: state.snapshots.get(n) for n in members.values()}
+            if all(existing.values()):
+                wrong = [n for lun, n in members.items() if (s := existing[n]) is not None and s.lun != lun]
+                if not wrong:
+                    return [snapshot_of(n, s) for n, s in existing.items() if s is not None]
+                raise AlreadyExists(f"snapshot(s) {', '.join(wrong)} exist and belong to other LUNs")
+            mapped = any(state.maps_of(lun=lun) for lun in members)
+            made: list[Path] = []
+            try:
+                fence = io_fenced(self.config.control, limit) if mapped else contextlib.nullcontext(None)
+                async with fence as deadline:
+                    for lun, name in members.items():
+                        if made:
+                            await asyncio.sleep(_test_pause())
+                        target = self._snapshot_path(name, recs[lun].pool)
+                        await asyncio.to_thread(clone_file, self._lun_path(lun, recs[lun].pool), target)
+                        made.append(target)
+                    took_too_long = deadline is not None and time.monotonic() > deadline
+                if took_too_long:
+                    raise Conflict(f"the group's I/O fence outlasted {limit}s; no group snapshot was kept")
+            except NoReflink:
+                await self._drop(made)
+                raise Conflict(
+                    "a group snapshot needs a pool with reflink (XFS made with reflink=1, or btrfs): "
+                    "its LUNs are cloned inside a short I/O fence, and a copy cannot fit in one"
+                ) from None
+            except BaseException:
+                await self._drop(made)
+                raise
+            new = state.copy()
+            created = datetime.now(UTC)
+            for lun, name in members.items():
+                rec = recs[lun]
+                new.snapshots[name] = SnapshotRecord(lun, rec.pool, rec.size_bytes, created, rec.naa)
+            await self._commit(new, tgt=False)
+            return [snapshot_of(name, new.snapshots[name]) for name in members.values()]
+
+    async def _drop(self, files: list[Path]) -> None:
+        for path in files:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+def _test_pause() -> float:
+    """Fault injection for tests: LUNBRIDGE_GROUP_CUT_PAUSE=<seconds> between the clones of a
+    group cut, so that a cut without its fence would visibly mix instants."""
+    try:
+        return max(float(os.environ.get("LUNBRIDGE_GROUP_CUT_PAUSE", "0")), 0.0)
+    except ValueError:
+        return 0.0

@@ -1,6 +1,13 @@
 """kopf handlers only (@kopf.on.*); each delegates to a step in `lunbridge_operator.reconcile`.
 Importing this package registers them all."""
 
-from lunbridge_operator.handlers import diskrestore, disksnapshot, initiatorgroup, lifecycle, virtualdisk
+from lunbridge_operator.handlers import (
+    diskgroupsnapshot,
+    diskrestore,
+    disksnapshot,
+    initiatorgroup,
+    lifecycle,
+    virtualdisk,
+)
 
-__all__ = ["diskrestore", "disksnapshot", "initiatorgroup", "lifecycle", "virtualdisk"]
+__all__ = ["diskgroupsnapshot", "diskrestore", "disksnapshot", "initiatorgroup", "lifecycle", "virtualdisk"]

@@ -98,3 +98,40 @@ async def test_a_pool_without_reflink_refuses_to_snapshot_a_mapped_lun(
     finally:
         await backend.close()
         remove_targets(tgt, prefix)
+
+
+async def test_a_group_cut_fences_tgtd_and_lets_it_go(backend: TgtBackend, tgt: Tgt, tmp_path: Path) -> None:
+    """Two mapped LUNs cut as a group: tgtd is stopped for the clones and running again after
+    (it answers tgtadm), both snapshots exist and hold their LUN's data."""
+    for name, byte in (("one", b"1"), ("two", b"2")):
+        await backend.create_lun(name, 8 << 20)
+        with (tmp_path / "pool" / "luns" / f"{name}.img").open("r+b") as handle:
+            handle.write(byte * 4096)
+    await backend.create_igroup("g", Transport.ISCSI, [A])
+    await backend.map_lun("one", "g")
+    await backend.map_lun("two", "g")
+    made = await backend.create_group_snapshot({"one": "g-one", "two": "g-two"})
+    assert sorted(s.name for s in made) == ["g-one", "g-two"]
+    assert tgt.adm("--op", "show", "--mode", "target", check=False).returncode == 0, "tgtd was left stopped"
+    for name, byte in (("g-one", b"1"), ("g-two", b"2")):
+        assert (tmp_path / "pool" / "snapshots" / f"{name}.img").read_bytes()[:4096] == byte * 4096
+    assert await backend.create_group_snapshot({"one": "g-one", "two": "g-two"}) == made  # idempotent
+
+
+async def test_a_group_cut_on_a_pool_without_reflink_is_refused_and_keeps_nothing(
+    tgt: Tgt, tmp_path: Path, prefix: str
+) -> None:
+    backend = TgtBackend(config_for(tgt, tmp_path / "plain", prefix))
+    try:
+        await backend.create_lun("one", 8 << 20)
+        await backend.create_lun("two", 8 << 20)
+        await backend.create_igroup("g", Transport.ISCSI, [A])
+        await backend.map_lun("one", "g")
+        with pytest.raises(Conflict, match="a group snapshot needs a pool with reflink"):
+            await backend.create_group_snapshot({"one": "g-one", "two": "g-two"})
+        assert await backend.list_snapshots() == []
+        assert list((tmp_path / "plain" / "pool" / "snapshots").glob("*")) == []
+        assert tgt.adm("--op", "show", "--mode", "target", check=False).returncode == 0
+    finally:
+        await backend.close()
+        remove_targets(tgt, prefix)

@@ -62,7 +62,7 @@ async def test_only_the_orphan_lun_map_and_rdm_are_reported() -> None:
     ]
     lun, mapping, rdm = found
     assert lun.unused
-    assert "no VirtualDisk or DiskSnapshot with uid" in lun.why
+    assert "no VirtualDisk or DiskSnapshot or DiskGroupSnapshot with uid" in lun.why
     assert "records igroup cluster-c1" in mapping.why
     assert "VirtualDisk kept" in rdm.why
     columns = lun.line().split("\t")
