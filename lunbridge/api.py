@@ -23,6 +23,8 @@ DISK_RESTORE_PLURAL: Final = "diskrestores"
 CSI_DRIVER_NAME: Final = "csi.lunbridge.io"
 FINALIZER: Final = f"{GROUP}/cleanup"
 GROUP_LABEL: Final = f"{GROUP}/group-snapshot"  # on a group's member DiskSnapshots: the group's name
+# on a group's member DiskSnapshot (an import): the VirtualDisk it was cut from
+SOURCE_DISK_ANNOTATION: Final = f"{GROUP}/source-virtual-disk"
 # set to "true" on an object being deleted whose teardown cannot finish: lunbridge lets it go
 # and posts an Event naming what it leaves behind on the storage server and the hypervisor
 FORGET_ANNOTATION: Final = f"{GROUP}/forget"

@@ -45,8 +45,9 @@ class IdentityService(csi_pb2_grpc.IdentityServicer):
     async def GetPluginCapabilities(
         self, request: csi_pb2.GetPluginCapabilitiesRequest, context: Context
     ) -> csi_pb2.GetPluginCapabilitiesResponse:
-        controller = csi_pb2.PluginCapability(service=Service(type=Service.CONTROLLER_SERVICE))
-        return csi_pb2.GetPluginCapabilitiesResponse(capabilities=[controller])
+        services = (Service.CONTROLLER_SERVICE, Service.GROUP_CONTROLLER_SERVICE)
+        capabilities = [csi_pb2.PluginCapability(service=Service(type=kind)) for kind in services]
+        return csi_pb2.GetPluginCapabilitiesResponse(capabilities=capabilities)
 
     @handled
     async def Probe(self, request: csi_pb2.ProbeRequest, context: Context) -> csi_pb2.ProbeResponse:

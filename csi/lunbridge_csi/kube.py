@@ -11,10 +11,16 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from lunbridge.api import DISK_SNAPSHOT_PLURAL, GROUP, VERSION, VIRTUAL_DISK_PLURAL
+from lunbridge.api import (
+    DISK_GROUP_SNAPSHOT_PLURAL,
+    DISK_SNAPSHOT_PLURAL,
+    GROUP,
+    VERSION,
+    VIRTUAL_DISK_PLURAL,
+)
 from lunbridge.errors import NotFound
 from lunbridge.kubeapi import KubeApi
-from lunbridge.models import DiskSnapshot, VirtualDisk
+from lunbridge.models import DiskGroupSnapshot, DiskSnapshot, VirtualDisk
 
 
 class VirtualDisks(Protocol):
@@ -39,8 +45,16 @@ class DiskSnapshots(Protocol):
     async def delete_snapshot(self, name: str) -> None: ...
 
 
-class ControllerKube(VirtualDisks, DiskSnapshots, Protocol):
-    """Everything the controller service asks of the API server."""
+class DiskGroupSnapshots(Protocol):
+    """The DiskGroupSnapshot calls of the GroupController service."""
+
+    async def get_group_snapshot(self, name: str) -> DiskGroupSnapshot: ...
+    async def create_group_snapshot(self, group: DiskGroupSnapshot) -> DiskGroupSnapshot: ...
+    async def delete_group_snapshot(self, name: str) -> None: ...
+
+
+class ControllerKube(VirtualDisks, DiskSnapshots, DiskGroupSnapshots, Protocol):
+    """Everything the controller and group controller services ask of the API server."""
 
 
 class Kube(KubeApi):
@@ -73,6 +87,31 @@ class Kube(KubeApi):
         await self._call(
             f"delete DiskSnapshot {name}",
             lambda: self._custom.delete_cluster_custom_object(GROUP, VERSION, DISK_SNAPSHOT_PLURAL, name),
+        )
+
+    async def get_group_snapshot(self, name: str) -> DiskGroupSnapshot:
+        found: dict[str, Any] = await self._call(
+            f"read DiskGroupSnapshot {name}",
+            lambda: self._custom.get_cluster_custom_object(GROUP, VERSION, DISK_GROUP_SNAPSHOT_PLURAL, name),
+        )
+        return DiskGroupSnapshot.from_dict(found)
+
+    async def create_group_snapshot(self, group: DiskGroupSnapshot) -> DiskGroupSnapshot:
+        body = group.body()
+        created: dict[str, Any] = await self._call(
+            f"create DiskGroupSnapshot {group.name}",
+            lambda: self._custom.create_cluster_custom_object(
+                GROUP, VERSION, DISK_GROUP_SNAPSHOT_PLURAL, body
+            ),
+        )
+        return DiskGroupSnapshot.from_dict(created)
+
+    async def delete_group_snapshot(self, name: str) -> None:
+        await self._call(
+            f"delete DiskGroupSnapshot {name}",
+            lambda: self._custom.delete_cluster_custom_object(
+                GROUP, VERSION, DISK_GROUP_SNAPSHOT_PLURAL, name
+            ),
         )
 
     async def get(self, name: str) -> VirtualDisk:

@@ -20,6 +20,7 @@ import grpc.aio
 from lunbridge.api import CSI_DRIVER_NAME
 from lunbridge_csi._proto import csi_pb2_grpc
 from lunbridge_csi.controller import ControllerService
+from lunbridge_csi.groups import GroupControllerService
 from lunbridge_csi.guest.scsi import DEFAULT_KVM_MAX_VOLUMES
 from lunbridge_csi.identity import IdentityService
 from lunbridge_csi.volume_rules import Timeouts
@@ -108,6 +109,7 @@ def build(settings: Settings, kube: Any | None = None) -> tuple[grpc.aio.Server,
         stubs.add_ControllerServicer_to_server(
             ControllerService(kube, settings.timeouts, settings.capacity_bytes), server
         )
+        stubs.add_GroupControllerServicer_to_server(GroupControllerService(kube, settings.timeouts), server)
     if settings.mode in ("node", "all"):
         stubs.add_NodeServicer_to_server(node_service(settings), server)
     identity = IdentityService(driver_name=settings.driver_name, probe=probe)

@@ -95,7 +95,7 @@ def entry(snap: DiskSnapshot) -> csi_pb2.Snapshot:
     return csi_pb2.Snapshot(
         size_bytes=status.restore_size or 0,
         snapshot_id=status.handle or "",
-        source_volume_id=snap.spec.source.virtual_disk or "",
+        source_volume_id=snap.source_disk or "",
         creation_time=created,
         ready_to_use=snap.ready,
     )
@@ -251,7 +251,7 @@ class SnapshotRpcs:
         else:
             snaps = [s for s in await self.kube.list_snapshots() if s.ready and s.status.handle]
         if request.source_volume_id:
-            snaps = [s for s in snaps if s.spec.source.virtual_disk == request.source_volume_id]
+            snaps = [s for s in snaps if s.source_disk == request.source_volume_id]
         snaps.sort(key=lambda s: s.status.handle or "")
         token = request.starting_token
         if token and (not (token.isascii() and token.isdigit()) or int(token) > len(snaps)):

@@ -74,6 +74,11 @@ def volume_id_for(name: str) -> str:
     return "csi-" + hashlib.sha256(name.encode()).hexdigest()[:40]
 
 
+def is_object_name(text: str) -> bool:
+    """`text` can name a lunbridge object made by this plugin (a DNS label: `volume_id_for`)."""
+    return _DNS_LABEL.match(text) is not None
+
+
 def known_volume(volume_id: str) -> str:
     """A volume id this plugin can have handed out (a DNS label: `volume_id_for`); NotFound
     naming `volume_id` otherwise, before any API call."""

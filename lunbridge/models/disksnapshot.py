@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from pydantic import model_validator
 
-from lunbridge.api import DISK_SNAPSHOT_KIND
+from lunbridge.api import DISK_SNAPSHOT_KIND, SOURCE_DISK_ANNOTATION
 from lunbridge.errors import InvalidArgument
 from lunbridge.models._base import Model
 from lunbridge.models.conditions import Conditioned
@@ -90,6 +90,11 @@ class DiskSnapshot(KubeObject):
     kind: ClassVar[str] = DISK_SNAPSHOT_KIND
     spec: DiskSnapshotSpec
     status: DiskSnapshotStatus = DiskSnapshotStatus()
+
+    @property
+    def source_disk(self) -> str | None:
+        """The VirtualDisk it was cut from: its source, or for a group member the annotation."""
+        return self.spec.source.virtual_disk or self.metadata.annotations.get(SOURCE_DISK_ANNOTATION)
 
     @property
     def ready(self) -> bool:

@@ -23,9 +23,9 @@ from typing import Any, overload
 
 import kubernetes
 
-from lunbridge.api import DISK_SNAPSHOT_PLURAL, VIRTUAL_DISK_PLURAL
+from lunbridge.api import DISK_GROUP_SNAPSHOT_PLURAL, DISK_SNAPSHOT_PLURAL, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import AlreadyExists, NotFound
-from lunbridge.models import DiskSnapshot, VirtualDisk
+from lunbridge.models import DiskGroupSnapshot, DiskSnapshot, VirtualDisk
 from lunbridge_operator.kube import Kube
 from tests.fakes.faults import Faults, need
 
@@ -239,6 +239,18 @@ class FakeKube(Faults, Kube):
     async def delete_snapshot(self, name: str) -> None:
         self._record("delete_snapshot", name)
         await self._delete(DISK_SNAPSHOT_PLURAL, name)
+
+    async def get_group_snapshot(self, name: str) -> DiskGroupSnapshot:
+        self._record("get_group_snapshot", name)
+        return DiskGroupSnapshot.from_dict(self.read(DISK_GROUP_SNAPSHOT_PLURAL, name))
+
+    async def create_group_snapshot(self, group: DiskGroupSnapshot) -> DiskGroupSnapshot:
+        self._record("create_group_snapshot", group.name)
+        return DiskGroupSnapshot.from_dict(await self._create(DISK_GROUP_SNAPSHOT_PLURAL, group.body()))
+
+    async def delete_group_snapshot(self, name: str) -> None:
+        self._record("delete_group_snapshot", name)
+        await self._delete(DISK_GROUP_SNAPSHOT_PLURAL, name)
 
     async def node_by_provider_id(self, provider_id: str) -> str:
         self._record("node_by_provider_id", provider_id)

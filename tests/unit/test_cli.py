@@ -71,7 +71,8 @@ def test_csi_controller_serves_identity_on_a_unix_socket_and_stops_on_sigterm(tm
             assert identity.Probe(csi_pb2.ProbeRequest(), timeout=30).ready.value is False
             kinds = identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest(), timeout=10)
             assert [c.service.type for c in kinds.capabilities] == [
-                csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE
+                csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE,
+                csi_pb2.PluginCapability.Service.GROUP_CONTROLLER_SERVICE,
             ]
     finally:
         process.send_signal(signal.SIGTERM)

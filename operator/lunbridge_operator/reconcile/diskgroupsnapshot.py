@@ -4,9 +4,9 @@ Up: every disk exists, has its LUN, and all are on one backend -> the members (L
 snapshot name, member DiskSnapshot name) are recorded before the cut -> one group cut on the
 backend (`create_group_snapshot`: one instant across the LUNs, or a refusal that keeps
 nothing) -> a member DiskSnapshot per disk, importing its storage snapshot, owned by the group
--> Ready. Down, behind the finalizer: the member DiskSnapshots are deleted (each deletes its
-storage snapshot, or keeps it by the group's deletion policy) and waited for; storage
-snapshots recorded for members whose object was never made are deleted too (Delete policy).
+-> Ready. Down, behind the finalizer: the member DiskSnapshots are deleted (each deletes its storage
+snapshot, or keeps it by the group's deletion policy, behind its own finalizer); storage
+snapshots recorded for members whose object was never made are deleted here (Delete policy).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from lunbridge.api import (
     DISK_SNAPSHOT_KIND,
     DISK_SNAPSHOT_PLURAL,
     GROUP_LABEL,
+    SOURCE_DISK_ANNOTATION,
     VIRTUAL_DISK_PLURAL,
 )
 from lunbridge.errors import AlreadyExists, Busy, InvalidArgument, NotFound
@@ -102,6 +103,7 @@ def _member_body(group: Group, member: GroupMember, policy: DeletionPolicy) -> d
         "apiVersion": API_VERSION,
         "kind": DISK_SNAPSHOT_KIND,
         "metadata": {"name": member.disk_snapshot, "labels": {GROUP_LABEL: group.name},
+                     "annotations": {SOURCE_DISK_ANNOTATION: member.virtual_disk},
                      "ownerReferences": [owner]},
         "spec": {"source": {"backend": group.status.backend, "snapshotName": member.snapshot_name},
                  "deletionPolicy": policy.value},
@@ -152,22 +154,21 @@ async def reconcile(svc: Services, group: Group, events: Events) -> None:
 
 
 async def delete(svc: Services, group: Group, events: Events) -> None:
-    """Delete the member DiskSnapshots, wait until they are gone, then the storage snapshots
-    of members that never had one (Delete policy)."""
-    left = []
+    """Delete the member DiskSnapshots (each deletes or keeps its storage snapshot behind its
+    own finalizer, and says so); the storage snapshot of a member that has no object (a crash
+    before it was made) is deleted here (Delete policy)."""
+    policy = group.spec.deletion_policy if group.spec is not None else DeletionPolicy.DELETE
+    storage = None
     for member in group.status.members:
         try:
             found = await svc.kube.get(DISK_SNAPSHOT_PLURAL, member.disk_snapshot)
         except NotFound:
+            if policy is DeletionPolicy.DELETE:
+                if storage is None:
+                    _, storage = svc.backends.get(group.status.backend, "status.backend")
+                await storage.delete_snapshot(member.snapshot_name)
             continue
-        left.append(member.disk_snapshot)
         if not (found.get("metadata") or {}).get("deletionTimestamp"):
             await svc.kube.delete_object(DISK_SNAPSHOT_PLURAL, member.disk_snapshot)
-    if left:
-        raise Busy(f"waiting for the member DiskSnapshot(s) {', '.join(left)} to be deleted")
-    policy = group.spec.deletion_policy if group.spec is not None else DeletionPolicy.DELETE
-    if policy is DeletionPolicy.DELETE and group.status.members:
-        _, storage = svc.backends.get(group.status.backend, "status.backend")
-        for member in group.status.members:
-            await storage.delete_snapshot(member.snapshot_name)
-    events("Deleted", f"deleted the group's {len(group.status.members)} member snapshot(s)")
+    events("Deleted", f"deleted the group's {len(group.status.members)} member snapshot(s) "
+                      f"(deletionPolicy {policy.value})")  # fmt: skip

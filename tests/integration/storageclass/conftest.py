@@ -11,14 +11,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from lunbridge.api import CSI_DRIVER_NAME
 from tests.lab import csi, paths, procs, snapshotter
+from tests.lab import libvirt as libvirt_lab
 from tests.lab import operator as operator_lab
 from tests.lab.lab import LabState, kubectl
+
+if TYPE_CHECKING:  # flow.py uses `apply` from here
+    from tests.integration.storageclass.flow import Flow
 
 SIDECARS = ("csi-provisioner", "csi-attacher", "csi-resizer")
 
@@ -99,3 +103,13 @@ def sidecar_logs(lab: LabState, lines: int = 25) -> str:
             operator_lab.NAME,
         )
     )
+
+
+@pytest.fixture
+def flow(lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest, snapshots: None) -> Iterator[Flow]:
+    from tests.integration.storageclass.flow import Flow
+
+    made = Flow(lab, kvm_guest)
+    made.setup()
+    yield made
+    made.cleanup()
