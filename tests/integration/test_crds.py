@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from tests.lab.lab import LabState, kubectl
+from tests.lab.paths import REPO_DIR
 
 
 def vdisk(spec: dict[str, object]) -> str:
@@ -136,3 +137,11 @@ def test_kubectl_explain_describes_fields(lab: LabState, field: str, words: str)
     result = kubectl(lab, "explain", field)
     assert result.returncode == 0, result.stderr
     assert words in " ".join(result.stdout.split())
+
+
+def test_every_example_passes_the_api_servers_validation(lab: LabState) -> None:
+    """`kubectl apply --dry-run=server` of examples/: the CRDs accept what the README shows."""
+    examples = sorted((REPO_DIR / "examples").glob("*.yaml"))
+    done = kubectl(lab, "apply", "--dry-run=server", *[f"--filename={path}" for path in examples])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("(server dry run)") == 5, done.stdout
