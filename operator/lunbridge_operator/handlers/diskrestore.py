@@ -21,7 +21,11 @@ from lunbridge_operator.reconcile.diskrestore import Action
 @kopf.on.create(GROUP, VERSION, DISK_RESTORE_PLURAL)
 async def restore_disk(*, body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
     action = Action.from_object(
-        body.metadata.name or "", body.metadata.get("generation"), body.spec, body.status
+        body.metadata.name or "",
+        body.metadata.uid or "",
+        body.metadata.get("generation"),
+        body.spec,
+        body.status,
     )
     disk = action.spec.virtual_disk if action.spec is not None else ""
     async with object_lock(memo, "VirtualDisk", disk):

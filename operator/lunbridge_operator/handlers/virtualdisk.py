@@ -10,7 +10,7 @@ import kopf
 
 from lunbridge.api import FORGET_ANNOTATION, GROUP, VERSION, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import LunbridgeError
-from lunbridge.models import ConditionType, Phase
+from lunbridge.models import Phase
 from lunbridge_operator.handlers.common import (
     backoff,
     classify,
@@ -36,7 +36,7 @@ def _disk(body: kopf.Body) -> Disk:
 async def _failed(memo: Any, disk: Disk, body: kopf.Body, exc: LunbridgeError, retry: int) -> Exception:
     """Record why the disk is not Ready (condition, message, Event); the error kopf should see."""
     reason, delay = classify(exc)
-    disk.condition(ConditionType.READY, False, reason, str(exc))
+    disk.condition(False, reason, str(exc))
     disk.status.message = str(exc)
     if delay is None:
         disk.status.phase = Phase.FAILED
@@ -109,7 +109,7 @@ async def _delete_blocked(
         f"cannot delete yet ({reason}): {exc}; the finalizer stays until the teardown finishes "
         f"(still there: {left}); annotate {FORGET_ANNOTATION}=true to let it go as it is"
     )
-    disk.condition(ConditionType.READY, False, "DeleteBlocked", message)
+    disk.condition(False, "DeleteBlocked", message)
     disk.status.message, disk.status.phase = message, Phase.DELETING
     events_for(body)("DeleteFailed", message, warning=True)
     with contextlib.suppress(LunbridgeError):

@@ -1,50 +1,32 @@
-"""One VirtualDisk as a reconcile sees it: the typed spec, a working copy of the status, the
-storage backend the disk lives on, and the one way its status is written (a merge patch of
-what changed since the last write, so keys an earlier release wrote are removed too)."""
+"""One VirtualDisk as a reconcile sees it (`Tracked`: the typed spec, a working copy of the
+status, the one way it is written), and the storage backend the disk lives on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from lunbridge.api import VIRTUAL_DISK_PLURAL
 from lunbridge.errors import InvalidArgument
-from lunbridge.models import ConditionType, LunStatus, Phase, VirtualDiskSpec, VirtualDiskStatus, merge_patch
+from lunbridge.models import LunStatus, Phase, VirtualDiskSpec, VirtualDiskStatus
 from lunbridge.storage.base import StorageBackend
 from lunbridge_operator import naming
 from lunbridge_operator.reconcile.services import Services
+from lunbridge_operator.reconcile.tracked import Tracked
 
 KIND = "VirtualDisk"
 
 
 @dataclass
-class Disk:
-    """`status` is a working copy; `written` is the status as the API server holds it."""
+class Disk(Tracked[VirtualDiskSpec, VirtualDiskStatus]):
+    plural = VIRTUAL_DISK_PLURAL
+    spec_model = VirtualDiskSpec
+    status_model = VirtualDiskStatus
 
-    name: str
-    uid: str
-    generation: int | None
-    spec: VirtualDiskSpec
-    status: VirtualDiskStatus = field(default_factory=VirtualDiskStatus)
-    written: dict[str, Any] = field(default_factory=dict)
-    spec_error: InvalidArgument | None = None  # the spec could not be read: `spec` is empty
+    spec: VirtualDiskSpec  # never None: an unreadable spec reads as empty (`spec_error` says why)
 
     @classmethod
-    def from_object(cls, name: str, uid: str, generation: int | None, spec: Any, status: Any) -> Disk:
-        """From the object's parts. A malformed spec is kept as `spec_error` (naming the field),
-        for the steps to report; an unreadable status reads as empty (the steps find what
-        exists by name)."""
-        raw = {k: v for k, v in dict(status or {}).items() if k != "kopf"}
-        try:
-            typed = VirtualDiskStatus.from_dict(raw, "status")
-        except InvalidArgument:
-            typed = VirtualDiskStatus()
-        try:
-            return cls(name, uid, generation, VirtualDiskSpec.from_dict(dict(spec or {}), "spec"), typed, raw)
-        except InvalidArgument as exc:
-            return cls(
-                name, uid, generation, VirtualDiskSpec.model_construct(size=""), typed, raw, spec_error=exc
-            )
+    def unread_spec(cls) -> VirtualDiskSpec:
+        return VirtualDiskSpec.model_construct(size="")
 
     @property
     def made_anything(self) -> bool:
@@ -89,14 +71,3 @@ class Disk:
         if attachment is not None:
             found.append(f"an RDM on VM {attachment.vm} ({attachment.provider_id})")
         return found
-
-    def condition(self, kind: ConditionType, state: bool | None, reason: str, message: str) -> None:
-        self.status.set_condition(kind, state, reason, message, self.generation)
-
-    async def save(self, svc: Services) -> None:
-        """Write what changed in status since the last write (nothing if nothing did)."""
-        wanted = self.status.to_dict()
-        patch = merge_patch(self.written, wanted)
-        if patch:
-            await svc.kube.patch_status(VIRTUAL_DISK_PLURAL, self.name, patch)
-            self.written = wanted

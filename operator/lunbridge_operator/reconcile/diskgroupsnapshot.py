@@ -12,7 +12,6 @@ snapshots recorded for members whose object was never made are deleted here (Del
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from typing import Any
 
 from lunbridge.api import (
@@ -27,60 +26,33 @@ from lunbridge.api import (
 )
 from lunbridge.errors import AlreadyExists, Busy, InvalidArgument, NotFound
 from lunbridge.models import (
-    ConditionType,
     DeletionPolicy,
     DiskGroupSnapshotSpec,
     DiskGroupSnapshotStatus,
     GroupMember,
     SnapshotPhase,
     VirtualDisk,
-    merge_patch,
 )
 from lunbridge_operator import naming
 from lunbridge_operator.metrics import measured
 from lunbridge_operator.reconcile.services import Events, Services
+from lunbridge_operator.reconcile.tracked import Tracked
 
 KIND = DISK_GROUP_SNAPSHOT_KIND
 
 
-@dataclass
-class Group:
-    name: str
-    uid: str
-    generation: int | None
-    spec: DiskGroupSnapshotSpec | None
-    status: DiskGroupSnapshotStatus = field(default_factory=DiskGroupSnapshotStatus)
-    written: dict[str, Any] = field(default_factory=dict)
-    spec_error: InvalidArgument | None = None
+class Group(Tracked[DiskGroupSnapshotSpec, DiskGroupSnapshotStatus]):
+    """One DiskGroupSnapshot as a reconcile sees it."""
 
-    @classmethod
-    def from_object(cls, name: str, uid: str, generation: int | None, spec: Any, status: Any) -> Group:
-        raw = {k: v for k, v in dict(status or {}).items() if k != "kopf"}
-        try:
-            typed = DiskGroupSnapshotStatus.from_dict(raw, "status")
-        except InvalidArgument:
-            typed = DiskGroupSnapshotStatus()
-        try:
-            spec_ = DiskGroupSnapshotSpec.from_dict(dict(spec or {}), "spec")
-            return cls(name, uid, generation, spec_, typed, raw)
-        except InvalidArgument as exc:
-            return cls(name, uid, generation, None, typed, raw, spec_error=exc)
-
-    def condition(self, state: bool | None, reason: str, message: str) -> None:
-        self.status.set_condition(ConditionType.READY, state, reason, message, self.generation)
+    plural = DISK_GROUP_SNAPSHOT_PLURAL
+    spec_model = DiskGroupSnapshotSpec
+    status_model = DiskGroupSnapshotStatus
 
     def left_behind(self) -> list[str]:
         return [
             f"storage snapshot {m.snapshot_name} on backend {self.status.backend}"
             for m in self.status.members
         ]
-
-    async def save(self, svc: Services) -> None:
-        wanted = self.status.to_dict()
-        patch = merge_patch(self.written, wanted)
-        if patch:
-            await svc.kube.patch_status(DISK_GROUP_SNAPSHOT_PLURAL, self.name, patch)
-            self.written = wanted
 
 
 async def _disks(svc: Services, names: list[str]) -> list[VirtualDisk]:

@@ -12,24 +12,20 @@ ends the same way; a done action is never run again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from lunbridge.api import DISK_RESTORE_PLURAL, DISK_SNAPSHOT_PLURAL, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import Busy, InvalidArgument, NotFound
 from lunbridge.models import (
-    ConditionType,
     DiskRestoreSpec,
     DiskRestoreStatus,
     DiskSnapshot,
     Phase,
     RestorePhase,
     VirtualDisk,
-    merge_patch,
 )
 from lunbridge.models.conditions import now
 from lunbridge_operator.metrics import measured
 from lunbridge_operator.reconcile.services import Events, Services
+from lunbridge_operator.reconcile.tracked import Tracked
 
 KIND = "DiskRestore"
 
@@ -42,36 +38,12 @@ class Refused(InvalidArgument):
         self.reason = reason
 
 
-@dataclass
-class Action:
-    name: str
-    generation: int | None
-    spec: DiskRestoreSpec | None
-    status: DiskRestoreStatus = field(default_factory=DiskRestoreStatus)
-    written: dict[str, Any] = field(default_factory=dict)
-    spec_error: InvalidArgument | None = None
+class Action(Tracked[DiskRestoreSpec, DiskRestoreStatus]):
+    """One DiskRestore as a reconcile sees it."""
 
-    @classmethod
-    def from_object(cls, name: str, generation: int | None, spec: Any, status: Any) -> Action:
-        raw = {k: v for k, v in dict(status or {}).items() if k != "kopf"}
-        try:
-            typed = DiskRestoreStatus.from_dict(raw, "status")
-        except InvalidArgument:
-            typed = DiskRestoreStatus()
-        try:
-            return cls(name, generation, DiskRestoreSpec.from_dict(dict(spec or {}), "spec"), typed, raw)
-        except InvalidArgument as exc:
-            return cls(name, generation, None, typed, raw, spec_error=exc)
-
-    def condition(self, state: bool | None, reason: str, message: str) -> None:
-        self.status.set_condition(ConditionType.READY, state, reason, message, self.generation)
-
-    async def save(self, svc: Services) -> None:
-        wanted = self.status.to_dict()
-        patch = merge_patch(self.written, wanted)
-        if patch:
-            await svc.kube.patch_status(DISK_RESTORE_PLURAL, self.name, patch)
-            self.written = wanted
+    plural = DISK_RESTORE_PLURAL
+    spec_model = DiskRestoreSpec
+    status_model = DiskRestoreStatus
 
 
 async def _objects(svc: Services, spec: DiskRestoreSpec) -> tuple[VirtualDisk, DiskSnapshot]:

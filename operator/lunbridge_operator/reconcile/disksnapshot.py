@@ -14,69 +14,35 @@ snapshot alive, and a snapshot outlives the disk it was cut from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from lunbridge.api import DISK_SNAPSHOT_PLURAL, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import Busy, InvalidArgument, LunbridgeError, NotFound
 from lunbridge.models import (
-    ConditionType,
     DeletionPolicy,
     DiskSnapshotSpec,
     DiskSnapshotStatus,
     SnapshotPhase,
     VirtualDisk,
-    merge_patch,
 )
 from lunbridge.storage.base import Snapshot, StorageBackend
 from lunbridge_operator import naming
 from lunbridge_operator.metrics import measured
 from lunbridge_operator.reconcile.services import Events, Services
+from lunbridge_operator.reconcile.tracked import Tracked
 
 KIND = "DiskSnapshot"
 
 
-@dataclass
-class Snap:
-    """One DiskSnapshot as a reconcile sees it; `status` is a working copy, `written` what the
-    API server holds."""
+class Snap(Tracked[DiskSnapshotSpec, DiskSnapshotStatus]):
+    """One DiskSnapshot as a reconcile sees it."""
 
-    name: str
-    uid: str
-    generation: int | None
-    spec: DiskSnapshotSpec | None
-    status: DiskSnapshotStatus = field(default_factory=DiskSnapshotStatus)
-    written: dict[str, Any] = field(default_factory=dict)
-    spec_error: InvalidArgument | None = None
-
-    @classmethod
-    def from_object(cls, name: str, uid: str, generation: int | None, spec: Any, status: Any) -> Snap:
-        raw = {k: v for k, v in dict(status or {}).items() if k != "kopf"}
-        try:
-            typed = DiskSnapshotStatus.from_dict(raw, "status")
-        except InvalidArgument:
-            typed = DiskSnapshotStatus()
-        try:
-            return cls(
-                name, uid, generation, DiskSnapshotSpec.from_dict(dict(spec or {}), "spec"), typed, raw
-            )
-        except InvalidArgument as exc:
-            return cls(name, uid, generation, None, typed, raw, spec_error=exc)
-
-    def condition(self, state: bool | None, reason: str, message: str) -> None:
-        self.status.set_condition(ConditionType.READY, state, reason, message, self.generation)
+    plural = DISK_SNAPSHOT_PLURAL
+    spec_model = DiskSnapshotSpec
+    status_model = DiskSnapshotStatus
 
     def left_behind(self) -> list[str]:
         if self.status.snapshot_name:
             return [f"storage snapshot {self.status.snapshot_name} on backend {self.status.backend}"]
         return []
-
-    async def save(self, svc: Services) -> None:
-        wanted = self.status.to_dict()
-        patch = merge_patch(self.written, wanted)
-        if patch:
-            await svc.kube.patch_status(DISK_SNAPSHOT_PLURAL, self.name, patch)
-            self.written = wanted
 
 
 def _iso(snapshot: Snapshot) -> str:

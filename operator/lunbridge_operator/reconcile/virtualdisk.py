@@ -72,7 +72,7 @@ class DiskSteps:
             await self.svc.after_step(KIND, step)
 
     def condition(self, kind: Cond, state: bool | None, reason: str, message: str) -> None:
-        self.disk.condition(kind, state, reason, message)
+        self.disk.condition(state, reason, message, kind)
 
     async def scope_hosts(self, vm: Vm) -> list[Host]:
         """The hosts a LUN for `vm` is masked and revealed to: its host, or its whole cluster."""
