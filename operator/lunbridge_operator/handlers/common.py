@@ -1,15 +1,20 @@
-"""What every handler shares: the services built at start-up, Events on the object, and the
-one table that turns domain errors into kopf's retry decisions and a condition users read."""
+"""What every handler shares: the services built at start-up, Events on the object, the one
+table that turns domain errors into kopf's retry decisions and a condition users read, and the
+one way a failed reconcile or a blocked teardown is recorded on the object."""
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import os
 import signal
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import kopf
 
+from lunbridge.api import FORGET_ANNOTATION
 from lunbridge.concurrency import KeyedLocks
 from lunbridge.errors import (
     AlreadyExists,
@@ -22,7 +27,9 @@ from lunbridge.errors import (
     Unauthenticated,
     Unavailable,
 )
+from lunbridge.models import DiskGroupSnapshotStatus, DiskSnapshotStatus, SnapshotPhase
 from lunbridge_operator.reconcile.services import Events, Services
+from lunbridge_operator.reconcile.tracked import Tracked
 
 # domain error -> (reason, retry delay in seconds; None = permanent until the spec changes)
 ERROR_TABLE: dict[type[LunbridgeError], tuple[str, float | None]] = {
@@ -73,6 +80,76 @@ def object_lock(memo: Any, kind: str, name: str) -> AbstractAsyncContextManager[
     (its lock exists only while held or waited for: the table does not grow with the objects)."""
     locks: KeyedLocks[tuple[str, str]] = memo.locks
     return locks.hold((kind, name))
+
+
+async def record_failure(
+    memo: Any,
+    body: kopf.Body,
+    obj: Tracked[Any, Any],
+    exc: LunbridgeError,
+    retry: int,
+    mark: Callable[[bool], None],
+    *,
+    reason: str | None = None,
+) -> kopf.TemporaryError | kopf.PermanentError:
+    """Record why `obj` is not Ready: condition Ready False with the error's reason (or the
+    `reason` given), status.message, `mark(permanent)` for what the kind sets besides (its
+    phase), a warning Event; then the status is written, unless the API is unreachable (kopf
+    retries anyway). The error kopf should see: PermanentError when it waits for a spec change."""
+    classified, delay = classify(exc)
+    reason = classified if reason is None else reason
+    obj.condition(False, reason, str(exc))
+    obj.status.message = str(exc)
+    mark(delay is None)
+    events_for(body)(reason, str(exc), warning=True)
+    with contextlib.suppress(LunbridgeError):  # the API is unreachable: kopf retries anyway
+        await obj.save(services(memo))
+    return kopf_error(exc, retry)
+
+
+def unready_snapshot(status: DiskSnapshotStatus | DiskGroupSnapshotStatus) -> Callable[[bool], None]:
+    """`record_failure`'s `mark` for the snapshot kinds: not ready to use, and Failed when the
+    failure is permanent, else Pending."""
+
+    def mark(permanent: bool) -> None:
+        status.ready_to_use = False
+        status.phase = SnapshotPhase.FAILED if permanent else SnapshotPhase.PENDING
+
+    return mark
+
+
+async def delete_blocked(
+    memo: Any,
+    body: kopf.Body,
+    obj: Tracked[Any, Any],
+    exc: LunbridgeError,
+    retry: int,
+    deleting: enum.Enum,
+    *,
+    left: list[str] | None,
+    until: str = "it can",
+    event: bool = True,
+    delay: float = 30.0,
+) -> kopf.TemporaryError:
+    """Record why the teardown cannot finish yet (condition Ready False DeleteBlocked,
+    status.message, phase `deleting`, a DeleteFailed Event unless `event` is False); the error
+    that has kopf retry it (`delay` for an error the table gives none). With `left` (what status
+    still records), the message says the finalizer stays `until`, what is left and how to let
+    the object go."""
+    reason, retry_delay = classify(exc)
+    message = f"cannot delete yet ({reason}): {exc}"
+    if left is not None:
+        message += (
+            f"; the finalizer stays until {until} (still there: {'; '.join(left) or 'nothing recorded'}); "
+            f"annotate {FORGET_ANNOTATION}=true to let it go as it is"
+        )
+    obj.condition(False, "DeleteBlocked", message)
+    obj.status.message, obj.status.phase = message, deleting
+    if event:
+        events_for(body)("DeleteFailed", message, warning=True)
+    with contextlib.suppress(LunbridgeError):
+        await obj.save(services(memo))
+    return kopf.TemporaryError(message, delay=backoff(retry_delay or delay, retry))
 
 
 async def crash_after(kind: str, step: str) -> None:

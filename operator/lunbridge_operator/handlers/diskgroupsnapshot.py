@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import kopf
@@ -12,12 +11,12 @@ from lunbridge.api import DISK_GROUP_SNAPSHOT_PLURAL, FORGET_ANNOTATION, GROUP, 
 from lunbridge.errors import LunbridgeError
 from lunbridge.models import SnapshotPhase
 from lunbridge_operator.handlers.common import (
-    backoff,
-    classify,
+    delete_blocked,
     events_for,
-    kopf_error,
     object_lock,
+    record_failure,
     services,
+    unready_snapshot,
 )
 from lunbridge_operator.reconcile import diskgroupsnapshot
 from lunbridge_operator.reconcile.diskgroupsnapshot import Group
@@ -41,14 +40,8 @@ async def reconcile_disk_group_snapshot(*, body: kopf.Body, memo: Any, retry: in
         try:
             await diskgroupsnapshot.reconcile(services(memo), group, events_for(body))
         except LunbridgeError as exc:
-            reason, delay = classify(exc)
-            group.condition(False, reason, str(exc))
-            group.status.message, group.status.ready_to_use = str(exc), False
-            group.status.phase = SnapshotPhase.FAILED if delay is None else SnapshotPhase.PENDING
-            events_for(body)(reason, str(exc), warning=True)
-            with contextlib.suppress(LunbridgeError):
-                await group.save(services(memo))
-            raise kopf_error(exc, retry) from exc
+            mark = unready_snapshot(group.status)
+            raise await record_failure(memo, body, group, exc, retry, mark) from exc
 
 
 @kopf.on.delete(GROUP, VERSION, DISK_GROUP_SNAPSHOT_PLURAL)
@@ -62,10 +55,6 @@ async def delete_disk_group_snapshot(*, body: kopf.Body, memo: Any, retry: int, 
         try:
             await diskgroupsnapshot.delete(services(memo), group, events_for(body))
         except LunbridgeError as exc:
-            reason, delay = classify(exc)
-            message = f"cannot delete yet ({reason}): {exc}"
-            group.condition(False, "DeleteBlocked", message)
-            group.status.message, group.status.phase = message, SnapshotPhase.DELETING
-            with contextlib.suppress(LunbridgeError):
-                await group.save(services(memo))
-            raise kopf.TemporaryError(message, delay=backoff(delay or 5.0, retry)) from exc
+            raise await delete_blocked(
+                memo, body, group, exc, retry, SnapshotPhase.DELETING, left=None, event=False, delay=5.0
+            ) from exc

@@ -3,7 +3,7 @@ The restore holds its VirtualDisk's lock, so no publish of that disk runs meanwh
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -12,9 +12,22 @@ from lunbridge.api import DISK_RESTORE_PLURAL, GROUP, VERSION
 from lunbridge.errors import LunbridgeError
 from lunbridge.models import RestorePhase
 from lunbridge.models.conditions import now
-from lunbridge_operator.handlers.common import classify, events_for, kopf_error, object_lock, services
+from lunbridge_operator.handlers.common import events_for, object_lock, record_failure, services
 from lunbridge_operator.reconcile import diskrestore
 from lunbridge_operator.reconcile.diskrestore import Action
+
+
+def _failed(action: Action) -> Callable[[bool], None]:
+    """What a failure sets besides the condition: a permanent one ends the action (Failed); a
+    retried one leaves it Pending, or in the phase it reached."""
+
+    def mark(permanent: bool) -> None:
+        if permanent:
+            action.status.phase, action.status.completion_time = RestorePhase.FAILED, now()
+        elif action.status.phase is None:
+            action.status.phase = RestorePhase.PENDING
+
+    return mark
 
 
 @kopf.on.resume(GROUP, VERSION, DISK_RESTORE_PLURAL)
@@ -32,17 +45,8 @@ async def restore_disk(*, body: kopf.Body, memo: Any, retry: int, **_: Any) -> N
         try:
             await diskrestore.reconcile(services(memo), action, events_for(body))
         except LunbridgeError as exc:
-            reason, delay = classify(exc)
-            reason = getattr(exc, "reason", reason)
-            action.condition(False, reason, str(exc))
-            action.status.message = str(exc)
-            if delay is None:
-                action.status.phase, action.status.completion_time = RestorePhase.FAILED, now()
-            elif action.status.phase is None:
-                action.status.phase = RestorePhase.PENDING
-            events_for(body)(reason, str(exc), warning=True)
-            with contextlib.suppress(LunbridgeError):
-                await action.save(services(memo))
-            if delay is None:
+            reason = getattr(exc, "reason", None)  # a Refused restore says why
+            error = await record_failure(memo, body, action, exc, retry, _failed(action), reason=reason)
+            if isinstance(error, kopf.PermanentError):
                 return  # a refused restore is done: Failed, with the reason
-            raise kopf_error(exc, retry) from exc
+            raise error from exc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import kopf
@@ -11,12 +10,12 @@ from lunbridge.api import DISK_SNAPSHOT_PLURAL, FORGET_ANNOTATION, GROUP, VERSIO
 from lunbridge.errors import LunbridgeError
 from lunbridge.models import SnapshotPhase
 from lunbridge_operator.handlers.common import (
-    backoff,
-    classify,
+    delete_blocked,
     events_for,
-    kopf_error,
     object_lock,
+    record_failure,
     services,
+    unready_snapshot,
 )
 from lunbridge_operator.reconcile import disksnapshot
 from lunbridge_operator.reconcile.disksnapshot import Snap
@@ -41,14 +40,8 @@ async def reconcile_disk_snapshot(*, body: kopf.Body, memo: Any, retry: int, **_
         try:
             await disksnapshot.reconcile(services(memo), snap, events_for(body))
         except LunbridgeError as exc:
-            reason, delay = classify(exc)
-            snap.condition(False, reason, str(exc))
-            snap.status.message, snap.status.ready_to_use = str(exc), False
-            snap.status.phase = SnapshotPhase.FAILED if delay is None else SnapshotPhase.PENDING
-            events_for(body)(reason, str(exc), warning=True)
-            with contextlib.suppress(LunbridgeError):
-                await snap.save(services(memo))
-            raise kopf_error(exc, retry) from exc
+            mark = unready_snapshot(snap.status)
+            raise await record_failure(memo, body, snap, exc, retry, mark) from exc
 
 
 @kopf.on.delete(GROUP, VERSION, DISK_SNAPSHOT_PLURAL)
@@ -65,15 +58,7 @@ async def delete_disk_snapshot(*, body: kopf.Body, memo: Any, retry: int, **_: A
         try:
             await disksnapshot.delete(services(memo), snap, events_for(body))
         except LunbridgeError as exc:
-            reason, delay = classify(exc)
-            left = "; ".join(snap.left_behind()) or "nothing recorded"
-            message = (
-                f"cannot delete yet ({reason}): {exc}; the finalizer stays until it can (still there: "
-                f"{left}); annotate {FORGET_ANNOTATION}=true to let it go as it is"
-            )
-            snap.condition(False, "DeleteBlocked", message)
-            snap.status.message, snap.status.phase = message, SnapshotPhase.DELETING
-            events_for(body)("DeleteFailed", message, warning=True)
-            with contextlib.suppress(LunbridgeError):
-                await snap.save(services(memo))
-            raise kopf.TemporaryError(message, delay=backoff(delay or 30.0, retry)) from exc
+            left_behind = snap.left_behind()
+            raise await delete_blocked(
+                memo, body, snap, exc, retry, SnapshotPhase.DELETING, left=left_behind
+            ) from exc

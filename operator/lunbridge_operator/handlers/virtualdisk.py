@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -12,11 +12,10 @@ from lunbridge.api import FORGET_ANNOTATION, GROUP, VERSION, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import LunbridgeError
 from lunbridge.models import Phase
 from lunbridge_operator.handlers.common import (
-    backoff,
-    classify,
+    delete_blocked,
     events_for,
-    kopf_error,
     object_lock,
+    record_failure,
     services,
 )
 from lunbridge_operator.reconcile import virtualdisk
@@ -33,18 +32,16 @@ def _disk(body: kopf.Body) -> Disk:
     )
 
 
-async def _failed(memo: Any, disk: Disk, body: kopf.Body, exc: LunbridgeError, retry: int) -> Exception:
-    """Record why the disk is not Ready (condition, message, Event); the error kopf should see."""
-    reason, delay = classify(exc)
-    disk.condition(False, reason, str(exc))
-    disk.status.message = str(exc)
-    if delay is None:
-        disk.status.phase = Phase.FAILED
-        disk.status.observed_generation = disk.generation
-    events_for(body)(reason, str(exc), warning=True)
-    with contextlib.suppress(LunbridgeError):  # the API is unreachable: kopf retries anyway
-        await disk.save(services(memo))
-    return kopf_error(exc, retry)
+def _failed(disk: Disk) -> Callable[[bool], None]:
+    """What a failure sets besides the condition: a permanent one fails the disk (for its
+    generation); a retried one leaves the phase as it is."""
+
+    def mark(permanent: bool) -> None:
+        if permanent:
+            disk.status.phase = Phase.FAILED
+            disk.status.observed_generation = disk.generation
+
+    return mark
 
 
 @kopf.on.resume(GROUP, VERSION, VIRTUAL_DISK_PLURAL)
@@ -59,7 +56,7 @@ async def _reconcile(disk: Disk, body: kopf.Body, memo: Any, retry: int) -> None
         try:
             await virtualdisk.reconcile(services(memo), disk, events_for(body))
         except LunbridgeError as exc:
-            raise await _failed(memo, disk, body, exc, retry) from exc
+            raise await record_failure(memo, body, disk, exc, retry, _failed(disk)) from exc
     memo.checked[disk.name] = time.monotonic()
 
 
@@ -95,23 +92,8 @@ async def delete_virtual_disk(*, body: kopf.Body, memo: Any, retry: int, **_: An
         try:
             await virtualdisk.delete(services(memo), disk, events_for(body))
         except LunbridgeError as exc:
-            raise await _delete_blocked(memo, disk, body, exc, retry) from exc
+            left_behind = disk.left_behind()
+            raise await delete_blocked(
+                memo, body, disk, exc, retry, Phase.DELETING, left=left_behind, until="the teardown finishes"
+            ) from exc
     memo.checked.pop(disk.name, None)
-
-
-async def _delete_blocked(
-    memo: Any, disk: Disk, body: kopf.Body, exc: LunbridgeError, retry: int
-) -> Exception:
-    """Record why the teardown cannot finish yet (condition, message, Event); kopf retries it."""
-    reason, delay = classify(exc)
-    left = "; ".join(disk.left_behind()) or "nothing recorded"
-    message = (
-        f"cannot delete yet ({reason}): {exc}; the finalizer stays until the teardown finishes "
-        f"(still there: {left}); annotate {FORGET_ANNOTATION}=true to let it go as it is"
-    )
-    disk.condition(False, "DeleteBlocked", message)
-    disk.status.message, disk.status.phase = message, Phase.DELETING
-    events_for(body)("DeleteFailed", message, warning=True)
-    with contextlib.suppress(LunbridgeError):
-        await disk.save(services(memo))
-    return kopf.TemporaryError(message, delay=backoff(delay or 30.0, retry))
