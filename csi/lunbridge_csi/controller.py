@@ -42,9 +42,7 @@ storage server); GET_CAPACITY is advertised only when one is given.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +51,7 @@ import grpc.aio
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded, NotFound
 from lunbridge.models import DiskSource, ObjectMeta, PublishContext, VirtualDisk, VirtualDiskSpec, VolumeMode
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
-from lunbridge_csi.errors import InFlight, InvalidToken, OutOfRange, TimedOut, handled
+from lunbridge_csi.errors import InFlight, InvalidToken, OutOfRange, handled
 from lunbridge_csi.kube import ControllerKube
 from lunbridge_csi.snapshots import SnapshotRpcs
 from lunbridge_csi.volume_rules import (
@@ -84,6 +82,7 @@ from lunbridge_csi.volume_rules import (
     volume_context,
     volume_id_for,
 )
+from lunbridge_csi.waiting import progress, wait_until
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -110,24 +109,18 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
         """Poll the disk until `done`; NotFound if it vanishes, `gave_up`'s error when the operator
         gave up (or, for an `attach`, the VM is full), TimedOut after `bound` (or just before the
         call's deadline)."""
-        remaining = context.time_remaining() if context is not None else None
-        if remaining is not None:
-            bound = min(bound, max(remaining - 1.0, 0.0))
-        deadline = time.monotonic() + bound
-        while True:
-            disk = await self.kube.get(name)
-            if done(disk):
-                return disk
-            error = gave_up(disk, attach)
-            if error is not None:
-                raise error
-            if time.monotonic() >= deadline:
-                status = disk.status
-                raise TimedOut(
-                    f"VirtualDisk {name} not {what} within {bound:.0f}s "
-                    f"(phase {status.phase or 'none'}: {status.message or 'no message'})"
-                )
-            await asyncio.sleep(self.timeouts.poll)
+        return await wait_until(
+            "VirtualDisk",
+            name,
+            what,
+            lambda: self.kube.get(name),
+            done,
+            gave_up=lambda disk: gave_up(disk, attach),
+            said=lambda disk: progress(disk.status.phase, disk.status.message),
+            bound=bound,
+            poll=self.timeouts.poll,
+            context=context,
+        )
 
     # --- create / delete ------------------------------------------------------------------
     @handled

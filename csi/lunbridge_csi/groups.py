@@ -14,25 +14,23 @@ or Get must be exactly the group's members (INVALID_ARGUMENT otherwise).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Any
 
 import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from lunbridge.errors import AlreadyExists, InvalidArgument, NotFound
 from lunbridge.models import (
     DiskGroupSnapshot,
     DiskGroupSnapshotSpec,
     ObjectMeta,
-    SnapshotPhase,
     make_handle,
 )
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
-from lunbridge_csi.errors import InFlight, TimedOut, handled
+from lunbridge_csi.errors import InFlight, handled
 from lunbridge_csi.kube import ControllerKube
+from lunbridge_csi.snapshots import gave_up
 from lunbridge_csi.volume_rules import (
     MANAGED_BY,
     NAME_ANNOTATION,
@@ -43,6 +41,7 @@ from lunbridge_csi.volume_rules import (
     required,
     volume_id_for,
 )
+from lunbridge_csi.waiting import wait_until
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -88,30 +87,26 @@ class GroupControllerService(csi_pb2_grpc.GroupControllerServicer):
 
     async def _wait(self, name: str, want_gone: bool, context: Context) -> DiskGroupSnapshot | None:
         """Until the group is cut and every member DiskSnapshot is ready (or it is gone)."""
-        bound = self.timeouts.snapshot
-        remaining = context.time_remaining()
-        if remaining is not None:
-            bound = min(bound, max(remaining - 1.0, 0.0))
-        deadline = time.monotonic() + bound
-        while True:
-            group = await self._get(name)
-            if want_gone and group is None:
-                return None
-            if not want_gone:
-                if group is None:
-                    raise NotFound(f"DiskGroupSnapshot {name} is gone")
-                if await self._ready(group):
-                    return group
-                ready = group.status.condition("Ready")
-                if group.status.phase is SnapshotPhase.FAILED:
-                    raise InvalidArgument(f"DiskGroupSnapshot {name} failed: {group.status.message or ''}")
-                if ready is not None and not ready.true and ready.reason == "Conflict":
-                    raise Conflict(f"DiskGroupSnapshot {name}: {ready.message}")
-            if time.monotonic() >= deadline:
-                said = group.status.message if group is not None else "gone"
-                raise TimedOut(f"DiskGroupSnapshot {name} not {'deleted' if want_gone else 'cut'} "
-                               f"within {bound:.0f}s ({said or 'no message'})")  # fmt: skip
-            await asyncio.sleep(self.timeouts.poll)
+
+        async def done(group: DiskGroupSnapshot | None) -> bool:
+            if want_gone:
+                return group is None
+            if group is None:
+                raise NotFound(f"DiskGroupSnapshot {name} is gone")
+            return await self._ready(group)
+
+        return await wait_until(
+            "DiskGroupSnapshot",
+            name,
+            "deleted" if want_gone else "cut",
+            lambda: self._get(name),
+            done,
+            gave_up=lambda group: gave_up(group) if group is not None and not want_gone else None,
+            said=lambda group: (group.status.message if group is not None else "gone") or "no message",
+            bound=self.timeouts.snapshot,
+            poll=self.timeouts.poll,
+            context=context,
+        )
 
     async def _ready(self, group: DiskGroupSnapshot) -> bool:
         if not group.status.ready_to_use:

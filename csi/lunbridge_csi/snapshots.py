@@ -22,10 +22,8 @@ Idempotency, call by call:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +32,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from lunbridge.models import (
+    DiskGroupSnapshot,
     DiskSnapshot,
     DiskSnapshotSpec,
     ObjectMeta,
@@ -42,7 +41,7 @@ from lunbridge.models import (
     parse_handle,
 )
 from lunbridge_csi._proto import csi_pb2
-from lunbridge_csi.errors import InFlight, InvalidToken, OutOfRange, TimedOut, handled
+from lunbridge_csi.errors import InFlight, InvalidToken, OutOfRange, handled
 from lunbridge_csi.kube import ControllerKube
 from lunbridge_csi.volume_rules import (
     MANAGED_BY,
@@ -53,6 +52,7 @@ from lunbridge_csi.volume_rules import (
     required,
     volume_id_for,
 )
+from lunbridge_csi.waiting import progress, wait_until
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -72,18 +72,18 @@ def _handle_or_none(snapshot_id: str) -> tuple[str, str] | None:
 
 
 def snapshot_message(snap: DiskSnapshot) -> str:
-    status = snap.status
-    return f"phase {status.phase or 'none'}: {status.message or 'no message'}"
+    return progress(snap.status.phase, snap.status.message)
 
 
-def gave_up(snap: DiskSnapshot) -> Exception | None:
-    """The error a wait on a snapshot ends with: Failed (a spec the operator refused), or the
-    operator's Conflict (a pool that cannot cut a mapped LUN point-in-time)."""
+def gave_up(snap: DiskSnapshot | DiskGroupSnapshot) -> Exception | None:
+    """The error a wait on a snapshot (or a group of them) ends with: Failed (a spec the
+    operator refused), or the operator's Conflict (a pool that cannot cut a mapped LUN
+    point-in-time)."""
     ready = snap.status.condition("Ready")
     if snap.status.phase is SnapshotPhase.FAILED:
-        return InvalidArgument(f"DiskSnapshot {snap.name} failed: {snap.status.message or ''}")
+        return InvalidArgument(f"{snap.kind} {snap.name} failed: {snap.status.message or ''}")
     if ready is not None and not ready.true and ready.reason == "Conflict":
-        return Conflict(f"DiskSnapshot {snap.name}: {ready.message}")
+        return Conflict(f"{snap.kind} {snap.name}: {ready.message}")
     return None
 
 
@@ -111,25 +111,24 @@ class SnapshotRpcs:
     async def _wait_snapshot(
         self, name: str, what: str, done: Callable[[DiskSnapshot | None], bool], context: Context | None
     ) -> DiskSnapshot | None:
-        bound = self.timeouts.snapshot
-        remaining = context.time_remaining() if context is not None else None
-        if remaining is not None:
-            bound = min(bound, max(remaining - 1.0, 0.0))
-        deadline = time.monotonic() + bound
-        while True:
+        async def read() -> DiskSnapshot | None:
             try:
-                snap: DiskSnapshot | None = await self.kube.get_snapshot(name)
+                return await self.kube.get_snapshot(name)
             except NotFound:
-                snap = None
-            if done(snap):
-                return snap
-            error = gave_up(snap) if snap is not None else None
-            if error is not None:
-                raise error
-            if time.monotonic() >= deadline:
-                said = snapshot_message(snap) if snap is not None else "gone"
-                raise TimedOut(f"DiskSnapshot {name} not {what} within {bound:.0f}s ({said})")
-            await asyncio.sleep(self.timeouts.poll)
+                return None
+
+        return await wait_until(
+            "DiskSnapshot",
+            name,
+            what,
+            read,
+            done,
+            gave_up=lambda snap: gave_up(snap) if snap is not None else None,
+            said=lambda snap: snapshot_message(snap) if snap is not None else "gone",
+            bound=self.timeouts.snapshot,
+            poll=self.timeouts.poll,
+            context=context,
+        )
 
     async def _by_handle(self, handle: str, context: Context | None) -> DiskSnapshot | None:
         """The ready DiskSnapshot of `handle`; an existing storage snapshot without one is
