@@ -40,7 +40,7 @@ class DiskSnapshots(Protocol):
     """The DiskSnapshot calls of the controller's snapshot RPCs."""
 
     async def get_snapshot(self, name: str) -> DiskSnapshot: ...
-    async def list_snapshots(self) -> list[DiskSnapshot]: ...
+    async def list_snapshots(self, label_selector: str | None = None) -> list[DiskSnapshot]: ...
     async def create_snapshot(self, snapshot: DiskSnapshot) -> DiskSnapshot: ...
     async def delete_snapshot(self, name: str) -> None: ...
 
@@ -68,10 +68,14 @@ class Kube(KubeApi):
         )
         return DiskSnapshot.from_dict(found)
 
-    async def list_snapshots(self) -> list[DiskSnapshot]:
+    async def list_snapshots(self, label_selector: str | None = None) -> list[DiskSnapshot]:
+        """Every DiskSnapshot, or those `label_selector` (`key=value`) selects."""
+        selecting = {"label_selector": label_selector} if label_selector else {}
         found: dict[str, Any] = await self._call(
-            "list DiskSnapshots",
-            lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, DISK_SNAPSHOT_PLURAL),
+            f"list DiskSnapshots ({label_selector})" if label_selector else "list DiskSnapshots",
+            lambda: self._custom.list_cluster_custom_object(
+                GROUP, VERSION, DISK_SNAPSHOT_PLURAL, **selecting
+            ),
         )
         return [DiskSnapshot.from_dict(item) for item in found.get("items", [])]
 

@@ -57,11 +57,18 @@ from lunbridge_csi.waiting import progress, wait_until
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 IMPORT_PREFIX = "import-"
+# on a DiskSnapshot this plugin imports: `handle_hash` of its handle, to find it by a label selector
+HANDLE_LABEL = "csi.lunbridge.io/handle-hash"
+
+
+def handle_hash(handle: str) -> str:
+    """40 hex digits of the handle's SHA-256 (a label value, and part of an object name)."""
+    return hashlib.sha256(handle.encode()).hexdigest()[:40]
 
 
 def import_name(handle: str) -> str:
     """The DiskSnapshot that imports storage snapshot `handle` (one per handle)."""
-    return IMPORT_PREFIX + hashlib.sha256(handle.encode()).hexdigest()[:40]
+    return IMPORT_PREFIX + handle_hash(handle)
 
 
 def _handle_or_none(snapshot_id: str) -> tuple[str, str] | None:
@@ -136,12 +143,13 @@ class SnapshotRpcs:
         parsed = _handle_or_none(handle)
         if parsed is None:
             return None
-        for snap in await self.kube.list_snapshots():
-            if snap.status.handle == handle and not snap.metadata.deletion_timestamp:
-                return snap if snap.ready else await self._wait_ready(snap.name, context)
+        snap = await self._find(handle)
+        if snap is not None:
+            return snap if snap.ready else await self._wait_ready(snap.name, context)
         backend, storage_name = parsed
         name = import_name(handle)
-        meta = ObjectMeta(name=name, labels=dict(MANAGED_BY), annotations={NAME_ANNOTATION: handle})
+        labels = {**MANAGED_BY, HANDLE_LABEL: handle_hash(handle)}
+        meta = ObjectMeta(name=name, labels=labels, annotations={NAME_ANNOTATION: handle})
         spec = DiskSnapshotSpec(source=SnapshotSource(backend=backend, snapshot_name=storage_name))
         try:
             await self.kube.create_snapshot(DiskSnapshot(metadata=meta, spec=spec))
@@ -153,6 +161,20 @@ class SnapshotRpcs:
         except (_NotThere, InvalidArgument):  # no such snapshot, or no such backend
             await self.kube.delete_snapshot(name)
             return None
+
+    async def _find(self, handle: str) -> DiskSnapshot | None:
+        """The DiskSnapshot (not being deleted) that holds storage snapshot `handle`: among those
+        labelled with its hash (this plugin's imports), else among all (a CreateSnapshot's, a
+        group's member, an import made before the label)."""
+
+        def holder(snaps: list[DiskSnapshot]) -> DiskSnapshot | None:
+            return next(
+                (s for s in snaps if s.status.handle == handle and not s.metadata.deletion_timestamp), None
+            )
+
+        selector = f"{HANDLE_LABEL}={handle_hash(handle)}"
+        found = holder(await self.kube.list_snapshots(label_selector=selector))
+        return found if found is not None else holder(await self.kube.list_snapshots())
 
     async def _wait_ready(self, name: str, context: Context | None, imported: bool = False) -> DiskSnapshot:
         def done(snap: DiskSnapshot | None) -> bool:

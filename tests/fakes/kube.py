@@ -225,11 +225,14 @@ class FakeKube(Faults, Kube):
         self._record("get_snapshot", name)
         return DiskSnapshot.from_dict(self.read(DISK_SNAPSHOT_PLURAL, name))
 
-    async def list_snapshots(self) -> builtins.list[DiskSnapshot]:
-        self._record("list_snapshots")
+    async def list_snapshots(self, label_selector: str | None = None) -> builtins.list[DiskSnapshot]:
+        """Every DiskSnapshot, or those whose labels have every `key=value` of `label_selector`."""
+        self._record("list_snapshots", label_selector)
+        wanted = dict(term.split("=", 1) for term in label_selector.split(",")) if label_selector else {}
         return [
             DiskSnapshot.from_dict(copy.deepcopy(o))
             for o in self.objects.get(DISK_SNAPSHOT_PLURAL, {}).values()
+            if wanted.items() <= ((o.get("metadata") or {}).get("labels") or {}).items()
         ]
 
     async def create_snapshot(self, snapshot: DiskSnapshot) -> DiskSnapshot:

@@ -2,7 +2,7 @@
 operator running the real DiskSnapshot reconcile: a cut returns ready with its size and time,
 idempotency by name, the snapshot id naming its backend, filters and paging of ListSnapshots,
 restores at least as large as their snapshot, deletes of unknown ids, and an existing storage
-snapshot imported by its id."""
+snapshot imported by its id (and found again by its label, or without one)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import grpc
 from lunbridge.models import parse_handle
 from lunbridge_csi._proto import csi_pb2
 from lunbridge_csi.controller import ControllerService
-from lunbridge_csi.snapshots import import_name
+from lunbridge_csi.snapshots import HANDLE_LABEL, handle_hash, import_name
 from lunbridge_csi.volume_rules import MiB
 from tests.fakes import Lab
 from tests.unit.csi.conftest import TIMEOUTS
@@ -144,6 +144,29 @@ async def test_deletes_of_known_unknown_and_imported_ids(service: ControllerServ
     await call(service.DeleteSnapshot, csi_pb2.DeleteSnapshotRequest(snapshot_id=handle))
     assert "kept-elsewhere" not in lab.storage.snapshots
     assert import_name(handle) not in lab.kube.objects.get("disksnapshots", {})
+
+
+async def test_an_import_is_found_by_its_label_and_one_without_the_label_by_the_full_list(
+    service: ControllerService, lab: Lab
+) -> None:
+    await _volume(service)
+    await lab.storage.create_snapshot(lab.lun("pvc-0").name, "kept-elsewhere")
+    handle = f"{lab.services.backends.default}/kept-elsewhere"
+    request = csi_pb2.ListSnapshotsRequest(snapshot_id=handle)
+    first = await call(service.ListSnapshots, request)
+    labels = lab.kube.objects["disksnapshots"][import_name(handle)]["metadata"]["labels"]
+    assert labels[HANDLE_LABEL] == handle_hash(handle)
+    selector = f"{HANDLE_LABEL}={handle_hash(handle)}"
+
+    lab.kube.calls.clear()
+    assert await call(service.ListSnapshots, request) == first
+    assert lab.kube.called("list_snapshots") == [(selector,)]  # no list of every DiskSnapshot
+
+    del labels[HANDLE_LABEL]  # an import made before the label
+    lab.kube.calls.clear()
+    assert await call(service.ListSnapshots, request) == first
+    assert lab.kube.called("list_snapshots") == [(selector,), (None,)]
+    assert lab.kube.called("create_snapshot") == []
 
 
 async def test_a_restore_onto_another_backend_is_refused_naming_both() -> None:
