@@ -1,4 +1,5 @@
-"""DiskSnapshots of one test, as the snapshot and restore tests make and clean them up."""
+"""DiskSnapshots of one test, as the snapshot and restore tests make and clean them up; the
+storage snapshots tgtd holds; the data a snapshot test writes after the cut."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 from lunbridge.api import API_VERSION
 from tests.integration.operator import observe
+from tests.integration.operator.guestdisk import Staged, read_digest
+from tests.lab import libvirt as libvirt_lab
 from tests.lab.lab import LabState, kubectl
 
 TEST_LABEL = "lunbridge.io/test"
@@ -56,3 +59,15 @@ class Snapshots:
 
 def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
     return observe.condition(obj, "Ready")
+
+
+def storage_snapshots(lab: LabState) -> dict[str, Any]:
+    found: dict[str, Any] = observe.backend_state(lab).get("snapshots", {})
+    return found
+
+
+def write_again(guest: libvirt_lab.LibvirtGuest, staged: Staged) -> str:
+    """Write the staged disk's file anew (other random data, fsynced); its new digest."""
+    guest.run(f"dd if=/dev/urandom of={staged.mount}/data bs=64k count=32 conv=fsync 2>/dev/null",
+              timeout=120, check=True)  # fmt: skip
+    return read_digest(guest, staged.mount)

@@ -24,7 +24,8 @@ from tests.integration.operator import observe
 from tests.integration.operator.conftest import Disks
 from tests.integration.operator.crashing import Operator
 from tests.integration.operator.guestdisk import find_in_guest
-from tests.integration.operator.snapshotting import TEST_LABEL
+from tests.integration.operator.guestwriter import GuestWriter
+from tests.integration.operator.snapshotting import TEST_LABEL, storage_snapshots
 from tests.lab import libvirt as libvirt_lab
 from tests.lab.lab import LabState, kubectl
 
@@ -84,18 +85,12 @@ def test_a_group_cut_under_ordered_writes_holds_one_instant_across_its_disks(
         observe.wait_ready(lab, disks.make(node=lab.guest_node, size="16Mi"), timeout=120) for _ in range(2)
     ]
     devices = [find_in_guest(kvm_guest, disk) for disk in made]
-    progress = f"/mnt/lunbridge-group-writer-{uuid.uuid4().hex[:8]}"
-
-    def acknowledged() -> int:
-        return int(kvm_guest.run(f"cat {progress} 2>/dev/null || echo 0", timeout=30).stdout.strip() or 0)
-
-    kvm_guest.run(f"cat > {progress}.py <<'EOF'\n{WRITER}\nEOF\n"
-                  f"setsid python3 {progress}.py /dev/{devices[0]} /dev/{devices[1]} {progress} "
-                  ">/dev/null 2>&1 < /dev/null &", timeout=60, check=True)  # fmt: skip
+    writer = GuestWriter(kvm_guest, WRITER, "group-writer")
+    writer.start(f"/dev/{devices[0]}", f"/dev/{devices[1]}")
     name = f"group-{uuid.uuid4().hex[:8]}"
     try:
-        observe.eventually(lambda: acknowledged() >= 50, 60, "the writer in the guest running")
-        before = acknowledged()
+        observe.eventually(lambda: writer.acknowledged() >= 50, 60, "the writer in the guest running")
+        before = writer.acknowledged()
         observe.apply(lab, {"apiVersion": API_VERSION, "kind": "DiskGroupSnapshot",
                             "metadata": {"name": name, "labels": {TEST_LABEL: disks.test_id}},
                             "spec": {"virtualDisks": [d["metadata"]["name"] for d in made]}})  # fmt: skip
@@ -103,9 +98,9 @@ def test_a_group_cut_under_ordered_writes_holds_one_instant_across_its_disks(
         group: dict[str, Any] = observe.eventually(
             lambda: ready_group(lab, name), 60, "the group snapshot ready"
         )
-        after = acknowledged()
+        after = writer.acknowledged()
     finally:
-        kvm_guest.run(f"touch {progress}.stop; sleep 0.5", timeout=30)
+        writer.stop(then="sleep 0.5")
         for sd in devices:  # before their VirtualDisks are detached
             delete_disk(kvm_guest, sd)
     assert after - before >= 100, (
@@ -127,7 +122,7 @@ def test_a_group_cut_under_ordered_writes_holds_one_instant_across_its_disks(
 
     kubectl(lab, "delete", "dgsnap", name)
     observe.eventually(lambda: observe.get(lab, "dgsnap", name) is None, 60, "the group deleted")
-    state = json.dumps(observe.backend_state(lab).get("snapshots", {}))
+    state = json.dumps(storage_snapshots(lab))
     assert not any(m["snapshotName"] in state for m in members.values()), "member snapshots left on tgtd"
     assert not [
         observe.get(lab, "dsnap", m["diskSnapshot"])

@@ -16,7 +16,7 @@ from tests.integration.libvirt.guestscsi import delete_disk
 from tests.integration.operator import observe
 from tests.integration.operator.conftest import Disks
 from tests.integration.operator.guestdisk import mount_in_guest, read_digest, stage_in_guest, unstage
-from tests.integration.operator.snapshotting import TEST_LABEL, Snapshots, ready_condition
+from tests.integration.operator.snapshotting import TEST_LABEL, Snapshots, ready_condition, write_again
 from tests.lab import libvirt as libvirt_lab
 from tests.lab.lab import LabState, kubectl
 
@@ -52,9 +52,7 @@ def test_restore_round_trip_keeps_the_naa_and_is_refused_while_published(
     naa = disk["status"]["lun"]["naa"]
     staged = stage_in_guest(kvm_guest, disk)  # A
     snap = snapshots.wait_ready(snapshots.make({"virtualDisk": name}))
-    kvm_guest.run(f"dd if=/dev/urandom of={staged.mount}/data bs=64k count=32 conv=fsync 2>/dev/null",
-                  timeout=120, check=True)  # fmt: skip
-    data_b = read_digest(kvm_guest, staged.mount)
+    data_b = write_again(kvm_guest, staged)
     assert data_b != staged.digest
 
     refused = wait_done(lab, restore(lab, name, snap["metadata"]["name"], disks.test_id))

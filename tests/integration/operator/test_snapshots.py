@@ -22,20 +22,15 @@ from tests.integration.operator.guestdisk import (
     Staged,
     find_in_guest,
     mount_in_guest,
-    read_digest,
     stage_in_guest,
     unstage,
 )
-from tests.integration.operator.snapshotting import Snapshots, ready_condition
+from tests.integration.operator.guestwriter import GuestWriter
+from tests.integration.operator.snapshotting import Snapshots, ready_condition, storage_snapshots, write_again
 from tests.lab import libvirt as libvirt_lab
 from tests.lab.lab import LabState, kubectl
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-
-def storage_snapshots(lab: LabState) -> dict[str, Any]:
-    found: dict[str, Any] = observe.backend_state(lab).get("snapshots", {})
-    return found
 
 
 def reason_of(obj: dict[str, Any]) -> str | None:
@@ -81,9 +76,7 @@ def test_a_restore_holds_what_was_written_before_the_cut_and_nothing_after(
     assert status["snapshotName"] in storage_snapshots(lab)
     observe.wait_events(lab, snap, {"SnapshotCut"})
 
-    kvm_guest.run(f"dd if=/dev/urandom of={staged.mount}/data bs=64k count=32 conv=fsync 2>/dev/null",
-                  timeout=120, check=True)  # fmt: skip
-    assert read_digest(kvm_guest, staged.mount) != staged.digest
+    assert write_again(kvm_guest, staged) != staged.digest
 
     started = time.monotonic()
     name = disks.make(node=lab.guest_node, size="48Mi", source={"snapshot": snap["metadata"]["name"]})
@@ -126,23 +119,16 @@ def test_a_cut_under_fsynced_writes_holds_every_acknowledged_write_and_a_clean_f
     source = observe.wait_ready(lab, disks.make(node=lab.guest_node, size="64Mi"), timeout=120)
     staged = stage_in_guest(kvm_guest, source)
     guest_disks.append(staged)
-    progress = f"/mnt/lunbridge-writer-{uuid.uuid4().hex[:8]}"
-    log = f"{staged.mount}/log"
-    kvm_guest.run(f"cat > {progress}.py <<'EOF'\n{WRITER}\nEOF\n"
-                  f"setsid python3 {progress}.py {log} {progress} >/dev/null 2>&1 < /dev/null &",
-                  timeout=60, check=True)  # fmt: skip
-
-    def acknowledged() -> int:
-        out = kvm_guest.run(f"cat {progress} 2>/dev/null || echo 0", timeout=30).stdout.strip()
-        return int(out or 0)
-
+    writer = GuestWriter(kvm_guest, WRITER)
+    progress, log = writer.progress, f"{staged.mount}/log"
+    writer.start(log)
     try:
-        observe.eventually(lambda: acknowledged() >= 20, 60, "the writer in the guest running")
-        before_cut = acknowledged()
+        observe.eventually(lambda: writer.acknowledged() >= 20, 60, "the writer in the guest running")
+        before_cut = writer.acknowledged()
         snap = snapshots.wait_ready(snapshots.make({"virtualDisk": source["metadata"]["name"]}))
-        after_cut = acknowledged()
+        after_cut = writer.acknowledged()
     finally:
-        kvm_guest.run(f"touch {progress}.stop", timeout=30)
+        writer.stop()
     assert after_cut > before_cut, "the writer did not run while the snapshot was cut"
 
     name = disks.make(node=lab.guest_node, size="64Mi", source={"snapshot": snap["metadata"]["name"]})

@@ -19,6 +19,7 @@ from lunbridge.san import Transport
 from lunbridge.storage.tgt import TgtBackend
 from tests.integration.storage.conftest import config_for, remove_targets
 from tests.lab.tgt import Tgt
+from tests.unit.storage.mapped import mapped_lun
 
 A = "iqn.1998-01.com.vmware:storage-host-cut"
 FAR = 200 << 20
@@ -34,9 +35,7 @@ def _record(path: Path, offset: int) -> int:
 async def test_snapshots_of_a_lun_being_written_hold_a_single_instant(
     backend: TgtBackend, tmp_path: Path
 ) -> None:
-    await backend.create_lun("busy", 256 << 20)
-    await backend.create_igroup("g", Transport.ISCSI, [A])
-    await backend.map_lun("busy", "g")
+    await mapped_lun(backend, "busy", 256 << 20, "g", A)
     path = tmp_path / "pool" / "luns" / "busy.img"
     stop = threading.Event()
     written = [0]
@@ -86,9 +85,7 @@ async def test_a_pool_without_reflink_refuses_to_snapshot_a_mapped_lun(
     plain = tmp_path / "plain"
     backend = TgtBackend(config_for(tgt, plain, prefix))
     try:
-        await backend.create_lun("busy", 8 << 20)
-        await backend.create_igroup("g", Transport.ISCSI, [A])
-        await backend.map_lun("busy", "g")
+        await mapped_lun(backend, "busy", 8 << 20, "g", A)
         with pytest.raises(Conflict, match="cannot cut a point-in-time snapshot") as refused:
             await backend.create_snapshot("busy", "cut")
         assert "unmap it first" in str(refused.value)

@@ -128,8 +128,3 @@ class Flow:
         kubectl(self.lab, "delete", "namespace", self.namespace, "--wait=false")
         kubectl(self.lab, "delete", "storageclass", self.storage_class)
         kubectl(self.lab, "delete", "volumesnapshotclass", self.delete_class, self.retain_class)
-
-
-def storage_snapshots(lab: LabState) -> dict[str, Any]:
-    found: dict[str, Any] = observe.backend_state(lab).get("snapshots", {})
-    return found

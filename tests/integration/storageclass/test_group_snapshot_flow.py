@@ -11,8 +11,9 @@ from typing import Any
 
 from lunbridge.api import CSI_DRIVER_NAME
 from lunbridge.models import parse_handle
+from tests.integration.operator.snapshotting import storage_snapshots
 from tests.integration.storageclass.conftest import apply
-from tests.integration.storageclass.flow import Flow, field, from_snapshot, obj, storage_snapshots
+from tests.integration.storageclass.flow import Flow, field, from_snapshot, obj
 from tests.integration.storageclass.test_pvc_flow import get, wait
 from tests.lab.lab import LabState, kubectl
 

@@ -13,9 +13,10 @@ import uuid
 
 from lunbridge.api import CSI_DRIVER_NAME
 from lunbridge.models import parse_handle
-from tests.integration.operator.guestdisk import mount_in_guest, read_digest, stage_in_guest
+from tests.integration.operator.guestdisk import mount_in_guest, stage_in_guest
+from tests.integration.operator.snapshotting import storage_snapshots, write_again
 from tests.integration.storageclass.conftest import apply
-from tests.integration.storageclass.flow import SNAPSHOT_API, Flow, from_snapshot, obj, storage_snapshots
+from tests.integration.storageclass.flow import SNAPSHOT_API, Flow, from_snapshot, obj
 from tests.integration.storageclass.test_pvc_flow import get, wait
 from tests.lab import libvirt as libvirt_lab
 from tests.lab.lab import LabState, kubectl
@@ -40,9 +41,7 @@ def test_snapshot_restore_and_clone_through_the_real_sidecars_hold_the_right_dat
     assert dsnap["status"]["snapshotName"] == storage_name
     assert dsnap["spec"]["source"]["virtualDisk"] == flow.volume_id(source)
 
-    kvm_guest.run(f"dd if=/dev/urandom of={staged.mount}/data bs=64k count=32 conv=fsync 2>/dev/null",
-                  timeout=120, check=True)  # fmt: skip
-    data_b = read_digest(kvm_guest, staged.mount)
+    data_b = write_again(kvm_guest, staged)
     assert data_b != staged.digest
 
     restored = flow.pvc("restored", from_snapshot("before-b"), size="96Mi")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from lunbridge.errors import Conflict
-from lunbridge.san import Transport
 from lunbridge.storage.tgt import TgtBackend
 from lunbridge.storage.tgt.files import NoReflink, clone_file, cut
+from tests.unit.storage.mapped import mapped_lun
 
 A = "iqn.1998-01.com.vmware:host-a"
 
@@ -20,9 +20,7 @@ A = "iqn.1998-01.com.vmware:host-a"
 async def test_a_mapped_lun_on_a_pool_without_reflink_is_refused_and_nothing_is_left(
     backend: TgtBackend, tmp_path: Path
 ) -> None:
-    await backend.create_lun("vol", 1 << 20)
-    await backend.create_igroup("g1", Transport.ISCSI, [A])
-    await backend.map_lun("vol", "g1")
+    await mapped_lun(backend, "vol", 1 << 20, "g1", A)
     with pytest.raises(Conflict) as refused:
         await backend.create_snapshot("vol", "snap-1")
     message = str(refused.value)
@@ -36,9 +34,7 @@ async def test_a_mapped_lun_on_a_pool_without_reflink_is_refused_and_nothing_is_
 async def test_an_unmapped_lun_is_copied_on_a_pool_without_reflink(
     backend: TgtBackend, tmp_path: Path
 ) -> None:
-    await backend.create_lun("vol", 1 << 20)
-    await backend.create_igroup("g1", Transport.ISCSI, [A])
-    await backend.map_lun("vol", "g1")
+    await mapped_lun(backend, "vol", 1 << 20, "g1", A)
     await backend.unmap_lun("vol", "g1")
     snap = await backend.create_snapshot("vol", "snap-1")
     assert snap.lun == "vol"
