@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,13 +38,13 @@ from urllib.parse import quote
 import grpc.aio
 
 from lunbridge.command import Runner, run
-from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
+from lunbridge.errors import AlreadyExists, Conflict, NotFound, Unavailable
 from lunbridge.hypervisor.detect import detect
-from lunbridge.models import AttachMode, PublishContext
 from lunbridge_csi import node_rules
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from lunbridge_csi.errors import InFlight, handled
-from lunbridge_csi.guest import filesystem, mount, scsi, teardown
+from lunbridge_csi.guest import attached, filesystem, mount, scsi, teardown
+from lunbridge_csi.guest.attached import placement
 from lunbridge_csi.guest.limits import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
@@ -56,8 +55,6 @@ Unit = csi_pb2.VolumeUsage.Unit
 
 READ_ONLY_MODES = {Mode.SINGLE_NODE_READER_ONLY, Mode.MULTI_NODE_READER_ONLY}
 DEFAULT_STATE_DIR = Path("/var/lib/lunbridge-guest")
-# how long a disk whose VPD page lacks the published NAA is asked again before it is refused
-RECHECK_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -75,25 +72,6 @@ class Staged:
     @classmethod
     def read(cls, path: Path) -> Staged:
         return cls(**json.loads(path.read_text()))
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a hypervisor attached the disk in this guest, and the NAA it must carry."""
-
-    naa: str
-    pci_slot: int
-    address: scsi.Address
-
-
-def placement(context: Mapping[str, str]) -> Placement:
-    """From the publish context (InvalidArgument naming a missing or bad key)."""
-    where = PublishContext.from_dict(context)
-    if where.mode is not AttachMode.HYPERVISOR or where.pci_slot is None or where.guest_address is None:
-        raise InvalidArgument(
-            f"publish_context mode {where.mode.value}: this node plugin finds disks a hypervisor attached"
-        )
-    return Placement(where.naa, where.pci_slot, where.guest_address)
 
 
 class NodeService(csi_pb2_grpc.NodeServicer):
@@ -206,20 +184,9 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         fs_type = "" if block else filesystem.fs_type(capability.mount.fs_type)
         async with self.in_flight.hold(volume_id):
             started = time.monotonic()
-            host = await scsi.wait_for_host(self.root, where.pci_slot, self.device_timeout)
-            device = await scsi.wait_for_device(self.root, host, where.address, self.device_timeout)
-            carried = scsi.device_naas(self.root, device)
-            if where.naa not in carried:
-                log.info(
-                    "%s shows %s, not %s yet: asking the disk again", device, carried or "no NAA", where.naa
-                )
-                carried = await scsi.recheck_naas(self.root, device, where.naa, RECHECK_SECONDS)
-            if where.naa not in carried:
-                raise Conflict(
-                    f"the disk at {scsi.hctl(host, where.address)} ({device}) carries "
-                    f"{', '.join(carried) or 'no NAA'}, "
-                    f"not {where.naa} of volume {volume_id}; nothing was written to it"
-                )
+            host, device = await attached.find_disk(
+                self.root, where, self.device_timeout, f"volume {volume_id}"
+            )
             dev = self._dev(device)
             mounted = None if block else mount.mounted_at(self.root, staging)
             if mounted is not None and mounted.source != dev:

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -68,21 +69,40 @@ grep -q " {share} 9p " /proc/mounts || \
         raise LabError(f"preparing the guest for the node service failed: {result.stderr.strip()}")
 
 
-def start_node_service(guest: AgentGuest, address: str) -> None:
+def start_node_service(
+    guest: AgentGuest, address: str, *, node_name: str | None = None, kubeconfig: Path | None = None,
+    extra: tuple[str, ...] = (),
+) -> None:  # fmt: skip
     """`lunbridge-csi --mode node` in the guest (restarted if it runs); waits until `address`
     (this machine's end of the port forward) answers CSI calls. The lab prepared the guest
-    (`prepare_guest`) when it booted."""
+    (`prepare_guest`) when it booted. With `node_name` and `kubeconfig` (the lab's
+    `kube.guest_kubeconfig_path`), its node channel watches the API for the node's work."""
     stop_node_service(guest)
     argv = [sys.executable, "-m", "lunbridge_csi", "--mode", "node",
-            "--endpoint", f"tcp://0.0.0.0:{libvirt_lab.GUEST_CSI_PORT}"]  # fmt: skip
+            "--endpoint", f"tcp://0.0.0.0:{libvirt_lab.GUEST_CSI_PORT}", *extra]  # fmt: skip
+    env = dict(GUEST_ENV)
+    if node_name is not None:
+        argv += ["--node-name", node_name]
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
     script = f"setsid {shlex.join(argv)} </dev/null >{NODE_LOG} 2>&1 & echo $! >{NODE_PID}"
-    result = guest.run(["/bin/sh", "-c", script], timeout=30, env=GUEST_ENV)
+    result = guest.run(["/bin/sh", "-c", script], timeout=30, env=env)
     if result.returncode != 0:
         raise LabError(f"starting the node service in the guest failed: {result.stderr.strip()}")
     try:
         wait_ready(address, READY_TIMEOUT)
     except LabError as exc:
         raise LabError(f"{exc}\n--- {NODE_LOG} in the guest ---\n{node_service_log(guest)}") from None
+
+
+def guest_kubeconfig_path(lab_dir: Path) -> Path:
+    """The guest node plugin's kubeconfig (`kube.write_guest_kubeconfig`), in the writable share."""
+    return libvirt_lab.csi_share_dir(lab_dir) / "kubeconfig"
+
+
+def node_channel(state: Any) -> dict[str, Any]:
+    """`start_node_service`'s arguments for the node channel of the lab's guest (a LabState)."""
+    return {"node_name": state.guest_node, "kubeconfig": guest_kubeconfig_path(Path(state.lab_dir))}
 
 
 def stop_node_service(guest: AgentGuest) -> None:

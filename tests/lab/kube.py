@@ -7,6 +7,7 @@ token, and the controller-manager binds PVs and collects garbage like in a real 
 
 from __future__ import annotations
 
+import base64
 import secrets
 import ssl
 import subprocess
@@ -17,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.lab import procs
+
+# where the lab's KVM guest reaches this machine's kube-apiserver: a QEMU guestfwd (one `busybox
+# nc` relay per connection; ../shared/notes/kubelet.md), named `kubernetes` for TLS
+GUEST_APISERVER = ("10.0.2.100", 6443)
 
 ETCD = "etcd"
 APISERVER = "kube-apiserver"
@@ -53,8 +58,9 @@ def _pki(lab_dir: Path) -> Path:
     return pki
 
 
-def start(lab_dir: Path, bin_dir: Path) -> KubeEndpoints:
-    """Start etcd, the API server and the controller-manager; wait until /readyz is ok."""
+def start(lab_dir: Path, bin_dir: Path, api_port: int | None = None) -> KubeEndpoints:
+    """Start etcd, the API server (on `api_port`, else a free port) and the controller-manager;
+    wait until /readyz is ok."""
     pki = _pki(lab_dir)
     token = secrets.token_hex(16)
     (pki / "tokens.csv").write_text(f'{token},lab-admin,lab-admin,"system:masters"\n')
@@ -77,7 +83,7 @@ def start(lab_dir: Path, bin_dir: Path) -> KubeEndpoints:
     )
     procs.wait_port("127.0.0.1", etcd_port, 30, ETCD, lab_dir)
 
-    api_port = procs.free_port()
+    api_port = api_port or procs.free_port()
     _spawn_apiserver(lab_dir, bin_dir, etcd_port, api_port)
     endpoints = KubeEndpoints(etcd_port=etcd_port, apiserver_port=api_port, token=token)
     _wait_ready(lab_dir, endpoints, timeout=90)
@@ -157,21 +163,20 @@ def _wait_ready(lab_dir: Path, endpoints: KubeEndpoints, timeout: float) -> None
     raise procs.LabError(f"kube-apiserver not ready within {timeout}s ({last})")
 
 
-def write_kubeconfig(lab_dir: Path, endpoints: KubeEndpoints) -> Path:
-    ca = lab_dir / "pki" / "serving" / "apiserver.crt"
-    path = kubeconfig_path(lab_dir)
+def _write_kubeconfig(path: Path, cluster: dict[str, str], token: str) -> Path:
+    """A kubeconfig of one cluster (its `cluster` keys) and the lab's admin token, owner-only."""
+    keys = "\n".join(f"    {key}: {value}" for key, value in cluster.items())
     path.write_text(
         f"""apiVersion: v1
 kind: Config
 clusters:
 - name: lab
   cluster:
-    server: {endpoints.server}
-    certificate-authority: {ca}
+{keys}
 users:
 - name: lab-admin
   user:
-    token: {endpoints.token}
+    token: {token}
 contexts:
 - name: lab
   context: {{cluster: lab, user: lab-admin}}
@@ -180,6 +185,23 @@ current-context: lab
     )
     path.chmod(0o600)
     return path
+
+
+def write_kubeconfig(lab_dir: Path, endpoints: KubeEndpoints) -> Path:
+    ca = lab_dir / "pki" / "serving" / "apiserver.crt"
+    cluster = {"server": endpoints.server, "certificate-authority": str(ca)}
+    return _write_kubeconfig(kubeconfig_path(lab_dir), cluster, endpoints.token)
+
+
+def write_guest_kubeconfig(lab_dir: Path, endpoints: KubeEndpoints, path: Path) -> Path:
+    """The kubeconfig the KVM guest's node plugin uses, at `path` (in a folder the guest sees):
+    the API server through the guest NIC's guestfwd (GUEST_APISERVER), its certificate
+    embedded and checked for the name `kubernetes` (one of its SANs)."""
+    address, port = GUEST_APISERVER
+    ca = base64.b64encode((lab_dir / "pki" / "serving" / "apiserver.crt").read_bytes()).decode()
+    cluster = {"server": f"https://{address}:{port}", "tls-server-name": "kubernetes",
+               "certificate-authority-data": ca}  # fmt: skip
+    return _write_kubeconfig(path, cluster, endpoints.token)
 
 
 def running(lab_dir: Path) -> bool:

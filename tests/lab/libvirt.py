@@ -49,6 +49,7 @@ from pathlib import Path
 from tests.lab import guest as guest_lab
 from tests.lab import procs
 from tests.lab.guest import Agent, AgentGuest
+from tests.lab.kube import GUEST_APISERVER
 from tests.lab.procs import LabError
 
 NAME = "libvirtd"
@@ -87,7 +88,8 @@ log_outputs = "3:file:{log}"
 
 QEMU_CONF = """\
 # the lab's QEMU driver: guests run as root (they read / over 9p), no labels, no cgroups,
-# no per-guest /dev, QEMU's output to files (no virtlogd)
+# no per-guest /dev, QEMU's output to files (no virtlogd), and no seccomp sandbox: its
+# spawn=deny kills QEMU when the NIC's guestfwd starts its relay to the API server
 user = "root"
 group = "root"
 dynamic_ownership = 0
@@ -96,6 +98,7 @@ security_driver = "none"
 cgroup_controllers = [ ]
 namespaces = [ ]
 stdio_handler = "file"
+seccomp_sandbox = 0
 """
 
 
@@ -259,10 +262,17 @@ def _alive(pid: int) -> bool:
 
 
 def domain_xml(
-    lab_dir: Path, cache_dir: Path, node_port: int, *, memory_mib: int = 1024, python: str | None = None
+    lab_dir: Path,
+    cache_dir: Path,
+    node_port: int,
+    *,
+    memory_mib: int = 1024,
+    python: str | None = None,
+    api_port: int | None = None,
 ) -> str:
     """The lab guest as a libvirt domain (see the module docstring); 127.0.0.1:`node_port`
-    leads to the guest's GUEST_CSI_PORT."""
+    leads to the guest's GUEST_CSI_PORT, and GUEST_APISERVER in the guest to this machine's
+    127.0.0.1:`api_port` (when given)."""
     kernel, initrd = guest_lab.assets(cache_dir)
     ET.register_namespace("qemu", QEMU_NS)
     dom = ET.Element("domain", type="qemu")
@@ -307,6 +317,9 @@ def domain_xml(
     frontend = ET.SubElement(override, qemu + "frontend")
     ET.SubElement(frontend, qemu + "property", name="hotplug", type="bool", value="false")
     forward = f"tcp:127.0.0.1:{node_port}-:{GUEST_CSI_PORT}"
+    if api_port is not None:
+        address, port = GUEST_APISERVER
+        forward += f",guestfwd=tcp:{address}:{port}-cmd:busybox nc 127.0.0.1 {api_port}"
     nic = [
         "-netdev", f"user,id=labnet,restrict=on,hostfwd={forward}",
         "-device", f"virtio-net-pci,netdev=labnet,bus=pci.0,addr={NIC_PCI_SLOT}",
@@ -327,7 +340,7 @@ class GuestInfo:
         return f"libvirt://{self.uuid}"
 
 
-def create_guest(lab_dir: Path, cache_dir: Path, node_port: int) -> GuestInfo:
+def create_guest(lab_dir: Path, cache_dir: Path, node_port: int, api_port: int | None = None) -> GuestInfo:
     """Start the lab guest through libvirt (a transient domain; it boots in the background)."""
     info = GuestInfo(DOMAIN, domain_uuid(lab_dir))
     if virsh(lab_dir, "domstate", DOMAIN, check=False).stdout.strip() == "running":
@@ -336,7 +349,7 @@ def create_guest(lab_dir: Path, cache_dir: Path, node_port: int) -> GuestInfo:
     (guest_lab.socket_dir(lab_dir) / AGENT_SOCKET).unlink(missing_ok=True)
     xml_file = root(lab_dir) / f"{DOMAIN}.xml"
     csi_share_dir(lab_dir).mkdir(parents=True, exist_ok=True)
-    xml_file.write_text(domain_xml(lab_dir, cache_dir, node_port))
+    xml_file.write_text(domain_xml(lab_dir, cache_dir, node_port, api_port=api_port))
     virsh(lab_dir, "create", str(xml_file))
     return info
 

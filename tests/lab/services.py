@@ -34,7 +34,7 @@ def up(lab_dir: Path) -> lab.LabState:
             csi.start_controller(state.env(), lab_dir)
         guest = libvirt_lab.connect_guest(lab_dir)
         try:
-            csi.start_node_service(guest, state.node_endpoint)
+            csi.start_node_service(guest, state.node_endpoint, **csi.node_channel(state))
         finally:
             guest.close()
     except BaseException:

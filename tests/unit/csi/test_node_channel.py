@@ -1,0 +1,133 @@
+"""The node channel: a task addressed to this node and not answered runs once, its report goes
+back as Running then Done (with the worker's result or its error); other nodes' tasks and
+answered tasks are left alone; a report that could not be written is sent again without
+running the task again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from lunbridge.errors import InvalidArgument, Unavailable
+from lunbridge.models import NodeTask, node_task_label
+from lunbridge_csi.channel import NodeChannel
+
+PLURAL = "diskverifications"
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.reports: list[tuple[str, dict[str, Any]]] = []
+        self.refuse_reports = 0
+
+    async def list_objects(self, plural: str, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        return [], "1"
+
+    async def watch_objects(
+        self, plural: str, label_selector: str, resource_version: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        await asyncio.Event().wait()
+        yield {}
+
+    async def patch_report(self, plural: str, name: str, report: dict[str, Any]) -> None:
+        if report["state"] == "Done" and self.refuse_reports:
+            self.refuse_reports -= 1
+            raise Unavailable("the API server is away")
+        self.reports.append((name, report))
+
+
+def obj(name: str, node: str, task_id: str = "t1", report: dict[str, Any] | None = None) -> dict[str, Any]:
+    task = NodeTask(id=task_id, node=node, type="Echo", params={"word": "hi"}, timeout_seconds=5)
+    status: dict[str, Any] = {"nodeTask": task.to_dict()}
+    if report is not None:
+        status["nodeReport"] = report
+    return {"metadata": {"name": name}, "status": status}
+
+
+def channel(api: FakeApi, runs: list[str]) -> NodeChannel:
+    async def echo(task: NodeTask, name: str) -> dict[str, str]:
+        runs.append(name)
+        if task.params["word"] == "fail":
+            raise InvalidArgument("spec.check 'x' is not configured on this node")
+        return {"said": task.params["word"]}
+
+    return NodeChannel(api, "node-a", {"Echo": echo}, (PLURAL,))
+
+
+async def settle(chan: NodeChannel) -> None:
+    while chan._running:
+        await asyncio.gather(*chan._running.values())
+
+
+async def test_a_task_for_this_node_runs_once_and_reports_running_then_done() -> None:
+    api, runs = FakeApi(), list[str]()
+    chan = channel(api, runs)
+    chan.consider(PLURAL, obj("v1", "node-a"))
+    chan.consider(PLURAL, obj("v1", "node-a"))  # seen again while it runs
+    await settle(chan)
+    assert runs == ["v1"]
+    assert [r["state"] for _, r in api.reports] == ["Running", "Done"]
+    assert api.reports[-1][1]["result"] == {"said": "hi"}
+    assert api.reports[-1][1]["id"] == "t1"
+    assert api.reports[-1][1]["error"] is None
+
+
+async def test_other_nodes_and_answered_tasks_are_left_alone() -> None:
+    api, runs = FakeApi(), list[str]()
+    chan = channel(api, runs)
+    chan.consider(PLURAL, obj("v1", "node-b"))
+    chan.consider(PLURAL, obj("v2", "node-a", report={"id": "t1", "node": "node-a", "state": "Done"}))
+    await settle(chan)
+    assert runs == []
+    assert api.reports == []
+
+
+async def test_a_report_of_an_earlier_task_does_not_answer_a_new_one() -> None:
+    api, runs = FakeApi(), list[str]()
+    chan = channel(api, runs)
+    chan.consider(
+        PLURAL, obj("v1", "node-a", task_id="t2", report={"id": "t1", "node": "node-a", "state": "Done"})
+    )
+    await settle(chan)
+    assert runs == ["v1"]
+
+
+async def test_a_worker_error_is_reported_as_the_tasks_error() -> None:
+    api, runs = FakeApi(), list[str]()
+    chan = channel(api, runs)
+    item = obj("v1", "node-a")
+    item["status"]["nodeTask"]["params"]["word"] = "fail"
+    chan.consider(PLURAL, item)
+    await settle(chan)
+    done = api.reports[-1][1]
+    assert done["state"] == "Done"
+    assert "is not configured on this node" in done["error"]
+
+
+async def test_an_unwritten_report_is_sent_again_without_running_the_task_again() -> None:
+    api, runs = FakeApi(), list[str]()
+    api.refuse_reports = 1
+    chan = channel(api, runs)
+    chan.consider(PLURAL, obj("v1", "node-a"))
+    await settle(chan)
+    assert [r["state"] for _, r in api.reports] == ["Running"]
+    chan.consider(PLURAL, obj("v1", "node-a"))  # the object seen again (watch or list)
+    await settle(chan)
+    assert runs == ["v1"]
+    assert api.reports[-1][1]["state"] == "Done"
+
+
+async def test_a_task_type_without_a_worker_is_answered_with_an_error() -> None:
+    api = FakeApi()
+    chan = NodeChannel(api, "node-a", {}, (PLURAL,))
+    chan.consider(PLURAL, obj("v1", "node-a"))
+    await settle(chan)
+    assert "no worker for task type 'Echo'" in api.reports[-1][1]["error"]
+
+
+def test_long_node_names_get_a_valid_label_value() -> None:
+    assert node_task_label("worker-1") == "worker-1"
+    long = node_task_label("a" * 70 + ".example.com")
+    assert long.startswith("h-")
+    assert len(long) <= 63
