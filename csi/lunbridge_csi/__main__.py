@@ -74,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
         "from its PVSCSI controllers (4 x 15 units less the disks lunbridge does not manage) "
         f"(default {DEFAULT_KVM_MAX_VOLUMES})",
     )
+    parser.add_argument(
+        "--node-name",
+        default=os.environ.get("NODE_NAME"),
+        help="node: this node's Kubernetes name (NODE_NAME, from the downward API); when given, the "
+        "node plugin watches the API for work for this node (snapshot verification) and reports back",
+    )
+    parser.add_argument(
+        "--verify-check",
+        action="append",
+        default=[c for c in os.environ.get("LUNBRIDGE_VERIFY_CHECKS", "").split(";") if c.strip()],
+        metavar="NAME=COMMAND",
+        help="node: a check a DiskVerification may name (spec.check), run on the snapshot's clone; "
+        "{device} and {mount} (the clone mounted read-only) are substituted; exit 0 passes. "
+        "Repeatable (LUNBRIDGE_VERIFY_CHECKS, ';'-separated)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("LUNBRIDGE_LOG_LEVEL", "INFO"))
     return parser
 
@@ -96,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeouts=Timeouts(provision=wait, attach=wait, detach=wait, delete=wait, expand=wait),
         max_volumes=args.max_volumes,
         kvm_max_volumes=args.kvm_max_volumes,
+        node_name=args.node_name,
+        verify_checks=tuple(args.verify_check),
     )
     try:
         asyncio.run(serve(settings))

@@ -87,10 +87,18 @@ class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_volumes: int | None = None  # the node's max_volumes_per_node, when not counted
     kvm_max_volumes: int = DEFAULT_KVM_MAX_VOLUMES  # lunbridge disks per KVM guest
+    node_name: str | None = None  # the node's Kubernetes name: the node channel runs when given
+    verify_checks: tuple[str, ...] = ()  # NAME=COMMAND checks a snapshot verification may name
 
 
 def build(settings: Settings, kube: Any | None = None) -> tuple[grpc.aio.Server, Endpoint]:
     """A server with the services of `settings.mode`, bound but not started."""
+    server, endpoint, _ = _build(settings, kube)
+    return server, endpoint
+
+
+def _build(settings: Settings, kube: Any | None) -> tuple[grpc.aio.Server, Endpoint, Any | None]:
+    """The server, its endpoint, and the Node service it serves (None for a controller)."""
     endpoint = parse_endpoint(settings.endpoint)
     server = grpc.aio.server()
     controller = settings.mode in ("controller", "all")
@@ -110,28 +118,61 @@ def build(settings: Settings, kube: Any | None = None) -> tuple[grpc.aio.Server,
             ControllerService(kube, settings.timeouts, settings.capacity_bytes), server
         )
         stubs.add_GroupControllerServicer_to_server(GroupControllerService(kube, settings.timeouts), server)
+    node = None
     if settings.mode in ("node", "all"):
-        stubs.add_NodeServicer_to_server(node_service(settings), server)
+        node = node_service(settings)
+        stubs.add_NodeServicer_to_server(node, server)
     identity = IdentityService(driver_name=settings.driver_name, probe=probe)
     stubs.add_IdentityServicer_to_server(identity, server)
     if endpoint.socket is not None:
         remove_stale_socket(endpoint.socket)
     if server.add_insecure_port(endpoint.address) == 0 and endpoint.socket is None:
         raise EndpointError(f"cannot listen on {settings.endpoint}")
-    return server, endpoint
+    return server, endpoint, node
+
+
+async def run_node_channel(settings: Settings, node: Any) -> None:
+    """The node channel (`lunbridge_csi.channel`) of `settings.node_name`, until cancelled. The
+    Kubernetes client loads here, off the event loop, after the gRPC server is serving."""
+    from lunbridge.api import DISK_VERIFICATION_PLURAL
+    from lunbridge_csi import node_tasks
+    from lunbridge_csi.channel import NodeChannel
+    from lunbridge_csi.guest.verify import parse_checks
+
+    checks = parse_checks(settings.verify_checks)
+    module = await asyncio.to_thread(importlib.import_module, "lunbridge_csi.channel_kube")
+    while True:
+        try:
+            api = await asyncio.to_thread(module.ChannelKube)
+            break
+        except Exception as exc:  # the client raises its own ConfigException or OSError
+            log.error("node channel: cannot load a Kubernetes configuration (KUBECONFIG or in-cluster): "
+                      "%s; again in 30s", exc)  # fmt: skip
+            await asyncio.sleep(30)
+    channel = NodeChannel(
+        api, settings.node_name or "", node_tasks.workers(node, checks), (DISK_VERIFICATION_PLURAL,)
+    )
+    await channel.run()
 
 
 async def serve(settings: Settings, kube: Any | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
-    server, endpoint = build(settings, kube)
+    server, endpoint, node = _build(settings, kube)
     await server.start()
     log.info("lunbridge-csi serves %s on %s", settings.mode, settings.endpoint)
+    channel = None
+    if node is not None and settings.node_name:
+        channel = asyncio.create_task(run_node_channel(settings, node), name="node channel")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
     log.info("stopping (grace %.0fs)", GRACE_SECONDS)
+    if channel is not None:
+        channel.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await channel
     await server.stop(GRACE_SECONDS)
     if endpoint.socket is not None:
         endpoint.socket.unlink(missing_ok=True)

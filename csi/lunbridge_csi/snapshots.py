@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc.aio
@@ -32,6 +32,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from lunbridge.models import (
+    AutoVerification,
     DiskGroupSnapshot,
     DiskSnapshot,
     DiskSnapshotSpec,
@@ -69,6 +70,27 @@ def handle_hash(handle: str) -> str:
 def import_name(handle: str) -> str:
     """The DiskSnapshot that imports storage snapshot `handle` (one per handle)."""
     return IMPORT_PREFIX + handle_hash(handle)
+
+
+VERIFIER_NODE_PARAMETER = "verifierNode"  # a VolumeSnapshotClass parameter: verify each snapshot there
+VERIFY_CHECK_PARAMETER = "verifyCheck"  # with it: the configured check to run (spec.check)
+
+
+def snapshot_verification(parameters: Mapping[str, str]) -> AutoVerification | None:
+    """What a VolumeSnapshotClass's parameters ask for (`verifierNode`, `verifyCheck`): every
+    snapshot verified on that node, or nothing; InvalidArgument naming an unknown parameter."""
+    known = {VERIFIER_NODE_PARAMETER, VERIFY_CHECK_PARAMETER}
+    unknown = sorted(k for k in parameters if k not in known and not k.startswith(RESERVED_PREFIX))
+    if unknown:
+        raise InvalidArgument(f"parameter(s) {', '.join(unknown)} are not known to lunbridge snapshots "
+                              f"(known: {', '.join(sorted(known))})")  # fmt: skip
+    node = parameters.get(VERIFIER_NODE_PARAMETER, "").strip()
+    check = parameters.get(VERIFY_CHECK_PARAMETER, "").strip() or None
+    if not node:
+        if check:
+            raise InvalidArgument(f"parameter {VERIFY_CHECK_PARAMETER} needs {VERIFIER_NODE_PARAMETER}")
+        return None
+    return AutoVerification(verifier_node=node, check=check)
 
 
 def _handle_or_none(snapshot_id: str) -> tuple[str, str] | None:
@@ -209,9 +231,7 @@ class SnapshotRpcs:
     ) -> csi_pb2.CreateSnapshotResponse:
         name = required(request.name, "name")
         source = known_volume(required(request.source_volume_id, "source_volume_id"))
-        unknown = sorted(k for k in request.parameters if not k.startswith(RESERVED_PREFIX))
-        if unknown:
-            raise InvalidArgument(f"parameter(s) {', '.join(unknown)} are not known to lunbridge snapshots")
+        verification = snapshot_verification(request.parameters)
         snapshot_name = volume_id_for(name)
         async with self.in_flight.hold(f"snapshot/{snapshot_name}"):
             try:
@@ -223,7 +243,7 @@ class SnapshotRpcs:
                 meta = ObjectMeta(
                     name=snapshot_name, labels=dict(MANAGED_BY), annotations={NAME_ANNOTATION: name}
                 )
-                spec = DiskSnapshotSpec(source=SnapshotSource(virtual_disk=source))
+                spec = DiskSnapshotSpec(source=SnapshotSource(virtual_disk=source), verification=verification)
                 try:
                     existing = await self.kube.create_snapshot(DiskSnapshot(metadata=meta, spec=spec))
                     log.info("CreateSnapshot %s: created DiskSnapshot %s of %s", name, snapshot_name, source)

@@ -1,5 +1,6 @@
 """Typed models of what lunbridge writes and reads through the Kubernetes API: the
-VirtualDisk, DiskSnapshot and InitiatorGroup objects (spec, status, conditions) and the CSI publish context.
+VirtualDisk, DiskSnapshot, DiskVerification and the other lunbridge objects (spec, status,
+conditions), the node channel's task and report, and the CSI publish context.
 
 The operator writes them, the CSI controller and node read them, and every test fake builds
 them; each has one `to_dict` and one `from_dict`, so a key is spelled in one place only.
@@ -15,14 +16,25 @@ from lunbridge.models.diskgroupsnapshot import (
 )
 from lunbridge.models.diskrestore import DiskRestore, DiskRestoreSpec, DiskRestoreStatus, RestorePhase
 from lunbridge.models.disksnapshot import (
+    AutoVerification,
     DeletionPolicy,
     DiskSnapshot,
     DiskSnapshotSpec,
     DiskSnapshotStatus,
     SnapshotPhase,
     SnapshotSource,
+    VerificationRecord,
     make_handle,
     parse_handle,
+)
+from lunbridge.models.diskverification import (
+    DiskVerification,
+    DiskVerificationSpec,
+    DiskVerificationStatus,
+    VerificationPhase,
+    VerificationResult,
+    VerifyOutcome,
+    VerifyRequest,
 )
 from lunbridge.models.initiatorgroup import (
     InitiatorGroup,
@@ -31,6 +43,7 @@ from lunbridge.models.initiatorgroup import (
     InitiatorRow,
 )
 from lunbridge.models.meta import ObjectMeta
+from lunbridge.models.nodetask import NodeReport, NodeTask, TaskState, node_task_label
 from lunbridge.models.publish import PublishContext
 from lunbridge.models.virtualdisk import (
     AttachmentStatus,
@@ -50,6 +63,7 @@ from lunbridge.storage.base import OsType
 __all__ = [
     "AttachMode",
     "AttachmentStatus",
+    "AutoVerification",
     "Condition",
     "ConditionStatus",
     "ConditionType",
@@ -64,6 +78,9 @@ __all__ = [
     "DiskSnapshotSpec",
     "DiskSnapshotStatus",
     "DiskSource",
+    "DiskVerification",
+    "DiskVerificationSpec",
+    "DiskVerificationStatus",
     "FsType",
     "GroupMember",
     "InitiatorGroup",
@@ -72,6 +89,8 @@ __all__ = [
     "InitiatorRow",
     "LunStatus",
     "Model",
+    "NodeReport",
+    "NodeTask",
     "ObjectMeta",
     "OsType",
     "Phase",
@@ -80,11 +99,18 @@ __all__ = [
     "RestorePhase",
     "SnapshotPhase",
     "SnapshotSource",
+    "TaskState",
+    "VerificationPhase",
+    "VerificationRecord",
+    "VerificationResult",
+    "VerifyOutcome",
+    "VerifyRequest",
     "VirtualDisk",
     "VirtualDiskSpec",
     "VirtualDiskStatus",
     "VolumeMode",
     "make_handle",
     "merge_patch",
+    "node_task_label",
     "parse_handle",
 ]

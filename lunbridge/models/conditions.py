@@ -21,6 +21,11 @@ class ConditionType(enum.StrEnum):
     CLUSTER_READY = "ClusterReady"
 
 
+# a DiskSnapshot's condition (not a VirtualDisk's): its last verification, True when it passed,
+# False when it failed or the snapshot was not verifiable (the reason says which)
+VERIFIED = "Verified"
+
+
 class ConditionStatus(enum.StrEnum):
     TRUE = "True"
     FALSE = "False"

@@ -59,9 +59,28 @@ class SnapshotSource(Model):
         return self.virtual_disk is None
 
 
+class AutoVerification(Model):
+    """Verify this snapshot once it is ready: the operator creates a DiskVerification of the
+    same name with these settings (see `diskverification.py`)."""
+
+    verifier_node: str
+    check: str | None = None
+
+
 class DiskSnapshotSpec(Model):
     source: SnapshotSource
     deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
+    verification: AutoVerification | None = None
+
+
+class VerificationRecord(Model):
+    """The snapshot's last verification, as its DiskVerification ended."""
+
+    name: str
+    result: str
+    time: str
+    duration_seconds: float | None = None
+    checker: str | None = None
 
 
 class DiskSnapshotStatus(Conditioned):
@@ -75,6 +94,7 @@ class DiskSnapshotStatus(Conditioned):
     snapshot_name: str | None = None  # the storage snapshot's name on `backend`
     source_lun: str | None = None
     source_naa: str | None = None
+    last_verification: VerificationRecord | None = None
 
     @property
     def handle(self) -> str | None:

@@ -84,3 +84,12 @@ class Kube(KubeApi):
                 GROUP, VERSION, plural, name, {"status": status}
             ),
         )
+
+    async def patch_labels(self, plural: str, name: str, labels: dict[str, str | None]) -> None:
+        """Merge `labels` into the object's labels (a None value removes that label)."""
+        await self._call(
+            f"label {plural}/{name}",
+            lambda: self._custom.patch_cluster_custom_object(
+                GROUP, VERSION, plural, name, {"metadata": {"labels": labels}}
+            ),
+        )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lunbridge.models import DiskGroupSnapshot, DiskRestore, DiskSnapshot, VirtualDisk
+from lunbridge.models import DiskGroupSnapshot, DiskRestore, DiskSnapshot, DiskVerification, VirtualDisk
 from lunbridge.models.meta import KubeObject
 from tests.lab.paths import REPO_DIR
 
@@ -17,6 +17,7 @@ MODELS: dict[str, type[KubeObject]] = {
     "DiskSnapshot": DiskSnapshot,
     "DiskRestore": DiskRestore,
     "DiskGroupSnapshot": DiskGroupSnapshot,
+    "DiskVerification": DiskVerification,
 }
 
 

@@ -21,6 +21,8 @@ from lunbridge.models import (
     DiskRestoreStatus,
     DiskSnapshotSpec,
     DiskSnapshotStatus,
+    DiskVerificationSpec,
+    DiskVerificationStatus,
     InitiatorGroupSpec,
     InitiatorGroupStatus,
     VirtualDiskSpec,
@@ -110,6 +112,8 @@ def _check(annotation: Any, schema: dict[str, Any], where: str) -> list[str]:
         ("diskgroupsnapshots.lunbridge.io.yaml", "spec", DiskGroupSnapshotSpec),
         ("diskgroupsnapshots.lunbridge.io.yaml", "status", DiskGroupSnapshotStatus),
         ("diskrestores.lunbridge.io.yaml", "status", DiskRestoreStatus),
+        ("diskverifications.lunbridge.io.yaml", "spec", DiskVerificationSpec),
+        ("diskverifications.lunbridge.io.yaml", "status", DiskVerificationStatus),
     ],
 )
 def test_every_key_a_model_writes_is_in_its_crd(file: str, part: str, model: type[BaseModel]) -> None:

@@ -5,9 +5,18 @@ from lunbridge_operator.handlers import (
     diskgroupsnapshot,
     diskrestore,
     disksnapshot,
+    diskverification,
     initiatorgroup,
     lifecycle,
     virtualdisk,
 )
 
-__all__ = ["diskgroupsnapshot", "diskrestore", "disksnapshot", "initiatorgroup", "lifecycle", "virtualdisk"]
+__all__ = [
+    "diskgroupsnapshot",
+    "diskrestore",
+    "disksnapshot",
+    "diskverification",
+    "initiatorgroup",
+    "lifecycle",
+    "virtualdisk",
+]

@@ -6,7 +6,7 @@ creation time and restore size. An import instead finds a storage snapshot that 
 Down, behind the finalizer: wait while a VirtualDisk that restores from it has no LUN yet
 (deleting the snapshot would leave that disk nothing to copy; a snapshot not cut yet is cut
 first, so such a disk is not stuck) -> delete the storage snapshot, unless the deletion policy
-is Retain.
+is Retain. A ready snapshot whose spec.verification asks for it gets its DiskVerification.
 
 The tgt backend's clones are independent copies, so a restored disk does not keep its
 snapshot alive, and a snapshot outlives the disk it was cut from.
@@ -14,8 +14,14 @@ snapshot alive, and a snapshot outlives the disk it was cut from.
 
 from __future__ import annotations
 
-from lunbridge.api import DISK_SNAPSHOT_PLURAL, VIRTUAL_DISK_PLURAL
-from lunbridge.errors import Busy, InvalidArgument, LunbridgeError, NotFound
+from lunbridge.api import (
+    API_VERSION,
+    DISK_SNAPSHOT_PLURAL,
+    DISK_VERIFICATION_KIND,
+    DISK_VERIFICATION_PLURAL,
+    VIRTUAL_DISK_PLURAL,
+)
+from lunbridge.errors import AlreadyExists, Busy, InvalidArgument, LunbridgeError, NotFound
 from lunbridge.models import (
     DeletionPolicy,
     DiskSnapshotSpec,
@@ -86,10 +92,12 @@ async def reconcile(svc: Services, snap: Snap, events: Events) -> None:
         if status.observed_generation != snap.generation:  # only deletionPolicy may change
             status.observed_generation = snap.generation
             await snap.save(svc)
+        await _verify_when_asked(svc, snap, events)
         return
     source = snap.spec.source
     if source.imported:
         await _import(svc, snap, source.backend or "", source.snapshot_name or "", events)
+        await _verify_when_asked(svc, snap, events)
         return
     disk, backend, storage = await _source_disk(svc, source.virtual_disk or "")
     lun = disk.status.lun
@@ -106,6 +114,29 @@ async def reconcile(svc: Services, snap: Snap, events: Events) -> None:
     await snap.save(svc)
     events("SnapshotCut", f"cut storage snapshot {cut.name} of LUN {lun.name} ({lun.naa}) on backend "
                           f"{backend}: {cut.size_bytes} bytes at {_iso(cut)}")  # fmt: skip
+    await _verify_when_asked(svc, snap, events)
+
+
+async def _verify_when_asked(svc: Services, snap: Snap, events: Events) -> None:
+    """A ready snapshot whose spec asks for it gets its DiskVerification (same name, owned by
+    the snapshot), once: one that exists already is left as it is."""
+    asked = snap.spec.verification if snap.spec is not None else None
+    if asked is None:
+        return
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": DISK_VERIFICATION_KIND,
+        "metadata": {"name": snap.name, "ownerReferences": [
+            {"apiVersion": API_VERSION, "kind": KIND, "name": snap.name, "uid": snap.uid}]},
+        "spec": {"snapshot": snap.name, "verifierNode": asked.verifier_node,
+                 **({"check": asked.check} if asked.check else {})},
+    }  # fmt: skip
+    try:
+        await svc.kube.create(DISK_VERIFICATION_PLURAL, body)
+    except AlreadyExists:
+        return
+    events("VerificationRequested", f"DiskVerification {snap.name} created: node {asked.verifier_node} "
+                                    "checks a clone of this snapshot")  # fmt: skip
 
 
 async def _import(svc: Services, snap: Snap, backend: str, name: str, events: Events) -> None:

@@ -20,7 +20,10 @@ import pytest
 from tests.integration.hypervisor.vcenter import forget_portal
 from tests.integration.operator import observe
 from tests.integration.operator.crashing import Operator
+from tests.integration.operator.guestdisk import Staged, unstage
 from tests.integration.operator.snapshotting import TEST_LABEL, Snapshots
+from tests.lab import csi
+from tests.lab import libvirt as libvirt_lab
 from tests.lab import operator as operator_lab
 from tests.lab import vcsim as vcsim_lab
 from tests.lab.lab import LabState, kubectl, node_name
@@ -124,3 +127,22 @@ def snapshots(lab: LabState, disks: Disks) -> Iterator[Snapshots]:
     yield made
     disks.delete_all()  # first: a restore waiting for a snapshot holds the snapshot's delete
     made.delete_all()
+
+
+@pytest.fixture(scope="module")
+def verifier(lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest) -> Iterator[str]:
+    """The guest's node plugin with its node channel (as the chart runs it, NODE_NAME set) and
+    one configured check; the verifier node's name."""
+    checks = ("--verify-check", "data-readable=dd if={mount}/data of=/dev/null bs=64k")
+    csi.start_node_service(kvm_guest, lab.node_endpoint, extra=checks, **csi.node_channel(lab))
+    yield lab.guest_node
+    csi.stop_node_service(kvm_guest)
+
+
+@pytest.fixture
+def guest_disks(kvm_guest: libvirt_lab.LibvirtGuest) -> Iterator[list[Staged]]:
+    """Disks mounted in the guest by a test; unmounted before their VirtualDisks go."""
+    mounted: list[Staged] = []
+    yield mounted
+    for staged in mounted:
+        unstage(kvm_guest, staged)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from tests.integration.operator.guestdisk import (
     find_in_guest,
     mount_in_guest,
     stage_in_guest,
-    unstage,
 )
 from tests.integration.operator.guestwriter import GuestWriter
 from tests.integration.operator.snapshotting import Snapshots, ready_condition, storage_snapshots, write_again
@@ -46,15 +44,6 @@ def phase_of(obj: dict[str, Any]) -> str | None:
 def ready_message(lab: LabState, kind: str, name: str) -> str:
     message: str = ready_condition(observe.get(lab, kind, name) or {}).get("message", "")
     return message
-
-
-@pytest.fixture
-def guest_disks(kvm_guest: libvirt_lab.LibvirtGuest) -> Iterator[list[Staged]]:
-    """Disks mounted in the guest by a test; unmounted before their VirtualDisks go."""
-    mounted: list[Staged] = []
-    yield mounted
-    for staged in mounted:
-        unstage(kvm_guest, staged)
 
 
 # --- restore -----------------------------------------------------------------------------------

@@ -182,3 +182,20 @@ async def test_a_restore_onto_another_backend_is_refused_naming_both() -> None:
     assert code is grpc.StatusCode.INVALID_ARGUMENT
     assert "on storage backend gold, this disk on silver: a restore cannot cross backends" in details
     assert lab.storages["silver"].luns == {}
+
+
+async def test_a_snapshot_class_can_ask_for_each_snapshot_to_be_verified(
+    service: ControllerService, lab: Lab
+) -> None:
+    await _volume(service)
+    asked = {"verifierNode": "worker-3", "verifyCheck": "pg-data"}
+    made = (await call(service.CreateSnapshot, snapshot(parameters=asked))).snapshot
+    assert made.ready_to_use
+    stored = lab.kube.read("disksnapshots", "snapshot-1")
+    assert stored["spec"]["verification"] == {"verifierNode": "worker-3", "check": "pg-data"}
+    verification = lab.kube.read("diskverifications", "snapshot-1")  # made once the snapshot is ready
+    assert verification["spec"] == {"snapshot": "snapshot-1", "verifierNode": "worker-3", "check": "pg-data"}
+    code, details = await code_of(
+        service.CreateSnapshot, snapshot(name="s2", parameters={"verifyCheck": "x"})
+    )
+    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "parameter verifyCheck needs verifierNode")
