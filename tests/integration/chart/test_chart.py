@@ -128,6 +128,15 @@ def test_every_option_lands_where_it_should() -> None:
     assert plugin["securityContext"]["privileged"] is True
     kubelet_mount = [m for m in plugin["volumeMounts"] if m["mountPath"] == "/var/lib/k0s/kubelet"]
     assert kubelet_mount[0]["mountPropagation"] == "Bidirectional"
+    assert "--node-name=$(NODE_NAME)" in plugin["args"]  # the node channel, NODE_NAME from the pod
+    assert plugin["env"] == [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
+    assert "--verify-check=pg-data=pg_checksums --check -D {mount}/pgdata" in plugin["args"]
+    node_role = documents[("ClusterRole", "lb-lunbridge-node")]
+    grants = [(r["apiGroups"], r["resources"], r["verbs"]) for r in node_role["rules"]]
+    assert grants == [  # the channel reads its work and writes its reports, nothing else
+        (["lunbridge.io"], ["diskverifications"], ["get", "list", "watch"]),
+        (["lunbridge.io"], ["diskverifications/status"], ["patch"]),
+    ]
     storage_class = documents[("StorageClass", "lunbridge-fast")]
     assert storage_class["parameters"] == {"csi.storage.k8s.io/fstype": "xfs", "backend": "bulk",
                                            "pool": "default", "scope": "cluster"}  # fmt: skip
