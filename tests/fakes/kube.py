@@ -212,6 +212,12 @@ class FakeKube(Faults, Kube):
         stored["status"] = apply_merge_patch(stored.get("status"), status)
         self._touch(stored["metadata"])
 
+    async def patch_labels(self, plural: str, name: str, labels: dict[str, str | None]) -> None:
+        self._record("patch_labels", plural, name, labels)
+        meta = self._stored(plural, name)["metadata"]
+        meta["labels"] = apply_merge_patch(meta.get("labels"), labels) or {}
+        self._touch(meta)
+
     async def patch_spec(self, name: str, patch: dict[str, Any]) -> VirtualDisk:
         self._record("patch_spec", name, patch)
         return VirtualDisk.from_dict(await self._patch_spec(VIRTUAL_DISK_PLURAL, name, patch))

@@ -43,6 +43,7 @@ from lunbridge.models import (
     NodeTask,
     Phase,
     PublishContext,
+    SnapshotPhase,
     VerificationPhase,
     VerificationRecord,
     VerifyOutcome,
@@ -272,6 +273,8 @@ async def _verify(
                              duration_seconds=status.duration_seconds or 0.0)  # fmt: skip
     snap = await _snapshot(svc, spec)
     while not snap.ready:
+        if snap.status.phase is SnapshotPhase.FAILED:
+            raise Refused("SnapshotFailed", f"spec.snapshot {snap.name} failed: {snap.status.message}")
         action.record(VerificationPhase.PENDING, "SnapshotNotReady", f"waiting for DiskSnapshot {snap.name}")
         await action.save(svc)
         await _pause(stopped)
