@@ -40,12 +40,15 @@ def test_configuration_forces_either_mode_and_a_bad_value_is_named(tmp_path: Pat
 
 
 def test_the_iqn_comes_from_open_iscsis_file(tmp_path: Path) -> None:
-    text = "## DO NOT EDIT\n#InitiatorName=iqn.2000-01.old:x\nInitiatorName=iqn.2004-10.com.ubuntu:01:9c3a5d2e1f\n"
+    text = (
+        "## DO NOT EDIT\n#InitiatorName=iqn.2000-01.old:x\n"
+        "InitiatorName=iqn.2004-10.com.ubuntu:01:9c3a5d2e1f\n"
+    )
     root = tree(tmp_path, {"etc/iscsi/initiatorname.iscsi": text})
     assert iscsi_initiator_name(root) == "iqn.2004-10.com.ubuntu:01:9c3a5d2e1f"
     assert iscsi_initiator_name(tmp_path / "none") is None  # open-iscsi not installed
     bad = tree(tmp_path / "bad", {"etc/iscsi/initiatorname.iscsi": "InitiatorName=node-1"})
-    with pytest.raises(InvalidArgument, match="initiatorname.iscsi: 'node-1' is not an iSCSI name"):
+    with pytest.raises(InvalidArgument, match=r"initiatorname\.iscsi: 'node-1' is not an iSCSI name"):
         iscsi_initiator_name(bad)
 
 
