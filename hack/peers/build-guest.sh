@@ -8,7 +8,9 @@ source "$(dirname "$0")/lib.sh"
 GUEST_DIR=$CACHE_DIR/guest
 # Modules the guest needs, by name (virtio_net: a user-mode NIC that only reaches back to
 # 127.0.0.1 through port forwards); their dependencies come from the kernel's modules.dep.
-MODULES=(9p 9pnet_virtio virtio_pci virtio_scsi virtio_console virtio_net sd_mod sg ext4 xfs)
+# iscsi_tcp: the guest as an `initiator` node (open-iscsi); overlay: its writable /etc for it.
+MODULES=(9p 9pnet_virtio virtio_pci virtio_scsi virtio_console virtio_net sd_mod sg ext4 xfs
+  iscsi_tcp overlay)
 # The guest mounts a tmpfs here (its writable place for mounts); the host directory stays empty.
 GUEST_STATE_DIR=/var/lib/lunbridge-guest
 PACKAGES=(qemu-system-x86 qemu-block-extra qemu-utils busybox-static cpio kmod e2fsprogs

@@ -133,14 +133,14 @@ def up(lab_dir: Path) -> LabState:
     bin_dir = paths.bin_dir()
     try:
         # the KVM host first: its guest boots (TCG, seconds) while the other peers start
-        node_port, api_port = procs.free_port(), procs.free_port()
-        kvm_guest = _start_kvm_host(lab_dir, node_port, api_port) if guest_wanted() else None
+        node_port, api_port, tgt_port = procs.free_port(), procs.free_port(), procs.free_port()
+        kvm_guest = _start_kvm_host(lab_dir, node_port, api_port, tgt_port) if guest_wanted() else None
         endpoints = kube.start(lab_dir, bin_dir, api_port)
         if kvm_guest is not None:
             libvirt_lab.csi_share_dir(lab_dir).mkdir(parents=True, exist_ok=True)
             kube.write_guest_kubeconfig(lab_dir, endpoints, csi.guest_kubeconfig_path(lab_dir))
         pool.start(lab_dir)
-        storage = tgt.start(lab_dir)
+        storage = tgt.start(lab_dir, port=tgt_port)
         password = secrets.token_urlsafe(12)
         inventory = vcsim.start(lab_dir, bin_dir, procs.free_port(), VSPHERE_USER, password)
         state = LabState(
@@ -300,10 +300,10 @@ def create_nodes(state: LabState, inventory: vcsim.Inventory) -> None:
 # --- the KVM host (libvirtd) and its guest -------------------------------------------------
 
 
-def _start_kvm_host(lab_dir: Path, node_port: int, api_port: int) -> libvirt_lab.GuestInfo:
+def _start_kvm_host(lab_dir: Path, node_port: int, api_port: int, tgt_port: int) -> libvirt_lab.GuestInfo:
     """Start the lab's libvirtd and its guest; the guest boots while the caller goes on."""
     libvirt_lab.start(lab_dir, paths.cache_dir())
-    return libvirt_lab.create_guest(lab_dir, paths.cache_dir(), node_port, api_port)
+    return libvirt_lab.create_guest(lab_dir, paths.cache_dir(), node_port, api_port, tgt_port)
 
 
 def _finish_kvm_host(lab_dir: Path, state: LabState) -> None:

@@ -51,6 +51,7 @@ from tests.lab import procs
 from tests.lab.guest import Agent, AgentGuest
 from tests.lab.kube import GUEST_APISERVER
 from tests.lab.procs import LabError
+from tests.lab.tgt import GUEST_TGT_PORTAL
 
 NAME = "libvirtd"
 DOMAIN = "lunbridge-lab-guest"
@@ -269,10 +270,11 @@ def domain_xml(
     memory_mib: int = 1024,
     python: str | None = None,
     api_port: int | None = None,
+    tgt_port: int | None = None,
 ) -> str:
     """The lab guest as a libvirt domain (see the module docstring); 127.0.0.1:`node_port`
-    leads to the guest's GUEST_CSI_PORT, and GUEST_APISERVER in the guest to this machine's
-    127.0.0.1:`api_port` (when given)."""
+    leads to the guest's GUEST_CSI_PORT; in the guest GUEST_APISERVER leads to this machine's
+    127.0.0.1:`api_port` and GUEST_TGT_PORTAL to tgtd's 127.0.0.1:`tgt_port` (when given)."""
     kernel, initrd = guest_lab.assets(cache_dir)
     ET.register_namespace("qemu", QEMU_NS)
     dom = ET.Element("domain", type="qemu")
@@ -320,6 +322,9 @@ def domain_xml(
     if api_port is not None:
         address, port = GUEST_APISERVER
         forward += f",guestfwd=tcp:{address}:{port}-cmd:busybox nc 127.0.0.1 {api_port}"
+    if tgt_port is not None:
+        address, port = GUEST_TGT_PORTAL
+        forward += f",guestfwd=tcp:{address}:{port}-cmd:busybox nc 127.0.0.1 {tgt_port}"
     nic = [
         "-netdev", f"user,id=labnet,restrict=on,hostfwd={forward}",
         "-device", f"virtio-net-pci,netdev=labnet,bus=pci.0,addr={NIC_PCI_SLOT}",
@@ -340,7 +345,9 @@ class GuestInfo:
         return f"libvirt://{self.uuid}"
 
 
-def create_guest(lab_dir: Path, cache_dir: Path, node_port: int, api_port: int | None = None) -> GuestInfo:
+def create_guest(
+    lab_dir: Path, cache_dir: Path, node_port: int, api_port: int | None = None, tgt_port: int | None = None
+) -> GuestInfo:
     """Start the lab guest through libvirt (a transient domain; it boots in the background)."""
     info = GuestInfo(DOMAIN, domain_uuid(lab_dir))
     if virsh(lab_dir, "domstate", DOMAIN, check=False).stdout.strip() == "running":
@@ -349,7 +356,7 @@ def create_guest(lab_dir: Path, cache_dir: Path, node_port: int, api_port: int |
     (guest_lab.socket_dir(lab_dir) / AGENT_SOCKET).unlink(missing_ok=True)
     xml_file = root(lab_dir) / f"{DOMAIN}.xml"
     csi_share_dir(lab_dir).mkdir(parents=True, exist_ok=True)
-    xml_file.write_text(domain_xml(lab_dir, cache_dir, node_port, api_port=api_port))
+    xml_file.write_text(domain_xml(lab_dir, cache_dir, node_port, api_port=api_port, tgt_port=tgt_port))
     virsh(lab_dir, "create", str(xml_file))
     return info
 

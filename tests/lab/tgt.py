@@ -20,6 +20,10 @@ from tests.lab import procs
 
 NAME = "tgtd"
 
+# where the lab's KVM guest reaches tgtd as an `initiator` node: a QEMU guestfwd (one `busybox
+# nc` relay per connection) to tgtd's 127.0.0.1 portal; the portal a publish context names
+GUEST_TGT_PORTAL = ("10.0.2.101", 3260)
+
 
 @dataclass(frozen=True)
 class Tgt:
