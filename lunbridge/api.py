@@ -21,6 +21,8 @@ DISK_RESTORE_KIND: Final = "DiskRestore"
 DISK_RESTORE_PLURAL: Final = "diskrestores"
 DISK_VERIFICATION_KIND: Final = "DiskVerification"
 DISK_VERIFICATION_PLURAL: Final = "diskverifications"
+LUNBRIDGE_NODE_KIND: Final = "LunbridgeNode"
+LUNBRIDGE_NODE_PLURAL: Final = "lunbridgenodes"
 
 CSI_DRIVER_NAME: Final = "csi.lunbridge.io"
 FINALIZER: Final = f"{GROUP}/cleanup"

@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
         "{device} and {mount} (the clone mounted read-only) are substituted; exit 0 passes. "
         "Repeatable (LUNBRIDGE_VERIFY_CHECKS, ';'-separated)",
     )
+    parser.add_argument(
+        "--attach-mode",
+        choices=("auto", "hypervisor", "initiator"),
+        default=os.environ.get("LUNBRIDGE_ATTACH_MODE", "auto"),
+        help="node: how this node gets LUNs (published on its LunbridgeNode): auto (a guest whose VM "
+        "lunbridge can name: hypervisor; anything else: initiator), or either forced",
+    )
     parser.add_argument("--log-level", default=os.environ.get("LUNBRIDGE_LOG_LEVEL", "INFO"))
     return parser
 
@@ -113,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kvm_max_volumes=args.kvm_max_volumes,
         node_name=args.node_name,
         verify_checks=tuple(args.verify_check),
+        attach_mode=args.attach_mode,
     )
     try:
         asyncio.run(serve(settings))

@@ -9,8 +9,10 @@ task's `type`, within the task's time limit, and merge-patches `status.nodeRepor
 then `Done` with the worker's result, or with `error`). A task runs once per process at a time;
 a node plugin restarted mid-task runs it again (workers are idempotent); a report that could
 not be written is sent again, without running the task again, when the object is next seen.
-Later node work (publishing the node's own initiators, guest-side volume health) uses the same
-channel.
+The same channel publishes what the node is: its attachment mode and its own initiators
+(`publication`, a LunbridgeNode named after the node, `lunbridge.models.lunbridgenode`), at
+start and again whenever they change (read every PUBLISH_SECONDS). Guest-side volume health
+will use it too.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 Worker = Callable[[NodeTask, str], Awaitable[dict[str, str]]]  # (task, object name) -> result
 RETRY_SECONDS = 5.0
+PUBLISH_SECONDS = 60.0
 REMEMBERED = 64  # finished reports kept to send again without re-running their task
 
 
@@ -41,15 +44,24 @@ class TaskApi(Protocol):
         self, plural: str, label_selector: str, resource_version: str
     ) -> AsyncIterator[dict[str, Any]]: ...
     async def patch_report(self, plural: str, name: str, report: dict[str, Any]) -> None: ...
+    async def publish_node(self, name: str, spec: dict[str, Any]) -> None: ...
 
 
 class NodeChannel:
-    """The channel of node `node`: `workers` by task type, served for the kinds `plurals`."""
+    """The channel of node `node`: `workers` by task type, served for the kinds `plurals`, and
+    the node's LunbridgeNode spec as `publication` reads it (None: nothing is published)."""
 
     def __init__(
-        self, api: TaskApi, node: str, workers: Mapping[str, Worker], plurals: tuple[str, ...]
+        self,
+        api: TaskApi,
+        node: str,
+        workers: Mapping[str, Worker],
+        plurals: tuple[str, ...],
+        publication: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.api = api
+        self.publication = publication
+        self.published: dict[str, Any] | None = None
         self.node = node
         self.workers = dict(workers)
         self.plurals = plurals
@@ -60,8 +72,11 @@ class NodeChannel:
     async def run(self) -> None:
         """Serve until cancelled; API failures are logged and retried."""
         log.info("node channel of %s: watching %s (%s)", self.node, ", ".join(self.plurals), self.selector)
+        loops = [self._follow(plural) for plural in self.plurals]
+        if self.publication is not None:
+            loops.append(self._publish())
         try:
-            await asyncio.gather(*(self._follow(plural) for plural in self.plurals))
+            await asyncio.gather(*loops)
         finally:
             for task in self._running.values():
                 task.cancel()
@@ -77,6 +92,26 @@ class NodeChannel:
             except LunbridgeError as exc:
                 log.warning("node channel: %s: %s; again in %.0fs", plural, exc, RETRY_SECONDS)
                 await asyncio.sleep(RETRY_SECONDS)
+
+    async def publish_once(self) -> bool:
+        """Publish the node's LunbridgeNode spec if it changed since the last publication; True
+        when it was written."""
+        assert self.publication is not None
+        spec = await asyncio.to_thread(self.publication)
+        if spec == self.published:
+            return False
+        await self.api.publish_node(self.node, spec)
+        self.published = spec
+        log.info("node channel: published LunbridgeNode %s: %s", self.node, spec)
+        return True
+
+    async def _publish(self) -> None:
+        while True:
+            try:
+                await self.publish_once()
+            except LunbridgeError as exc:
+                log.warning("node channel: cannot publish LunbridgeNode %s: %s", self.node, exc)
+            await asyncio.sleep(PUBLISH_SECONDS if self.published is not None else RETRY_SECONDS)
 
     def consider(self, plural: str, obj: Mapping[str, Any]) -> None:
         """Start the object's task if it is this node's and not answered yet."""

@@ -1,5 +1,6 @@
 """The node channel's API calls on the official client (`lunbridge.kubeapi`): a labelled list,
-a watch from its resourceVersion, and a merge patch of `status.nodeReport`.
+a watch from its resourceVersion, a merge patch of `status.nodeReport`, and the node's own
+LunbridgeNode (created, or its spec merged).
 
 The client's watch is a blocking stream, so it runs in a daemon thread that hands each object to
 the event loop; the server ends a watch after WATCH_SECONDS and the channel lists again. An
@@ -17,7 +18,8 @@ from typing import Any
 import kubernetes.watch
 from kubernetes.client.exceptions import ApiException
 
-from lunbridge.api import GROUP, VERSION
+from lunbridge.api import API_VERSION, GROUP, LUNBRIDGE_NODE_KIND, LUNBRIDGE_NODE_PLURAL, VERSION
+from lunbridge.errors import AlreadyExists
 from lunbridge.kubeapi import KubeApi, translate
 
 WATCH_SECONDS = 240
@@ -71,6 +73,29 @@ class ChannelKube(KubeApi):
                 yield item
         finally:
             stop.set()
+
+    async def publish_node(self, name: str, spec: dict[str, Any]) -> None:
+        """Create this node's LunbridgeNode, or merge `spec` into the one there."""
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": LUNBRIDGE_NODE_KIND,
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        try:
+            await self._call(
+                f"create LunbridgeNode {name}",
+                lambda: self._custom.create_cluster_custom_object(
+                    GROUP, VERSION, LUNBRIDGE_NODE_PLURAL, body
+                ),
+            )
+        except AlreadyExists:
+            await self._call(
+                f"update LunbridgeNode {name}",
+                lambda: self._custom.patch_cluster_custom_object(
+                    GROUP, VERSION, LUNBRIDGE_NODE_PLURAL, name, {"spec": spec}
+                ),
+            )
 
     async def patch_report(self, plural: str, name: str, report: dict[str, Any]) -> None:
         body = {"status": {"nodeReport": report}}

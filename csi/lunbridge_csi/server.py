@@ -89,6 +89,7 @@ class Settings:
     kvm_max_volumes: int = DEFAULT_KVM_MAX_VOLUMES  # lunbridge disks per KVM guest
     node_name: str | None = None  # the node's Kubernetes name: the node channel runs when given
     verify_checks: tuple[str, ...] = ()  # NAME=COMMAND checks a snapshot verification may name
+    attach_mode: str = "auto"  # the node's attachment mode: auto, hypervisor or initiator
 
 
 def build(settings: Settings, kube: Any | None = None) -> tuple[grpc.aio.Server, Endpoint]:
@@ -137,9 +138,12 @@ async def run_node_channel(settings: Settings, node: Any) -> None:
     from lunbridge.api import DISK_VERIFICATION_PLURAL
     from lunbridge_csi import node_tasks
     from lunbridge_csi.channel import NodeChannel
+    from lunbridge_csi.guest.initiators import publication
     from lunbridge_csi.guest.verify import parse_checks
 
     checks = parse_checks(settings.verify_checks)
+    publish = publication(node.root, settings.attach_mode)
+    log.info("attachment mode: %s", publish()["mode"])
     module = await asyncio.to_thread(importlib.import_module, "lunbridge_csi.channel_kube")
     while True:
         try:
@@ -149,9 +153,8 @@ async def run_node_channel(settings: Settings, node: Any) -> None:
             log.error("node channel: cannot load a Kubernetes configuration (KUBECONFIG or in-cluster): "
                       "%s; again in 30s", exc)  # fmt: skip
             await asyncio.sleep(30)
-    channel = NodeChannel(
-        api, settings.node_name or "", node_tasks.workers(node, checks), (DISK_VERIFICATION_PLURAL,)
-    )
+    workers = node_tasks.workers(node, checks)
+    channel = NodeChannel(api, settings.node_name or "", workers, (DISK_VERIFICATION_PLURAL,), publish)
     await channel.run()
 
 

@@ -42,6 +42,7 @@ from lunbridge.models.initiatorgroup import (
     InitiatorGroupStatus,
     InitiatorRow,
 )
+from lunbridge.models.lunbridgenode import LunbridgeNode, LunbridgeNodeSpec, LunbridgeNodeStatus
 from lunbridge.models.meta import ObjectMeta
 from lunbridge.models.nodetask import NodeReport, NodeTask, TaskState, node_task_label
 from lunbridge.models.publish import PublishContext
@@ -88,6 +89,9 @@ __all__ = [
     "InitiatorGroupStatus",
     "InitiatorRow",
     "LunStatus",
+    "LunbridgeNode",
+    "LunbridgeNodeSpec",
+    "LunbridgeNodeStatus",
     "Model",
     "NodeReport",
     "NodeTask",

@@ -25,6 +25,8 @@ from lunbridge.models import (
     DiskVerificationStatus,
     InitiatorGroupSpec,
     InitiatorGroupStatus,
+    LunbridgeNodeSpec,
+    LunbridgeNodeStatus,
     VirtualDiskSpec,
     VirtualDiskStatus,
 )
@@ -114,6 +116,8 @@ def _check(annotation: Any, schema: dict[str, Any], where: str) -> list[str]:
         ("diskrestores.lunbridge.io.yaml", "status", DiskRestoreStatus),
         ("diskverifications.lunbridge.io.yaml", "spec", DiskVerificationSpec),
         ("diskverifications.lunbridge.io.yaml", "status", DiskVerificationStatus),
+        ("lunbridgenodes.lunbridge.io.yaml", "spec", LunbridgeNodeSpec),
+        ("lunbridgenodes.lunbridge.io.yaml", "status", LunbridgeNodeStatus),
     ],
 )
 def test_every_key_a_model_writes_is_in_its_crd(file: str, part: str, model: type[BaseModel]) -> None:

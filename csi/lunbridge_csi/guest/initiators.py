@@ -15,12 +15,14 @@ function reads files under a root folder, so tests feed it fixture trees.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lunbridge.errors import InvalidArgument
 from lunbridge.hypervisor.detect import Identity, detect
-from lunbridge.models import AttachMode
+from lunbridge.models import AttachMode, LunbridgeNodeSpec
 from lunbridge.san import iqn, wwn
 
 INITIATOR_NAME_FILE = Path("etc/iscsi/initiatorname.iscsi")
@@ -101,3 +103,22 @@ def decide_mode(root: Path = Path("/"), wanted: str = AUTO) -> ModeDecision:
         "bare metal" if not identity.virtual else f"a {identity.platform.value} guest lunbridge cannot name"
     )
     return ModeDecision(AttachMode.INITIATOR, f"{what}: the node logs in with its own initiators", identity)
+
+
+def publication(root: Path = Path("/"), wanted: str = AUTO) -> Callable[[], dict[str, Any]]:
+    """What the node channel publishes as this node's LunbridgeNode spec, read anew each call
+    (the mode is decided once: InvalidArgument for a bad `wanted`, at start)."""
+    decided = decide_mode(root, wanted)
+
+    def spec() -> dict[str, Any]:
+        found = node_initiators(root)
+        published = LunbridgeNodeSpec(
+            mode=decided.mode,
+            reason=decided.reason,
+            iqn=found.iqn,
+            wwpns=list(found.wwpns),
+            provider_id=decided.identity.provider_id,
+        )
+        return published.to_dict()
+
+    return spec

@@ -8,6 +8,7 @@ from lunbridge_operator.handlers import (
     diskverification,
     initiatorgroup,
     lifecycle,
+    lunbridgenode,
     virtualdisk,
 )
 
@@ -18,5 +19,6 @@ __all__ = [
     "diskverification",
     "initiatorgroup",
     "lifecycle",
+    "lunbridgenode",
     "virtualdisk",
 ]

@@ -89,6 +89,7 @@ def test_the_render_passes_the_api_servers_validation(
     kinds = {doc["kind"] for doc in documents}
     workloads = {"ConfigMap", "CSIDriver", "DaemonSet", "Deployment", "ServiceAccount", "StorageClass"}
     rbac = {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    rbac |= {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}  # a node publishes itself only
     every_option = {"Secret", "VolumeSnapshotClass"} if "--values" in values else set()
     assert kinds == workloads | rbac | every_option
     manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": documents})
@@ -128,6 +129,7 @@ def test_every_option_lands_where_it_should() -> None:
     assert plugin["securityContext"]["privileged"] is True
     kubelet_mount = [m for m in plugin["volumeMounts"] if m["mountPath"] == "/var/lib/k0s/kubelet"]
     assert kubelet_mount[0]["mountPropagation"] == "Bidirectional"
+    assert "--attach-mode=initiator" in plugin["args"]
     assert "--node-name=$(NODE_NAME)" in plugin["args"]  # the node channel, NODE_NAME from the pod
     assert plugin["env"] == [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
     assert "--verify-check=pg-data=pg_checksums --check -D {mount}/pgdata" in plugin["args"]
@@ -136,7 +138,11 @@ def test_every_option_lands_where_it_should() -> None:
     assert grants == [  # the channel reads its work and writes its reports, nothing else
         (["lunbridge.io"], ["diskverifications"], ["get", "list", "watch"]),
         (["lunbridge.io"], ["diskverifications/status"], ["patch"]),
+        (["lunbridge.io"], ["lunbridgenodes"], ["get", "create", "patch"]),
     ]
+    policy = documents[("ValidatingAdmissionPolicy", "lb-lunbridge-node-publishes-itself")]["spec"]
+    who = policy["matchConditions"][0]["expression"]
+    assert f"system:serviceaccount:{NAMESPACE}:lb-lunbridge-node" in who
     storage_class = documents[("StorageClass", "lunbridge-fast")]
     assert storage_class["parameters"] == {"csi.storage.k8s.io/fstype": "xfs", "backend": "bulk",
                                            "pool": "default", "scope": "cluster"}  # fmt: skip

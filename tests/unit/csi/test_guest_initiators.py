@@ -10,7 +10,13 @@ import pytest
 
 from lunbridge.errors import InvalidArgument
 from lunbridge.models import AttachMode
-from lunbridge_csi.guest.initiators import decide_mode, fc_port_names, iscsi_initiator_name, node_initiators
+from lunbridge_csi.guest.initiators import (
+    decide_mode,
+    fc_port_names,
+    iscsi_initiator_name,
+    node_initiators,
+    publication,
+)
 from tests.unit.test_detect import BARE_CPU, dmi, tree
 
 KVM_GUEST = dmi(sys_vendor="QEMU", product_uuid="8f2c1d44-5b6a-4c3e-9d2f-0123456789ab")
@@ -62,3 +68,18 @@ def test_wwpns_come_from_every_fc_host_and_a_bad_one_is_skipped(tmp_path: Path) 
     found = node_initiators(root)
     assert (found.iqn, len(found.wwpns), found.empty) == (None, 2, False)
     assert node_initiators(tmp_path / "nothing").empty
+
+
+def test_the_publication_reads_the_initiators_anew_each_time(tmp_path: Path) -> None:
+    root = tree(
+        tmp_path, {**BARE_METAL, "etc/iscsi/initiatorname.iscsi": "InitiatorName=iqn.2004-10.org.x:a"}
+    )
+    spec = publication(root)
+    assert spec() == {
+        "mode": "initiator",
+        "reason": spec()["reason"],
+        "iqn": "iqn.2004-10.org.x:a",
+        "wwpns": [],
+    }
+    (root / "etc/iscsi/initiatorname.iscsi").write_text("InitiatorName=iqn.2004-10.org.x:b\n")
+    assert spec()["iqn"] == "iqn.2004-10.org.x:b"

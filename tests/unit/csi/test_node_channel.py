@@ -20,6 +20,7 @@ class FakeApi:
     def __init__(self) -> None:
         self.reports: list[tuple[str, dict[str, Any]]] = []
         self.refuse_reports = 0
+        self.published: list[tuple[str, dict[str, Any]]] = []
 
     async def list_objects(self, plural: str, label_selector: str) -> tuple[list[dict[str, Any]], str]:
         return [], "1"
@@ -29,6 +30,9 @@ class FakeApi:
     ) -> AsyncIterator[dict[str, Any]]:
         await asyncio.Event().wait()
         yield {}
+
+    async def publish_node(self, name: str, spec: dict[str, Any]) -> None:
+        self.published.append((name, spec))
 
     async def patch_report(self, plural: str, name: str, report: dict[str, Any]) -> None:
         if report["state"] == "Done" and self.refuse_reports:
@@ -131,3 +135,17 @@ def test_long_node_names_get_a_valid_label_value() -> None:
     long = node_task_label("a" * 70 + ".example.com")
     assert long.startswith("h-")
     assert len(long) <= 63
+
+
+async def test_the_node_publishes_itself_once_and_again_only_when_it_changed() -> None:
+    api = FakeApi()
+    spec = {"mode": "initiator", "iqn": "iqn.2004-10.com.ubuntu:01:9c3a"}
+    chan = NodeChannel(api, "node-a", {}, (PLURAL,), publication=lambda: dict(spec))
+    assert await chan.publish_once()
+    assert not await chan.publish_once()  # nothing changed: nothing written
+    spec["iqn"] = "iqn.2004-10.com.ubuntu:01:ffff"
+    assert await chan.publish_once()
+    assert [(name, s["iqn"]) for name, s in api.published] == [
+        ("node-a", "iqn.2004-10.com.ubuntu:01:9c3a"),
+        ("node-a", "iqn.2004-10.com.ubuntu:01:ffff"),
+    ]

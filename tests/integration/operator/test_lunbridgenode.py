@@ -1,0 +1,135 @@
+"""The node's publication through its channel, against the real API server, operator and the
+node plugin in the KVM guest: started in `initiator` mode with iscsid's IQN, the plugin
+publishes its LunbridgeNode and the operator accepts it; a later node publishing the same IQN
+is refused it (InitiatorClaimed, the owner named, a warning Event); and with the chart's
+admission policy in place, a token bound to a pod on one node cannot publish another node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lunbridge.api import API_VERSION
+from tests.integration.chart.rendering import CHART, helm
+from tests.integration.operator import observe
+from tests.lab import csi, iscsi, paths
+from tests.lab import libvirt as libvirt_lab
+from tests.lab.lab import LabState, kubectl
+
+pytestmark = pytest.mark.usefixtures("operator")
+NAMESPACE = "lunbridge-node-test"  # not the chart tests' namespace: they install the whole chart there
+
+
+@pytest.fixture(scope="module")
+def initiator_node(lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest) -> Iterator[str]:
+    """The guest's node plugin in `initiator` mode, iscsid giving it its own IQN."""
+    iscsi.start_iscsid(kvm_guest)
+    csi.start_node_service(
+        kvm_guest, lab.node_endpoint, extra=("--attach-mode", "initiator"), **csi.node_channel(lab)
+    )
+    yield lab.guest_node
+    csi.stop_node_service(kvm_guest)
+    iscsi.stop_iscsid(kvm_guest)
+    kubectl(lab, "delete", "lbnode", lab.guest_node, "--ignore-not-found")
+
+
+def accepted(found: dict[str, Any] | None) -> dict[str, Any] | None:
+    conditions = ((found or {}).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "InitiatorsAccepted"), None)
+
+
+def decision(lab: LabState, name: str) -> dict[str, Any]:
+    found = accepted(observe.get(lab, "lbnode", name))
+    assert found is not None, f"LunbridgeNode {name} not decided"
+    return found
+
+
+def test_a_node_publishes_itself_and_a_second_claim_on_its_iqn_is_refused(
+    lab: LabState, initiator_node: str
+) -> None:
+    def published() -> dict[str, Any] | None:
+        found = observe.get(lab, "lbnode", initiator_node)
+        return found if accepted(found) else None
+
+    node = observe.eventually(published, 120, f"LunbridgeNode {initiator_node} published and decided")
+    assert node["spec"]["mode"] == "initiator"
+    assert node["spec"]["iqn"] == iscsi.GUEST_IQN
+    assert node["spec"]["providerID"].startswith("libvirt://")  # a guest, told to log in itself
+    assert decision(lab, initiator_node)["status"] == "True", node["status"]
+
+    impostor = f"it-impostor-{uuid.uuid4().hex[:6]}"
+    observe.apply(lab, {"apiVersion": API_VERSION, "kind": "LunbridgeNode", "metadata": {"name": impostor},
+                        "spec": {"mode": "initiator", "iqn": iscsi.GUEST_IQN}})  # fmt: skip
+    try:
+        refused = observe.eventually(
+            lambda: accepted(observe.get(lab, "lbnode", impostor)), 60, "the claim decided"
+        )
+        both = kubectl(lab, "get", "lbnode", "-o", "yaml").stdout
+        assert (refused["status"], refused["reason"]) == ("False", "InitiatorClaimed"), both
+        found = observe.get(lab, "lbnode", impostor) or {}
+        assert found["status"]["claimed"] == {iscsi.GUEST_IQN: initiator_node}
+        observe.wait_events(lab, found, {"InitiatorClaimed"})
+        assert decision(lab, initiator_node)["status"] == "True"  # the owner keeps it
+    finally:
+        kubectl(lab, "delete", "lbnode", impostor)
+
+
+def test_a_token_bound_to_one_node_cannot_publish_another(lab: LabState, initiator_node: str) -> None:
+    only = ("--show-only", "templates/rbac-node.yaml", "--show-only", "templates/serviceaccounts.yaml")
+    shown = helm("template", "lb", str(CHART), "--namespace", NAMESPACE, *only)
+    assert shown.returncode == 0, shown.stderr
+    chart = [doc for doc in yaml.safe_load_all(shown.stdout) if doc]
+    kubectl(lab, "create", "namespace", NAMESPACE)
+    applied = kubectl(lab, "apply", "-f", "-", input_text=yaml.safe_dump_all(chart))
+    assert applied.returncode == 0, applied.stderr
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "node-plugin", "namespace": NAMESPACE},
+           "spec": {"nodeName": initiator_node, "serviceAccountName": "lb-lunbridge-node",
+                    "containers": [{"name": "p", "image": "lunbridge:test"}]}}  # fmt: skip
+    made = kubectl(lab, "apply", "-f", "-", input_text=json.dumps(pod))
+    assert made.returncode == 0, made.stderr
+    try:
+        bound = ("--bound-object-kind=Pod", "--bound-object-name=node-plugin")
+        token = kubectl(lab, "-n", NAMESPACE, "create", "token", "lb-lunbridge-node", *bound).stdout.strip()
+
+        def as_node(*args: str, body: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
+            server = f"https://127.0.0.1:{lab.apiserver_port}"
+            ca = Path(lab.lab_dir) / "pki" / "serving" / "apiserver.crt"
+            argv = [str(paths.bin_dir() / "kubectl"), "--kubeconfig=/dev/null", f"--server={server}",
+                    f"--certificate-authority={ca}", f"--token={token}", *args]  # fmt: skip
+            if body is not None:
+                argv += ["-f", "-"]
+            return subprocess.run(argv, input=json.dumps(body), capture_output=True, text=True, timeout=60)
+
+        whoami = json.loads(as_node("auth", "whoami", "-o", "json").stdout)["status"]["userInfo"]
+        assert whoami["username"] == f"system:serviceaccount:{NAMESPACE}:lb-lunbridge-node", whoami
+        assert whoami["extra"]["authentication.kubernetes.io/node-name"] == [initiator_node], whoami
+
+        other = {"apiVersion": API_VERSION, "kind": "LunbridgeNode", "metadata": {"name": "someone-else"},
+                 "spec": {"mode": "initiator", "iqn": "iqn.2004-10.org.lab:someone-else"}}  # fmt: skip
+
+        def refused() -> str | None:  # a new policy takes effect within seconds
+            done = as_node("create", body=other)
+            if done.returncode == 0:
+                kubectl(lab, "delete", "lbnode", "someone-else")
+                return None
+            return done.stderr
+
+        denied = observe.eventually(refused, 30, "the admission policy in effect", every=1)
+        assert f"this token is bound to node {initiator_node}, not someone-else" in denied, denied
+        mine = {"apiVersion": API_VERSION, "kind": "LunbridgeNode", "metadata": {"name": initiator_node},
+                "spec": {"mode": "initiator", "iqn": iscsi.GUEST_IQN}}  # fmt: skip
+        allowed = as_node("apply", "--server-side", "--force-conflicts", body=mine)
+        assert allowed.returncode == 0, allowed.stderr
+    finally:
+        kubectl(lab, "delete", "namespace", NAMESPACE, "--wait=false")
+        for doc in chart:
+            if doc["kind"] in ("ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
+                               "ValidatingAdmissionPolicyBinding"):  # fmt: skip
+                kubectl(lab, "delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
