@@ -90,7 +90,8 @@ class Verifier:
         reason = self._not_verifiable(probe)
         if reason and not check:
             return VerifyOutcome(result=VerificationResult.NOT_VERIFIABLE, reason="NotVerifiable",
-                                 summary=reason, filesystem=fs_type)  # fmt: skip
+                                 summary=reason, filesystem=fs_type,
+                                 duration_seconds=round(time.monotonic() - started, 3))  # fmt: skip
         mount_dir = self.work_dir / task_id
         await mount.unmount(self.runner, self.limits, self.root, str(mount_dir))  # a run killed midway
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from lunbridge.api import API_VERSION, DISK_SNAPSHOT_PLURAL, DISK_VERIFICATION_PLURAL, VERIFICATION_LABEL
 from lunbridge.models import DiskSnapshot, NodeTask, VerificationPhase
 from lunbridge.models.diskverification import VERIFY_TASK
@@ -156,3 +158,18 @@ async def test_a_verification_resumed_after_its_result_does_not_clone_again() ->
     await diskverification.run(lab.services, again, Node(lab, {}), asyncio.Event(), _events())
     assert len([c for c in lab.kube.calls if c.method == "create"]) == created_before, "it cloned again"
     assert lab.kube.read(DISK_VERIFICATION_PLURAL, "v1")["status"]["phase"] == "Completed"
+
+
+async def test_a_node_that_never_takes_the_task_fails_it_by_name_and_the_clone_goes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(diskverification, "PICKUP_TIMEOUT", 0.2)
+    monkeypatch.setattr(diskverification, "POLL_SECONDS", 0.05)
+    lab = await _lab_with_snapshot()
+    action = await _verification(lab)
+    await diskverification.run(lab.services, action, lambda: None, asyncio.Event(), _events())
+    done = lab.kube.read(DISK_VERIFICATION_PLURAL, "v1")["status"]
+    ready = next(c for c in done["conditions"] if c["type"] == "Ready")
+    assert (done["phase"], ready["reason"]) == ("Failed", "NodeDidNotAnswer")
+    assert f"--node-name {NODE}" in ready["message"]
+    assert _clones(lab) == []
