@@ -112,6 +112,7 @@ async def _source_hints(svc: Services, snap: DiskSnapshot) -> tuple[str | None, 
 def clone_manifest(action: Verification, snap: DiskSnapshot, node: str) -> dict[str, Any]:
     """The throwaway VirtualDisk: the snapshot restored onto its backend, attached to `node`."""
     size = snap.status.restore_size or 0
+    quantity = f"{size >> 20}Mi" if size and size % (1 << 20) == 0 else str(size)  # as a user writes it
     return {
         "apiVersion": API_VERSION,
         "kind": VIRTUAL_DISK_KIND,
@@ -129,7 +130,7 @@ def clone_manifest(action: Verification, snap: DiskSnapshot, node: str) -> dict[
             ],
         },
         "spec": {
-            "size": str(size),
+            "size": quantity,
             "backend": snap.status.backend,
             "nodeName": node,
             "source": {"snapshot": snap.name},
