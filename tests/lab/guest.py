@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.lab import procs
+from tests.lab import paths, procs
 from tests.lab.paths import REPO_DIR
 from tests.lab.procs import LabError
 from tests.lab.qmp import LineSocket, Qmp
@@ -123,9 +123,10 @@ def kernel_cmdline(python: str | None = None, root_cache: str | None = None) -> 
     )
     if root_cache:
         append += f" lunbridge.9pcache={root_cache}"
-    # the guest mounts tmpfs over /tmp, /run and /mnt: a checkout or venv there must stay visible
+    # the guest mounts tmpfs over /tmp, /run and /mnt: a checkout, a venv or a peer cache there
+    # (LUNBRIDGE_CACHE: the guest runs open-iscsi from it) must stay visible
     hidden = ("/tmp/", "/run/", "/mnt/")
-    folders = {str(p) for p in (REPO_DIR, Path(sys.prefix), Path(python).parent.parent)}
+    folders = {str(p) for p in (REPO_DIR, Path(sys.prefix), Path(python).parent.parent, paths.cache_dir())}
     keep = sorted(f for f in folders if f.startswith(hidden) and not any(c.isspace() or c == "," for c in f))
     if keep:
         append += f" lunbridge.keep={','.join(keep)}"
