@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     redact.install_log_filter()
-    from lunbridge_csi.server import EndpointError, Settings, serve
+    from lunbridge_csi.server import Settings, SettingsError, serve
 
     wait = args.timeout
     settings = Settings(
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         asyncio.run(serve(settings))
-    except (EndpointError, RuntimeError) as exc:
+    except (SettingsError, RuntimeError) as exc:
         print(redact.redact(f"lunbridge-csi: {exc}"), file=sys.stderr)
         return 2
     return 0

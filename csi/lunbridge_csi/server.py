@@ -30,7 +30,11 @@ stubs: Any = csi_pb2_grpc  # the generated registration functions are untyped
 GRACE_SECONDS = 5.0
 
 
-class EndpointError(ValueError):
+class SettingsError(ValueError):
+    """A setting the plugin cannot start with (it refuses at start, naming the option)."""
+
+
+class EndpointError(SettingsError):
     """The --endpoint is not unix:///path or tcp://host:port."""
 
 
@@ -158,8 +162,27 @@ async def run_node_channel(settings: Settings, node: Any) -> None:
     await channel.run()
 
 
+def check_node_settings(settings: Settings) -> None:
+    """The node role's options, read before anything is served: a bad `--verify-check` or
+    `--attach-mode` (LUNBRIDGE_VERIFY_CHECKS, LUNBRIDGE_ATTACH_MODE) is a SettingsError naming
+    it, not a node channel that dies later in the background."""
+    if settings.mode not in ("node", "all"):
+        return
+    from lunbridge.errors import InvalidArgument
+    from lunbridge_csi.guest.initiators import check_wanted_mode
+    from lunbridge_csi.guest.verify import parse_checks
+
+    try:
+        parse_checks(settings.verify_checks)
+        check_wanted_mode(settings.attach_mode)
+    except InvalidArgument as exc:
+        raise SettingsError(str(exc)) from None
+
+
 async def serve(settings: Settings, kube: Any | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, then stop gracefully."""
+    """Serve until SIGTERM or SIGINT, then stop gracefully; SettingsError at start for a bad
+    option."""
+    check_node_settings(settings)
     server, endpoint, node = _build(settings, kube)
     await server.start()
     log.info("lunbridge-csi serves %s on %s", settings.mode, settings.endpoint)

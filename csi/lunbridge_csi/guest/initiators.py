@@ -85,16 +85,23 @@ class ModeDecision:
     identity: Identity
 
 
+def check_wanted_mode(wanted: str) -> AttachMode | None:
+    """`--attach-mode` read: None for `auto`, else the forced mode; InvalidArgument names it."""
+    if wanted == AUTO:
+        return None
+    try:
+        return AttachMode(wanted)
+    except ValueError:
+        known = ", ".join([AUTO, *(m.value for m in AttachMode)])
+        raise InvalidArgument(f"--attach-mode {wanted!r} is not one of {known}") from None
+
+
 def decide_mode(root: Path = Path("/"), wanted: str = AUTO) -> ModeDecision:
     """The node's attachment mode: `wanted` when it is not `auto`; else `hypervisor` for a
     guest whose VM has a providerID lunbridge understands, `initiator` for anything else."""
     identity = detect(root)
-    if wanted != AUTO:
-        try:
-            forced = AttachMode(wanted)
-        except ValueError:
-            known = ", ".join([AUTO, *(m.value for m in AttachMode)])
-            raise InvalidArgument(f"--attach-mode {wanted!r} is not one of {known}") from None
+    forced = check_wanted_mode(wanted)
+    if forced is not None:
         return ModeDecision(forced, f"set by configuration (--attach-mode {forced.value})", identity)
     if identity.provider_id:
         guest = f"a {identity.platform.value} guest: VM {identity.provider_id}"

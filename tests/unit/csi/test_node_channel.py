@@ -6,12 +6,18 @@ running the task again."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from lunbridge.errors import InvalidArgument, Unavailable
 from lunbridge.models import NodeTask, node_task_label
+from lunbridge_csi.__main__ import main
 from lunbridge_csi.channel import NodeChannel
+from lunbridge_csi.server import Settings, SettingsError, serve
 
 PLURAL = "diskverifications"
 
@@ -149,3 +155,31 @@ async def test_the_node_publishes_itself_once_and_again_only_when_it_changed() -
         ("node-a", "iqn.2004-10.com.ubuntu:01:9c3a"),
         ("node-a", "iqn.2004-10.com.ubuntu:01:ffff"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        ({"verify_checks": ("fsck-only",)}, "--verify-check 'fsck-only' is not NAME=COMMAND"),
+        ({"verify_checks": ("app=run 'unclosed",)}, "--verify-check app"),
+        ({"attach_mode": "iscsi"}, "--attach-mode 'iscsi' is not one of auto, hypervisor, initiator"),
+    ],
+)
+def test_a_bad_node_option_refuses_the_start_and_names_the_option(
+    option: dict[str, Any], said: str, tmp_path: Path
+) -> None:
+    """Before: the node channel died in the background and the plugin served on without it."""
+    endpoint = f"unix://{tmp_path}/csi.sock"
+    settings = Settings(mode="node", endpoint=endpoint, node_name="n1", **option)
+    with pytest.raises(SettingsError, match=re.escape(said)):
+        asyncio.run(serve(settings))
+    assert not (tmp_path / "csi.sock").exists()  # nothing was served
+
+
+def test_the_command_line_says_a_bad_attach_mode_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LUNBRIDGE_ATTACH_MODE", "bare-metal")
+    code = main(["--mode", "node", "--endpoint", f"unix://{tmp_path}/csi.sock"])
+    assert code == 2
+    assert "--attach-mode 'bare-metal' is not one of" in capsys.readouterr().err
