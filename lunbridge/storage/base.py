@@ -8,7 +8,7 @@ method is a coroutine and never blocks the event loop.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -81,6 +81,25 @@ class Portal:
 
     address: str
     target: str | None = None
+
+
+@dataclass(frozen=True)
+class Chap:
+    """CHAP for the initiators of one igroup when they log in themselves (initiator-mode nodes).
+
+    One-way: each initiator proves `user` / `secret` to the target. Mutual: the target also
+    proves `mutual_user` / `mutual_secret` back. RFC 3720 asks secrets of at least 12 bytes
+    (96 bits) and open-iscsi takes at most 256 characters; the secrets never show in a repr, a
+    log line or an error."""
+
+    user: str
+    secret: str = field(repr=False)
+    mutual_user: str | None = None
+    mutual_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def mutual(self) -> bool:
+        return self.mutual_user is not None
 
 
 class StorageBackend(Protocol):
@@ -166,6 +185,18 @@ class StorageBackend(Protocol):
 
     async def portals(self) -> list[Portal]:
         """Where hosts discover this server (iSCSI send targets)."""
+        ...
+
+    async def login_portals(self, igroup: str) -> list[Portal]:
+        """Where the initiators of iSCSI igroup `igroup` log in themselves (initiator-mode
+        nodes): one Portal per address a node can reach, each naming the target those
+        initiators see the igroup's LUNs through. NotFound when there is no such igroup."""
+        ...
+
+    async def set_chap(self, igroup: str, chap: Chap | None) -> None:
+        """The CHAP the initiators of iSCSI igroup `igroup` must log in with; None: none.
+        Idempotent; a changed secret replaces the old one. NotFound when there is no such
+        igroup; InvalidArgument for a user name or secret the target cannot take."""
         ...
 
     async def close(self) -> None: ...

@@ -10,17 +10,37 @@ blocks the event loop and ends a tgtadm that overruns the time limit). Measured 
 - every refusal exits 22 with one of tgt's fixed messages on stderr ("can't find the
   target", "this access control rule already exists", "this logical unit is still active" …);
 - `--op new --mode logicalunit` takes no `--params`: scsi_id/scsi_sn are set by an update.
+
+CHAP accounts (`--mode account`), measured on tgt 1.0.85:
+- accounts are global (`--op new --user U --password P`, `--op delete --user U`) and bound to
+  targets (`--op bind --tid T --user U`, with `--outgoing` for the target's own identity in
+  mutual CHAP; at most one outgoing account per target). Deleting an account unbinds it from
+  every target. `--op unbind` needs `--outgoing` for an outgoing binding, else it answers
+  "can't find the account" (as it does for an unbound or unknown user);
+- a second `new` of a user: "this account already exists"; a second incoming bind: the same;
+  a second outgoing bind (of any user): "this target already has an outgoing account";
+- `--op show --mode target` lists per target, under "Account information:", the incoming
+  users, then the outgoing one as "U (outgoing)"; `--mode account --op show` lists all users
+  ("Account list:"). Passwords are never shown, so a secret cannot be compared, only replaced;
+- tgtadm cuts the user at the first ',' (it sends "user=U,password=P"); the password is the
+  rest of that text, so it may hold ','. tgtd and libiscsi (and open-iscsi, whose buffers are
+  256 bytes with the NUL) take at most 255 bytes of either: a 256-byte secret is accepted by
+  tgtadm and then every login fails.
+The password is on tgtadm's command line (tgtadm has no other way to take it), so the errors
+this module makes show `--password ***` themselves, not trusting the general masking alone: a
+secret that starts with '-' or holds a quote or ',' is past what `lunbridge.redact` can find.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from lunbridge.command import NotInstalled, Result, Runner, run
+from lunbridge.command import CommandTimedOut, NotInstalled, Result, Runner, run
 from lunbridge.errors import Busy, Conflict, InvalidArgument, LunbridgeError, Unavailable
+from lunbridge.redact import MASK
 
 
 @dataclass(frozen=True)
@@ -39,17 +59,26 @@ class ShownTarget:
     name: str
     luns: Mapping[int, ShownLu] = field(default_factory=dict)
     acl: tuple[str, ...] = ()
+    incoming: tuple[str, ...] = ()  # CHAP users bound to the target (initiators prove these)
+    outgoing: str | None = None  # the CHAP user the target proves itself with (mutual CHAP)
+
+    @property
+    def accounts(self) -> tuple[str, ...]:
+        """Every CHAP user bound to the target, in either direction."""
+        return self.incoming + ((self.outgoing,) if self.outgoing is not None else ())
 
 
 def parse_show(text: str) -> dict[str, ShownTarget]:
     """Targets by IQN from `tgtadm --mode target --op show` (the sections it prints are fixed
-    by indentation: target at 0, section at 4, LU/ACL entry at 8, LU field at 12)."""
+    by indentation: target at 0, section at 4, LU/account/ACL entry at 8, LU field at 12)."""
     targets: dict[str, ShownTarget] = {}
     tid = 0
     name = ""
     section = ""
     luns: dict[int, dict[str, str]] = {}
     acl: list[str] = []
+    incoming: list[str] = []
+    outgoing: str | None = None
     current: dict[str, str] | None = None
 
     def flush() -> None:
@@ -59,6 +88,8 @@ def parse_show(text: str) -> dict[str, ShownTarget]:
                 name,
                 {n: _lu(n, fields) for n, fields in luns.items()},
                 tuple(acl),
+                tuple(incoming),
+                outgoing,
             )
 
     for raw in text.splitlines():
@@ -71,7 +102,7 @@ def parse_show(text: str) -> dict[str, ShownTarget]:
             flush()
             head, _, target_name = body.partition(": ")
             tid, name = int(head.split()[1]), target_name.strip()
-            section, luns, acl, current = "", {}, [], None
+            section, luns, acl, incoming, outgoing, current = "", {}, [], [], None, None
         elif indent == 4:
             section, current = body.rstrip(":"), None
         elif section == "LUN information" and indent == 8 and body.startswith("LUN: "):
@@ -81,8 +112,16 @@ def parse_show(text: str) -> dict[str, ShownTarget]:
             current[key.strip()] = value.strip()
         elif section == "ACL information" and indent == 8:
             acl.append(body)
+        elif section == "Account information" and indent == 8:
+            if body.endswith(_OUTGOING):
+                outgoing = body.removesuffix(_OUTGOING)
+            else:
+                incoming.append(body)
     flush()
     return targets
+
+
+_OUTGOING = " (outgoing)"
 
 
 def _lu(lun: int, fields: Mapping[str, str]) -> ShownLu:
@@ -94,6 +133,11 @@ def _lu(lun: int, fields: Mapping[str, str]) -> ShownLu:
         backing_path=fields.get("Backing store path", ""),
         thin=fields.get("Thin-provisioning", "") == "Yes",
     )
+
+
+def masked(argv: Sequence[str]) -> str:
+    """`argv` as one shell line with the value of every `--password` replaced by `***`."""
+    return shlex.join(MASK if i and argv[i - 1] == "--password" else arg for i, arg in enumerate(argv))
 
 
 _DOWN_MARKS = ("failed to send request hdr", "can't connect to the tgt daemon", "Connection refused")
@@ -113,10 +157,18 @@ class Tgtadm:
 
     async def _run(self, *args: str, accept: tuple[str, ...] = ()) -> Result:
         """Run one tgtadm command; a refusal whose message contains one of `accept` is fine."""
+        argv = self.argv(*args)
         try:
-            result = await self._runner(self.argv(*args), self.timeout)
+            result = await self._runner(argv, self.timeout)
         except NotInstalled as exc:
             raise NotInstalled(exc.program, "tgt") from None
+        except LunbridgeError as exc:  # a time-out quotes the command line: not with a secret
+            if "--password" not in args:
+                raise
+            what = (
+                f"did not finish within {self.timeout:g}s" if isinstance(exc, CommandTimedOut) else "failed"
+            )
+            raise Unavailable(f"`{masked(argv)}` {what}; check that tgtd -C {self.control} answers") from None
         if result.returncode == 0 or any(mark in result.stderr for mark in accept):
             return result
         raise self.error(result)
@@ -124,7 +176,7 @@ class Tgtadm:
     def error(self, result: Result) -> LunbridgeError:
         """The domain error for a failed tgtadm command, with what to do about it."""
         message = result.stderr.strip().removeprefix("tgtadm: ") or f"exit status {result.returncode}"
-        command = shlex.join(result.argv)
+        command = masked(result.argv)
         if result.returncode == 107 or any(mark in result.stderr for mark in _DOWN_MARKS):
             return Unavailable(
                 f"tgtd does not answer on control socket {self.control} "
@@ -200,3 +252,30 @@ class Tgtadm:
                 if attempt == attempts - 1:
                     raise
                 await asyncio.sleep(0.05 * (attempt + 1))
+
+    # -- CHAP accounts (see the module's docstring for what tgtd answers) -------------------
+
+    async def new_account(self, user: str, secret: str) -> None:
+        await self._run("--mode", "account", "--op", "new", "--user", user, "--password", secret)
+
+    async def delete_account(self, user: str) -> None:
+        """Delete the account (which unbinds it from every target); a missing one is fine."""
+        await self._run(
+            "--mode", "account", "--op", "delete", "--user", user, accept=("can't find the account",)
+        )
+
+    async def bind_account(self, tid: int, user: str, *, outgoing: bool = False) -> None:
+        """Bind `user` to target `tid`: incoming (initiators prove it; binding it twice is
+        fine) or outgoing (the target proves it; tgtd refuses a second outgoing account)."""
+        direction = ("--outgoing",) if outgoing else ()
+        await self._run(
+            "--mode", "account", "--op", "bind", "--tid", str(tid), "--user", user, *direction,
+            accept=() if outgoing else ("this account already exists",),
+        )  # fmt: skip
+
+    async def unbind_account(self, tid: int, user: str, *, outgoing: bool = False) -> None:
+        direction = ("--outgoing",) if outgoing else ()
+        await self._run(
+            "--mode", "account", "--op", "unbind", "--tid", str(tid), "--user", user, *direction,
+            accept=("can't find the account",),
+        )  # fmt: skip

@@ -7,12 +7,17 @@ igroups is an LU on both targets with the same backing file, serial and NAA id. 
 sparse files in pool folders; snapshots and clones are file copies (reflink where the file
 system has it, sparse copy otherwise).
 
-The JSON state file (`state`) is the truth, tgtd a copy of it: every call first
-compares tgtd with the state and re-applies what is missing (after a tgtd restart: every
-target, LU, id and ACL), then changes tgtd, then saves the state. A failed change is not
-saved, and the next call's comparison takes tgtd back to the saved state. Calls are
-serialized by an asyncio lock and an advisory lock on the state file; the IQN prefix must
-belong to one state file, because targets under it that the state does not know are removed.
+An iSCSI igroup may require CHAP of its initiators (`set_chap`, for nodes that log in
+themselves): tgtd accounts bound to its target, incoming (one-way) and outgoing (mutual); two
+igroups may share one account. See `chap` for the model, the limits and the errors.
+
+The JSON state file (`state`, mode 0600: it holds the CHAP secrets) is the truth, tgtd a copy
+of it: every call first compares tgtd with the state and re-applies what is missing (after a
+tgtd restart: every target, LU, id, ACL and CHAP account), then changes tgtd, then saves the
+state. A failed change is not saved, and the next call's comparison takes tgtd back to the
+saved state. Calls are serialized by an asyncio lock and an advisory lock on the state file;
+the IQN prefix must belong to one state file, because targets under it that the state does
+not know are removed.
 
 What tgt cannot do, and what this backend does instead:
 - no in-place resize: tgt reads the size of the backing file only when an LU is created, and
@@ -25,7 +30,9 @@ What tgt cannot do, and what this backend does instead:
   initiators can already reach carries tgt's default ids for the few milliseconds until the
   update; a new target gets its LUs before its ACL;
 - LUN ids above 255: tgt answers them with flat-space addressing (libiscsi lists LUN 256 as
-  16640), so ids are kept to 1..255.
+  16640), so ids are kept to 1..255;
+- no CHAP password in `show` and no password update: a changed secret re-creates the account,
+  and a target's incoming accounts are changed in an order that avoids a tgtd crash (`sync`).
 """
 
 from __future__ import annotations
@@ -41,4 +48,5 @@ class TgtBackend(LunOperations, GroupOperations):
     """`StorageBackend` on one tgtd. Raises only `lunbridge.errors`.
 
     The state, locking and tgtd synchronisation are in `core`, the LUN and snapshot
-    operations in `luns`, the igroup and map operations in `groups`."""
+    operations in `luns`, the igroup, CHAP and map operations in `groups` (the CHAP rules
+    in `chap`)."""

@@ -24,8 +24,8 @@ from lunbridge.storage.tgt.state import IgroupRecord, LunRecord, SnapshotRecord
 MAX_LUN_ID = 255
 BLOCK = 512
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$")
-_SETTINGS = {"portal", "controlPort", "poolDir", "pools", "stateFile", "iqnPrefix", "timeoutSeconds",
-             "copyTimeoutSeconds"}  # fmt: skip
+_SETTINGS = {"portal", "nodePortals", "controlPort", "poolDir", "pools", "stateFile", "iqnPrefix",
+             "timeoutSeconds", "copyTimeoutSeconds"}  # fmt: skip
 _PORTAL = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
 
@@ -59,13 +59,17 @@ class TgtConfig:
     iqn_prefix: str = "iqn.2024-01.io.lunbridge:"
     timeout: float = 10.0  # per tgtadm call, and for the state file lock
     copy_timeout: float = 3600.0  # per snapshot or clone copy
+    # where initiator-mode nodes log in (host:port each), when they reach tgtd elsewhere than
+    # `portal` (NAT, a storage network); empty: `portal`
+    node_portals: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.control, int) or self.control < 0:
             raise InvalidArgument(f"tgt control socket number {self.control!r} must be an integer >= 0")
-        match = _PORTAL.match(self.portal)
-        if not match or not 0 < int(match.group(1)) < 65536:
-            raise InvalidArgument(f"tgt portal {self.portal!r} must be host:port, e.g. 127.0.0.1:3260")
+        for key, portal in [("portal", self.portal), *(("nodePortals", p) for p in self.node_portals)]:
+            match = _PORTAL.match(portal) if isinstance(portal, str) else None
+            if not match or not 0 < int(match.group(1)) < 65536:
+                raise InvalidArgument(f"tgt {key} {portal!r} must be host:port, e.g. 127.0.0.1:3260")
         if not self.pools:
             raise InvalidArgument("the tgt backend needs at least one pool folder")
         for name in self.pools:
@@ -88,8 +92,9 @@ class TgtConfig:
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], where: str = "settings") -> TgtConfig:
         """A backend section's settings: `portal`, `controlPort`, `poolDir` (one pool named
-        default) or `pools` (name → folder), [`stateFile`, `iqnPrefix`, `timeoutSeconds`,
-        `copyTimeoutSeconds`]. InvalidArgument names the missing or bad field."""
+        default) or `pools` (name → folder), [`nodePortals` (list of host:port, or one string
+        comma-separated), `stateFile`, `iqnPrefix`, `timeoutSeconds`, `copyTimeoutSeconds`].
+        InvalidArgument names the missing or bad field."""
         unknown = set(settings) - _SETTINGS
         if unknown:
             raise InvalidArgument(
@@ -111,6 +116,11 @@ class TgtConfig:
                 numbers[key] = int(value) if key == "controlPort" else float(value)
             except (TypeError, ValueError):
                 raise InvalidArgument(f"{where}.{key} must be a number, not {value!r}") from None
+        node_portals = settings.get("nodePortals") or []
+        if isinstance(node_portals, str):
+            node_portals = [p.strip() for p in node_portals.split(",") if p.strip()]
+        if not isinstance(node_portals, list):
+            raise InvalidArgument(f"{where}.nodePortals must be a list of host:port")
         first = Path(next(iter(pools.values())))
         return cls(
             control=numbers["controlPort"],
@@ -120,6 +130,7 @@ class TgtConfig:
             iqn_prefix=str(settings.get("iqnPrefix") or cls.iqn_prefix),
             timeout=numbers.get("timeoutSeconds", cls.timeout),
             copy_timeout=numbers.get("copyTimeoutSeconds", cls.copy_timeout),
+            node_portals=tuple(str(p) for p in node_portals),
         )
 
     @property

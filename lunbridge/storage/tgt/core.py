@@ -3,21 +3,25 @@ the synchronisation of tgtd with the state, and the paths of backing files.
 
 Each call runs in `_session`: it takes the asyncio lock and the state file's advisory lock,
 reloads the state if another process changed it, and brings tgtd in line with it
-(`sync.reconcile`). A change is `_commit`ted: applied to tgtd when it touches targets, then
-saved; a failed change is not saved, and the next session takes tgtd back to the saved state.
+(`sync.reconcile`: targets, LUs, ACLs and CHAP accounts). A change is `_commit`ted: applied to
+tgtd when it touches targets, then saved; a failed change is not saved, and the next session
+takes tgtd back to the saved state. CHAP accounts whose secret tgtd may hold wrongly (the
+state's `reset_accounts`, left by a secret change that did not finish) are re-created by the
+next session, which then saves the state without them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
 from lunbridge.command import Runner, run
 from lunbridge.errors import NotFound, Unavailable
 from lunbridge.san import Transport
 from lunbridge.storage.base import Pool, Portal
+from lunbridge.storage.tgt import chap
 from lunbridge.storage.tgt.admin import Tgtadm
 from lunbridge.storage.tgt.config import TgtConfig, check_name
 from lunbridge.storage.tgt.files import pool_usage
@@ -46,15 +50,25 @@ class TgtCore:
         async with self._lock, self._file.locked():
             if self._state is None or self._file.changed():
                 self._state = await asyncio.to_thread(self._file.load)
-            await reconcile(self._adm, self._desired(self._state), self.config.iqn_prefix)
+            state = self._state
+            await self._reconcile(state, state.reset_accounts)
+            if state.reset_accounts:  # re-created with the recorded secrets: done
+                done = state.copy()
+                done.reset_accounts = frozenset()
+                await self._commit(done, tgt=False)
             yield self._state
 
-    async def _commit(self, state: State, *, tgt: bool) -> None:
-        """Apply `state` to tgtd (when it changes targets), then save it."""
+    async def _commit(self, state: State, *, tgt: bool, reset: Collection[str] = ()) -> None:
+        """Apply `state` to tgtd (when it changes targets), re-creating the CHAP accounts of
+        `reset`, then save it."""
         if tgt:
-            await reconcile(self._adm, self._desired(state), self.config.iqn_prefix)
+            await self._reconcile(state, reset)
         await asyncio.to_thread(self._file.save, state)
         self._state = state
+
+    async def _reconcile(self, state: State, reset: Collection[str]) -> None:
+        accounts = chap.accounts(state.igroups)
+        await reconcile(self._adm, self._desired(state), self.config.iqn_prefix, accounts, reset)
 
     async def sync(self) -> None:
         """Re-apply the saved state to tgtd now (every other call does it first, too)."""
@@ -71,7 +85,10 @@ class TgtCore:
                 rec = state.luns[m.lun]
                 luns[m.lun_id] = DesiredLu(str(self._lun_path(m.lun, rec.pool)), rec.naa, rec.serial)
             target = self.target_name(name)
-            desired[target] = DesiredTarget(target, frozenset(group.initiators), luns)
+            incoming, outgoing = frozenset[str](), None
+            if group.chap is not None:
+                incoming, outgoing = frozenset({group.chap.user}), group.chap.mutual_user
+            desired[target] = DesiredTarget(target, frozenset(group.initiators), luns, incoming, outgoing)
         return desired
 
     def _pool_dir(self, pool: str) -> Path:
@@ -108,6 +125,14 @@ class TgtCore:
 
     async def portals(self) -> list[Portal]:
         return [Portal(self.config.portal)]
+
+    async def login_portals(self, igroup: str) -> list[Portal]:
+        """`nodePortals` (else `portal`), each with the target that serves `igroup`."""
+        check_name("igroup", igroup)
+        async with self._session() as state:
+            self._need_igroup(state, igroup)
+        target = self.target_name(igroup)
+        return [Portal(address, target) for address in self.config.node_portals or (self.config.portal,)]
 
     async def close(self) -> None:
         self._file.close()

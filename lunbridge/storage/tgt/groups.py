@@ -1,12 +1,17 @@
 """The tgt backend's initiator groups and maps: an iSCSI igroup is a tgt target whose ACL is
-its initiators, and a LUN mapped to it is an LU of that target numbered by the map's LUN id."""
+its initiators, and a LUN mapped to it is an LU of that target numbered by the map's LUN id.
+An iSCSI igroup may also ask its initiators for CHAP (`set_chap`): tgtd accounts bound to its
+target, kept in the state file with the igroup (see `chap` for the model and its errors)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded
 from lunbridge.san import Transport
-from lunbridge.storage.base import DEFAULT_OS_TYPE, InitiatorGroup, check_os_type
+from lunbridge.storage.base import DEFAULT_OS_TYPE, Chap, InitiatorGroup, check_os_type
 from lunbridge.storage.base import Mapping as LunMap
+from lunbridge.storage.tgt import chap as chaps
 from lunbridge.storage.tgt.config import MAX_LUN_ID, canonical_initiators, check_lun_id, check_name, igroup_of
 from lunbridge.storage.tgt.core import TgtCore
 from lunbridge.storage.tgt.state import IgroupRecord, MapRecord
@@ -35,7 +40,7 @@ class GroupOperations(TgtCore):
                 if old.transport is transport and set(old.initiators) == set(wanted):
                     if old.os_type != os_type:
                         new = state.copy()
-                        new.igroups[name] = IgroupRecord(old.transport, old.initiators, os_type)
+                        new.igroups[name] = replace(old, os_type=os_type)
                         await self._commit(new, tgt=False)
                         return igroup_of(name, new.igroups[name])
                     return igroup_of(name, old)
@@ -75,11 +80,52 @@ class GroupOperations(TgtCore):
             if result == rec.initiators:
                 return igroup_of(name, rec)
             new = state.copy()
-            new.igroups[name] = IgroupRecord(rec.transport, result, rec.os_type)
+            new.igroups[name] = replace(rec, initiators=result)
             await self._commit(new, tgt=rec.transport is Transport.ISCSI)
             return igroup_of(name, new.igroups[name])
 
+    async def set_chap(self, igroup: str, chap: Chap | None) -> None:
+        """The CHAP the igroup's initiators log in with (None: none). The same CHAP again
+        changes nothing; a new user or secret re-creates its tgtd account (tgtd shows no
+        secret to compare), first marking it in the state so that a failure half-way is
+        rolled back by the next call. An account nobody uses any more is deleted."""
+        check_name("igroup", igroup)
+        if chap is not None:
+            chaps.check_chap(igroup, chap)
+        async with self._session() as state:
+            rec = self._need_igroup(state, igroup)
+            chaps.need_iscsi(igroup, rec)
+            if rec.chap == chap:
+                return
+            reset: frozenset[str] = frozenset()
+            if chap is not None:
+                chaps.check_shared(state, igroup, chap)
+                reset = chaps.changed_users(state, chap)
+                await self._check_foreign(igroup, chap, reset)
+            if reset:
+                marked = state.copy()
+                marked.reset_accounts = state.reset_accounts | reset
+                await self._commit(marked, tgt=False)
+            new = state.copy()
+            new.igroups[igroup] = replace(rec, chap=chap)
+            await self._commit(new, tgt=True, reset=reset)
+
+    async def _check_foreign(self, igroup: str, chap: Chap, users: frozenset[str]) -> None:
+        """Conflict if another tool's target (outside the IQN prefix) binds one of `users`."""
+        if not users:
+            return
+        foreign = {
+            user: name
+            for name, target in (await self._adm.show()).items()
+            if not name.startswith(self.config.iqn_prefix)
+            for user in target.accounts
+            if user in users
+        }
+        chaps.check_foreign(igroup, chap, foreign)
+
     async def delete_igroup(self, name: str) -> None:
+        """Conflict while LUNs are mapped to it; its CHAP accounts go with it unless another
+        igroup uses them."""
         check_name("igroup", name)
         async with self._session() as state:
             if name not in state.igroups:

@@ -16,6 +16,14 @@ assigned OUI), `1` is the layout version, the installation id is random per stat
 backends never collide), and the counter is written in base 255 with digits 1..255. No byte of
 the id is therefore zero: C-string tools (libiscsi's `iscsi-inq`) print binary designators
 only up to the first zero byte, and these ids survive them whole.
+
+CHAP: an iSCSI igroup's record holds its CHAP (`chap`: user, secret and, for mutual CHAP, the
+target's user and secret; null or absent: none), since tgtd forgets its accounts on a restart
+and never shows a password. So the file holds secrets: it is written with mode 0600 (the
+folder it lies in should be private too). `reset_accounts` lists the CHAP users whose secret
+in tgtd is not known to be the one recorded here (a secret change under way, see
+`lunbridge.storage.tgt.chap`); the next call re-creates them. Files written before CHAP, without
+these keys, load as "no CHAP".
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from typing import Any
 
 from lunbridge.errors import Busy, Unavailable
 from lunbridge.san import Transport
+from lunbridge.storage.base import Chap
 
 NAA_PREFIX = "60a4c421"
 STATE_VERSION = 1
@@ -81,6 +90,7 @@ class IgroupRecord:
     transport: Transport
     initiators: tuple[str, ...]
     os_type: str = "vmware"
+    chap: Chap | None = None  # iSCSI only; its repr shows no secret
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,7 @@ class State:
     igroups: dict[str, IgroupRecord] = field(default_factory=dict)
     maps: list[MapRecord] = field(default_factory=list)
     snapshots: dict[str, SnapshotRecord] = field(default_factory=dict)
+    reset_accounts: frozenset[str] = frozenset()  # CHAP users to re-create on the next call
 
     def copy(self) -> State:
         """A copy to change; records are immutable, so copying the containers is enough."""
@@ -117,6 +128,7 @@ class State:
             dict(self.igroups),
             list(self.maps),
             dict(self.snapshots),
+            self.reset_accounts,
         )
 
     def allocate_ids(self) -> tuple[str, str]:
@@ -146,7 +158,12 @@ class State:
                 for name, r in sorted(self.luns.items())
             },
             "igroups": {
-                name: {"transport": str(r.transport), "initiators": list(r.initiators), "os_type": r.os_type}
+                name: {
+                    "transport": str(r.transport),
+                    "initiators": list(r.initiators),
+                    "os_type": r.os_type,
+                    "chap": _chap_to_json(r.chap),
+                }
                 for name, r in sorted(self.igroups.items())
             },
             "maps": [
@@ -163,6 +180,7 @@ class State:
                 }
                 for name, r in sorted(self.snapshots.items())
             },
+            "reset_accounts": sorted(self.reset_accounts),
         }
 
     @classmethod
@@ -174,7 +192,12 @@ class State:
             next_id=int(data["next_id"]),
             luns={name: LunRecord(**r) for name, r in data["luns"].items()},
             igroups={
-                name: IgroupRecord(Transport(r["transport"]), tuple(r["initiators"]), r["os_type"])
+                name: IgroupRecord(
+                    Transport(r["transport"]),
+                    tuple(r["initiators"]),
+                    r["os_type"],
+                    _chap_from_json(r.get("chap")),
+                )
                 for name, r in data["igroups"].items()
             },
             maps=[MapRecord(**m) for m in data["maps"]],
@@ -188,14 +211,35 @@ class State:
                 )
                 for name, r in data["snapshots"].items()
             },
+            reset_accounts=frozenset(str(user) for user in data.get("reset_accounts", [])),
         )
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that a crash leaves either the old or the new file."""
+def _chap_to_json(chap: Chap | None) -> dict[str, str | None] | None:
+    if chap is None:
+        return None
+    return {
+        "user": chap.user,
+        "secret": chap.secret,
+        "mutual_user": chap.mutual_user,
+        "mutual_secret": chap.mutual_secret,
+    }
+
+
+def _chap_from_json(data: dict[str, Any] | None) -> Chap | None:
+    if data is None:
+        return None
+    return Chap(str(data["user"]), str(data["secret"]), data.get("mutual_user"), data.get("mutual_secret"))
+
+
+def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replace `path` with `text` so that a crash leaves either the old or the new file; the new
+    file has `mode` (0600: readable by its owner only) from its first byte on."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as handle:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        os.fchmod(fd, mode)  # a stale temp file of another mode, or a umask that took bits away
+        with open(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

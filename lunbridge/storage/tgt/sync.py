@@ -6,16 +6,35 @@ and compares it with the desired targets; anything missing or different is (re)a
 anything extra under the backend's IQN prefix is removed. On an unchanged tgtd this costs one
 tgtadm run and no change.
 
-Compared per target: the ACL (initiator names) and, per LU, the backing file, scsi_id,
-scsi_sn and thin provisioning. Sizes are not compared: tgt reads the size from the backing
-file when an LU is created, so a resize re-creates the LU explicitly (see `TgtBackend`).
-A new target gets its LUs before its ACL, so no initiator sees it half made.
+Compared per target: the ACL (initiator names), the CHAP accounts bound to it (incoming and
+outgoing users) and, per LU, the backing file, scsi_id, scsi_sn and thin provisioning. Sizes
+are not compared: tgt reads the size from the backing file when an LU is created, so a resize
+re-creates the LU explicitly (see `TgtBackend`). A new target gets its LUs and its CHAP
+accounts before its ACL, so no initiator sees it half made or logs in before CHAP is asked.
+
+CHAP accounts (see `chap`) are global in tgtd and show no password, so the sync cannot compare
+secrets. It re-creates (`delete`, `new`) an account that no target of the prefix binds (after a
+tgtd restart: all of them) and each account it is told to `reset` (a new or changed secret);
+an account bound to a target of the prefix is taken to hold its recorded secret. An account
+that no igroup needs any more is deleted once no target of the prefix binds it (an account
+that another tool's target binds is left alone, and not re-created either).
+
+How, because of a tgtd bug (tgt 1.0.85; upstream's target.c reads the same): a target keeps
+its incoming accounts in an array that `unbind` (and `delete` of a bound account) leaves a hole
+in unless it takes the last one, while `show` and the login check walk only the first `count`
+slots: `show` then follows a NULL account and tgtd dies (measured: bind a1, bind b1, unbind
+a1, show → tgtd gone), and a login would miss the account past the hole (by the code). So a
+target whose incoming accounts change is rebuilt: its incoming accounts are unbound last
+first, accounts are deleted only once no target of the prefix binds them, and the wanted ones
+are bound again. A target that had CHAP and keeps it has its ACL taken away for those
+milliseconds (tgtd lets nobody in without an ACL, and asks for no CHAP without an incoming
+account), so it never takes a login without CHAP; sessions already logged in stay (measured).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 from lunbridge.storage.tgt.admin import ShownLu, ShownTarget, Tgtadm
 
@@ -43,23 +62,44 @@ class DesiredTarget:
     name: str
     acl: frozenset[str]
     luns: Mapping[int, DesiredLu]
+    incoming: frozenset[str] = frozenset()  # CHAP users the initiators prove
+    outgoing: str | None = None  # the CHAP user the target proves (mutual CHAP)
 
 
-async def reconcile(adm: Tgtadm, desired: Mapping[str, DesiredTarget], prefix: str) -> int:
-    """Apply the difference between tgtd and `desired`; returns the number of commands run."""
+async def reconcile(
+    adm: Tgtadm,
+    desired: Mapping[str, DesiredTarget],
+    prefix: str,
+    accounts: Mapping[str, str] | None = None,
+    reset: Collection[str] = (),
+) -> int:
+    """Apply the difference between tgtd and `desired`; returns the number of commands run.
+    `accounts` (user → secret) are the CHAP accounts the targets bind; `reset` the users to
+    re-create whatever tgtd holds (to delete, when not in `accounts`)."""
+    accounts = accounts or {}
     shown = await adm.show()
+    ours = {name: target for name, target in shown.items() if name.startswith(prefix)}
+    foreign = {user for name, t in shown.items() if name not in ours for user in t.accounts}
+    seen = {user for target in ours.values() for user in target.accounts}
+    stale = (set(reset) | (set(accounts) - seen)) - foreign
     changes = 0
-    for name, target in shown.items():
-        if name.startswith(prefix) and name not in desired:
+    for name, target in ours.items():
+        if name not in desired:
             await adm.delete_target(target.tid)
+            changes += 1
+    plans = {name: _Plan(want, shown[name], stale) for name, want in desired.items() if name in shown}
+    for each in plans.values():  # then no target of the prefix binds a stale or unneeded account
+        changes += await each.strip(adm)
+    for user in sorted(stale | (seen - set(accounts) - foreign)):
+        await adm.delete_account(user)
+        changes += 1
+        if user in stale and user in accounts:
+            await adm.new_account(user, accounts[user])
             changes += 1
     used = {target.tid for target in shown.values()}
     for name, want in sorted(desired.items()):
-        have = shown.get(name)
-        if have is None:
-            changes += await _create(adm, want, used)
-        else:
-            changes += await _update(adm, want, have)
+        plan = plans.get(name)
+        changes += await (_create(adm, want, used) if plan is None else plan.apply(adm))
     return changes
 
 
@@ -71,12 +111,65 @@ async def _create(adm: Tgtadm, want: DesiredTarget, used: set[int]) -> int:
     used.add(tid)
     for lun, lu in sorted(want.luns.items()):
         await adm.new_lu(tid, lun, lu.path, lu.params())
+    for user in sorted(want.incoming):  # CHAP before the ACL lets anyone in
+        await adm.bind_account(tid, user)
+    if want.outgoing is not None:
+        await adm.bind_account(tid, want.outgoing, outgoing=True)
     for initiator in sorted(want.acl):
         await adm.bind(tid, initiator)
-    return 1 + 2 * len(want.luns) + len(want.acl)
+    return 1 + 2 * len(want.luns) + len(want.incoming) + (want.outgoing is not None) + len(want.acl)
 
 
-async def _update(adm: Tgtadm, want: DesiredTarget, have: ShownTarget) -> int:
+@dataclass
+class _Plan:
+    """What changes on a target that exists: `strip` takes off the CHAP bindings that change
+    (and the ACL while they do, if the target keeps CHAP), `apply` sets LUs, CHAP and ACL."""
+
+    want: DesiredTarget
+    have: ShownTarget
+    stale: Collection[str] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        have, want = self.have, self.want
+        self.incoming = set(have.incoming) != want.incoming or any(u in self.stale for u in have.incoming)
+        self.outgoing = have.outgoing != want.outgoing or have.outgoing in self.stale
+        self.closed = self.incoming and bool(have.incoming and want.incoming and have.acl)
+
+    async def strip(self, adm: Tgtadm) -> int:
+        tid, have = self.have.tid, self.have
+        if self.closed:
+            for initiator in have.acl:
+                await adm.unbind(tid, initiator)
+        if self.outgoing and have.outgoing is not None:
+            await adm.unbind_account(tid, have.outgoing, outgoing=True)
+        if self.incoming:
+            for user in reversed(have.incoming):  # last first: no hole in tgtd's array
+                await adm.unbind_account(tid, user)
+        return (
+            len(have.acl) * self.closed
+            + (self.outgoing and have.outgoing is not None)
+            + len(have.incoming) * self.incoming
+        )
+
+    async def apply(self, adm: Tgtadm) -> int:
+        want, tid = self.want, self.have.tid
+        changes = await _update_luns(adm, want, self.have)
+        if self.outgoing and want.outgoing is not None:
+            await adm.bind_account(tid, want.outgoing, outgoing=True)
+            changes += 1
+        if self.incoming:
+            for user in sorted(want.incoming):
+                await adm.bind_account(tid, user)
+            changes += len(want.incoming)
+        acl = set() if self.closed else set(self.have.acl)
+        for initiator in sorted(acl - want.acl):
+            await adm.unbind(tid, initiator)
+        for initiator in sorted(want.acl - acl):
+            await adm.bind(tid, initiator)
+        return changes + len(acl ^ want.acl)
+
+
+async def _update_luns(adm: Tgtadm, want: DesiredTarget, have: ShownTarget) -> int:
     changes = 0
     for lun in sorted(have.luns):
         if lun != 0 and lun not in want.luns:
@@ -94,10 +187,4 @@ async def _update(adm: Tgtadm, want: DesiredTarget, have: ShownTarget) -> int:
             await adm.delete_lu(have.tid, lun)
         await adm.new_lu(have.tid, lun, lu.path, lu.params())
         changes += 2
-    for initiator in sorted(set(have.acl) - want.acl):
-        await adm.unbind(have.tid, initiator)
-        changes += 1
-    for initiator in sorted(want.acl - set(have.acl)):
-        await adm.bind(have.tid, initiator)
-        changes += 1
     return changes

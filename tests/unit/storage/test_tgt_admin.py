@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from lunbridge.command import NotInstalled, Result
+from lunbridge.command import CommandTimedOut, NotInstalled, Result
 from lunbridge.errors import Busy, Conflict, InvalidArgument, Unavailable
 from lunbridge.storage.tgt.admin import Tgtadm, parse_show
-from tests.unit.storage.fake_tgt import FakeTgtd
+from tests.unit.storage.fake_tgt import FakeTgtd, TgtdCrash
 
 # Captured from tgt 1.0.85 with one initiator logged in (trailing blanks stripped).
 SHOW = """\
@@ -161,3 +161,108 @@ async def test_a_missing_tgtadm_names_its_package() -> None:
 
     with pytest.raises(NotInstalled, match=r"tgtadm is not installed .*install it \(Debian package tgt\)"):
         await Tgtadm(7, "127.0.0.1:3260", 5.0, not_installed).show()
+
+
+# Captured from tgt 1.0.85: an incoming account, then the outgoing one (mutual CHAP).
+SHOW_CHAP = """\
+Target 1: iqn.2024-01.test:chap1
+    System information:
+        Driver: iscsi
+        State: ready
+    I_T nexus information:
+    LUN information:
+        LUN: 0
+            Type: controller
+            Backing store path: None
+    Account information:
+        carol
+        bob (outgoing)
+    ACL information:
+        iqn.1998-01.com.test:ini
+Target 2: iqn.2024-01.test:chap2
+    System information:
+    Account information:
+        o1
+        alice
+    ACL information:
+"""
+
+
+def test_parse_show_reads_chap_accounts() -> None:
+    targets = parse_show(SHOW_CHAP)
+    one, two = targets["iqn.2024-01.test:chap1"], targets["iqn.2024-01.test:chap2"]
+    assert (one.incoming, one.outgoing, one.acl) == (("carol",), "bob", ("iqn.1998-01.com.test:ini",))
+    assert one.accounts == ("carol", "bob")
+    assert (two.incoming, two.outgoing, two.acl) == (("o1", "alice"), None, ())
+    assert parse_show(SHOW)["iqn.2024-01.io.lunbridge:ig1"].accounts == ()
+
+
+async def test_account_command_lines_and_idempotent_refusals() -> None:
+    fake = FakeTgtd(control=42)
+    adm = Tgtadm(42, "127.0.0.1:3260", 5.0, fake)
+    await adm.new_target(1, "iqn.2024-01.io.lunbridge:g")
+    await adm.new_account("u1", "secretsecret12")
+    await adm.bind_account(1, "u1")
+    await adm.bind_account(1, "u1")  # "this account already exists": bound already
+    await adm.new_account("t1", "targetsecret12")
+    await adm.bind_account(1, "t1", outgoing=True)
+    base = ["tgtadm", "-C", "42", "--lld", "iscsi", "--mode", "account"]
+    assert fake.commands[1:4] == [
+        [*base, "--op", "new", "--user", "u1", "--password", "secretsecret12"],
+        [*base, "--op", "bind", "--tid", "1", "--user", "u1"],
+        [*base, "--op", "bind", "--tid", "1", "--user", "u1"],
+    ]
+    assert fake.commands[-1] == [*base, "--op", "bind", "--tid", "1", "--user", "t1", "--outgoing"]
+    shown = (await adm.show())["iqn.2024-01.io.lunbridge:g"]
+    assert (shown.incoming, shown.outgoing) == (("u1",), "t1")
+    with pytest.raises(Conflict, match="already has an outgoing account"):
+        await adm.bind_account(1, "u1", outgoing=True)
+    await adm.unbind_account(1, "t1", outgoing=True)
+    await adm.unbind_account(1, "t1", outgoing=True)  # "can't find the account": unbound already
+    await adm.delete_account("u1")  # unbinds it everywhere
+    await adm.delete_account("u1")
+    assert fake.targets[1].incoming == []
+    assert fake.accounts == {"t1": "targetsecret12"}
+
+
+async def test_the_fake_dies_where_tgtd_does_on_a_hole_in_the_incoming_accounts() -> None:
+    """tgt 1.0.85 (measured): bind a1, bind b1, unbind a1, show → tgtd is gone. Unbinding
+    the last one first leaves no hole."""
+    fake = FakeTgtd()
+    adm = Tgtadm(7, "127.0.0.1:3260", 5.0, fake)
+    await adm.new_target(1, "iqn.2024-01.io.lunbridge:g")
+    for user in ("a1", "b1"):
+        await adm.new_account(user, "secretsecret12")
+        await adm.bind_account(1, user)
+    await adm.unbind_account(1, "b1")
+    assert (await adm.show())["iqn.2024-01.io.lunbridge:g"].incoming == ("a1",)
+    await adm.bind_account(1, "b1")
+    await adm.unbind_account(1, "a1")
+    with pytest.raises(TgtdCrash):
+        await adm.show()
+
+
+@pytest.mark.parametrize(
+    "secret", ["plainsecret12", "-leadingdash12", "quote'inside12", "comma,inside12", 'dq"inside12']
+)
+async def test_a_failing_account_command_never_shows_the_secret(secret: str) -> None:
+    """`lunbridge.redact` masks `--password X` only for some X (not one that starts with '-'
+    or holds a quote or ','): the tgtadm errors mask it themselves."""
+    fake = FakeTgtd()
+    adm = Tgtadm(7, "127.0.0.1:3260", 5.0, fake)
+    fake.fail_next["new"] = "this account already exists"
+    with pytest.raises(Conflict) as failed:
+        await adm.new_account("u1", secret)
+    assert "--user u1 --password '***'" in str(failed.value)
+    assert secret not in str(failed.value)
+    assert secret not in repr(failed.value)
+    for fragment in secret.replace("'", ",").replace('"', ",").split(","):
+        assert len(fragment) < 4 or fragment.strip("-") not in str(failed.value)
+
+    async def hangs(argv: Sequence[str], time_limit: float) -> Result:
+        raise CommandTimedOut(argv, time_limit, 0.5, ())
+
+    with pytest.raises(Unavailable, match="did not finish within 5s") as late:
+        await Tgtadm(7, "127.0.0.1:3260", 5.0, hangs).new_account("u1", secret)
+    assert secret not in str(late.value)
+    assert late.value.__suppress_context__  # a traceback does not quote the original

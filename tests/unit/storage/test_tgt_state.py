@@ -11,6 +11,7 @@ import pytest
 
 from lunbridge.errors import Busy, Unavailable
 from lunbridge.san import Transport, naa
+from lunbridge.storage.base import Chap
 from lunbridge.storage.tgt import state as tgt_state
 from lunbridge.storage.tgt.state import (
     IgroupRecord,
@@ -55,6 +56,9 @@ def _full_state() -> State:
     state.luns["l1"] = LunRecord("default", 1 << 20, serial, naa_id, None)
     state.igroups["g1"] = IgroupRecord(Transport.ISCSI, ("iqn.1998-01.com.vmware:a",))
     state.igroups["g2"] = IgroupRecord(Transport.FCP, ("20:00:00:25:b5:00:00:01",), "linux")
+    chap = Chap("node-user", "initiator-secret-1", "array-user", "target-secret-01")
+    state.igroups["g3"] = IgroupRecord(Transport.ISCSI, ("iqn.1998-01.com.example:n",), "linux", chap)
+    state.reset_accounts = frozenset({"node-user"})
     state.maps.append(MapRecord("l1", "g1", 3))
     state.snapshots["s1"] = SnapshotRecord("l1", "default", 1 << 20, datetime(2024, 5, 1, tzinfo=UTC), naa_id)
     return state
@@ -65,6 +69,32 @@ def test_state_round_trips_through_json(tmp_path: Path) -> None:
     again = State.from_json(json.loads(json.dumps(state.to_json())))
     assert again == state
     assert again.igroups["g2"].transport is Transport.FCP
+
+
+def test_a_state_file_from_before_chap_loads_without_chap(tmp_path: Path) -> None:
+    data = _full_state().to_json()
+    for group in data["igroups"].values():
+        del group["chap"]
+    del data["reset_accounts"]
+    old = State.from_json(json.loads(json.dumps(data)))
+    assert all(group.chap is None for group in old.igroups.values())
+    assert old.reset_accounts == frozenset()
+    assert old.igroups["g1"] == _full_state().igroups["g1"]
+
+
+def test_the_state_file_is_private_and_its_repr_shows_no_secret(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text("{}")
+    path.chmod(0o644)  # a file of an older version, readable by all
+    (tmp_path / f".state.json.{os.getpid()}.tmp").write_text("")  # a stale temp file, umask's mode
+    old_umask = os.umask(0o000)
+    try:
+        StateFile(path, 1.0).save(_full_state())
+    finally:
+        os.umask(old_umask)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "initiator-secret-1" in path.read_text()  # the file is the truth, secrets too
+    assert "secret-" not in repr(_full_state())
 
 
 def test_save_replaces_atomically_and_leaves_no_temp_file(tmp_path: Path) -> None:
