@@ -218,7 +218,7 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
             )
         async with self.in_flight.hold(volume_id):
             disk = await self.kube.get(volume_id)
-            node = await self.kube.node_by_provider_id(node_id)
+            node = await self.kube.node_by_id(node_id)
             published = disk.spec.node_name
             reason = contradiction(disk, request.volume_capability)
             if reason is not None:

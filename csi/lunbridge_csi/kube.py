@@ -1,6 +1,6 @@
 """The few Kubernetes API calls the controller service makes: VirtualDisks (read, list, create,
 merge-patch the spec, delete), DiskSnapshots (read, list, create, delete) and Nodes (find one
-by its providerID, read one's providerID).
+by its providerID or name, read one's providerID).
 
 The official client is synchronous, so each call runs in a worker thread; API errors come back
 as `lunbridge.errors`, which `lunbridge_csi.errors` turns into gRPC codes. VirtualDisks come
@@ -31,7 +31,7 @@ class VirtualDisks(Protocol):
     async def create(self, disk: VirtualDisk) -> VirtualDisk: ...
     async def patch_spec(self, name: str, patch: dict[str, Any]) -> VirtualDisk: ...
     async def delete(self, name: str) -> None: ...
-    async def node_by_provider_id(self, provider_id: str) -> str: ...
+    async def node_by_id(self, node_id: str) -> str: ...
     async def node_provider_id(self, name: str) -> str | None: ...
     async def ping(self) -> None: ...
 
@@ -156,14 +156,18 @@ class Kube(KubeApi):
             lambda: self._custom.delete_cluster_custom_object(GROUP, VERSION, VIRTUAL_DISK_PLURAL, name),
         )
 
-    async def node_by_provider_id(self, provider_id: str) -> str:
-        """The name of the Node whose spec.providerID is `provider_id`."""
+    async def node_by_id(self, node_id: str) -> str:
+        """The name of the Node a CSI node_id names: the Node whose spec.providerID it is (a
+        guest the hypervisor attaches disks to), else the Node of that name (a node that logs in
+        with its own initiators gives its Node name). NotFound when neither exists."""
         nodes: Any = await self._call("list Nodes", lambda: self._core.list_node())
         for node in nodes.items:
-            if node.spec is not None and node.spec.provider_id == provider_id:
+            if node.spec is not None and node.spec.provider_id == node_id:
                 name: str = node.metadata.name
                 return name
-        raise NotFound(f"no Node has spec.providerID {provider_id}")
+        if any(node.metadata.name == node_id for node in nodes.items):
+            return node_id
+        raise NotFound(f"no Node has spec.providerID {node_id} or is named {node_id}")
 
     async def node_provider_id(self, name: str) -> str | None:
         """The spec.providerID of Node `name` (None if it has none); NotFound if there is no such Node."""

@@ -40,11 +40,14 @@ import grpc.aio
 from lunbridge.command import Runner, run
 from lunbridge.errors import AlreadyExists, Conflict, NotFound, Unavailable
 from lunbridge.hypervisor.detect import detect
+from lunbridge.models import AttachMode, PublishContext
+from lunbridge.storage import chap
 from lunbridge_csi import node_rules
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from lunbridge_csi.errors import InFlight, handled
-from lunbridge_csi.guest import attached, filesystem, mount, scsi, teardown
+from lunbridge_csi.guest import attached, filesystem, iscsi, mount, scsi, teardown
 from lunbridge_csi.guest.attached import placement
+from lunbridge_csi.guest.initiators import decide_mode
 from lunbridge_csi.guest.limits import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,8 @@ class Staged:
     staging_path: str
     block: bool
     fs_type: str
+    target: str | None = None  # initiator mode: the session's target and portal
+    portal: str | None = None
 
     @classmethod
     def read(cls, path: Path) -> Staged:
@@ -94,6 +99,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         state_dir: Path = DEFAULT_STATE_DIR,
         device_timeout: float = 30.0,
         dev_dir: str = "/dev",
+        node_name: str | None = None,
+        attach_mode: str = "auto",
     ) -> None:
         self.root = root
         self.runner = runner
@@ -104,7 +111,11 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self.state_dir = state_dir
         self.device_timeout = device_timeout
         self.dev_dir = dev_dir
+        self.node_name = node_name
+        self.attach_mode = attach_mode
         self.in_flight = InFlight()
+        self.iscsiadm = iscsi.Iscsiadm(runner, limits)
+        self.sessions_lock = asyncio.Lock()  # a login and the last logout of a target never cross
 
     # --- state of staged volumes -------------------------------------------------------------
 
@@ -144,17 +155,31 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             raise NotFound(f"volume {staged.volume_id}: no disk with {staged.naa} in this guest any more")
         return found[0]
 
+    def _initiator_mode(self) -> bool:
+        """This node logs in itself: so configured, or `auto` with no --node-id and no VM
+        lunbridge can name (a --node-id keeps the hypervisor path's identity, as before modes)."""
+        if self.attach_mode != "auto":
+            return self.attach_mode == AttachMode.INITIATOR.value
+        return not self.node_id and decide_mode(self.root).mode is AttachMode.INITIATOR
+
     # --- identity ----------------------------------------------------------------------------
 
     @handled
     async def NodeGetInfo(
         self, request: csi_pb2.NodeGetInfoRequest, context: Context
     ) -> csi_pb2.NodeGetInfoResponse:
+        if self._initiator_mode():
+            node_id = self.node_id or self.node_name
+            if not node_id:
+                raise Unavailable("this node logs in with its own initiator and is known by its Node name: "
+                                  "set --node-name (NODE_NAME) or --node-id")  # fmt: skip
+            # LUN ids a target gives one initiator bound it, not a VM's SCSI slots: the CO decides
+            return csi_pb2.NodeGetInfoResponse(node_id=node_id, max_volumes_per_node=self.max_volumes or 0)
         node_id = self.node_id or detect(self.root).provider_id
         if not node_id:
             raise Unavailable(
                 "this node has no hypervisor identity lunbridge understands (DMI shows no vSphere or "
-                "libvirt VM UUID); set --node-id"
+                "libvirt VM UUID); set --node-id, or --attach-mode initiator to log in itself"
             )
         limit = self.max_volumes
         if limit is None:
@@ -179,23 +204,34 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         volume_id = node_rules.require(request.volume_id, "volume_id")
         staging = node_rules.path(request.staging_target_path, "staging_target_path")
         capability = node_rules.capability(request)
-        where = placement(request.publish_context)
+        published = PublishContext.from_dict(request.publish_context)
+        initiator = published.mode is AttachMode.INITIATOR
+        where = None if initiator else placement(request.publish_context)
+        secrets = chap.from_values(request.secrets, "the node-stage secret") if initiator else None
         block = capability.WhichOneof("access_type") == "block"
         fs_type = "" if block else filesystem.fs_type(capability.mount.fs_type)
         async with self.in_flight.hold(volume_id):
             started = time.monotonic()
-            host, device = await attached.find_disk(
-                self.root, where, self.device_timeout, f"volume {volume_id}"
-            )
+            what = f"volume {volume_id}"
+            if where is not None:
+                host, device = await attached.find_disk(self.root, where, self.device_timeout, what)
+                staged = Staged(volume_id, where.naa, device, scsi.hctl(host, where.address), staging, block,
+                                fs_type)  # fmt: skip
+            else:
+                async with self.sessions_lock:
+                    session, device = await attached.find_logged_in_disk(
+                        self.root, self.iscsiadm, published, secrets, self.device_timeout, what
+                    )
+                address = scsi.Address(0, session.target_id, published.lun_id or 0)
+                staged = Staged(volume_id, published.naa, device, scsi.hctl(session.host, address), staging,
+                                block, fs_type, session.target, session.portal)  # fmt: skip
             dev = self._dev(device)
             mounted = None if block else mount.mounted_at(self.root, staging)
             if mounted is not None and mounted.source != dev:
                 raise Conflict(
                     f"{staging} already has {mounted.source} mounted, not {dev} of volume {volume_id}"
                 )
-            self._save(
-                Staged(volume_id, where.naa, device, scsi.hctl(host, where.address), staging, block, fs_type)
-            )
+            self._save(staged)
             if not block and mounted is None:
                 formatted = await filesystem.ensure_filesystem(self.runner, self.limits, dev, fs_type)
                 await asyncio.to_thread(os.makedirs, staging, exist_ok=True)
@@ -219,8 +255,25 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             if staged is not None:
                 devices.update(scsi.devices_with_naa(self.root, staged.naa))
             await teardown.remove_disks(*args, devices, within=self.device_timeout)
+            if staged is not None:
+                await self._log_out_when_unused(staged)
             self._state_file(volume_id).unlink(missing_ok=True)
         return csi_pb2.NodeUnstageVolumeResponse()
+
+    async def _log_out_when_unused(self, staged: Staged) -> None:
+        """Log out of the staged volume's session once no other staged volume uses it."""
+        target, portal = staged.target, staged.portal
+        if target is None or portal is None:
+            return
+        async with self.sessions_lock:
+            for path in sorted(self.state_dir.glob("*.json")):
+                with contextlib.suppress(OSError, ValueError, TypeError):
+                    other = Staged.read(path)
+                    same = (other.target, other.portal) == (target, portal)
+                    if same and other.volume_id != staged.volume_id:
+                        return
+            await self.iscsiadm.logout(target, portal)
+            log.info("logged out of %s at %s: its last lunbridge LUN is gone", target, portal)
 
     # --- publish / unpublish -----------------------------------------------------------------
 

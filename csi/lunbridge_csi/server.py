@@ -78,6 +78,8 @@ def node_service(settings: Settings) -> Any:
         node_id=settings.node_id,
         max_volumes=settings.max_volumes,
         kvm_max_volumes=settings.kvm_max_volumes,
+        node_name=settings.node_name,
+        attach_mode=settings.attach_mode,
     )
 
 

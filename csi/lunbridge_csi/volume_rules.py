@@ -17,7 +17,15 @@ import grpc.aio
 
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded, LunbridgeError, NotFound
 from lunbridge.hypervisor.base import Scope
-from lunbridge.models import ConditionStatus, FsType, Phase, VirtualDisk, VirtualDiskSpec, VolumeMode
+from lunbridge.models import (
+    AttachMode,
+    ConditionStatus,
+    FsType,
+    Phase,
+    VirtualDisk,
+    VirtualDiskSpec,
+    VolumeMode,
+)
 from lunbridge.models import ConditionType as Cond
 from lunbridge_csi._proto import csi_pb2
 from lunbridge_csi.errors import OutOfRange
@@ -259,12 +267,17 @@ def detached(disk: VirtualDisk) -> bool:
     )
 
 
-def detached_from(provider_id: str) -> Callable[[VirtualDisk], bool]:
-    """The disk is not (or no longer) attached to the VM of `provider_id`."""
+def detached_from(node_id: str) -> Callable[[VirtualDisk], bool]:
+    """The disk is not (or no longer) attached to the VM of providerID `node_id`, nor served to
+    the node of that name (a node that logs in itself)."""
 
     def check(disk: VirtualDisk) -> bool:
         attachment = disk.status.attachment
-        return attachment is None or attachment.provider_id != provider_id
+        if attachment is None:
+            return True
+        if attachment.mode is AttachMode.INITIATOR:
+            return attachment.node != node_id
+        return attachment.provider_id != node_id
 
     return check
 
@@ -272,9 +285,10 @@ def detached_from(provider_id: str) -> Callable[[VirtualDisk], bool]:
 def publication_of(disk: VirtualDisk, node_id: str, provider_id: str | None) -> bool:
     """Whether the disk's publication (spec.nodeName, a Node that exists with spec.providerID
     `provider_id`) is the one to `node_id`: that Node has that providerID, or the operator
-    attached the disk for that very Node under it. An attachment recorded for another Node
-    (a move the operator has not carried out yet) says nothing of the current publication."""
-    if provider_id == node_id:
+    attached the disk for that very Node under it. A node that logs in itself has its Node
+    name for node_id. An attachment recorded for another Node (a move the operator has not
+    carried out yet) says nothing of the current publication."""
+    if node_id in (provider_id, disk.spec.node_name):
         return True
     attachment = disk.status.attachment
     return (

@@ -1,11 +1,12 @@
 """Storage backends by name: the only module that names the backend types.
 
 The operator is configured with a list of backends, each a section
-`{name, type, default?, credentialsDir?, settings: {...}}`; this module checks the list
+`{name, type, default?, credentialsDir?, chapDir?, settings: {...}}`; this module checks the list
 (names unique DNS labels, a known type, at most one default), builds each backend from its
 section, and hands out `Backends`, which resolves the backend a disk asks for by name.
 Credentials are never part of a section: `credentialsDir` names the folder a Secret is
-mounted at, and only the backend reads it.
+mounted at, and only the backend reads it; `chapDir` names the folder of the CHAP Secret
+that nodes logging in with their own initiators must use (`lunbridge.storage.chap`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from lunbridge.errors import InvalidArgument
-from lunbridge.storage.base import StorageBackend
+from lunbridge.storage import chap
+from lunbridge.storage.base import Chap, StorageBackend
 from lunbridge.storage.tgt import TgtBackend, TgtConfig
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_SECTION_KEYS = {"name", "type", "default", "credentialsDir", "settings"}
+_SECTION_KEYS = {"name", "type", "default", "credentialsDir", "chapDir", "settings"}
 # a disk status written before backends had names records "tgt"; it means the default backend
 LEGACY_BACKEND = "tgt"
 
@@ -35,6 +37,7 @@ class BackendConfig:
     settings: Mapping[str, Any] = field(default_factory=dict)
     credentials_dir: Path | None = None
     default: bool = False
+    chap_dir: Path | None = None  # the CHAP Secret of initiator-mode nodes' igroups
 
 
 def _tgt_config(config: BackendConfig) -> TgtConfig:
@@ -72,9 +75,10 @@ def parse_backends(sections: Any) -> list[BackendConfig]:
         settings = section.get("settings") or {}
         if not isinstance(settings, dict):
             raise InvalidArgument(f"{where}.settings must be a mapping")
-        credentials = section.get("credentialsDir")
+        credentials, chap_dir = section.get("credentialsDir"), section.get("chapDir")
         configs.append(BackendConfig(name, str(kind), settings, Path(credentials) if credentials else None,
-                                     bool(section.get("default"))))  # fmt: skip
+                                     bool(section.get("default")),
+                                     Path(chap_dir) if chap_dir else None))  # fmt: skip
     defaults = [c.name for c in configs if c.default]
     if len(defaults) > 1:
         raise InvalidArgument(f"backends {', '.join(defaults)} are all marked default; mark one")
@@ -94,16 +98,29 @@ def build(config: BackendConfig) -> StorageBackend:
 class Backends:
     """The operator's storage backends by name, one of them the default."""
 
-    def __init__(self, backends: Mapping[str, StorageBackend], default: str) -> None:
+    def __init__(
+        self,
+        backends: Mapping[str, StorageBackend],
+        default: str,
+        chap_dirs: Mapping[str, Path] | None = None,
+    ) -> None:
         if default not in backends:
             raise InvalidArgument(f"default backend {default!r} is not one of {', '.join(backends)}")
         self._backends = dict(backends)
         self.default = default
+        self._chap_dirs = dict(chap_dirs or {})
 
     @classmethod
     def from_configs(cls, configs: Sequence[BackendConfig]) -> Backends:
         default = next((c.name for c in configs if c.default), configs[0].name)
-        return cls({c.name: build(c) for c in configs}, default)
+        chap_dirs = {c.name: c.chap_dir for c in configs if c.chap_dir is not None}
+        return cls({c.name: build(c) for c in configs}, default, chap_dirs)
+
+    def chap(self, name: str) -> Chap | None:
+        """The CHAP the node igroups of backend `name` take (read from its `chapDir` now, so a
+        rotated Secret is used); None without one. InvalidArgument when the Secret is unusable."""
+        folder = self._chap_dirs.get(name)
+        return None if folder is None else chap.from_folder(folder)
 
     @property
     def names(self) -> list[str]:

@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
             "credentialsDir, settings (see README)", metavar="FILE")  # fmt: skip
     st = parser.add_argument_group("one tgtd backend named tgt (instead of --backends-file)")
     _option(st, "--tgt-portal", "iSCSI portal host:port that hosts log in to")
+    _option(st, "--tgt-node-portals", "comma-separated host:port that nodes logging in with their own "
+            "initiators reach tgtd at (default: --tgt-portal)")  # fmt: skip
     _option(st, "--tgt-control-port", "tgtd control socket number (tgtd -C N)")
     _option(st, "--tgt-pool-dir", "folder for the LUNs' sparse files")
     _option(st, "--tgt-state-file", "the backend's state file (default <pool dir>/tgt-state.json)")
@@ -233,13 +235,14 @@ def _legacy_tgt(args: argparse.Namespace) -> list[BackendConfig]:
     if missing:
         raise ConfigError("the tgtd storage backend is not configured: set " + ", ".join(missing))
     settings = {"portal": args.tgt_portal, "controlPort": args.tgt_control_port, "poolDir": args.tgt_pool_dir,
-                "stateFile": args.tgt_state_file, "iqnPrefix": args.tgt_iqn_prefix}  # fmt: skip
+                "stateFile": args.tgt_state_file, "iqnPrefix": args.tgt_iqn_prefix,
+                "nodePortals": args.tgt_node_portals}  # fmt: skip
     return [BackendConfig(LEGACY_BACKEND, "tgt", {k: v for k, v in settings.items() if v}, default=True)]
 
 
 def _backends(args: argparse.Namespace) -> list[BackendConfig]:
     if args.backends_file:
-        if args.tgt_portal or args.tgt_control_port or args.tgt_pool_dir:
+        if args.tgt_portal or args.tgt_control_port or args.tgt_pool_dir or args.tgt_node_portals:
             raise ConfigError(
                 "both --backends-file and LUNBRIDGE_TGT_* are set: put the tgtd backend in the file's list"
             )

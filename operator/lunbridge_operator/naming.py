@@ -1,7 +1,8 @@
 """Deterministic names, so a retried step finds what the first try made.
 
 A LUN is named from its VirtualDisk's UID (a re-created VirtualDisk of the same name is a new
-disk); an initiator group from the hypervisor host or cluster it serves.
+disk); an initiator group from the hypervisor host or cluster it serves, or from the node that
+logs in with its own initiators.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def igroup_name(host: Host, scope: Scope) -> str:
     if scope is Scope.CLUSTER and host.cluster:
         return f"cluster-{_label(host.cluster)}"
     return f"host-{_label(host.name)}"
+
+
+NODE_IGROUP_PREFIX = "node-"
+
+
+def node_igroup_name(node_name: str) -> str:
+    """The InitiatorGroup (and storage igroup) of a node that logs in with its own initiators."""
+    return f"{NODE_IGROUP_PREFIX}{_label(node_name)}"
 
 
 SNAPSHOT_PREFIX = "ds-"

@@ -261,12 +261,14 @@ class FakeKube(Faults, Kube):
         self._record("delete_group_snapshot", name)
         await self._delete(DISK_GROUP_SNAPSHOT_PLURAL, name)
 
-    async def node_by_provider_id(self, provider_id: str) -> str:
-        self._record("node_by_provider_id", provider_id)
+    async def node_by_id(self, node_id: str) -> str:
+        self._record("node_by_id", node_id)
         for name, node in self.nodes.items():
-            if (node.get("spec") or {}).get("provider_id") == provider_id:
+            if (node.get("spec") or {}).get("provider_id") == node_id:
                 return name
-        raise NotFound(f"no Node has spec.providerID {provider_id}")
+        if node_id in self.nodes:
+            return node_id
+        raise NotFound(f"no Node has spec.providerID {node_id} or is named {node_id}")
 
     async def node_provider_id(self, name: str) -> str | None:
         self._record("node_provider_id", name)

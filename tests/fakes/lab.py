@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lunbridge.api import VIRTUAL_DISK_PLURAL
+from lunbridge.api import API_VERSION, LUNBRIDGE_NODE_PLURAL, VIRTUAL_DISK_PLURAL
+from lunbridge.errors import NotFound
 from lunbridge.hypervisor.base import Scope, Vm
 from lunbridge.hypervisor.vsphere.slots import RdmAttachment
 from lunbridge.models import ObjectMeta, VirtualDisk, VirtualDiskSpec
@@ -81,6 +82,20 @@ class Lab:
         self.kube.add_node(name, self.hypervisor.provider_id(vm))
         self.vms[name] = vm
         return vm
+
+    async def publish_node(self, name: str, iqn: str | None, mode: str = "initiator",
+                           created: str = "2026-11-29T10:00:00Z") -> None:  # fmt: skip
+        """What node `name`'s plugin publishes (its LunbridgeNode), and the operator's claims."""
+        from lunbridge_operator.reconcile import lunbridgenode
+
+        spec = {"mode": mode, "iqn": iqn}
+        try:
+            await self.kube._patch_spec(LUNBRIDGE_NODE_PLURAL, name, spec)
+        except NotFound:
+            body = {"apiVersion": API_VERSION, "kind": "LunbridgeNode",
+                    "metadata": {"name": name, "creationTimestamp": created}, "spec": spec}  # fmt: skip
+            await self.kube.create(LUNBRIDGE_NODE_PLURAL, body)
+        await lunbridgenode.reconcile_all(self.services)
 
     def provider_id(self, node: str) -> str:
         return self.hypervisor.provider_id(self.vms[node])

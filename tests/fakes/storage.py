@@ -21,6 +21,7 @@ from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from lunbridge.san import Transport
 from lunbridge.storage.base import (
     DEFAULT_OS_TYPE,
+    Chap,
     InitiatorGroup,
     Lun,
     Mapping,
@@ -52,6 +53,8 @@ class FakeStorage(Faults):
         self._installation = hashlib.sha256(name.encode()).hexdigest()[:8]
         self._ids = itertools.count(1)
         self.closed = False
+        self.chap: dict[str, Chap] = {}  # igroup -> the CHAP its initiators log in with
+        self.target_prefix = f"iqn.2024-01.test.{name}:"
 
     # --- what tests read ------------------------------------------------------------------
     def exposes(self, naa: str, initiators: Iterable[str]) -> bool:
@@ -261,6 +264,19 @@ class FakeStorage(Faults):
     async def portals(self) -> list[Portal]:
         self._record("portals")
         return [Portal(self.portal)]
+
+    async def login_portals(self, igroup: str) -> list[Portal]:
+        self._record("login_portals", igroup)
+        self._igroup(igroup)
+        return [Portal(self.portal, self.target_prefix + igroup)]
+
+    async def set_chap(self, igroup: str, chap: Chap | None) -> None:
+        self._record("set_chap", igroup)
+        self._igroup(igroup)
+        if chap is None:
+            self.chap.pop(igroup, None)
+        else:
+            self.chap[igroup] = chap
 
     async def close(self) -> None:
         self._record("close")

@@ -71,16 +71,17 @@ grep -q " {share} 9p " /proc/mounts || \
 
 def start_node_service(
     guest: AgentGuest, address: str, *, node_name: str | None = None, kubeconfig: Path | None = None,
-    extra: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (), env: dict[str, str] | None = None,
 ) -> None:  # fmt: skip
     """`lunbridge-csi --mode node` in the guest (restarted if it runs); waits until `address`
     (this machine's end of the port forward) answers CSI calls. The lab prepared the guest
     (`prepare_guest`) when it booted. With `node_name` and `kubeconfig` (the lab's
-    `kube.guest_kubeconfig_path`), its node channel watches the API for the node's work."""
+    `kube.guest_kubeconfig_path`), its node channel watches the API for the node's work; `env`
+    adds to its environment (`iscsi.guest_env()` for a node that logs in itself)."""
     stop_node_service(guest)
     argv = [sys.executable, "-m", "lunbridge_csi", "--mode", "node",
             "--endpoint", f"tcp://0.0.0.0:{libvirt_lab.GUEST_CSI_PORT}", *extra]  # fmt: skip
-    env = dict(GUEST_ENV)
+    env = {**GUEST_ENV, **(env or {})}
     if node_name is not None:
         argv += ["--node-name", node_name]
     if kubeconfig is not None:

@@ -65,6 +65,7 @@ class LabState:
             "LUNBRIDGE_VSPHERE_USER": self.vsphere_user,
             "LUNBRIDGE_VSPHERE_PASSWORD": self.vsphere_password,
             "LUNBRIDGE_TGT_PORTAL": self.tgt.portal,
+            "LUNBRIDGE_TGT_NODE_PORTALS": "{}:{}".format(*tgt.GUEST_TGT_PORTAL),  # the guest's guestfwd
             "LUNBRIDGE_TGT_CONTROL_PORT": str(self.tgt_control),
             "LUNBRIDGE_TGT_POOL_DIR": str(pool.mount_point(Path(self.lab_dir))),
             "LUNBRIDGE_TGT_STATE_FILE": str(Path(self.lab_dir) / "tgt-state.json"),

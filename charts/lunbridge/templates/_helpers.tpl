@@ -86,6 +86,9 @@ capabilities: {drop: [ALL]}
 {{- if $b.existingSecret -}}
 {{- $_ := set $section "credentialsDir" (include "lunbridge.credentialsDir" $b.name) -}}
 {{- end -}}
+{{- if $b.chapSecret -}}
+{{- $_ := set $section "chapDir" (include "lunbridge.chapDir" $b.name) -}}
+{{- end -}}
 {{- $sections = append $sections $section -}}
 {{- end -}}
 {{- if gt (len $defaults) 1 -}}
@@ -104,6 +107,11 @@ capabilities: {drop: [ALL]}
 {{/* Where a backend's existingSecret is mounted in the operator (its credentialsDir). */}}
 {{- define "lunbridge.credentialsDir" -}}
 /etc/lunbridge/backends/{{ . }}
+{{- end -}}
+
+{{/* Where a backend's CHAP Secret (chapSecret) is mounted in the operator: its chapDir. */}}
+{{- define "lunbridge.chapDir" -}}
+/etc/lunbridge/chap/{{ . }}
 {{- end -}}
 
 {{/* The name the operator serves disks that name no backend with: the one marked default,

@@ -24,6 +24,7 @@ class Limits:
     io_check: float = 5.0  # dd of one block: can a disk whose unmount failed still do I/O?
     mkfs: float = 600.0  # mkfs.ext4, mkfs.xfs
     grow: float = 600.0  # resize2fs, xfs_growfs
+    login: float = 60.0  # each iscsiadm call: a login waits on the network and the target
 
     def __post_init__(self) -> None:
         wrong = [

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from lunbridge.api import VIRTUAL_DISK_PLURAL
 from lunbridge.errors import InvalidArgument
-from lunbridge.models import LunStatus, Phase, VirtualDiskSpec, VirtualDiskStatus
+from lunbridge.models import AttachMode, LunStatus, Phase, VirtualDiskSpec, VirtualDiskStatus
 from lunbridge.storage.base import StorageBackend
 from lunbridge_operator import naming
 from lunbridge_operator.reconcile.services import Services
@@ -68,6 +68,8 @@ class Disk(Tracked[VirtualDiskSpec, VirtualDiskStatus]):
             found.append(f"LUN {lun.name} ({lun.naa or 'no NAA'}) on storage backend {lun.backend}")
         if self.status.initiator_group:
             found.append(f"its map to igroup {self.status.initiator_group}")
-        if attachment is not None:
+        if attachment is not None and attachment.mode is AttachMode.INITIATOR:
+            found.append(f"node {attachment.node}'s login to {attachment.target_iqn or 'its target'}")
+        elif attachment is not None:
             found.append(f"an RDM on VM {attachment.vm} ({attachment.provider_id})")
         return found

@@ -1,5 +1,6 @@
 """Initiator groups on both sides: the InitiatorGroup object users see, and the storage
-server's igroup that holds exactly the initiators the hypervisor reports."""
+server's igroup that holds exactly the initiators the hypervisor reports (or, for a node that
+logs in itself, the initiators the operator accepted for that node)."""
 
 from __future__ import annotations
 
@@ -56,19 +57,35 @@ def initiator_rows(initiators: list[Initiator], transport: Transport) -> list[In
     ]
 
 
-async def ensure_igroup_object(
-    kube: Kube, name: str, host: Host, scope: Scope, transport: Transport
-) -> InitiatorGroupObject:
-    """The InitiatorGroup object of a host (or its cluster), made if nobody has. One a user
-    made (`managed` False) is left as written."""
+async def _ensure_object(kube: Kube, name: str, spec: InitiatorGroupSpec) -> InitiatorGroupObject:
+    """InitiatorGroup `name` as it is, or made managed with `spec` when nobody has made it."""
     try:
         return InitiatorGroupObject.from_dict(await kube.get(INITIATOR_GROUP_PLURAL, name))
     except NotFound:
         pass
     group = InitiatorGroupObject(
-        metadata=ObjectMeta(name=name, labels={MANAGED_LABEL: MANAGED_VALUE}),
-        spec=InitiatorGroupSpec(hosts=[host.name], protocol=transport, scope=scope, os_type=OsType.VMWARE),
+        metadata=ObjectMeta(name=name, labels={MANAGED_LABEL: MANAGED_VALUE}), spec=spec
     )
     with contextlib.suppress(AlreadyExists):
         await kube.create(INITIATOR_GROUP_PLURAL, group.body())
     return group
+
+
+async def ensure_igroup_object(
+    kube: Kube, name: str, host: Host, scope: Scope, transport: Transport
+) -> InitiatorGroupObject:
+    """The InitiatorGroup object of a host (or its cluster), made if nobody has. One a user
+    made (`managed` False) is left as written."""
+    spec = InitiatorGroupSpec(hosts=[host.name], protocol=transport, scope=scope, os_type=OsType.VMWARE)
+    return await _ensure_object(kube, name, spec)
+
+
+async def ensure_node_igroup_object(
+    kube: Kube, name: str, node_name: str, transport: Transport
+) -> InitiatorGroupObject:
+    """The InitiatorGroup object of a node that logs in itself (`spec.nodeNames`: that node,
+    OS type linux), made if nobody has. One a user made is left as written."""
+    spec = InitiatorGroupSpec(
+        node_names=[node_name], protocol=transport, scope=Scope.HOST, os_type=OsType.LINUX
+    )
+    return await _ensure_object(kube, name, spec)

@@ -1,7 +1,9 @@
 """InitiatorGroup objects: resolve the hosts they serve (named hosts, or the hosts running the
 named nodes, widened to whole clusters by scope), ask the hypervisor for those hosts'
-initiators, and keep the storage igroup holding exactly them. Run again periodically, so a
-host's changed HBAs reach the storage server.
+initiators, and keep the storage igroup holding exactly them. A named node that logs in with
+its own initiators (its LunbridgeNode says `initiator`) adds the initiators the operator
+accepted for it instead, and no host. Run again periodically, so a host's changed HBAs (or a
+node's changed IQN) reach the storage server.
 
 Nodes get their group made for them: every host (or cluster, by scope) that runs a node has
 one, named after it (`host-<name>`, `cluster-<name>`). A group a user made is left as written.
@@ -13,11 +15,19 @@ import asyncio
 
 from lunbridge.api import INITIATOR_GROUP_PLURAL
 from lunbridge.errors import Conflict, InvalidArgument, NotFound
-from lunbridge.hypervisor.base import Host, Scope
-from lunbridge.models import ConditionType, InitiatorGroupSpec, InitiatorGroupStatus, merge_patch
+from lunbridge.hypervisor.base import Host, Initiator, Scope
+from lunbridge.models import (
+    ConditionType,
+    InitiatorGroupSpec,
+    InitiatorGroupStatus,
+    LunbridgeNode,
+    merge_patch,
+)
+from lunbridge.san import Transport
 from lunbridge.storage.base import StorageBackend
 from lunbridge_operator import naming
 from lunbridge_operator.metrics import measured
+from lunbridge_operator.reconcile import initiator_node
 from lunbridge_operator.reconcile.igroups import (
     addresses,
     ensure_igroup_object,
@@ -29,26 +39,49 @@ from lunbridge_operator.reconcile.services import Events, Services
 KIND = "InitiatorGroup"
 
 
-async def _hosts(svc: Services, spec: InitiatorGroupSpec) -> list[Host]:
+async def _members(svc: Services, spec: InitiatorGroupSpec) -> tuple[list[Host], list[LunbridgeNode]]:
+    """The hypervisor hosts the group serves (named hosts, the hosts of named guest nodes,
+    widened by scope), and the named nodes that log in with their own initiators."""
     hosts: dict[str, Host] = {}
+    own: list[LunbridgeNode] = []
     for name in spec.hosts:
         host = await svc.hypervisor.find_host(name)
         hosts[host.id] = host
     for node_name in spec.node_names:
+        node_object = await initiator_node.initiator_node(svc, node_name)
+        if node_object is not None:
+            own.append(node_object)
+            continue
         try:
             node = await svc.kube.node(node_name)
         except NotFound:
             raise NotFound(f"Node {node_name} (in spec.nodeNames) does not exist") from None
         provider_id = (node.get("spec") or {}).get("provider_id")
         if not provider_id:
-            raise NotFound(f"Node {node_name} has no spec.providerID, so its VM's host is unknown")
+            raise NotFound(
+                f"Node {node_name} has no spec.providerID, so its VM's host is unknown, and no "
+                "LunbridgeNode says it logs in with its own initiators"
+            )
         vm = await svc.hypervisor.find_vm(provider_id)
         hosts[vm.host.id] = vm.host
     if spec.scope is Scope.CLUSTER:
         widened = await asyncio.gather(*(svc.hypervisor.cluster_hosts(h) for h in list(hosts.values())))
         for members in widened:
             hosts.update({h.id: h for h in members})
-    return sorted(hosts.values(), key=lambda h: h.name)
+    return sorted(hosts.values(), key=lambda h: h.name), own
+
+
+def _own_initiators(nodes: list[LunbridgeNode], transport: Transport) -> list[Initiator]:
+    """The accepted initiators of nodes that log in themselves (none for a node with none)."""
+    found = []
+    for node in nodes:
+        try:
+            addresses_of_node = initiator_node.node_addresses(node, transport)
+        except NotFound:
+            continue
+        adapter = "open-iscsi" if transport is Transport.ISCSI else "fc_host"
+        found += [Initiator(transport, a, node.name, adapter) for a in addresses_of_node]
+    return found
 
 
 async def _backends(svc: Services, name: str, spec: InitiatorGroupSpec) -> list[tuple[str, StorageBackend]]:
@@ -81,9 +114,9 @@ async def reconcile(
     written = status.to_dict()
     transport = spec.protocol
     with measured(KIND, "sync"):
-        hosts = await _hosts(svc, spec)
+        hosts, own = await _members(svc, spec)
         found = await asyncio.gather(*(svc.hypervisor.host_initiators(h) for h in hosts))
-        initiators = [i for per_host in found for i in per_host]
+        initiators = [i for per_host in found for i in per_host] + _own_initiators(own, transport)
         wanted = addresses(initiators, transport)
         before = {row.address for row in status.initiators}
         mapped = 0
@@ -103,8 +136,9 @@ async def reconcile(
             mapped += len(await backend.list_mappings(igroup=name))
             backend_names.append(backend_name)
     if held != before:
+        of = [h.name for h in hosts] + [f"node {n.name}" for n in own]
         events("Synced", f"igroup {name} holds {len(held)} {transport.value} initiators of "
-                         f"{', '.join(h.name for h in hosts) or 'no host'}")  # fmt: skip
+                         f"{', '.join(of) or 'no host'}")  # fmt: skip
     new = status.model_copy(deep=True)
     new.storage_name = name
     new.backend = ", ".join(backend_names)

@@ -2,7 +2,9 @@
 
 Up: provision the LUN on the disk's backend -> mask it (igroup of the node's host or cluster,
 map) -> let the host see it (iSCSI discovery, rescan) -> attach it to the VM as an RDM ->
-Ready. Down, behind the finalizer: detach -> unmap -> rescan -> delete the LUN unless Retain.
+Ready. A node that logs in with its own initiators (`reconcile.initiator_node`) gets the map to
+its own igroup instead, and no hypervisor call. Down, behind the finalizer: detach -> unmap ->
+rescan -> delete the LUN unless Retain.
 
 Every step is idempotent by name (the LUN is named from the object's UID, the igroup from the
 host or cluster), and its result is written to status before the next step starts, so an
@@ -22,7 +24,7 @@ from lunbridge.models import ConditionType as Cond
 from lunbridge.storage.base import Lun, StorageBackend
 from lunbridge_operator import naming
 from lunbridge_operator.metrics import measured
-from lunbridge_operator.reconcile import hosts, sources
+from lunbridge_operator.reconcile import hosts, initiator_node, sources
 from lunbridge_operator.reconcile.disk import KIND, Disk
 from lunbridge_operator.reconcile.igroups import (
     addresses,
@@ -298,6 +300,14 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
     lun = await steps.provision()
     node_name = disk.spec.node_name or None
     attached = disk.status.attachment
+    own = await initiator_node.initiator_node(svc, node_name) if node_name else None
+    if own is not None:  # the node logs in itself: no hypervisor involved
+        if attached is not None and attached.mode is AttachMode.HYPERVISOR:
+            detached = await steps.detach_recorded(lun.naa)
+            await steps.rescan(hosts.unique(detached + await steps.unmap_all(keep=None)))
+            await steps.save("detach", phase=Phase.DETACHING)
+        await initiator_node.serve(steps, lun, own)
+        return
     vm, provider_id = await steps.locate(node_name) if node_name else (None, "")
     if attached is not None and (vm is None or attached.vm_id != vm.id):
         detached = await steps.detach_recorded(lun.naa)

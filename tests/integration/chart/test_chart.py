@@ -130,6 +130,9 @@ def test_every_option_lands_where_it_should() -> None:
     kubelet_mount = [m for m in plugin["volumeMounts"] if m["mountPath"] == "/var/lib/k0s/kubelet"]
     assert kubelet_mount[0]["mountPropagation"] == "Bidirectional"
     assert "--attach-mode=initiator" in plugin["args"]
+    assert node["hostNetwork"] is True  # hostIscsi: iscsiadm reaches the host's iscsid
+    mounted = {m["mountPath"] for m in plugin["volumeMounts"]}
+    assert mounted >= {"/etc/iscsi", "/var/lib/iscsi", "/run/lock/iscsi"}
     assert "--node-name=$(NODE_NAME)" in plugin["args"]  # the node channel, NODE_NAME from the pod
     assert plugin["env"] == [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
     assert "--verify-check=pg-data=pg_checksums --check -D {mount}/pgdata" in plugin["args"]

@@ -1,8 +1,9 @@
 """The chart's storage backends, rendered with the real helm (hack/peers/build-tools.sh): the
 `backends` list, or one `tgt` from the old storage.tgt.* values, becomes one ConfigMap that the
 operator's own parser (lunbridge.storage.factory) accepts, with the folders and Secrets the
-backends need mounted into the operator; the notes name them; bad backends are refused naming
-the key, and a StorageClass may only name a configured one."""
+backends need (credentials, the CHAP of nodes logging in themselves) mounted into the operator;
+the notes name them; bad backends are refused naming the key, and a StorageClass may only name
+a configured one."""
 
 from __future__ import annotations
 
@@ -95,6 +96,18 @@ def test_an_existing_secret_becomes_a_volume_and_the_credentials_dir() -> None:
     assert len(secrets) == 2  # fast's and vCenter's
     assert not [doc for doc in documents if doc["kind"] == "Secret"]  # the admin's Secret, not the chart's
     assert "existingSecret" not in json.dumps(by_name(documents)[BACKENDS])
+
+
+def test_a_chap_secret_becomes_a_volume_and_the_chap_dir() -> None:
+    chapped = [{**TWO_BACKENDS[0], "chapSecret": "node-chap"}, TWO_BACKENDS[1]]
+    documents = render(*backends_args(chapped))
+    fast, bulk = sections(documents)
+    assert (fast.chap_dir, bulk.chap_dir) == (Path("/etc/lunbridge/chap/fast"), None)
+    pod = operator_pod(documents)
+    [volume] = [v for v in pod["spec"]["volumes"] if v.get("secret", {}).get("secretName") == "node-chap"]
+    mounts = [m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+    assert mounts == [{"name": volume["name"], "mountPath": "/etc/lunbridge/chap/fast", "readOnly": True}]
+    assert "chapSecret" not in json.dumps(by_name(documents)[BACKENDS])
 
 
 def test_the_old_storage_tgt_values_make_the_one_tgt_backend() -> None:

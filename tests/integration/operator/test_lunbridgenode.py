@@ -2,25 +2,33 @@
 node plugin in the KVM guest: started in `initiator` mode with iscsid's IQN, the plugin
 publishes its LunbridgeNode and the operator accepts it; a later node publishing the same IQN
 is refused it (InitiatorClaimed, the owner named, a warning Event); and with the chart's
-admission policy in place, a token bound to a pod on one node cannot publish another node."""
+admission policy in place, a token bound to a pod on one node cannot publish another node. A
+disk on that node is masked to its IQN alone, with no hypervisor call, and NodeStage logs in to
+exactly its target, finds the LUN by its NAA and mounts it; tgtd shows the node's session only
+while a disk is staged; a LUN masked to another IQN is refused at login, clearly."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 
 from lunbridge.api import API_VERSION
+from lunbridge.models import AttachMode, PublishContext, VirtualDiskStatus
+from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from tests.integration.chart.rendering import CHART, helm
+from tests.integration.libvirt.guestscsi import nexus_initiators
 from tests.integration.operator import observe
 from tests.lab import csi, iscsi, paths
 from tests.lab import libvirt as libvirt_lab
+from tests.lab import tgt as tgt_lab
 from tests.lab.lab import LabState, kubectl
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -32,7 +40,11 @@ def initiator_node(lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest) -> Iterat
     """The guest's node plugin in `initiator` mode, iscsid giving it its own IQN."""
     iscsi.start_iscsid(kvm_guest)
     csi.start_node_service(
-        kvm_guest, lab.node_endpoint, extra=("--attach-mode", "initiator"), **csi.node_channel(lab)
+        kvm_guest,
+        lab.node_endpoint,
+        extra=("--attach-mode", "initiator"),
+        env=iscsi.guest_env(),
+        **csi.node_channel(lab),
     )
     yield lab.guest_node
     csi.stop_node_service(kvm_guest)
@@ -133,3 +145,63 @@ def test_a_token_bound_to_one_node_cannot_publish_another(lab: LabState, initiat
             if doc["kind"] in ("ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
                                "ValidatingAdmissionPolicyBinding"):  # fmt: skip
                 kubectl(lab, "delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
+
+
+def _stage(node: Any, volume_id: str, staging: str, context: dict[str, str]) -> None:
+    capability = csi_pb2.VolumeCapability(
+        mount=csi_pb2.VolumeCapability.MountVolume(fs_type="ext4"),
+        access_mode=csi_pb2.VolumeCapability.AccessMode(
+            mode=csi_pb2.VolumeCapability.AccessMode.SINGLE_NODE_WRITER
+        ),
+    )
+    request = csi_pb2.NodeStageVolumeRequest(
+        volume_id=volume_id, staging_target_path=staging, volume_capability=capability,
+        publish_context=context,
+    )  # fmt: skip
+    node.NodeStageVolume(request, timeout=120)
+
+
+def test_a_disk_on_the_initiator_node_stages_through_the_nodes_own_login(
+    lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest, initiator_node: str, tgt: tgt_lab.Tgt,
+    make_lun: Callable[..., tgt_lab.LabLun],
+) -> None:  # fmt: skip
+    observe.eventually(lambda: accepted(observe.get(lab, "lbnode", initiator_node)), 120, "node published")
+    name = f"it-bare-{uuid.uuid4().hex[:6]}"
+    observe.apply(lab, observe.vdisk(name, nodeName=initiator_node))
+    try:
+        disk = observe.wait_ready(lab, name, 90)
+        attachment = disk["status"]["attachment"]
+        assert attachment["mode"] == "initiator", attachment
+        assert attachment["portals"] == ["{}:{}".format(*tgt_lab.GUEST_TGT_PORTAL)]
+        target = attachment["targetIqn"]
+        assert "vmId" not in attachment, attachment
+        assert target.endswith(f":node-{initiator_node}"), attachment
+        assert nexus_initiators(tgt, target) == []  # nothing logs in before the stage
+        context = PublishContext.from_status(VirtualDiskStatus.from_dict(disk["status"])).to_dict()
+        staging = str(csi.staging_dir(Path(lab.lab_dir)) / name)
+        with grpc.insecure_channel(lab.node_endpoint) as channel:
+            node = csi_pb2_grpc.NodeStub(channel)  # type: ignore[no-untyped-call]
+            _stage(node, name, staging, context)
+            assert nexus_initiators(tgt, target) == [iscsi.GUEST_IQN]
+            kvm_guest.run(f"echo written-by-bare > {staging}/proof && sync", timeout=60, check=True)
+            _stage(node, name, staging, context)  # again: the session and the mount are kept
+            assert nexus_initiators(tgt, target) == [iscsi.GUEST_IQN]
+
+            masked = make_lun(["iqn.2024-01.io.lunbridge.lab:another-node"], size=16 << 20)
+            theirs = PublishContext(AttachMode.INITIATOR, f"naa.{masked.naa}", target_iqn=masked.target,
+                                    portals=tuple(attachment["portals"]), lun_id=masked.lun)  # fmt: skip
+            with pytest.raises(grpc.RpcError) as refused:
+                _stage(node, f"{name}-masked", f"{staging}-masked", theirs.to_dict())
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "this node's IQN is not among the target's initiators" in str(refused.value.details())
+
+            request = csi_pb2.NodeUnstageVolumeRequest(volume_id=name, staging_target_path=staging)
+            node.NodeUnstageVolume(request, timeout=120)
+        assert nexus_initiators(tgt, target) == []  # the last LUN went: logged out
+        sessions = kvm_guest.run("ls /sys/class/iscsi_session", timeout=30).stdout.split()
+        assert sessions == [], sessions
+    finally:
+        kubectl(lab, "delete", "vdisk", name, "--wait=false")
+    observe.wait_gone(lab, "vdisk", name, 90)
+    left = [t for iqn, t in observe.targets(tgt).items() if iqn.endswith(f":node-{initiator_node}") and t.lus]
+    assert left == [], left

@@ -170,6 +170,7 @@ def vault(lab: LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[V
         extra_env={
             "LUNBRIDGE_BACKENDS_FILE": str(backends),
             "LUNBRIDGE_TGT_PORTAL": "",
+            "LUNBRIDGE_TGT_NODE_PORTALS": "",
             "LUNBRIDGE_TGT_CONTROL_PORT": "",
             "LUNBRIDGE_TGT_POOL_DIR": "",
             "LUNBRIDGE_TGT_STATE_FILE": "",

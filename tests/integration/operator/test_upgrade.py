@@ -91,6 +91,7 @@ def test_disks_made_by_the_previous_release_reconcile_unchanged_after_the_upgrad
     current = {
         "LUNBRIDGE_BACKENDS_FILE": str(backends_file(lab, tmp_path)),
         "LUNBRIDGE_TGT_PORTAL": "",
+        "LUNBRIDGE_TGT_NODE_PORTALS": "",
         "LUNBRIDGE_TGT_CONTROL_PORT": "",
         "LUNBRIDGE_TGT_POOL_DIR": "",
         "LUNBRIDGE_TGT_STATE_FILE": "",

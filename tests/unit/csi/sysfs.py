@@ -1,7 +1,8 @@
 """A guest's sysfs as the node plugin reads it, built under a folder: SCSI hosts by PCI slot
 and driver, disks with their VPD page 0x83, and the layout of a vSphere VM's PVSCSI
-controllers. Shared by the unit tests of the guest helpers and the node service, and by the
-integration test that checks the node's volume count against the simulator's VM layout."""
+controllers, FC HBAs with the remote ports they are logged in to. Shared by the unit tests of
+the guest helpers and the node service, and by the integration test that checks the node's
+volume count against the simulator's VM layout."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from lunbridge_csi.guest import scsi
+from lunbridge.san import wwn
+from lunbridge_csi.guest import fc, scsi
+from lunbridge_csi.guest.initiators import FC_HOSTS
 
 NAA = "naa.6001405f3a1b2c3d4e5f60718293a4b5"
 
@@ -86,3 +89,54 @@ def pvscsi_guest(root: Path, units: Sequence[Collection[int]], first_disk: int =
             names.append(sd_name(first_disk + len(names)))
             add_disk(root, f"{number}:0:{unit}:0", names[-1], page=None)
     return names
+
+
+def _device_of(root: Path, host: str) -> Path:
+    """The device folder of SCSI host `host` (…/hostN), where the FC transport puts its objects."""
+    return Path(os.path.realpath(root / scsi.SCSI_HOSTS / host)).parent.parent
+
+
+def _port_name(wwpn: str) -> str:
+    """A WWPN as the FC transport class shows it: `0x` and 16 lowercase hex digits."""
+    return "0x" + wwn(wwpn).replace(":", "") + "\n"
+
+
+def add_fc_host(root: Path, host: str, pci: str, wwpn: str, driver: str = "qla2xxx") -> None:
+    """An FC HBA: SCSI host `host` (hostN) of the card at PCI address `pci` and its fc_host,
+    whose port_name is `wwpn` (any spelling)."""
+    add_host(root, host, pci, driver=driver)
+    real = _device_of(root, host) / "fc_host" / host
+    real.mkdir(parents=True)
+    (real / "port_name").write_text(_port_name(wwpn))
+    link = root / FC_HOSTS / host
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(real)
+
+
+def add_rport(
+    root: Path,
+    host: str,
+    number: int,
+    wwpn: str,
+    target_id: int,
+    state: str = "Online",
+    roles: str = "FCP Target",
+    channel: int = 0,
+) -> str:
+    """Remote port `number` of FC host `host` (added with `add_fc_host`): rport-H:B-R below the
+    host with its fc_remote_ports attributes and, for a target id of 0 or more, the SCSI target
+    folder targetH:B:T the kernel puts below it. Its name (rport-H:B-R)."""
+    h = scsi.host_number(host)
+    name = f"rport-{h}:{channel}-{number}"
+    rport = _device_of(root, host) / name
+    if target_id >= 0:
+        (rport / f"target{h}:{channel}:{target_id}").mkdir(parents=True)
+    real = rport / "fc_remote_ports" / name
+    real.mkdir(parents=True)
+    (real / "port_name").write_text(_port_name(wwpn))
+    for attribute, text in (("port_state", state), ("roles", roles), ("scsi_target_id", str(target_id))):
+        (real / attribute).write_text(f"{text}\n")
+    link = root / fc.FC_REMOTE_PORTS / name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(real)
+    return name

@@ -77,4 +77,4 @@ async def test_kube_merge_patches_counts_generations_and_honours_finalizers() ->
     assert await kube.list() == []
     kube.add_node("n1", "vsphere://x")
     assert (await kube.node("n1"))["spec"]["provider_id"] == "vsphere://x"
-    assert await kube.node_by_provider_id("vsphere://x") == "n1"
+    assert await kube.node_by_id("vsphere://x") == "n1"
