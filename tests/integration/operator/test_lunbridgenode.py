@@ -5,12 +5,14 @@ is refused it (InitiatorClaimed, the owner named, a warning Event); and with the
 admission policy in place, a token bound to a pod on one node cannot publish another node. A
 disk on that node is masked to its IQN alone, with no hypervisor call, and NodeStage logs in to
 exactly its target, finds the LUN by its NAA and mounts it; tgtd shows the node's session only
-while a disk is staged; a LUN masked to another IQN is refused at login, clearly."""
+while a disk is staged; a LUN masked to another IQN is refused at login, clearly; a wrong CHAP
+secret is refused once (UNAUTHENTICATED, no record left to retry) and the right one stages."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -147,7 +149,9 @@ def test_a_token_bound_to_one_node_cannot_publish_another(lab: LabState, initiat
                 kubectl(lab, "delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
 
 
-def _stage(node: Any, volume_id: str, staging: str, context: dict[str, str]) -> None:
+def _stage(
+    node: Any, volume_id: str, staging: str, context: dict[str, str], secrets: dict[str, str] | None = None
+) -> None:
     capability = csi_pb2.VolumeCapability(
         mount=csi_pb2.VolumeCapability.MountVolume(fs_type="ext4"),
         access_mode=csi_pb2.VolumeCapability.AccessMode(
@@ -156,7 +160,7 @@ def _stage(node: Any, volume_id: str, staging: str, context: dict[str, str]) -> 
     )
     request = csi_pb2.NodeStageVolumeRequest(
         volume_id=volume_id, staging_target_path=staging, volume_capability=capability,
-        publish_context=context,
+        publish_context=context, secrets=secrets or {},
     )  # fmt: skip
     node.NodeStageVolume(request, timeout=120)
 
@@ -205,3 +209,44 @@ def test_a_disk_on_the_initiator_node_stages_through_the_nodes_own_login(
     observe.wait_gone(lab, "vdisk", name, 90)
     left = [t for iqn, t in observe.targets(tgt).items() if iqn.endswith(f":node-{initiator_node}") and t.lus]
     assert left == [], left
+
+
+def test_a_wrong_chap_secret_is_refused_once_and_the_right_one_stages(
+    lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest, initiator_node: str, tgt: tgt_lab.Tgt,
+    make_lun: Callable[..., tgt_lab.LabLun],
+) -> None:  # fmt: skip
+    lun = make_lun([iscsi.GUEST_IQN], size=16 << 20)
+    user, secret = f"it-{uuid.uuid4().hex[:6]}", f"chap-{uuid.uuid4().hex}"
+    tgt.adm("--op", "new", "--mode", "account", "--user", user, "--password", secret)
+    tgt.adm("--op", "bind", "--mode", "account", "--tid", str(lun.tid), "--user", user)
+    portal = "{}:{}".format(*tgt_lab.GUEST_TGT_PORTAL)
+    context = PublishContext(AttachMode.INITIATOR, f"naa.{lun.naa}", target_iqn=lun.target, portals=(portal,),
+                             lun_id=lun.lun).to_dict()  # fmt: skip
+    name = f"it-chap-{uuid.uuid4().hex[:6]}"
+    staging = str(csi.staging_dir(Path(lab.lab_dir)) / name)
+    wrong = {"node.session.auth.username": user, "node.session.auth.password": "not-the-right-secret"}
+    try:
+        with grpc.insecure_channel(lab.node_endpoint) as channel:
+            node = csi_pb2_grpc.NodeStub(channel)  # type: ignore[no-untyped-call]
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as refused:
+                _stage(node, name, staging, context, secrets=wrong)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, refused.value.details()
+            said = str(refused.value.details())
+            assert "the CHAP user or secret of the node-stage secret is wrong" in said
+            assert "not-the-right-secret" not in said
+            assert time.monotonic() - started < 30  # one attempt, not a loop of them
+            records = kvm_guest.run("iscsiadm -m node", timeout=30, env=iscsi.guest_env())
+            assert records.returncode == 21, records.stdout  # no record: nothing retries behind us
+            time.sleep(2)
+            assert nexus_initiators(tgt, lun.target) == []
+
+            right = {**wrong, "node.session.auth.password": secret}
+            _stage(node, name, staging, context, secrets=right)
+            assert nexus_initiators(tgt, lun.target) == [iscsi.GUEST_IQN]
+            node.NodeUnstageVolume(
+                csi_pb2.NodeUnstageVolumeRequest(volume_id=name, staging_target_path=staging), timeout=120
+            )
+        assert nexus_initiators(tgt, lun.target) == []
+    finally:
+        tgt.adm("--op", "delete", "--mode", "account", "--user", user, check=False)
