@@ -256,21 +256,20 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 devices.update(scsi.devices_with_naa(self.root, staged.naa))
             await teardown.remove_disks(*args, devices, within=self.device_timeout)
             if staged is not None:
-                await self._log_out_when_unused(staged)
+                await self.log_out_when_unused(staged.target, staged.portal, but=volume_id)
             self._state_file(volume_id).unlink(missing_ok=True)
         return csi_pb2.NodeUnstageVolumeResponse()
 
-    async def _log_out_when_unused(self, staged: Staged) -> None:
-        """Log out of the staged volume's session once no other staged volume uses it."""
-        target, portal = staged.target, staged.portal
+    async def log_out_when_unused(self, target: str | None, portal: str | None, but: str = "") -> None:
+        """Log out of the session to `target` at `portal` (initiator mode) once no staged
+        volume but `but` uses it; nothing for a hypervisor-path volume (no target)."""
         if target is None or portal is None:
             return
         async with self.sessions_lock:
             for path in sorted(self.state_dir.glob("*.json")):
                 with contextlib.suppress(OSError, ValueError, TypeError):
                     other = Staged.read(path)
-                    same = (other.target, other.portal) == (target, portal)
-                    if same and other.volume_id != staged.volume_id:
+                    if (other.target, other.portal) == (target, portal) and other.volume_id != but:
                         return
             await self.iscsiadm.logout(target, portal)
             log.info("logged out of %s at %s: its last lunbridge LUN is gone", target, portal)

@@ -3,15 +3,17 @@ guest helpers, runner, limits and root as the Node service.
 
 - `VerifySnapshotClone` (`lunbridge.models.diskverification`): find the clone the operator
   attached by its NAA (the targeted rescan and the refusal of a device whose NAA differs, as
-  NodeStageVolume does), check it (`guest.verify`), and take its SCSI device off the guest
-  whatever the outcome, so the operator's detach leaves nothing behind here.
+  NodeStageVolume does; on a node that logs in itself, the login to its target and the scan of
+  its LUN id, without CHAP), check it (`guest.verify`), and take its SCSI device off the guest
+  whatever the outcome (and the session, when no staged volume uses it), so the operator's
+  detach leaves nothing behind here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from lunbridge.models import NodeTask, VerifyRequest
+from lunbridge.models import AttachMode, NodeTask, PublishContext, VerifyRequest
 from lunbridge.models.diskverification import VERIFY_TASK
 from lunbridge_csi.channel import Worker
 from lunbridge_csi.guest import attached, teardown
@@ -25,10 +27,18 @@ def workers(node: NodeService, checks: Mapping[str, Sequence[str]]) -> dict[str,
 
     async def verify_snapshot_clone(task: NodeTask, name: str) -> dict[str, str]:
         request = VerifyRequest.from_params(task.params)
-        where = attached.placement(request.context)
-        _, device = await attached.find_disk(
-            node.root, where, node.device_timeout, f"the clone of DiskVerification {name}"
-        )
+        published = PublishContext.from_dict(request.context)
+        what = f"the clone of DiskVerification {name}"
+        session = None
+        if published.mode is AttachMode.INITIATOR:  # the verifier logs in itself
+            async with node.sessions_lock:
+                session, device = await attached.find_logged_in_disk(
+                    node.root, node.iscsiadm, published, None, node.device_timeout, what
+                )
+        else:
+            _, device = await attached.find_disk(
+                node.root, attached.placement(request.context), node.device_timeout, what
+            )
         try:
             outcome = await verifier.verify(
                 f"{node.dev_dir}/{device}", request.check, float(task.timeout_seconds), task.id
@@ -37,6 +47,8 @@ def workers(node: NodeService, checks: Mapping[str, Sequence[str]]) -> dict[str,
             await teardown.remove_disks(
                 node.runner, node.limits, node.root, node.dev_dir, [device], within=node.device_timeout
             )
+            if session is not None:
+                await node.log_out_when_unused(session.target, session.portal)
         return outcome.to_result()
 
     return {VERIFY_TASK: verify_snapshot_clone}

@@ -15,12 +15,13 @@ carry `naa`, `pciSlot`, `guestAddress` and the unread `controllerKey`, `busNumbe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lunbridge.errors import InvalidArgument
 from lunbridge.models.virtualdisk import AttachMode, VirtualDiskStatus
-from lunbridge.san import ScsiAddress, naa
+from lunbridge.san import ScsiAddress, iqn, naa
 
 KEY_MODE = "mode"
 KEY_NAA = "naa"
@@ -59,6 +60,26 @@ def _address(context: Mapping[str, str]) -> ScsiAddress:
         raise InvalidArgument(
             f"publish_context {KEY_GUEST_ADDRESS} {text[:40]!r} is not 'channel:target:lun' (three integers)"
         ) from None
+
+
+_PORTAL = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+
+
+def _portal(text: str) -> str:
+    found = _PORTAL.match(text)
+    if not found or not 0 < int(found.group(1)) < 65536:
+        raise InvalidArgument(f"publish_context {KEY_PORTALS}: {text[:60]!r} is not host:port")
+    return text
+
+
+def _target(context: Mapping[str, str]) -> str:
+    """The target's name as the storage server spells it (checked, not rewritten)."""
+    text = context[KEY_TARGET_IQN].strip()
+    try:
+        iqn(text[:300])
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"publish_context {KEY_TARGET_IQN}: {exc}") from None
+    return text
 
 
 def _required(context: Mapping[str, str], mode: AttachMode, keys: tuple[str, ...]) -> None:
@@ -107,8 +128,8 @@ class PublishContext:
             return cls(mode, _naa(context), pci_slot=_int(context, KEY_PCI_SLOT),
                        guest_address=_address(context))  # fmt: skip
         _required(context, mode, (KEY_TARGET_IQN, KEY_PORTALS, KEY_LUN_ID))
-        portals = tuple(p.strip() for p in context[KEY_PORTALS].split(",") if p.strip())
-        return cls(mode, _naa(context), target_iqn=context[KEY_TARGET_IQN], portals=portals,
+        portals = tuple(_portal(p.strip()) for p in context[KEY_PORTALS].split(",") if p.strip())
+        return cls(mode, _naa(context), target_iqn=_target(context), portals=portals,
                    lun_id=_int(context, KEY_LUN_ID))  # fmt: skip
 
     @classmethod

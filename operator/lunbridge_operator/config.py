@@ -52,6 +52,7 @@ class OperatorConfig:
     metrics_port: int = 8080
     liveness: str | None = None
     resync_seconds: float = 60.0
+    retry_scale: float = 1.0  # every retry delay is multiplied by it
     sweep_seconds: float = 600.0  # orphan report on start and this often; 0 = off
     log_format: str = "plain"
 
@@ -122,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     _option(op, "--metrics-port", "Prometheus metrics port, 0 = off", "8080", type=int)
     _option(op, "--liveness", "liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     _option(op, "--resync-seconds", "how often Ready objects are checked again", "60", type=float)
+    _option(op, "--retry-scale", "multiplies every retry delay (by fault 5-120 s, transient faults "
+            "doubling up to 5 min): below 1 retries sooner (a lab), above 1 spares a busy vCenter", "1",
+            type=float)  # fmt: skip
     _option(op, "--sweep-seconds", "report orphan LUNs, maps and RDMs on start and this often, 0 = off",
             "600", type=float)  # fmt: skip
     _option(op, "--log-format", "plain lines, or one JSON object per line for log collectors", "plain",
@@ -268,6 +272,12 @@ def _non_negative(flag: str, value: float) -> float:
     return value
 
 
+def _positive(flag: str, value: float) -> float:
+    if not value > 0:  # NaN too
+        raise ConfigError(f"{flag} must be a number > 0, not {value!r}")
+    return value
+
+
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> OperatorConfig:
     """Parse flags and environment into a checked configuration (ConfigError otherwise)."""
     environ = os.environ if environ is None else environ
@@ -290,6 +300,7 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         metrics_port=args.metrics_port,
         liveness=args.liveness,
         resync_seconds=args.resync_seconds,
+        retry_scale=_positive("--retry-scale", args.retry_scale),
         sweep_seconds=_non_negative("--sweep-seconds", args.sweep_seconds),
         log_format=args.log_format,
     )

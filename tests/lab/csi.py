@@ -106,6 +106,16 @@ def node_channel(state: Any) -> dict[str, Any]:
     return {"node_name": state.guest_node, "kubeconfig": guest_kubeconfig_path(Path(state.lab_dir))}
 
 
+def start_initiator_node_service(guest: AgentGuest, state: Any) -> None:
+    """The guest's node plugin as a node that logs in itself (`--attach-mode initiator`, its
+    node channel publishing its LunbridgeNode, open-iscsi on its PATH); iscsid must run
+    (`iscsi.start_iscsid`)."""
+    from tests.lab import iscsi
+
+    start_node_service(guest, state.node_endpoint, extra=("--attach-mode", "initiator"),
+                       env=iscsi.guest_env(), **node_channel(state))  # fmt: skip
+
+
 def stop_node_service(guest: AgentGuest) -> None:
     script = f"[ -s {NODE_PID} ] && kill $(cat {NODE_PID}) 2>/dev/null; rm -f {NODE_PID}; true"
     guest.run(["/bin/sh", "-c", script], timeout=30)

@@ -18,7 +18,9 @@ def start(state: LabState, name: str = NAME, extra_env: Mapping[str, str] | None
           args: tuple[str, ...] = ()) -> int:  # fmt: skip
     """Start the operator with the lab's environment; wait until it logged in and started."""
     lab_dir = Path(state.lab_dir)
-    env = {**state.env(), "LUNBRIDGE_METRICS_PORT": "0", **(extra_env or {})}
+    # retries five times sooner than the default: tests wait for faults to be retried, users
+    # keep the default pacing
+    env = {**state.env(), "LUNBRIDGE_METRICS_PORT": "0", "LUNBRIDGE_RETRY_SCALE": "0.2", **(extra_env or {})}
     env["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
     log = procs.log_file(lab_dir, name)
     offset = log.stat().st_size if log.exists() else 0

@@ -127,8 +127,12 @@ def test_an_initiator_publish_context_round_trips() -> None:
         ({"naa": "naa.xyz", "pciSlot": "160", "guestAddress": "0:1:0"}, "is not an NAA id"),
         ({"mode": "fibre", "naa": NAA}, "mode 'fibre' is not one of hypervisor, initiator"),
         ({"mode": "initiator", "naa": NAA, "targetIqn": "iqn.x"}, "lacks portals, lunId"),
+        ({"mode": "initiator", "naa": NAA, "targetIqn": "target-1", "portals": "10.0.0.5:3260", "lunId": "1"},
+         "publish_context targetIqn: 'target-1' is not an iSCSI name"),
+        ({"mode": "initiator", "naa": NAA, "targetIqn": "iqn.2024-01.io.x:t", "portals": "10.0.0.5:3260,h:0",
+          "lunId": "1"}, "publish_context portals: 'h:0' is not host:port"),
     ],
-)
+)  # fmt: skip
 def test_a_bad_publish_context_names_the_key(context: dict[str, str], named: str) -> None:
     with pytest.raises(InvalidArgument, match=named):
         PublishContext.from_dict(context)

@@ -51,16 +51,34 @@ def classify(exc: LunbridgeError) -> tuple[str, float | None]:
     return "Error", 30.0
 
 
+RETRY_SCALE = [1.0]  # --retry-scale, set once at start-up (`scale_retries`)
+
+
+def scale_retries(scale: float) -> None:
+    """Every retry delay from now on is multiplied by `scale` (> 0)."""
+    RETRY_SCALE[0] = scale
+
+
 def backoff(base: float, retry: int) -> float:
-    """Exponential backoff from `base`, capped at five minutes."""
-    return float(min(base * (2 ** min(retry, 6)), 300.0))
+    """Exponential backoff from `base`, capped at five minutes (both times --retry-scale)."""
+    return float(min(base * (2 ** min(retry, 6)), 300.0)) * RETRY_SCALE[0]
+
+
+def retry_delay(exc: LunbridgeError, retry: int) -> float | None:
+    """Seconds before try `retry` + 1 of what failed with `exc`: the table's delay (doubling for a
+    transient fault), times --retry-scale; None: not again until the spec changes."""
+    _, delay = classify(exc)
+    if delay is None:
+        return None
+    return backoff(delay, retry) if exc.retryable else delay * RETRY_SCALE[0]
 
 
 def kopf_error(exc: LunbridgeError, retry: int) -> kopf.TemporaryError | kopf.PermanentError:
-    reason, delay = classify(exc)
+    reason, _ = classify(exc)
+    delay = retry_delay(exc, retry)
     if delay is None:
         return kopf.PermanentError(f"{reason}: {exc}")
-    return kopf.TemporaryError(f"{reason}: {exc}", delay=backoff(delay, retry) if exc.retryable else delay)
+    return kopf.TemporaryError(f"{reason}: {exc}", delay=delay)
 
 
 def events_for(body: kopf.Body) -> Events:

@@ -18,7 +18,7 @@ import kopf
 from lunbridge.api import DISK_VERIFICATION_PLURAL, GROUP, VERIFICATION_LABEL, VERSION, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import LunbridgeError, NotFound
 from lunbridge.models import VerificationPhase
-from lunbridge_operator.handlers.common import backoff, classify, events_for, services
+from lunbridge_operator.handlers.common import classify, events_for, retry_delay, services
 from lunbridge_operator.reconcile import diskverification
 from lunbridge_operator.reconcile.diskverification import Verification
 
@@ -68,7 +68,7 @@ async def verify_snapshot(*, body: kopf.Body, memo: Any, stopped: kopf.DaemonSto
                     return
                 retry += 1
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff(delay, retry) if exc.retryable else delay)
+                    await asyncio.wait_for(stop.wait(), retry_delay(exc, retry) or 0.0)
     except asyncio.CancelledError:
         if not stop.is_set():
             raise  # the operator stops: the next start resumes from status

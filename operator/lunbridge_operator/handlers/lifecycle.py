@@ -19,7 +19,7 @@ from lunbridge.hypervisor.vsphere import VSphere
 from lunbridge.storage.factory import Backends
 from lunbridge_operator import metrics
 from lunbridge_operator.config import OperatorConfig
-from lunbridge_operator.handlers.common import crash_after
+from lunbridge_operator.handlers.common import crash_after, scale_retries
 from lunbridge_operator.kube import Kube
 from lunbridge_operator.reconcile.orphans import Reporter, sweep_forever
 from lunbridge_operator.reconcile.services import Services
@@ -79,6 +79,7 @@ async def started(
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
+    scale_retries(config.retry_scale)
     memo.locks = KeyedLocks[tuple[str, str]]()
     memo.checked = {}
     memo.services = await connect(config)

@@ -26,8 +26,7 @@ from tests.lab.libvirt import LibvirtGuest
 def initiator_node(lab: LabState, kvm_guest: LibvirtGuest, node_endpoint: str) -> Iterator[str]:
     """The guest's node plugin in `initiator` mode until the test ends, then as before."""
     iscsi.start_iscsid(kvm_guest)
-    csi.start_node_service(kvm_guest, node_endpoint, extra=("--attach-mode", "initiator"),
-                           env=iscsi.guest_env(), **csi.node_channel(lab))  # fmt: skip
+    csi.start_initiator_node_service(kvm_guest, lab)
     try:
         yield lab.guest_node
     finally:
@@ -40,12 +39,7 @@ def initiator_node(lab: LabState, kvm_guest: LibvirtGuest, node_endpoint: str) -
 def test_csi_sanity_node_specs_pass_in_initiator_mode(
     services_env: dict[str, str], lab: LabState, kvm_guest: LibvirtGuest, initiator_node: str, tmp_path: Path
 ) -> None:
-    def accepted() -> bool | None:
-        found = observe.get(lab, "lbnode", initiator_node) or {}
-        conditions = (found.get("status") or {}).get("conditions") or []
-        return any(c["type"] == "InitiatorsAccepted" and c["status"] == "True" for c in conditions) or None
-
-    observe.eventually(accepted, 120, f"LunbridgeNode {initiator_node} published and accepted")
+    observe.wait_node_accepted(lab, initiator_node)
     report = tmp_path / "sanity.xml"
     argv = csi.sanity_argv(services_env, f"--ginkgo.junit-report={report}", "--ginkgo.focus=Node Service")
     result = subprocess.run(argv, capture_output=True, text=True, timeout=1200)

@@ -135,6 +135,8 @@ def _parameters(key: str) -> list[Bad]:
 
 def _contexts(key: str) -> list[Bad]:
     valid = {"mode": "hypervisor", "naa": NAA, "pciSlot": "16", "guestAddress": "0:0:1"}
+    initiator = {"mode": "initiator", "naa": NAA, "targetIqn": "iqn.2024-01.io.x:t",
+                 "portals": "127.0.0.1:3260", "lunId": "1"}  # fmt: skip
     changes: dict[str, dict[str, str]] = {
         "empty": {},
         "mode bogus": {**valid, "mode": "bogus"},
@@ -146,13 +148,10 @@ def _contexts(key: str) -> list[Bad]:
         "guestAddress two parts": {**valid, "guestAddress": "0:1"},
         "guestAddress superscript": {**valid, "guestAddress": "0:\u00b9:1"},
         "initiator without target": {"mode": "initiator", "naa": NAA},
-        "initiator complete": {
-            "mode": "initiator",
-            "naa": NAA,
-            "targetIqn": "iqn.2024-01.io.x:t",
-            "portals": "127.0.0.1:3260",
-            "lunId": "1",
-        },
+        "initiator target not an IQN": {**initiator, "targetIqn": "iscsi-target-1"},
+        "initiator portal without port": {**initiator, "portals": "127.0.0.1"},
+        "initiator second portal bad": {**initiator, "portals": "127.0.0.1:3260,host:99999"},
+        "initiator lunId negative": {**initiator, "lunId": "-1"},
     }
     words = ("publish_context",)
     return [Bad(f"{key} {what}", _set(key, ctx), words) for what, ctx in changes.items()]

@@ -232,3 +232,15 @@ def delete_lun(lab: LabState, name: str) -> None:
             await backend.close()
 
     asyncio.run(delete())
+
+
+def wait_node_accepted(lab: LabState, node: str, timeout: float = 120) -> dict[str, Any]:
+    """LunbridgeNode `node` once the operator accepted its initiators (InitiatorsAccepted True)."""
+
+    def accepted() -> dict[str, Any] | None:
+        found = get(lab, "lbnode", node) or {}
+        conditions = (found.get("status") or {}).get("conditions") or []
+        ok = any(c["type"] == "InitiatorsAccepted" and c["status"] == "True" for c in conditions)
+        return found if ok else None
+
+    return eventually(accepted, timeout, f"LunbridgeNode {node} published and accepted")

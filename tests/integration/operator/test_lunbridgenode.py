@@ -5,8 +5,9 @@ is refused it (InitiatorClaimed, the owner named, a warning Event); and with the
 admission policy in place, a token bound to a pod on one node cannot publish another node. A
 disk on that node is masked to its IQN alone, with no hypervisor call, and NodeStage logs in to
 exactly its target, finds the LUN by its NAA and mounts it; tgtd shows the node's session only
-while a disk is staged; a LUN masked to another IQN is refused at login, clearly; a wrong CHAP
-secret is refused once (UNAUTHENTICATED, no record left to retry) and the right one stages."""
+while a disk is staged, one session however often it is staged, after a restart of the plugin
+too, and a new one after a reboot; a LUN masked to another IQN is refused at login, clearly; a wrong CHAP
+secret is refused once (UNAUTHENTICATED, no record left to retry) and mutual CHAP stages."""
 
 from __future__ import annotations
 
@@ -41,13 +42,7 @@ NAMESPACE = "lunbridge-node-test"  # not the chart tests' namespace: they instal
 def initiator_node(lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest) -> Iterator[str]:
     """The guest's node plugin in `initiator` mode, iscsid giving it its own IQN."""
     iscsi.start_iscsid(kvm_guest)
-    csi.start_node_service(
-        kvm_guest,
-        lab.node_endpoint,
-        extra=("--attach-mode", "initiator"),
-        env=iscsi.guest_env(),
-        **csi.node_channel(lab),
-    )
+    csi.start_initiator_node_service(kvm_guest, lab)
     yield lab.guest_node
     csi.stop_node_service(kvm_guest)
     iscsi.stop_iscsid(kvm_guest)
@@ -169,7 +164,7 @@ def test_a_disk_on_the_initiator_node_stages_through_the_nodes_own_login(
     lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest, initiator_node: str, tgt: tgt_lab.Tgt,
     make_lun: Callable[..., tgt_lab.LabLun],
 ) -> None:  # fmt: skip
-    observe.eventually(lambda: accepted(observe.get(lab, "lbnode", initiator_node)), 120, "node published")
+    observe.wait_node_accepted(lab, initiator_node)
     name = f"it-bare-{uuid.uuid4().hex[:6]}"
     observe.apply(lab, observe.vdisk(name, nodeName=initiator_node))
     try:
@@ -190,6 +185,20 @@ def test_a_disk_on_the_initiator_node_stages_through_the_nodes_own_login(
             kvm_guest.run(f"echo written-by-bare > {staging}/proof && sync", timeout=60, check=True)
             _stage(node, name, staging, context)  # again: the session and the mount are kept
             assert nexus_initiators(tgt, target) == [iscsi.GUEST_IQN]
+            csi.start_initiator_node_service(
+                kvm_guest, lab
+            )  # a restarted plugin adopts the session: no second one
+            _stage(node, name, staging, context)
+            assert nexus_initiators(tgt, target) == [iscsi.GUEST_IQN]
+            # as after a reboot: no mount, no session, no record; the stage logs in again
+            kvm_guest.run(f"umount {staging}", timeout=60, check=True)
+            iscsi.stop_iscsid(kvm_guest)
+            iscsi.start_iscsid(kvm_guest)
+            assert nexus_initiators(tgt, target) == []
+            _stage(node, name, staging, context)
+            assert nexus_initiators(tgt, target) == [iscsi.GUEST_IQN]
+            proof = kvm_guest.run(f"cat {staging}/proof", timeout=60, check=True).stdout
+            assert proof.strip() == "written-by-bare"  # the disk was mounted, not formatted again
 
             masked = make_lun(["iqn.2024-01.io.lunbridge.lab:another-node"], size=16 << 20)
             theirs = PublishContext(AttachMode.INITIATOR, f"naa.{masked.naa}", target_iqn=masked.target,
@@ -211,7 +220,7 @@ def test_a_disk_on_the_initiator_node_stages_through_the_nodes_own_login(
     assert left == [], left
 
 
-def test_a_wrong_chap_secret_is_refused_once_and_the_right_one_stages(
+def test_a_wrong_chap_secret_is_refused_once_and_mutual_chap_stages(
     lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest, initiator_node: str, tgt: tgt_lab.Tgt,
     make_lun: Callable[..., tgt_lab.LabLun],
 ) -> None:  # fmt: skip
@@ -219,6 +228,9 @@ def test_a_wrong_chap_secret_is_refused_once_and_the_right_one_stages(
     user, secret = f"it-{uuid.uuid4().hex[:6]}", f"chap-{uuid.uuid4().hex}"
     tgt.adm("--op", "new", "--mode", "account", "--user", user, "--password", secret)
     tgt.adm("--op", "bind", "--mode", "account", "--tid", str(lun.tid), "--user", user)
+    array, array_secret = f"{user}-array", f"array-{uuid.uuid4().hex}"  # mutual: the target proves one too
+    tgt.adm("--op", "new", "--mode", "account", "--user", array, "--password", array_secret)
+    tgt.adm("--op", "bind", "--mode", "account", "--tid", str(lun.tid), "--user", array, "--outgoing")
     portal = "{}:{}".format(*tgt_lab.GUEST_TGT_PORTAL)
     context = PublishContext(AttachMode.INITIATOR, f"naa.{lun.naa}", target_iqn=lun.target, portals=(portal,),
                              lun_id=lun.lun).to_dict()  # fmt: skip
@@ -241,7 +253,8 @@ def test_a_wrong_chap_secret_is_refused_once_and_the_right_one_stages(
             time.sleep(2)
             assert nexus_initiators(tgt, lun.target) == []
 
-            right = {**wrong, "node.session.auth.password": secret}
+            right = {**wrong, "node.session.auth.password": secret, "node.session.auth.username_in": array,
+                     "node.session.auth.password_in": array_secret}  # fmt: skip
             _stage(node, name, staging, context, secrets=right)
             assert nexus_initiators(tgt, lun.target) == [iscsi.GUEST_IQN]
             node.NodeUnstageVolume(
@@ -249,4 +262,5 @@ def test_a_wrong_chap_secret_is_refused_once_and_the_right_one_stages(
             )
         assert nexus_initiators(tgt, lun.target) == []
     finally:
-        tgt.adm("--op", "delete", "--mode", "account", "--user", user, check=False)
+        for account in (user, array):
+            tgt.adm("--op", "delete", "--mode", "account", "--user", account, check=False)

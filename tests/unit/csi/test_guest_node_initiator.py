@@ -209,3 +209,21 @@ async def test_node_info_of_an_initiator_node_is_its_node_name(bare: Path) -> No
         await node(bare, runner).NodeGetInfo(csi_pb2.NodeGetInfoRequest(), Context())  # type: ignore[arg-type]
     assert refused.value.code == grpc.StatusCode.UNAVAILABLE
     assert "--node-name" in refused.value.details
+
+
+async def test_a_verifier_node_that_logs_in_itself_checks_the_clone_then_logs_out(bare: Path) -> None:
+    from lunbridge.models import NodeTask, VerifyRequest
+    from lunbridge.models.diskverification import VERIFY_TASK
+    from lunbridge_csi import node_tasks
+
+    runner = Iscsiadm(bare)
+    service = node(bare, runner, node_name="bare-1")
+    context = stage("vd-x").publish_context
+    task = NodeTask(id="t1", node="bare-1", type=VERIFY_TASK,
+                    params=VerifyRequest(context=dict(context)).to_params())  # fmt: skip
+    result = await node_tasks.workers(service, {})[VERIFY_TASK](task, "v1")
+    assert result["result"] == "NotVerifiable", result  # the fixture's clone is blank
+    assert len(runner.iscsiadm("--login")) == 1
+    assert len(runner.iscsiadm("--logout")) == 1
+    assert iscsi.sessions(bare) == []
+    assert runner.records == {}

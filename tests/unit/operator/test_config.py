@@ -192,3 +192,13 @@ def test_the_orphan_sweep_interval_comes_from_the_flag_or_the_environment(
     monkeypatch.setenv("LUNBRIDGE_SWEEP_SECONDS", "-1")
     with pytest.raises(ConfigError, match="--sweep-seconds must be a number of seconds >= 0"):
         load([])
+
+
+def test_the_retry_scale_comes_from_the_flag_or_the_environment_and_is_positive(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load([]).retry_scale == 1.0
+    assert load(["--retry-scale", "0.2"]).retry_scale == 0.2
+    monkeypatch.setenv("LUNBRIDGE_RETRY_SCALE", "0")
+    with pytest.raises(ConfigError, match=r"--retry-scale must be a number > 0, not 0\.0"):
+        load([])

@@ -15,7 +15,7 @@ from lunbridge.errors import (
     Unavailable,
 )
 from lunbridge.hypervisor.base import Host, Scope
-from lunbridge_operator.handlers.common import backoff, kopf_error
+from lunbridge_operator.handlers.common import backoff, kopf_error, retry_delay, scale_retries
 from lunbridge_operator.naming import igroup_name, lun_name
 
 
@@ -52,3 +52,18 @@ def test_errors_map_to_retry_or_give_up(error: Exception, permanent: bool) -> No
 def test_transient_faults_back_off_exponentially_and_cap() -> None:
     assert [backoff(10, r) for r in (0, 1, 2)] == [10, 20, 40]
     assert backoff(10, 50) == 300
+
+
+def test_the_retry_scale_paces_every_retry() -> None:
+    try:
+        scale_retries(0.2)
+        assert retry_delay(NotFound("x"), retry=3) == pytest.approx(6.0)  # a flat 30 s, scaled
+        assert retry_delay(Unavailable("x"), retry=1) == pytest.approx(4.0)  # 10 s doubled, scaled
+        assert retry_delay(Unavailable("x"), retry=50) == pytest.approx(60.0)  # the 5 min cap, scaled
+        assert retry_delay(InvalidArgument("x"), retry=0) is None
+        mapped = kopf_error(Conflict("x"), retry=0)
+        assert isinstance(mapped, kopf.TemporaryError)
+        assert mapped.delay == pytest.approx(6.0)
+    finally:
+        scale_retries(1.0)
+    assert retry_delay(NotFound("x"), retry=3) == 30.0
