@@ -35,6 +35,9 @@ MOUNT = csi_pb2.VolumeCapability(
 
 
 def _csi_node_id(lab: LabState, node_id: str) -> None:
+    """The guest's CSINode with the driver registered under `node_id` (a driver entry cannot
+    change: the kubelet removes it and adds it again when a plugin re-registers)."""
+    kubectl(lab, "delete", "csinode", lab.guest_node, "--ignore-not-found")
     csi_node = {"apiVersion": "storage.k8s.io/v1", "kind": "CSINode", "metadata": {"name": lab.guest_node},
                 "spec": {"drivers": [{"name": CSI_DRIVER_NAME, "nodeID": node_id}]}}  # fmt: skip
     apply(lab, csi_node)
