@@ -39,7 +39,7 @@ def initiator_node(lab: LabState, kvm_guest: LibvirtGuest, node_endpoint: str) -
 def test_csi_sanity_node_specs_pass_in_initiator_mode(
     services_env: dict[str, str], lab: LabState, kvm_guest: LibvirtGuest, initiator_node: str, tmp_path: Path
 ) -> None:
-    observe.wait_node_accepted(lab, initiator_node)
+    observe.wait_node_accepted(lab, initiator_node, iscsi.GUEST_IQN)
     report = tmp_path / "sanity.xml"
     argv = csi.sanity_argv(services_env, f"--ginkgo.junit-report={report}", "--ginkgo.focus=Node Service")
     result = subprocess.run(argv, capture_output=True, text=True, timeout=1200)

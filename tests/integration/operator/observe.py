@@ -234,13 +234,14 @@ def delete_lun(lab: LabState, name: str) -> None:
     asyncio.run(delete())
 
 
-def wait_node_accepted(lab: LabState, node: str, timeout: float = 120) -> dict[str, Any]:
-    """LunbridgeNode `node` once the operator accepted its initiators (InitiatorsAccepted True)."""
+def wait_node_accepted(lab: LabState, node: str, iqn: str, timeout: float = 120) -> dict[str, Any]:
+    """LunbridgeNode `node` once it says `initiator` mode and the operator accepted `iqn` for it
+    (an earlier plugin of the node may have left another publication there)."""
 
     def accepted() -> dict[str, Any] | None:
         found = get(lab, "lbnode", node) or {}
-        conditions = (found.get("status") or {}).get("conditions") or []
-        ok = any(c["type"] == "InitiatorsAccepted" and c["status"] == "True" for c in conditions)
+        spec, status = found.get("spec") or {}, found.get("status") or {}
+        ok = spec.get("mode") == "initiator" and iqn in (status.get("accepted") or [])
         return found if ok else None
 
-    return eventually(accepted, timeout, f"LunbridgeNode {node} published and accepted")
+    return eventually(accepted, timeout, f"LunbridgeNode {node} publishing initiator mode, {iqn} accepted")

@@ -164,7 +164,7 @@ def test_a_disk_on_the_initiator_node_stages_through_the_nodes_own_login(
     lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest, initiator_node: str, tgt: tgt_lab.Tgt,
     make_lun: Callable[..., tgt_lab.LabLun],
 ) -> None:  # fmt: skip
-    observe.wait_node_accepted(lab, initiator_node)
+    observe.wait_node_accepted(lab, initiator_node, iscsi.GUEST_IQN)
     name = f"it-bare-{uuid.uuid4().hex[:6]}"
     observe.apply(lab, observe.vdisk(name, nodeName=initiator_node))
     try:

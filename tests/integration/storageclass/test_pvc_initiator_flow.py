@@ -61,7 +61,7 @@ def initiator_node(lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest, plugin: P
 def test_a_pvc_on_an_initiator_node_is_masked_to_its_iqn_and_staged_by_its_own_login(
     lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest, initiator_node: str
 ) -> None:
-    observe.wait_node_accepted(lab, initiator_node)
+    observe.wait_node_accepted(lab, initiator_node, iscsi.GUEST_IQN)
     suffix = uuid.uuid4().hex[:6]
     namespace, storage_class = f"sc-bare-{suffix}", f"lunbridge-bare-{suffix}"
     assert kubectl(lab, "create", "namespace", namespace).returncode == 0
