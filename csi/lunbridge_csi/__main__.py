@@ -13,16 +13,41 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lunbridge import __version__, redact
 from lunbridge.api import CSI_DRIVER_NAME
 from lunbridge_csi.guest.scsi import DEFAULT_KVM_MAX_VOLUMES
 from lunbridge_csi.volume_rules import Timeouts
 
+MODES = ("controller", "node", "all")
 
-def _int_or_none(text: str | None) -> int | None:
-    return int(text) if text else None
+
+def _number(kind: type[int] | type[float], variable: str) -> Callable[[str], int | float]:
+    """An argparse type for a flag that defaults to `variable`: a bad value, from either, is
+    refused at start naming both (argparse runs a string default through the type too)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} (the flag, or {variable}) is not {what}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text!r} (the flag, or {variable}) must not be negative")
+        return value
+
+    return parse
+
+
+def _check_environment(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Choices argparse checks on flags only, checked on values the environment gave too."""
+    if args.mode not in MODES:
+        parser.error(f"argument --mode: {args.mode!r} (the flag, or LUNBRIDGE_CSI_MODE) is not one of "
+                     f"{', '.join(MODES)}")  # fmt: skip
+    if not isinstance(logging.getLevelName(args.log_level.upper()), int):
+        parser.error(f"argument --log-level: {args.log_level!r} (the flag, or LUNBRIDGE_LOG_LEVEL) is not a "
+                     "level (DEBUG, INFO, WARNING, ERROR)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--mode",
-        choices=("controller", "node", "all"),
+        choices=MODES,
         default=os.environ.get("LUNBRIDGE_CSI_MODE", "all"),
         help="which CSI services to serve (default: all)",
     )
@@ -49,27 +74,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--node-id", default=os.environ.get("NODE_ID"), help="override the node identity")
     parser.add_argument(
         "--capacity-bytes",
-        type=int,
-        default=int(os.environ.get("LUNBRIDGE_CSI_CAPACITY_BYTES", "0")),
+        type=_number(int, "LUNBRIDGE_CSI_CAPACITY_BYTES"),
+        default=os.environ.get("LUNBRIDGE_CSI_CAPACITY_BYTES", "0"),
         help="what GetCapacity answers (the controller never asks the storage server); "
         "0: GET_CAPACITY is not advertised",
     )
     parser.add_argument(
         "--timeout",
-        type=float,
-        default=float(os.environ.get("LUNBRIDGE_CSI_TIMEOUT", "240")),
+        type=_number(float, "LUNBRIDGE_CSI_TIMEOUT"),
+        default=os.environ.get("LUNBRIDGE_CSI_TIMEOUT", "240"),
         help="seconds a controller call waits for the operator before DEADLINE_EXCEEDED (default 240)",
     )
     parser.add_argument(
         "--max-volumes",
-        type=int,
-        default=_int_or_none(os.environ.get("LUNBRIDGE_CSI_MAX_VOLUMES")),
+        type=_number(int, "LUNBRIDGE_CSI_MAX_VOLUMES"),
+        default=os.environ.get("LUNBRIDGE_CSI_MAX_VOLUMES") or None,
         help="node: the max_volumes_per_node NodeGetInfo answers (default: counted, see --kvm-max-volumes)",
     )
     parser.add_argument(
         "--kvm-max-volumes",
-        type=int,
-        default=int(os.environ.get("LUNBRIDGE_CSI_KVM_MAX_VOLUMES", str(DEFAULT_KVM_MAX_VOLUMES))),
+        type=_number(int, "LUNBRIDGE_CSI_KVM_MAX_VOLUMES"),
+        default=os.environ.get("LUNBRIDGE_CSI_KVM_MAX_VOLUMES", str(DEFAULT_KVM_MAX_VOLUMES)),
         help="node: lunbridge disks a KVM guest (virtio-scsi) may hold; a vSphere VM's count is read "
         "from its PVSCSI controllers (4 x 15 units less the disks lunbridge does not manage) "
         f"(default {DEFAULT_KVM_MAX_VOLUMES})",
@@ -101,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_environment(parser, args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -183,3 +183,31 @@ def test_the_command_line_says_a_bad_attach_mode_from_the_environment(
     code = main(["--mode", "node", "--endpoint", f"unix://{tmp_path}/csi.sock"])
     assert code == 2
     assert "--attach-mode 'bare-metal' is not one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("LUNBRIDGE_CSI_MAX_VOLUMES", "abc", "--max-volumes: 'abc' (the flag, or LUNBRIDGE_CSI_MAX_VOLUMES)"),
+        ("LUNBRIDGE_CSI_KVM_MAX_VOLUMES", "-3", "LUNBRIDGE_CSI_KVM_MAX_VOLUMES) must not be negative"),
+        (
+            "LUNBRIDGE_CSI_TIMEOUT",
+            "soon",
+            "--timeout: 'soon' (the flag, or LUNBRIDGE_CSI_TIMEOUT) is not a number",
+        ),
+        ("LUNBRIDGE_CSI_CAPACITY_BYTES", "1G", "LUNBRIDGE_CSI_CAPACITY_BYTES) is not a whole number"),
+        ("LUNBRIDGE_CSI_MODE", "bogus", "--mode: 'bogus' (the flag, or LUNBRIDGE_CSI_MODE) is not one of"),
+        ("LUNBRIDGE_LOG_LEVEL", "loud", "--log-level: 'loud' (the flag, or LUNBRIDGE_LOG_LEVEL)"),
+    ],
+)
+def test_a_bad_setting_from_the_environment_is_refused_naming_the_variable(
+    variable: str, value: str, said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Before: a traceback (numbers), or a plugin that served Identity only (a bogus mode)."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stopped:
+        main(["--endpoint", f"unix://{tmp_path}/csi.sock"])
+    assert stopped.value.code == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "csi.sock").exists()
