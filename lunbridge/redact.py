@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 import threading
 from urllib.parse import quote
 
@@ -134,11 +135,13 @@ def is_secret_name(name: str) -> bool:
 
 
 def register(value: str | None) -> None:
-    """Mask `value` (and its URL-, JSON- and repr-escaped spellings) in all text from now on."""
+    """Mask `value` (and its URL-, JSON-, repr- and shell-quoted spellings: an error quotes a
+    command line with `shlex.join`) in all text from now on."""
     global _registered
     if not value:
         return
-    forms = {value, value.strip(), quote(value, safe=""), json.dumps(value)[1:-1], repr(value)[1:-1]}
+    forms = {value, value.strip(), quote(value, safe=""), json.dumps(value)[1:-1], repr(value)[1:-1],
+             shlex.quote(value)}  # fmt: skip
     new = {form for form in forms if len(form) >= MIN_REGISTERED}
     with _lock:
         if new <= set(_registered):

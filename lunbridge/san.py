@@ -21,7 +21,9 @@ class Transport(enum.StrEnum):
 
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _NAA = re.compile(r"^(?:naa\.)?([0-9a-f]{16}|[0-9a-f]{32})$")
-_IQN = re.compile(r"^(iqn\.\d{4}-\d{2}\.[a-z0-9][a-z0-9.-]*(:.+)?|eui\.[0-9a-f]{16})$")
+# RFC 3720 3.2.6.3.1 / RFC 3722: after lowercasing, letters, digits, '.', '-' and ':' only
+_IQN = re.compile(r"^(iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9][a-z0-9.-]*(:[a-z0-9.:-]+)?|eui\.[0-9a-f]{16})$")
+MAX_ISCSI_NAME = 223  # bytes, RFC 3720 3.2.6.1
 
 
 def wwn(value: str | int) -> str:
@@ -52,7 +54,7 @@ def iqn(value: str) -> str:
     """An iSCSI name, validated; the `iqn.` part is case-insensitive, so it is lowercased."""
     text = value.strip()
     lowered = text.lower()
-    if not _IQN.match(lowered):
+    if len(lowered.encode()) > MAX_ISCSI_NAME or not _IQN.match(lowered):
         raise InvalidArgument(
             f"{value!r} is not an iSCSI name (iqn.YYYY-MM.reversed.domain[:id] or eui.<16 hex>)"
         )

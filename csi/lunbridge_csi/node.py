@@ -206,7 +206,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         capability = node_rules.capability(request)
         published = PublishContext.from_dict(request.publish_context)
         initiator = published.mode is AttachMode.INITIATOR
-        where = None if initiator else placement(request.publish_context)
+        where = None if initiator else placement(published)
         secrets = chap.from_values(request.secrets, "the node-stage secret") if initiator else None
         block = capability.WhichOneof("access_type") == "block"
         fs_type = "" if block else filesystem.fs_type(capability.mount.fs_type)
@@ -219,12 +219,11 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                                 fs_type)  # fmt: skip
             else:
                 async with self.sessions_lock:
-                    session, device = await attached.find_logged_in_disk(
+                    session, hctl, device = await attached.find_logged_in_disk(
                         self.root, self.iscsiadm, published, secrets, self.device_timeout, what
                     )
-                address = scsi.Address(0, session.target_id, published.lun_id or 0)
-                staged = Staged(volume_id, published.naa, device, scsi.hctl(session.host, address), staging,
-                                block, fs_type, session.target, session.portal)  # fmt: skip
+                staged = Staged(volume_id, published.naa, device, hctl, staging, block, fs_type,
+                                session.target, session.portal)  # fmt: skip
             dev = self._dev(device)
             mounted = None if block else mount.mounted_at(self.root, staging)
             if mounted is not None and mounted.source != dev:
@@ -267,10 +266,13 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             return
         async with self.sessions_lock:
             for path in sorted(self.state_dir.glob("*.json")):
-                with contextlib.suppress(OSError, ValueError, TypeError):
+                try:
                     other = Staged.read(path)
-                    if (other.target, other.portal) == (target, portal) and other.volume_id != but:
-                        return
+                except (OSError, ValueError, TypeError):
+                    log.warning("%s cannot be read: the session to %s stays, it may be in use", path, target)
+                    return
+                if (other.target, other.portal) == (target, portal) and other.volume_id != but:
+                    return
             await self.iscsiadm.logout(target, portal)
             log.info("logged out of %s at %s: its last lunbridge LUN is gone", target, portal)
 

@@ -32,12 +32,12 @@ def workers(node: NodeService, checks: Mapping[str, Sequence[str]]) -> dict[str,
         session = None
         if published.mode is AttachMode.INITIATOR:  # the verifier logs in itself
             async with node.sessions_lock:
-                session, device = await attached.find_logged_in_disk(
+                session, _, device = await attached.find_logged_in_disk(
                     node.root, node.iscsiadm, published, None, node.device_timeout, what
                 )
         else:
             _, device = await attached.find_disk(
-                node.root, attached.placement(request.context), node.device_timeout, what
+                node.root, attached.placement(published), node.device_timeout, what
             )
         try:
             outcome = await verifier.verify(

@@ -62,7 +62,7 @@ def _address(context: Mapping[str, str]) -> ScsiAddress:
         ) from None
 
 
-_PORTAL = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+_PORTAL = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):([0-9]{1,5})$")
 
 
 def _portal(text: str) -> str:
@@ -76,7 +76,7 @@ def _target(context: Mapping[str, str]) -> str:
     """The target's name as the storage server spells it (checked, not rewritten)."""
     text = context[KEY_TARGET_IQN].strip()
     try:
-        iqn(text[:300])
+        iqn(text)
     except InvalidArgument as exc:
         raise InvalidArgument(f"publish_context {KEY_TARGET_IQN}: {exc}") from None
     return text
@@ -128,7 +128,7 @@ class PublishContext:
             return cls(mode, _naa(context), pci_slot=_int(context, KEY_PCI_SLOT),
                        guest_address=_address(context))  # fmt: skip
         _required(context, mode, (KEY_TARGET_IQN, KEY_PORTALS, KEY_LUN_ID))
-        portals = tuple(_portal(p.strip()) for p in context[KEY_PORTALS].split(",") if p.strip())
+        portals = tuple(_portal(p.strip()) for p in context[KEY_PORTALS].split(","))
         return cls(mode, _naa(context), target_iqn=_target(context), portals=portals,
                    lun_id=_int(context, KEY_LUN_ID))  # fmt: skip
 

@@ -40,18 +40,21 @@ def _field(values: Mapping[str, str], key: str, where: str, *, secret: bool) -> 
         raise InvalidArgument(f"{where} {key} must be at most {MAX_FIELD} bytes, printable, without spaces")
     if not secret and "," in value:  # tgtadm cuts a user name at the first comma
         raise InvalidArgument(f"{where} {key} must not contain ','")
-    if secret and len(value) < MIN_SECRET:
-        raise InvalidArgument(f"{where} {key} must be at least {MIN_SECRET} characters (RFC 3720 §8.2.1)")
+    if secret and len(value.encode()) < MIN_SECRET:
+        raise InvalidArgument(f"{where} {key} must be at least {MIN_SECRET} bytes (RFC 3720 §8.2.1)")
     if secret:
         redact.register(value)
     return value
 
 
-def from_values(values: Mapping[str, str], where: str = "the CHAP secret") -> Chap | None:
-    """The CHAP those Secret keys describe; None when the username is not there (no CHAP).
-    InvalidArgument names the key that is missing or unusable (`where` says whose)."""
+def from_values(raw: Mapping[str, str], where: str = "the CHAP secret") -> Chap | None:
+    """The CHAP those Secret keys describe; None when none of them is there (no CHAP). Each
+    value is read without the whitespace around it (a Secret made from a file ends in a newline),
+    the same on the node and in the operator. InvalidArgument names the key that is missing or
+    unusable (`where` says whose)."""
+    values = {key: raw[key].strip() for key in KEYS if key in raw}
     if not values.get(USERNAME):
-        if values.get(USERNAME_IN) or values.get(PASSWORD):
+        if any(values.get(key) for key in KEYS):
             raise InvalidArgument(f"{where} lacks {USERNAME}")
         return None
     user = _field(values, USERNAME, where, secret=False)
@@ -74,7 +77,7 @@ def from_folder(folder: Path) -> Chap:
     values: dict[str, str] = {}
     for key in KEYS:
         try:
-            values[key] = (folder / key).read_text().strip()
+            values[key] = (folder / key).read_text()
         except FileNotFoundError:
             continue
         except OSError as exc:

@@ -86,8 +86,11 @@ def parse_backends(sections: Any) -> list[BackendConfig]:
 
 
 def check(config: BackendConfig) -> None:
-    """Check a section's settings without connecting (InvalidArgument naming the field)."""
+    """Check a section's settings, and its CHAP Secret when it names one, without connecting
+    (InvalidArgument naming the field)."""
     CHECKS[config.type](config)
+    if config.chap_dir is not None:
+        chap.from_folder(config.chap_dir)
 
 
 def build(config: BackendConfig) -> StorageBackend:

@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _option(kvm, "--host-iqn", "the KVM host's iSCSI initiator name (QEMU logs in with it)")
     st = parser.add_argument_group("storage backends")
     _option(st, "--backends-file", "YAML or JSON file with the `backends` list: name, type, default, "
-            "credentialsDir, settings (see README)", metavar="FILE")  # fmt: skip
+            "credentialsDir, chapDir, settings (see README)", metavar="FILE")  # fmt: skip
     st = parser.add_argument_group("one tgtd backend named tgt (instead of --backends-file)")
     _option(st, "--tgt-portal", "iSCSI portal host:port that hosts log in to")
     _option(st, "--tgt-node-portals", "comma-separated host:port that nodes logging in with their own "

@@ -131,6 +131,13 @@ def test_an_initiator_publish_context_round_trips() -> None:
          "publish_context targetIqn: 'target-1' is not an iSCSI name"),
         ({"mode": "initiator", "naa": NAA, "targetIqn": "iqn.2024-01.io.x:t", "portals": "10.0.0.5:3260,h:0",
           "lunId": "1"}, "publish_context portals: 'h:0' is not host:port"),
+        *[({"mode": "initiator", "naa": NAA, "targetIqn": "iqn.2024-01.io.x:t", "portals": portals,
+            "lunId": "1"}, f"publish_context portals: {bad!r} is not host:port")
+          for portals, bad in (("a:1,,b:2", ""), ("-a:3260", "-a:3260"), ("a:\uff13\uff12", "a:\uff13\uff12"),
+                               (" , ", ""))],
+        *[({"mode": "initiator", "naa": NAA, "targetIqn": name, "portals": "a:3260", "lunId": "1"},
+           "publish_context targetIqn: ")
+          for name in ("iqn.2024-01.io.x:disk 1", "iqn.2024-01.io.x:" + "a" * 220)],
     ],
 )  # fmt: skip
 def test_a_bad_publish_context_names_the_key(context: dict[str, str], named: str) -> None:

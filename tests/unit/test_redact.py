@@ -205,3 +205,17 @@ def test_a_libvirt_uri_with_a_password_is_masked() -> None:
     with pytest.raises(InvalidArgument, match="is not a URI") as refused:
         LibvirtConfig(uri="root:Kvm-Other-Pa55@kvm1", host_iqn="iqn.2024-01.io.x:kvm1")
     assert "Kvm-Other-Pa55" not in str(refused.value)
+
+
+def test_a_registered_secret_with_quotes_is_masked_as_a_quoted_command_line_shows_it() -> None:
+    import shlex
+
+    secret = "abc'def\"ghijk"
+    redact.register(secret)
+    try:
+        line = shlex.join(["iscsiadm", "-n", "node.session.auth.password", "-v", secret])
+        masked = redact.redact(line)
+        assert "def" not in masked, masked
+        assert "ghijk" not in masked, masked
+    finally:
+        redact.clear()

@@ -11,11 +11,10 @@ mounts it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lunbridge.errors import Conflict, InvalidArgument
+from lunbridge.errors import Conflict, InvalidArgument, LunbridgeError
 from lunbridge.models import AttachMode, PublishContext
 from lunbridge.storage.base import Chap
 from lunbridge_csi.guest import iscsi, scsi
@@ -35,9 +34,8 @@ class Placement:
     address: scsi.Address
 
 
-def placement(context: Mapping[str, str]) -> Placement:
-    """From the publish context (InvalidArgument naming a missing or bad key)."""
-    where = PublishContext.from_dict(context)
+def placement(where: PublishContext) -> Placement:
+    """Where a `hypervisor` publish context says the disk is (InvalidArgument for another mode)."""
     if where.mode is not AttachMode.HYPERVISOR or where.pci_slot is None or where.guest_address is None:
         raise InvalidArgument(
             f"publish_context mode {where.mode.value}: this node plugin finds disks a hypervisor attached"
@@ -72,11 +70,19 @@ async def disk_at(root: Path, host: str, address: scsi.Address, naa: str, within
 
 async def find_logged_in_disk(
     root: Path, adm: iscsi.Iscsiadm, context: PublishContext, chap: Chap | None, within: float, what: str
-) -> tuple[iscsi.Session, str]:
+) -> tuple[iscsi.Session, str, str]:
     """An `initiator` publish context's disk: the session to its target (adopted or logged in),
-    the targeted scan of its LUN id on that session, the NAA check; (session, sdX)."""
+    the targeted scan of its LUN id on that session, the NAA check; (session, H:C:T:L, sdX).
+    A session made here is logged out again when the disk is not found or refused. The caller
+    holds the node's sessions lock."""
     if context.target_iqn is None or context.lun_id is None or not context.portals:
         raise InvalidArgument("publish_context of an initiator attachment lacks targetIqn, portals or lunId")
-    session = await iscsi.log_in(adm, root, context.target_iqn, context.portals, chap)
+    session, new = await iscsi.log_in(adm, root, context.target_iqn, context.portals, chap)
     address = scsi.Address(0, session.target_id, context.lun_id)
-    return session, await disk_at(root, session.host, address, context.naa, within, what)
+    try:
+        device = await disk_at(root, session.host, address, context.naa, within, what)
+    except LunbridgeError:
+        if new:  # nothing else can use a session this call made: it goes with the failure
+            await adm.logout(session.target, session.portal)
+        raise
+    return session, scsi.hctl(session.host, address), device

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lunbridge.command import CommandFailed, Result, Runner
-from lunbridge.errors import Conflict, InvalidArgument, Unauthenticated, Unavailable
+from lunbridge.errors import Conflict, Unauthenticated, Unavailable
 from lunbridge.storage.base import Chap
 from lunbridge_csi.guest.limits import Limits
 
@@ -153,8 +153,9 @@ class Iscsiadm:
             raise Unauthenticated(f"login to {target} at {portal} failed authentication: {hint}; not retried")
         if result.returncode == LOGIN_REFUSED:
             raise Conflict(
-                f"target {target} at {portal} refused this node's login (non-retryable): this node's "
-                "IQN is not among the target's initiators; see its LunbridgeNode and InitiatorGroup"
+                f"target {target} at {portal} refused this node's login (a non-retryable login failure): "
+                "most often this node's IQN is not among the target's initiators (see its LunbridgeNode "
+                "and InitiatorGroup), else the target is gone"
             )
         raise CommandFailed(result)
 
@@ -171,28 +172,22 @@ class Iscsiadm:
             result.check()
 
 
-def check_portal(portal: str) -> str:
-    """A publish context portal, `host:port` (InvalidArgument otherwise)."""
-    host, sep, port = portal.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InvalidArgument(f"publish_context portals: {portal!r} is not host:port")
-    return portal
-
-
 async def log_in(
     adm: Iscsiadm, root: Path, target: str, portals: tuple[str, ...], chap: Chap | None
-) -> Session:
-    """A session to `target` through the first portal that takes this node: an existing one
-    adopted, else a record made and logged in. A refusal (CHAP, ACL) ends it at once; a portal
-    that cannot be reached leaves the next one to try; Unavailable when none could."""
+) -> tuple[Session, bool]:
+    """A session to `target` through the first portal that takes this node (the portals of a
+    checked publish context): an existing one adopted (False), else a record made and logged
+    in (True). A refusal (CHAP, ACL) ends it at once; a portal that cannot be reached, or whose
+    record cannot be written, leaves no record and the next one to try; Unavailable when none
+    could."""
     for portal in portals:
         if (found := session_of(root, target, portal)) is not None:
             log.info("adopting session %d to %s at %s (%s)", found.sid, target, portal, found.host)
-            return found
+            return found, False
     problems = []
-    for portal in map(check_portal, portals):
-        await adm.ensure_record(target, portal, chap)
+    for portal in portals:
         try:
+            await adm.ensure_record(target, portal, chap)
             await adm.login(target, portal, chap is not None)
         except CommandFailed as exc:
             problems.append(str(exc))
@@ -201,6 +196,6 @@ async def log_in(
         found = session_of(root, target, portal)
         if found is not None:
             log.info("logged in to %s at %s: session %d on %s", target, portal, found.sid, found.host)
-            return found
+            return found, True
         problems.append(f"{portal}: logged in, but sysfs shows no session")
     raise Unavailable(f"no session to {target} through {', '.join(portals)}: {'; '.join(problems)}")

@@ -169,3 +169,16 @@ def test_the_storage_class_names_a_configured_backend() -> None:
                 "--set", "storageClass.parameters.backend=nvme")  # fmt: skip
     assert done.returncode != 0
     assert 'storageClass.parameters.backend "nvme" is not one of the backends: fast, bulk' in done.stderr
+
+
+def test_chap_for_nodes_that_log_in_themselves_renders_on_backend_and_storage_class() -> None:
+    settings = {**TWO_BACKENDS[0]["settings"], "nodePortals": ["10.0.1.5:3260"]}
+    with_portals = [{**TWO_BACKENDS[0], "chapSecret": "node-chap", "settings": settings}]
+    key = "storageClass.parameters.csi\\.storage\\.k8s\\.io/node-stage-secret"
+    secret = ("--set", f"{key}-name=node-chap", "--set", f"{key}-namespace=storage")
+    documents = render(*backends_args(with_portals), *secret)
+    [fast] = sections(documents)
+    assert TgtConfig.from_settings(fast.settings).node_portals == ("10.0.1.5:3260",)
+    [storage_class] = [d for d in documents if d["kind"] == "StorageClass"]
+    assert storage_class["parameters"]["csi.storage.k8s.io/node-stage-secret-name"] == "node-chap"
+    assert storage_class["parameters"]["csi.storage.k8s.io/node-stage-secret-namespace"] == "storage"

@@ -198,6 +198,8 @@ async def test_a_lun_with_another_naa_is_never_formatted(bare: Path) -> None:
         await node(bare, runner).NodeStageVolume(stage("vd-1", naa=other), Context())  # type: ignore[arg-type]
     assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
     assert [c for c in runner.calls if c[0] != "iscsiadm"] == []
+    assert iscsi.sessions(bare) == []  # the session this stage made went with the refusal
+    assert runner.records == {}
 
 
 async def test_node_info_of_an_initiator_node_is_its_node_name(bare: Path) -> None:

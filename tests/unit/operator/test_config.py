@@ -3,6 +3,7 @@ secret's value; complete settings give a checked configuration."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -202,3 +203,25 @@ def test_the_retry_scale_comes_from_the_flag_or_the_environment_and_is_positive(
     monkeypatch.setenv("LUNBRIDGE_RETRY_SCALE", "0")
     with pytest.raises(ConfigError, match=r"--retry-scale must be a number > 0, not 0\.0"):
         load([])
+
+
+def test_a_backend_whose_chap_secret_is_unusable_stops_the_start(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for key in ("LUNBRIDGE_TGT_PORTAL", "LUNBRIDGE_TGT_CONTROL_PORT", "LUNBRIDGE_TGT_POOL_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    chap_dir = tmp_path / "chap"
+    chap_dir.mkdir()
+    (chap_dir / "node.session.auth.username").write_text("node-user")
+    (chap_dir / "node.session.auth.password").write_text("short")
+    backends = tmp_path / "backends.yaml"
+    backends.write_text(json.dumps({"backends": [{"name": "san", "type": "tgt", "chapDir": str(chap_dir),
+                                                  "settings": {"portal": "127.0.0.1:3260", "controlPort": 1,
+                                                               "poolDir": str(tmp_path)}}]}))  # fmt: skip
+    with pytest.raises(
+        ConfigError, match=r"node\.session\.auth\.password must be at least 12 bytes"
+    ) as refused:
+        load(["--backends-file", str(backends)])
+    assert "short" not in str(refused.value)
+    (chap_dir / "node.session.auth.password").write_text("a-long-secret-1\n")
+    assert load(["--backends-file", str(backends)]).backends[0].chap_dir == chap_dir

@@ -133,7 +133,7 @@ async def test_chap_of_the_backends_secret_reaches_node_igroups_only(tmp_path: P
     await lab.operator.recheck("d1")
     ready = lab.disk("d1").status.condition(ConditionType.READY)
     assert ready is not None
-    assert "node.session.auth.password must be at least 12 characters" in ready.message
+    assert "node.session.auth.password must be at least 12 bytes" in ready.message
     assert "short" not in ready.message
 
 
@@ -176,3 +176,17 @@ async def test_the_initiator_group_of_a_node_follows_the_iqn_it_publishes() -> N
                                    group.status, lambda *a, **k: None)  # fmt: skip
     assert lab.storage.igroups["node-bare-1"].initiators == (OTHER_IQN,)
     assert hypervisor_calls(lab) == []
+
+
+def test_chap_values_are_read_alike_on_both_ends_and_a_lone_key_is_refused() -> None:
+    from lunbridge.errors import InvalidArgument
+    from lunbridge.storage import chap
+
+    # a Secret made from files ends its values in a newline; the operator's folder and the
+    # kubelet's node-stage secrets must read the same CHAP from it
+    given = {"node.session.auth.username": "u\n", "node.session.auth.password": "a-long-secret-1\n"}
+    assert chap.from_values(given) == Chap("u", "a-long-secret-1")
+    assert chap.from_values({"node.session.auth.username": "u",
+                             "node.session.auth.password": "ééééééé"}) is not None  # 14 bytes  # fmt: skip
+    with pytest.raises(InvalidArgument, match=r"lacks node\.session\.auth\.username"):
+        chap.from_values({"node.session.auth.password_in": "a-long-secret-1"})
