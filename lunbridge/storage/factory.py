@@ -86,9 +86,13 @@ def parse_backends(sections: Any) -> list[BackendConfig]:
 
 
 def check(config: BackendConfig) -> None:
-    """Check a section's settings, and its CHAP Secret when it names one, without connecting
-    (InvalidArgument naming the field)."""
+    """Check a section's settings without connecting (InvalidArgument naming the field)."""
     CHECKS[config.type](config)
+
+
+def check_secrets(config: BackendConfig) -> None:
+    """Read the CHAP Secret a section names, as the operator does at start (InvalidArgument
+    naming the key); the mounted folder exists only where the operator runs."""
     if config.chap_dir is not None:
         chap.from_folder(config.chap_dir)
 

@@ -25,7 +25,7 @@ from lunbridge.hypervisor.base import Scope
 from lunbridge.hypervisor.libvirt import LibvirtConfig
 from lunbridge.hypervisor.vsphere import VSphereConfig
 from lunbridge.san import Transport
-from lunbridge.storage.factory import LEGACY_BACKEND, BackendConfig, check, parse_backends
+from lunbridge.storage.factory import LEGACY_BACKEND, BackendConfig, check, check_secrets, parse_backends
 
 
 class ConfigError(Exception):
@@ -263,6 +263,7 @@ def _backends(args: argparse.Namespace) -> list[BackendConfig]:
     _backend_credentials(configs)
     for config in configs:  # every section's settings are checked before the operator starts
         check(config)
+        check_secrets(config)
     return configs
 
 
