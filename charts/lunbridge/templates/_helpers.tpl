@@ -54,6 +54,19 @@ affinity:
 {{- end }}
 {{- end -}}
 
+{{/* A pod's place on its host: priorityClassName (none when empty) and hostNetwork, with the DNS
+     policy that keeps cluster names resolvable on the host's network. Takes a dict with
+     priorityClassName and hostNetwork. */}}
+{{- define "lunbridge.podHost" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- if .hostNetwork }}
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- end }}
+{{- end -}}
+
 {{- define "lunbridge.restricted" -}}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true

@@ -1,6 +1,7 @@
 """The Helm chart, checked with the real helm (hack/peers/build-tools.sh) and the lab's real
 kube-apiserver: it lints; it renders with the default values and with a values file that sets
-every option; both renders pass the API server's own validation (`kubectl apply
+every option; those renders, and the renders with components switched off (what is left of
+them: test_chart_components.py), pass the API server's own validation (`kubectl apply
 --dry-run=server`, with the chart's CRDs installed); its RBAC names every verb and resource;
 its values schema turns bad values away with a message; its CRDs are crds/'s.
 snapshots.enabled brings the csi-snapshotter sidecar and its RBAC; the optional
@@ -77,21 +78,40 @@ def test_the_full_values_file_sets_every_option() -> None:
     assert set(schema["properties"]) - {"global"} == set(defaults)
 
 
+WORKLOADS = {"ConfigMap", "CSIDriver", "DaemonSet", "Deployment", "ServiceAccount", "StorageClass"}
+RBAC = {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+NODE_POLICY = {
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}  # a node publishes itself only
+DRIVER = {"CSIDriver", "StorageClass"}  # whichever components are off
+NODE_ONLY = DRIVER | {"DaemonSet", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} | NODE_POLICY
+OFF = {name: ["--set", f"{name}.enabled=false"] for name in ("operator", "controller", "node")}
+
+
 @pytest.mark.parametrize(
-    "values",
-    [[], ["--values", str(ALL_VALUES)], LEGACY, backends_args(TWO_BACKENDS)],
-    ids=["defaults", "every-option", "legacy-tgt", "two-backends"],
-)
+    ("values", "kinds"),
+    [
+        ([], WORKLOADS | RBAC | NODE_POLICY),
+        (["--values", str(ALL_VALUES)], WORKLOADS | RBAC | NODE_POLICY | {"Secret", "VolumeSnapshotClass"}),
+        (LEGACY, WORKLOADS | RBAC | NODE_POLICY),
+        (backends_args(TWO_BACKENDS), WORKLOADS | RBAC | NODE_POLICY),
+        # the backends ConfigMap and the vCenter Secret are the operator's only
+        (["--values", str(ALL_VALUES), *OFF["operator"]],
+         WORKLOADS - {"ConfigMap"} | RBAC | NODE_POLICY | {"VolumeSnapshotClass"}),
+        (OFF["controller"], WORKLOADS | RBAC - {"Role", "RoleBinding"} | NODE_POLICY),  # the leases' Role
+        (OFF["node"], WORKLOADS - {"DaemonSet"} | RBAC),
+        ([*OFF["operator"], *OFF["controller"]], NODE_ONLY),  # a lab's node: the DaemonSet only
+        ([*OFF["operator"], *OFF["controller"], *OFF["node"]], DRIVER),
+    ],
+    ids=["defaults", "every-option", "legacy-tgt", "two-backends", "every-option-no-operator",
+         "no-controller", "no-node", "node-only", "driver-only"],
+)  # fmt: skip
 def test_the_render_passes_the_api_servers_validation(
-    lab: LabState, namespace: str, values: list[str]
+    lab: LabState, namespace: str, values: list[str], kinds: set[str]
 ) -> None:
     documents = render(*values)
-    kinds = {doc["kind"] for doc in documents}
-    workloads = {"ConfigMap", "CSIDriver", "DaemonSet", "Deployment", "ServiceAccount", "StorageClass"}
-    rbac = {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-    rbac |= {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}  # a node publishes itself only
-    every_option = {"Secret", "VolumeSnapshotClass"} if "--values" in values else set()
-    assert kinds == workloads | rbac | every_option
+    assert {doc["kind"] for doc in documents} == kinds
     manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": documents})
     done = kubectl(lab, "apply", "--dry-run=server", "--filename=-", input_text=manifest)
     assert done.returncode == 0, done.stderr
@@ -134,7 +154,11 @@ def test_every_option_lands_where_it_should() -> None:
     mounted = {m["mountPath"] for m in plugin["volumeMounts"]}
     assert mounted >= {"/etc/iscsi", "/var/lib/iscsi", "/run/lock/iscsi"}
     assert "--node-name=$(NODE_NAME)" in plugin["args"]  # the node channel, NODE_NAME from the pod
-    assert plugin["env"] == [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
+    assert plugin["env"] == [
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "LUNBRIDGE_CSI_KVM_MAX_VOLUMES", "value": "32"},
+    ]  # then node.extraEnv
+    assert "priorityClassName" not in node  # node.priorityClassName: "" is none
     assert "--verify-check=pg-data=pg_checksums --check -D {mount}/pgdata" in plugin["args"]
     node_role = documents[("ClusterRole", "lb-lunbridge-node")]
     grants = [(r["apiGroups"], r["resources"], r["verbs"]) for r in node_role["rules"]]
@@ -237,6 +261,12 @@ def test_the_default_render_holds_no_secret_and_notes_say_what_is_missing(lab: L
         ("storageClass.parameters.colour=blue", "colour"),
         ("controller.replicas=-1", "minimum"),
         ("vsphere.password=secret", "set vsphere.url and vsphere.username too"),
+        ("node.hostNetwork=yes", "at '/node/hostNetwork': got string, want boolean"),
+        ("operator.enabled=no", "at '/operator/enabled': got string, want boolean"),
+        ("controller.priorityClassName=Not_A_Name", "at '/controller/priorityClassName'"),
+        ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of"),
+        ("image.repository=lunbridge:0.1.0", "at '/image/repository'"),  # the tag is image.tag
+        ("controller.extraEnv[0].value=x", "at '/controller/extraEnv/0': missing property 'name'"),
         ("snapshots.volumeSnapshotClass.deletionPolicy=Keep",
          "at '/snapshots/volumeSnapshotClass/deletionPolicy': value must be one of 'Delete', 'Retain'"),
     ],
