@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.lab import csi, kube, paths, pool, procs, tgt, vcsim
+from tests.lab import csi, kube, kubelet, paths, pool, procs, tgt, vcsim
 from tests.lab import libvirt as libvirt_lab
 
 VSPHERE_USER = "lab-admin@vsphere.local"
@@ -47,6 +47,8 @@ class LabState:
     guest_csi_port: int = 0  # 127.0.0.1:<this> leads to the node service's port in the guest
     # the operator, the CSI controller service and the guest's node service run (LAB_SERVICES=1)
     services: bool = False
+    # kube-scheduler runs here, containerd and a kubelet in the guest (LAB_KUBELET=1)
+    kubelet: bool = False
 
     @property
     def kubeconfig(self) -> Path:
@@ -115,6 +117,7 @@ def running(lab_dir: Path) -> bool:
         and procs.read_pid(lab_dir, vcsim.NAME) is not None
         and (not state.libvirt_uri or libvirt_lab.running(lab_dir))
         and (not state.services or all(procs.read_pid(lab_dir, name) is not None for name in SERVICES))
+        and (not state.kubelet or procs.read_pid(lab_dir, kubelet.SCHEDULER) is not None)
     )
 
 
@@ -126,7 +129,12 @@ def guest_wanted() -> bool:
 def up(lab_dir: Path) -> LabState:
     """Start every peer (or find them running) and write kubeconfig, env and state."""
     existing = load(lab_dir)
-    if existing is not None and running(lab_dir) and bool(existing.libvirt_uri) == guest_wanted():
+    if (
+        existing is not None
+        and running(lab_dir)
+        and bool(existing.libvirt_uri) == guest_wanted()
+        and (existing.kubelet or not kubelet.wanted())
+    ):
         return existing
     down(lab_dir)
     _forget(lab_dir)
@@ -167,6 +175,14 @@ def up(lab_dir: Path) -> LabState:
         create_nodes(state, inventory)
         if kvm_guest is not None:
             _finish_kvm_host(lab_dir, state)
+        if kubelet.wanted():
+            guest = libvirt_lab.connect_guest(lab_dir)
+            try:
+                kubelet.start(state, guest)
+            finally:
+                guest.close()
+            state.kubelet = True
+            save(state)
     except BaseException:
         down(lab_dir)
         raise
@@ -187,6 +203,7 @@ def down(lab_dir: Path) -> None:
     state = load(lab_dir)
     for name in SERVICES:  # first: they would log every peer below going away
         procs.stop(lab_dir, name, timeout=15)
+    kubelet.stop(lab_dir)
     libvirt_lab.stop(lab_dir)  # first: its guest's iSCSI sessions end before tgtd's targets go
     vcsim.stop(lab_dir)
     tgt.stop(lab_dir, state.tgt if state else None)

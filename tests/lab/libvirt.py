@@ -267,7 +267,7 @@ def domain_xml(
     cache_dir: Path,
     node_port: int,
     *,
-    memory_mib: int = 1024,
+    memory_mib: int = 3072,  # a kubelet, containerd and images in tmpfs (LAB_KUBELET=1)
     python: str | None = None,
     api_port: int | None = None,
     tgt_port: int | None = None,
