@@ -25,6 +25,13 @@ proto: venv
 peers:
 	hack/peers/all.sh
 
+# The images the chart names (lunbridge's, the CSI sidecars', pause), built with buildah into the
+# local containers storage with no image registry, and exported as uncompressed OCI archives to
+# the peer cache (~/.cache/lunbridge/images). Warm: seconds. See README "Build the image".
+.PHONY: image
+image: venv proto peers
+	hack/image/build.sh
+
 lint: venv proto
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -33,16 +40,16 @@ lint: venv proto
 	$(VENV)/bin/hadolint Dockerfile
 
 # Installs or builds whatever the tests need, then runs every test (none may be skipped).
-test: venv proto peers lint
+test: venv proto peers lint image
 	$(PY) -m pytest tests
 
 test-unit: venv proto
 	$(PY) -m pytest tests/unit
 
-test-integration: venv proto peers
+test-integration: venv proto peers image
 	$(PY) -m pytest tests/integration
 
-lab-up: venv proto peers
+lab-up: venv proto peers $(if $(filter-out 0,$(LAB_KUBELET)),image)
 	$(PY) -m tests.lab up
 
 # csi-sanity against a lab started with `make lab-up LAB_SERVICES=1` (its .lab/env endpoints).

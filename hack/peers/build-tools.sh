@@ -31,7 +31,8 @@ build_module() {
   if [ "$1" = --prepare ]; then prepare=$2; shift 2; fi
   name=$1 module=$2 version=$3; shift 3
   for package in "$@"; do [ -x "$BIN_DIR/$(basename "$package")" ] || cached=0; done
-  if [ "$cached" = 1 ] && stamp_ok "$name" "$version"; then log "$name $version cached"; return; fi
+  # the stamp also names the build recipe: binaries built before it set main.version are rebuilt
+  if [ "$cached" = 1 ] && stamp_ok "$name" "$version main.version"; then log "$name $version cached"; return; fi
   log "building $name $version"
   src=$CACHE_DIR/src/$name-$version
   rm -rf "$src"; mkdir -p "$(dirname "$src")"; cp -r "$(module_dir "$module" "$version")" "$src"
@@ -41,7 +42,7 @@ build_module() {
     if [ -n "$prepare" ]; then "$prepare" "$version"; fi
     CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "-s -w -X main.version=$version" -o "$BIN_DIR/" "$@"
   )
-  stamp_set "$name" "$version"
+  stamp_set "$name" "$version main.version"
 }
 # the kubernetes-csi sidecars the StorageClass test runs against the lab's API server
 build_module csi-provisioner github.com/kubernetes-csi/external-provisioner/v6 "$CSI_PROVISIONER_VERSION" ./cmd/csi-provisioner
