@@ -67,6 +67,28 @@ dnsPolicy: ClusterFirstWithHostNet
 {{- end }}
 {{- end -}}
 
+{{/* Where a component's in-cluster clients (client-go in the sidecars, the Python kubernetes
+     client in lunbridge) find the API server when the `kubernetes` Service cannot be reached
+     (no kube-proxy, a host-network node that cannot route to it): the env entries
+     KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT, for every container of the pod (a
+     container's own env wins over the kubelet's service variables). Nothing when host is empty;
+     a host without a port, or a port without a host, is refused. Takes a dict with component
+     (its values key) and kubernetesService ({host, port}; missing in values from releases
+     before it: none). */}}
+{{- define "lunbridge.kubernetesServiceEnv" -}}
+{{- $service := .kubernetesService | default dict -}}
+{{- $key := printf "%s.kubernetesService" .component -}}
+{{- if $service.host -}}
+{{- if not $service.port -}}
+{{- fail (printf "%s.host is set (%s): set %s.port too, the API server's port at that address (a string of digits, e.g. \"6443\")" $key $service.host $key) -}}
+{{- end -}}
+- {name: KUBERNETES_SERVICE_HOST, value: {{ $service.host | quote }}}
+- {name: KUBERNETES_SERVICE_PORT, value: {{ $service.port | quote }}}
+{{- else if $service.port -}}
+{{- fail (printf "%s.port is set (%s) without %s.host: set the API server's address too, or unset the port" $key $service.port $key) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "lunbridge.restricted" -}}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true

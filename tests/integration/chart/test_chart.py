@@ -6,7 +6,8 @@ them: test_chart_components.py), pass the API server's own validation (`kubectl 
 its values schema turns bad values away with a message; its CRDs are crds/'s.
 snapshots.enabled brings the csi-snapshotter sidecar and its RBAC; the optional
 VolumeSnapshotClass passes the API server's validation against external-snapshotter's CRDs
-(applied first, as a cluster has them). The storage backends: test_chart_backends.py."""
+(applied first, as a cluster has them). libvirt.socketDir mounts the host's libvirt socket folder
+into the operator for a local URI. The storage backends: test_chart_backends.py."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from tests.integration.chart.rendering import (
     by_name,
     helm,
     host_folders,
+    operator_pod,
     render,
     sections,
 )
@@ -131,8 +133,9 @@ def test_every_option_lands_where_it_should() -> None:
     fast = TgtConfig.from_settings(configs[0].settings)
     assert (fast.portal, fast.control, fast.timeout, fast.copy_timeout) == ("192.0.2.10:3260", 7, 20, 600)
     assert fast.iqn_prefix == "iqn.2024-01.invalid.example.fast:"
-    folders = ("/run/tgtd", "/srv/ssd/pool", "/srv/ssd/scratch", "/srv/ssd/state", "/srv/hdd/pool")
-    # storage.tgt.poolDir is not used beside `backends`; storage.tgt.runDir is
+    folders = ("/run/tgtd", "/srv/ssd/pool", "/srv/ssd/scratch", "/srv/ssd/state", "/srv/hdd/pool",
+               "/run/libvirt")  # fmt: skip
+    # storage.tgt.poolDir is not used beside `backends`; storage.tgt.runDir is; libvirt.socketDir too
     assert host_folders(operator["template"]) == {folder: folder for folder in folders}
     assert env["LUNBRIDGE_LIBVIRT_URI"] == "qemu+ssh://root@kvm1.example.invalid/system"
     assert env["LUNBRIDGE_PEERING"] == "lunbridge-test"
@@ -156,8 +159,10 @@ def test_every_option_lands_where_it_should() -> None:
     assert "--node-name=$(NODE_NAME)" in plugin["args"]  # the node channel, NODE_NAME from the pod
     assert plugin["env"] == [
         {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "KUBERNETES_SERVICE_HOST", "value": "fd00:10::1"},
+        {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"},
         {"name": "LUNBRIDGE_CSI_KVM_MAX_VOLUMES", "value": "32"},
-    ]  # then node.extraEnv
+    ]  # then node.kubernetesService, then node.extraEnv
     assert "priorityClassName" not in node  # node.priorityClassName: "" is none
     assert "--verify-check=pg-data=pg_checksums --check -D {mount}/pgdata" in plugin["args"]
     node_role = documents[("ClusterRole", "lb-lunbridge-node")]
@@ -231,6 +236,38 @@ def test_snapshots_bring_the_sidecar_and_its_rbac_and_can_be_turned_off() -> Non
     assert "snapshots.volumeSnapshotClass.create needs snapshots.enabled" in done.stderr, done.stderr
 
 
+LIBVIRT = ["--set", "vsphere.enabled=false", "--set", "libvirt.enabled=true", "--set", "libvirt.uri=qemu:///system",
+           "--set", "libvirt.hostIqn=iqn.2024-01.invalid.example:kvm1"]  # fmt: skip
+
+
+@pytest.mark.parametrize("folder", ["/var/run/libvirt", "/srv/libvirt-lab"])
+def test_a_local_libvirt_uri_gets_the_hosts_socket_folder(folder: str) -> None:
+    """qemu:///system dials /var/run/libvirt/libvirt-sock, ?socket=/srv/libvirt-lab/libvirt-sock that
+    folder: the operator pod gets the host's folder at the same path."""
+    pod = operator_pod(render(*LIBVIRT, "--set", f"libvirt.socketDir={folder}"))
+    assert host_folders(pod) == {folder: folder}  # at the same path in the operator container
+    volume = {v["name"]: v for v in pod["spec"]["volumes"]}["libvirt-socket"]
+    assert volume["hostPath"] == {"path": folder, "type": "Directory"}  # libvirt's: never made here
+    mount = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}["libvirt-socket"]
+    assert mount == {"name": "libvirt-socket", "mountPath": folder}  # a socket is dialled: writable
+    # none without it, none while libvirt is off, none without the operator
+    assert host_folders(operator_pod(render(*LIBVIRT))) == {}
+    assert "libvirt-socket" not in json.dumps(render("--set", f"libvirt.socketDir={folder}"))
+    assert "libvirt-socket" not in json.dumps(
+        render(*LIBVIRT, "--set", f"libvirt.socketDir={folder}", "--set", "operator.enabled=false")
+    )
+    done = helm("lint", str(CHART), "--strict", *LIBVIRT, "--set", f"libvirt.socketDir={folder}")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_libvirt_socket_folder_is_not_a_tgt_folder() -> None:
+    """Two volumes at one mount path would be refused by the API server: the chart says why first."""
+    done = helm("template", "lb", str(CHART), *LIBVIRT, *LEGACY, "--set", "storage.tgt.runDir=/run/shared",
+                "--set", "libvirt.socketDir=/run/shared/")  # fmt: skip
+    assert done.returncode != 0
+    assert "libvirt.socketDir /run/shared is already mounted for a tgt backend" in done.stderr, done.stderr
+
+
 def test_rbac_names_every_verb_and_resource() -> None:
     for values in ([], ["--values", str(ALL_VALUES)]):
         for doc in render(*values):
@@ -267,6 +304,15 @@ def test_the_default_render_holds_no_secret_and_notes_say_what_is_missing(lab: L
         ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of"),
         ("image.repository=lunbridge:0.1.0", "at '/image/repository'"),  # the tag is image.tag
         ("controller.extraEnv[0].value=x", "at '/controller/extraEnv/0': missing property 'name'"),
+        # the API server's address: a host, no scheme or port (those are port's, and https is implied)
+        ("operator.kubernetesService.host=https://192.0.2.1", "at '/operator/kubernetesService/host'"),
+        ("controller.kubernetesService.host=192.0.2.1:6443", "at '/controller/kubernetesService/host'"),
+        ("node.kubernetesService.host=[fd00::1]", "at '/node/kubernetesService/host'"),  # no brackets
+        ("node.kubernetesService.port=6443", "at '/node/kubernetesService/port': got number, want string"),
+        ("operator.kubernetesService.port=https", "at '/operator/kubernetesService/port'"),
+        ("controller.kubernetesService.url=x",
+         "at '/controller/kubernetesService': additional properties 'url' not allowed"),
+        ("libvirt.socketDir=var/run/libvirt", "at '/libvirt/socketDir'"),  # absolute only
         ("snapshots.volumeSnapshotClass.deletionPolicy=Keep",
          "at '/snapshots/volumeSnapshotClass/deletionPolicy': value must be one of 'Delete', 'Retain'"),
     ],

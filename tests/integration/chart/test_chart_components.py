@@ -1,10 +1,12 @@
 """The chart's components and where they run, rendered with the real helm (hack/peers/build-tools.sh):
 operator.enabled, controller.enabled and node.enabled each leave out every object of their
 component and nothing else (the API server's dry run of those renders: test_chart.py); each
-component's pods take hostNetwork (with the DNS policy it needs), a priority class and more
-environment variables; the images may be local (localhost/lunbridge/..., pullPolicy Never, as
-hack/image/build.sh names them) and the sidecars' default tags are hack/versions.env's; the node
-plugin is wired as a real kubelet needs it (registration, the kubelet folder, /dev and /sys)."""
+component's pods take hostNetwork (with the DNS policy it needs), a priority class, more
+environment variables, and the API server's address for every container (kubernetesService: no
+kube-proxy, or a node that cannot reach the `kubernetes` Service); the images may be local
+(localhost/lunbridge/..., pullPolicy Never, as hack/image/build.sh names them) and the sidecars'
+default tags are hack/versions.env's; the node plugin is wired as a real kubelet needs it
+(registration, the kubelet folder, /dev and /sys)."""
 
 from __future__ import annotations
 
@@ -129,6 +131,77 @@ def test_extra_env_reaches_each_lunbridge_container(component: str) -> None:
         assert "LUNBRIDGE_EXTRA" not in json.dumps(container.get("env", []))
 
 
+# every container of each component's pod (snapshots on, as by default)
+CONTAINERS = {
+    "operator": ["operator"],
+    "controller": ["csi-plugin", "csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter",
+                   "liveness-probe"],
+    "node": ["csi-plugin", "node-driver-registrar", "liveness-probe"],
+}  # fmt: skip
+SERVICE_ENV = ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
+
+
+def api_server(component: str, host: str, port: str = "6443") -> list[str]:
+    return ["--set", f"{component}.kubernetesService.host={host}",
+            "--set-string", f"{component}.kubernetesService.port={port}"]  # fmt: skip
+
+
+def service_env(container: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in container.get("env", []) if e["name"] in SERVICE_ENV]
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_the_api_servers_address_reaches_every_container_of_the_component(component: str) -> None:
+    """Without kube-proxy (or from a host-network node that cannot route to the `kubernetes`
+    Service) client-go and the Python kubernetes client read the address from these two."""
+    extra = [{"name": "LUNBRIDGE_EXTRA", "value": component}]
+    documents = render(
+        *api_server(component, "192.0.2.1"), "--set-json", f"{component}.extraEnv={json.dumps(extra)}"
+    )
+    containers = pod_spec(documents, component)["containers"]
+    assert [c["name"] for c in containers] == CONTAINERS[component]
+    wanted = [{"name": "KUBERNETES_SERVICE_HOST", "value": "192.0.2.1"},
+              {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"}]  # fmt: skip
+    for container in containers:
+        assert service_env(container) == wanted, container["name"]
+    assert plugin(documents, component)["env"][-1:] == extra  # extraEnv stays last
+    for other in COMPONENTS:  # the others keep the kubelet's
+        if other != component:
+            assert [c["name"] for c in pod_spec(documents, other)["containers"] if service_env(c)] == []
+    default = render()
+    assert [
+        c["name"] for name in COMPONENTS for c in pod_spec(default, name)["containers"] if service_env(c)
+    ] == []
+    assert "env" not in pod_spec(default, "controller")["containers"][1]  # no empty env either
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["10.96.0.1", "api.lab.example.invalid", "api.lab.example.invalid.", "fd00:10::1", "::ffff:192.0.2.1"],
+)
+def test_the_api_servers_host_is_an_address_or_a_dns_name(host: str) -> None:
+    documents = render(*api_server("node", host, "443"))
+    for container in pod_spec(documents, "node")["containers"]:
+        assert {e["name"]: e["value"] for e in service_env(container)} == {
+            "KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": "443"}  # fmt: skip
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_a_host_needs_its_port_and_a_port_its_host(component: str) -> None:
+    done = helm("template", "lb", str(CHART), "--set", f"{component}.kubernetesService.host=192.0.2.1")
+    assert done.returncode != 0
+    assert (f"{component}.kubernetesService.host is set (192.0.2.1): set {component}.kubernetesService.port "
+            "too") in done.stderr, done.stderr  # fmt: skip
+    done = helm("template", "lb", str(CHART), "--set-string", f"{component}.kubernetesService.port=6443")
+    assert done.returncode != 0
+    assert (f"{component}.kubernetesService.port is set (6443) without {component}.kubernetesService.host"
+            in done.stderr), done.stderr  # fmt: skip
+    # a component that is off is not asked
+    done = helm("template", "lb", str(CHART), "--set", f"{component}.kubernetesService.host=192.0.2.1",
+                "--set", f"{component}.enabled=false")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
 def test_every_option_lands_in_every_pod() -> None:
     documents = render("--values", str(ALL_VALUES))
     given = yaml.safe_load(ALL_VALUES.read_text())
@@ -141,6 +214,12 @@ def test_every_option_lands_in_every_pod() -> None:
         )
         for key in ("nodeSelector", "tolerations", "affinity"):
             assert spec[key] == values[key], (component, key)
+        service = values["kubernetesService"]
+        for container in spec["containers"]:
+            assert service_env(container) == [
+                {"name": "KUBERNETES_SERVICE_HOST", "value": service["host"]},
+                {"name": "KUBERNETES_SERVICE_PORT", "value": service["port"]},
+            ], (component, container["name"])
 
 
 def test_the_sidecars_default_tags_are_the_versions_the_lab_builds() -> None:
