@@ -11,9 +11,10 @@ GUEST_DIR=$CACHE_DIR/guest
 # iscsi_tcp: the guest as an `initiator` node (open-iscsi); overlay: its writable /etc for it
 # and containerd's snapshots; bridge, veth: the CNI bridge of the guest's pods (LAB_KUBELET=1);
 # nf_tables, nft_compat, nft_chain_nat, xt_nat, xt_tcpudp: iptables-nft's DNAT rule that leads the
-# in-cluster API address to the API server (tests/lab/kubelet.py).
-MODULES=(9p 9pnet_virtio virtio_pci virtio_scsi virtio_console virtio_net sd_mod sg ext4 xfs
-  iscsi_tcp overlay bridge veth nf_tables nft_compat nft_chain_nat xt_nat xt_tcpudp)
+# in-cluster API address to the API server (tests/lab/kubelet.py); virtio_blk: containerd's disk
+# of preloaded images (tests/lab/image_seed.py).
+MODULES=(9p 9pnet_virtio virtio_pci virtio_scsi virtio_console virtio_net virtio_blk sd_mod sg ext4
+  xfs iscsi_tcp overlay bridge veth nf_tables nft_compat nft_chain_nat xt_nat xt_tcpudp)
 # The guest mounts a tmpfs here (its writable place for mounts); the host directory stays empty.
 GUEST_STATE_DIR=/var/lib/lunbridge-guest
 PACKAGES=(qemu-system-x86 qemu-block-extra qemu-utils busybox-static cpio kmod e2fsprogs

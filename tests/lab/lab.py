@@ -126,14 +126,16 @@ def guest_wanted() -> bool:
     return os.environ.get("LAB_GUEST", "1").strip() != "0"
 
 
-def up(lab_dir: Path) -> LabState:
-    """Start every peer (or find them running) and write kubeconfig, env and state."""
+def up(lab_dir: Path, kubelets: bool | None = None) -> LabState:
+    """Start every peer (or find them running) and write kubeconfig, env and state; with
+    `kubelets` (default: LAB_KUBELET=1), real kubelets too (tests.lab.kubelet)."""
+    kubelets = kubelet.wanted() if kubelets is None else kubelets
     existing = load(lab_dir)
     if (
         existing is not None
         and running(lab_dir)
         and bool(existing.libvirt_uri) == guest_wanted()
-        and (existing.kubelet or not kubelet.wanted())
+        and (existing.kubelet or not kubelets)
     ):
         return existing
     down(lab_dir)
@@ -175,7 +177,7 @@ def up(lab_dir: Path) -> LabState:
         create_nodes(state, inventory)
         if kvm_guest is not None:
             _finish_kvm_host(lab_dir, state)
-        if kubelet.wanted():
+        if kubelets:
             guest = libvirt_lab.connect_guest(lab_dir)
             try:
                 kubelet.start(state, guest)
@@ -203,7 +205,7 @@ def down(lab_dir: Path) -> None:
     state = load(lab_dir)
     for name in SERVICES:  # first: they would log every peer below going away
         procs.stop(lab_dir, name, timeout=15)
-    kubelet.stop(lab_dir)
+    kubelet.stop(lab_dir)  # and the kubelet here; the guest's goes with the guest
     libvirt_lab.stop(lab_dir)  # first: its guest's iSCSI sessions end before tgtd's targets go
     vcsim.stop(lab_dir)
     tgt.stop(lab_dir, state.tgt if state else None)
