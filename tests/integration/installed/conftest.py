@@ -48,6 +48,32 @@ def klab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
         lab_module.down(lab_dir)
 
 
+class Phases:
+    """How long each step of a scenario took (seconds), printed when the test ends: what a
+    user waits for at each step, under TCG and on 2 shared cores."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.monotonic()
+        self.rows: list[tuple[str, float]] = []
+
+    def mark(self, what: str) -> None:
+        now = time.monotonic()
+        self.rows.append((what, now - self.last))
+        self.last = now
+
+    def table(self) -> str:
+        lines = [f"{seconds:7.1f} s  {what}" for what, seconds in self.rows]
+        return "\n".join([*lines, f"{self.last - self.start:7.1f} s  in all"])
+
+
+@pytest.fixture
+def phases(capsys: pytest.CaptureFixture[str]) -> Iterator[Phases]:
+    timing = Phases()
+    yield timing
+    with capsys.disabled():
+        print(f"\n{timing.table()}")
+
+
 def chart_values(lab: LabState) -> dict[str, Any]:
     """The chart's values for the lab: local images; the operator and controller on `lab-host`
     with its network (free ports, the API server on loopback); the node plugin on `lab-guest`."""

@@ -21,6 +21,7 @@ from tests.integration.installed.conftest import (
     CHART,
     NAMESPACE,
     RELEASE,
+    Phases,
     apply,
     chart_values,
     get,
@@ -82,6 +83,21 @@ def phase(lab: LabState, namespace: str, pod: str) -> str:
     return found["status"].get("phase", "") if found else ""
 
 
+CSI_MOUNTS = "grep -e kubernetes.io~csi -e /kubernetes.io/csi/ /proc/mounts || true"
+
+
+def worker_state(lab: LabState, namespace: str) -> tuple[int, int]:
+    """The worker pod's last report: its filesystem's size (KiB, df) and its log's lines
+    ((0, 0) before its first)."""
+    found = re.findall(r"size=(\d+) lines=(\d+)", pod_logs(lab, namespace, "worker", lines=5))
+    return (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
+
+
+def pvc_capacity(lab: LabState, namespace: str) -> str:
+    found = get(lab, "pvc", "-n", namespace, "data")
+    return str((found or {}).get("status", {}).get("capacity", {}).get("storage", ""))
+
+
 def guest_run(lab: LabState, script: str) -> str:
     guest = libvirt_lab.connect_guest(Path(lab.lab_dir))
     try:
@@ -90,14 +106,28 @@ def guest_run(lab: LabState, script: str) -> str:
         guest.close()
 
 
-def test_helm_install_on_real_kubelets_serves_pvcs_on_the_guest_end_to_end(klab: LabState) -> None:
+def test_helm_install_on_real_kubelets_serves_pvcs_on_the_guest_end_to_end(
+    klab: LabState, phases: Phases
+) -> None:
     lab = klab
-    helm(lab, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace",
-         values=chart_values(lab))  # fmt: skip
+    helm(
+        lab,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--create-namespace",
+        values=chart_values(lab),
+    )
 
     # the node DaemonSet Ready on the guest, the driver registered with its attach limit
-    wait("the node plugin's pod Ready on the guest", lambda: ready_pods(lab, component("node")),
-         timeout=300, explain=lambda: pods_report(lab))  # fmt: skip
+    wait(
+        "the node plugin's pod Ready on the guest",
+        lambda: ready_pods(lab, component("node")),
+        timeout=300,
+        explain=lambda: pods_report(lab),
+    )
     node_pod = ready_pods(lab, component("node"))[0]
     assert node_pod["spec"]["nodeName"] == lab.guest_node
 
@@ -111,10 +141,17 @@ def test_helm_install_on_real_kubelets_serves_pvcs_on_the_guest_end_to_end(klab:
     )
     assert driver["nodeID"] == f"libvirt://{lab.guest_uuid}"
     assert driver["allocatable"]["count"] > 0
+    phases.mark("helm install: node plugin Ready on the guest, driver registered")
     for name in ("operator", "controller"):
         selector = component(name)
-        wait(f"the {name}'s pod Ready on this machine's node", lambda: ready_pods(lab, selector),  # noqa: B023
-             timeout=180, explain=lambda: pods_report(lab))  # fmt: skip
+        wait(
+            f"the {name}'s pod Ready on this machine's node",
+            lambda: ready_pods(lab, selector),  # noqa: B023
+            timeout=180,
+            explain=lambda: pods_report(lab),
+        )
+
+    phases.mark("operator and controller Ready on lab-host")
 
     # a pod with a PVC writes a file; a second pod reads it
     namespace = f"app-{uuid.uuid4().hex[:6]}"
@@ -131,23 +168,96 @@ def test_helm_install_on_real_kubelets_serves_pvcs_on_the_guest_end_to_end(klab:
     }
     token = uuid.uuid4().hex
     apply(lab, claim, workload("writer", namespace, "data", f"echo {token} > /data/token && sync"))
-    wait("the writer pod ran to completion", lambda: phase(lab, namespace, "writer") == "Succeeded",
-         timeout=300, explain=lambda: pods_report(lab) + pod_logs(lab, namespace, "writer"))  # fmt: skip
+    wait(
+        "the writer pod ran to completion",
+        lambda: phase(lab, namespace, "writer") == "Succeeded",
+        timeout=300,
+        explain=lambda: pods_report(lab) + pod_logs(lab, namespace, "writer"),
+    )
     pv_name = get(lab, "pvc", "-n", namespace, "data")["spec"]["volumeName"]  # type: ignore[index]
     assert kubectl(lab, "delete", "pod", "-n", namespace, "writer", "--wait=true").returncode == 0
-    apply(lab, workload("reader", namespace, "data", f"grep -qx {token} /data/token"))
-    wait("the reader pod found the writer's file", lambda: phase(lab, namespace, "reader") == "Succeeded",
-         timeout=300, explain=lambda: pods_report(lab) + pod_logs(lab, namespace, "reader"))  # fmt: skip
-    assert kubectl(lab, "delete", "pod", "-n", namespace, "reader", "--wait=true").returncode == 0
+    phases.mark("writer pod: PVC provisioned, attached, staged, written, pod deleted")
+
+    # a second pod finds the file, then keeps writing while the PVC grows and the node plugin rolls
+    loop = (
+        f"trap 'exit 0' TERM; grep -qx {token} /data/token || exit 1;"
+        " while true; do date >> /data/log; sync;"
+        " echo size=$(df -k /data | tail -1 | awk '{print $2}') lines=$(wc -l < /data/log);"
+        " sleep 2 & wait; done"
+    )
+    apply(lab, workload("worker", namespace, "data", loop))
+    before = wait(
+        "the second pod found the file and writes",
+        lambda: (state := worker_state(lab, namespace))[1] > 0 and state,
+        timeout=300,
+        explain=lambda: pods_report(lab) + pod_logs(lab, namespace, "worker"),
+    )
+    phases.mark("second pod: attached again, read the first pod's file")
+    patch = {"spec": {"resources": {"requests": {"storage": "160Mi"}}}}
+    assert kubectl(lab, "patch", "pvc", "-n", namespace, "data", "-p", json.dumps(patch)).returncode == 0
+    wait(
+        "the PVC's capacity grown",
+        lambda: pvc_capacity(lab, namespace) == "160Mi",
+        explain=lambda: pods_report(lab),
+    )
+    grown = wait(
+        "df in the pod shows the new size",
+        lambda: (state := worker_state(lab, namespace))[0] > before[0] + 64 * 1024 and state,
+        explain=lambda: pod_logs(lab, namespace, "worker"),
+    )
+    assert grown[0] > 140 * 1024, grown  # KiB: 160 MiB less the filesystem's own
+
+    phases.mark("PVC grown online, df in the pod shows it")
+
+    # helm upgrade with changed values: every component rolls, the node plugin's pod restarts
+    # under the mounted volume, which stays usable
+    old_node_pod = ready_pods(lab, component("node"))[0]["metadata"]["name"]
+    values = chart_values(lab)
+    values["node"]["logLevel"] = "DEBUG"
+    values["controller"]["timeoutSeconds"] = 200
+    helm(lab, "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, values=values)
+    wait(
+        "the node plugin restarted with the new values",
+        lambda: any(
+            "--log-level=DEBUG" in pod["spec"]["containers"][0].get("args", [])
+            and pod["metadata"]["name"] != old_node_pod
+            for pod in ready_pods(lab, component("node"))
+        ),
+        timeout=300,
+        explain=lambda: pods_report(lab),
+    )
+    wait(
+        "the controller rolled out with the new values",
+        lambda: any(
+            "--timeout=200" in pod["spec"]["containers"][0].get("args", [])
+            for pod in ready_pods(lab, component("controller"))
+        ),
+        timeout=180,
+        explain=lambda: pods_report(lab),
+    )
+    lines = worker_state(lab, namespace)[1]
+    wait(
+        "the pod still writing after the node plugin's restart",
+        lambda: worker_state(lab, namespace)[1] > lines + 2,
+        explain=lambda: pod_logs(lab, namespace, "worker"),
+    )
+    phases.mark("helm upgrade rolled out, the node plugin restarted under the mounted volume")
+    assert kubectl(lab, "delete", "pod", "-n", namespace, "worker", "--wait=true").returncode == 0
+    phases.mark("pod deleted")
+    wait(
+        "the volume unstaged in the guest",
+        lambda: not guest_run(lab, CSI_MOUNTS).strip(),
+        explain=lambda: guest_run(lab, CSI_MOUNTS) + pods_report(lab),
+    )
 
     # the PVC gone: nothing left on tgtd, in libvirt, in the guest
     assert kubectl(lab, "delete", "namespace", namespace, "--wait=true", "--timeout=240s").returncode == 0
     wait("the PV gone", lambda: get(lab, "pv", pv_name) is None, explain=lambda: pods_report(lab))
+    phases.mark("volume unstaged and detached, PVC deleted, PV gone")
     wait(
         "no LUN left on tgtd", lambda: "LUN: 1" not in lab.tgt.adm("--mode", "target", "--op", "show").stdout
     )
     xml = libvirt_lab.virsh(Path(lab.lab_dir), "dumpxml", libvirt_lab.DOMAIN).stdout
     assert not re.search(r"<disk[^>]*device=.lun.", xml), xml
-    csi_mounts = guest_run(lab, "grep -e kubernetes.io~csi -e /kubernetes.io/csi/ /proc/mounts || true")
-    assert csi_mounts.strip() == "", csi_mounts
+    assert guest_run(lab, CSI_MOUNTS).strip() == ""
     assert json.loads(kubectl(lab, "get", "virtualdisks", "-A", "-o", "json").stdout)["items"] == []
