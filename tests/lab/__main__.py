@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.lab import csi, lab, operator, paths, procs, services, show, vcsim
+from tests.lab import csi, demo, lab, operator, paths, procs, services, show, vcsim
 
 
 def _describe(state: lab.LabState) -> str:
@@ -84,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(lab_dir: Path) -> int:
-    """The main job on the local lab: a VirtualDisk applied, attached, shown, deleted."""
+    """The main job on the local lab: a VirtualDisk applied, attached as an RDM, shown, deleted;
+    then a volume into the KVM guest through the CSI services, formatted, mounted and written."""
     started = time.monotonic()
     state = lab.up(lab_dir)
     print(f"== lab up in {time.monotonic() - started:.1f}s\n")
@@ -103,7 +104,13 @@ def _demo(lab_dir: Path) -> int:
         _run(state, "kubectl delete vdisk demo-disk", "delete", "vdisk", "demo-disk", "--timeout=120s")
         print("== tgtd after the delete:\n" + show.tgt_targets(state) + "\n")
         print("== vCenter after the delete:\n" + show.rdm_table(state) + "\n")
+        if state.libvirt_uri:
+            print("== and into a real guest: the CSI controller here, the node service in the KVM guest\n")
+            state = services.up(lab_dir)
+            demo.into_the_guest(state)
     finally:
+        if state.services:
+            services.stop(state)
         operator.stop(state)
         lab.down(lab_dir)
     print("== lab down: no peer process and no tgtd target left")
