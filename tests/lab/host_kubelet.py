@@ -16,6 +16,7 @@ removes the kubelet's cgroups, so nothing of it stays on this machine.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import subprocess
 import time
@@ -100,9 +101,11 @@ def start(state: Any) -> None:
         _wait_containerd(lab_dir)
     import_images(lab_dir, [kubelet.images_dir() / f"{name}.tar" for name in HOST_IMAGES])
     config = kubelet.kubelet_config(containerd_socket(lab_dir))
+    _make_cgroups(lab_dir)
     config.update(
-        failCgroupV1=False, healthzPort=0, podCIDR="10.245.0.0/24", podLogsDir=str(pod_logs_dir(lab_dir))
-    )
+        cgroupRoot=cgroup_root(lab_dir), failCgroupV1=False, healthzPort=0, podCIDR="10.245.0.0/24",
+        podLogsDir=str(pod_logs_dir(lab_dir)), registerWithTaints=[TAINT],
+    )  # fmt: skip
     (base / "kubelet.yaml").write_text(json.dumps(config, indent=2))
     if procs.read_pid(lab_dir, KUBELET) is None:
         argv = [str(paths.bin_dir() / "kubelet"), f"--config={base / 'kubelet.yaml'}",
@@ -149,7 +152,7 @@ def stop(lab_dir: Path) -> None:
         point = mount.split()[1]
         if point.startswith(base + "/"):
             subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-    _remove_cgroups()
+    _remove_cgroups(lab_dir)
     for link in Path("/var/log/containers").glob("*.log"):  # the kubelet's fixed folder of links
         if link.is_symlink() and str(link.readlink()).startswith(str(pod_logs_dir(lab_dir))):
             link.unlink()
@@ -161,10 +164,27 @@ def stop(lab_dir: Path) -> None:
         saved.unlink()
 
 
-def _remove_cgroups() -> None:
-    """The kubelet's `kubepods` cgroups in every v1 hierarchy (deepest first; empty by now)."""
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        top = hierarchy / "kubepods"
+def cgroup_root(lab_dir: Path) -> str:
+    """This lab's own cgroup under which the kubelet makes `kubepods` (cgroupRoot), so that two
+    labs' kubelets on one machine never share or remove each other's cgroups."""
+    return "/lunbridge-lab-" + hashlib.sha256(str(lab_dir.resolve()).encode()).hexdigest()[:10]
+
+
+def _hierarchies() -> list[Path]:
+    """The v1 hierarchies (and the v2 one of a hybrid layout) under /sys/fs/cgroup."""
+    return [h for h in Path("/sys/fs/cgroup").iterdir() if (h / "cgroup.procs").exists()]
+
+
+def _make_cgroups(lab_dir: Path) -> None:
+    for hierarchy in _hierarchies():
+        (hierarchy / cgroup_root(lab_dir).lstrip("/")).mkdir(exist_ok=True)
+
+
+def _remove_cgroups(lab_dir: Path) -> None:
+    """The lab's cgroup root with everything the kubelet made in it, in every hierarchy (deepest
+    first; empty by now)."""
+    for hierarchy in _hierarchies():
+        top = hierarchy / cgroup_root(lab_dir).lstrip("/")
         if not top.is_dir():
             continue
         for folder in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):

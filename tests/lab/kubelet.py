@@ -166,7 +166,8 @@ def cni_config(name: str, bridge: str, subnet: str, ipam_dir: Path) -> dict[str,
 def kubelet_config(containerd_socket: Path) -> dict[str, Any]:
     """The lab kubelets' KubeletConfiguration: cgroupfs, no API server of its own (no logs or
     exec through it), no swap check, eviction only when really short (the guest's folders are
-    tmpfs in its RAM), no image garbage collection (images are imported, never pulled)."""
+    tmpfs in its RAM), no image garbage collection (images are imported, never pulled), volume
+    stats asked for often."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -184,6 +185,7 @@ def kubelet_config(containerd_socket: Path) -> dict[str, Any]:
         "resolvConf": "",
         "registerNode": True,
         "nodeStatusReportFrequency": "20s",
+        "volumeStatsAggPeriod": "10s",  # NodeGetVolumeStats every 10 s, not every minute
     }
 
 

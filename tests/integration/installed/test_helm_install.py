@@ -241,6 +241,10 @@ def test_helm_install_on_real_kubelets_serves_pvcs_on_the_guest_end_to_end(
         lambda: worker_state(lab, namespace)[1] > lines + 2,
         explain=lambda: pod_logs(lab, namespace, "worker"),
     )
+    node_pod = ready_pods(lab, component("node"))[0]["metadata"]["name"]
+    wait("the kubelet asks the node plugin for the volume's stats (logged at DEBUG)",
+         lambda: "NodeGetVolumeStats: OK" in pod_logs(lab, NAMESPACE, node_pod, lines=400),
+         explain=lambda: pod_logs(lab, NAMESPACE, node_pod))  # fmt: skip
     phases.mark("helm upgrade rolled out, the node plugin restarted under the mounted volume")
     assert kubectl(lab, "delete", "pod", "-n", namespace, "worker", "--wait=true").returncode == 0
     phases.mark("pod deleted")
