@@ -32,6 +32,7 @@ from tests.integration.installed.conftest import (
     workload_image,
 )
 from tests.lab import libvirt as libvirt_lab
+from tests.lab.demo import SAN_DISKS
 from tests.lab.lab import LabState, kubectl
 
 pytestmark = pytest.mark.peers
@@ -264,4 +265,5 @@ def test_helm_install_on_real_kubelets_serves_pvcs_on_the_guest_end_to_end(
     xml = libvirt_lab.virsh(Path(lab.lab_dir), "dumpxml", libvirt_lab.DOMAIN).stdout
     assert not re.search(r"<disk[^>]*device=.lun.", xml), xml
     assert guest_run(lab, CSI_MOUNTS).strip() == ""
+    assert guest_run(lab, SAN_DISKS).strip() == "", "the guest still has a SCSI disk of a LUN"
     assert json.loads(kubectl(lab, "get", "virtualdisks", "-A", "-o", "json").stdout)["items"] == []
