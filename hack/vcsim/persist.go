@@ -249,6 +249,8 @@ func (p *persister) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	restoring.Store(true)
+	defer restoring.Store(false)
 	restored := 0
 	for _, vm := range vms {
 		saved, ok := st.VMs[vm.Name]

@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"log"
+	"sync/atomic"
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/methods"
@@ -14,6 +15,11 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
+
+// restoring is set while persist.go puts the saved devices back before the server listens: a
+// restarted vCenter keeps its VMs' RDMs whatever the hosts' last rescan listed (a rescan cut
+// short by the stop may have lost a LUN that the next rescan finds again).
+var restoring atomic.Bool
 
 // installRDMGuard hooks the registry so that every authenticated ReconfigVM_Task is checked
 // first. An accepted spec goes on to the stock VirtualMachine (with lunUuid filled in); a
@@ -31,6 +37,9 @@ func installRDMGuard(r *simulator.Registry) {
 			}
 		}
 		if m.Name != "ReconfigVM_Task" || m.This.Type != "VirtualMachine" || ctx.Session == nil {
+			return nil, nil
+		}
+		if restoring.Load() { // the saved VMs as they were: vCenter does not check them again on a restart
 			return nil, nil
 		}
 		vm, ok := ctx.Map.Get(m.This).(*simulator.VirtualMachine)
