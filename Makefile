@@ -39,15 +39,17 @@ lint: venv proto
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/hadolint Dockerfile
 
-# Installs or builds whatever the tests need, then runs every test (none may be skipped).
+# Installs or builds whatever the tests need, then runs every test (none may be skipped), on
+# TEST_WORKERS pytest-xdist workers; tests/conftest.py says how the packages are shared out.
+TEST_WORKERS ?= 2
 test: venv proto peers lint image
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(TEST_WORKERS) tests
 
 test-unit: venv proto
 	$(PY) -m pytest tests/unit
 
 test-integration: venv proto peers image
-	$(PY) -m pytest tests/integration
+	$(PY) -m pytest -n $(TEST_WORKERS) tests/integration
 
 lab-up: venv proto peers $(if $(filter-out 0,$(LAB_KUBELET)),image)
 	$(PY) -m tests.lab up

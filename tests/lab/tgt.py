@@ -48,9 +48,12 @@ def _free_control(lab_dir: Path) -> int:
     """A tgtd control number (`-C N`, socket /var/run/tgtd/socket.N) that no live tgtd uses.
 
     tgtd leaves its socket file behind when it exits, so a file alone does not mean taken:
-    only a socket that accepts a connection does.
+    only a socket that accepts a connection does. The search starts at a number drawn from
+    the process id, so that labs started at the same moment (the test workers') do not both
+    take the first free number.
     """
-    for control in range(100, 1000):
+    first = os.getpid() % 900
+    for control in (100 + (first + step) % 900 for step in range(900)):
         path = Path(f"/var/run/tgtd/socket.{control}")
         if not path.exists():
             return control

@@ -11,13 +11,15 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.conftest import STEP_TIMINGS
+from tests.integration.kubeobjects import get
 from tests.lab import host_kubelet, kubelet, paths, pool, procs
 from tests.lab import lab as lab_module
 from tests.lab import libvirt as libvirt_lab
@@ -67,11 +69,11 @@ class Phases:
 
 
 @pytest.fixture
-def phases(capsys: pytest.CaptureFixture[str]) -> Iterator[Phases]:
+def phases(request: pytest.FixtureRequest) -> Iterator[Phases]:
+    """The test's step timings, printed in the run's summary (tests/conftest.py), passed or not."""
     timing = Phases()
     yield timing
-    with capsys.disabled():
-        print(f"\n{timing.table()}")
+    request.node.user_properties.append((STEP_TIMINGS, timing.table()))
 
 
 def chart_values(lab: LabState) -> dict[str, Any]:
@@ -82,7 +84,7 @@ def chart_values(lab: LabState) -> dict[str, Any]:
         "nodeSelector": {"kubernetes.io/hostname": host_kubelet.NODE_NAME},
         "tolerations": [{**host_kubelet.TAINT, "operator": "Exists"}],
         "hostNetwork": True,
-        "kubernetesService": {"host": "127.0.0.1", "port": str(lab.apiserver_port)},
+        "kubernetesService": {"host": "127.0.0.1", "port": lab.apiserver_port},
     }
     libvirt_socket = libvirt_lab.socket_path(lab_dir)
     return {
@@ -123,21 +125,6 @@ def helm(lab: LabState, *args: str, values: Mapping[str, Any] | None = None) -> 
                           capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert done.returncode == 0, f"helm {' '.join(args)}: {done.stderr}"
     return done.stdout
-
-
-def get(lab: LabState, *args: str) -> dict[str, Any] | None:
-    done = kubectl(lab, "get", *args, "--ignore-not-found", "-o", "json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout) if done.stdout.strip() else None
-
-
-def wait(what: str, check: Callable[[], Any], timeout: float = 240, explain: Callable[[], str] = str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(1)
-    raise AssertionError(f"{what} within {timeout:.0f}s\n{explain()}")
 
 
 def apply(lab: LabState, *objects: Mapping[str, Any]) -> None:
