@@ -181,13 +181,20 @@ def services_env(lab_dir: Path, node_endpoint: str) -> dict[str, str]:
 
 
 def sanity_argv(env: Mapping[str, str], *extra: str) -> list[str]:
-    """csi-sanity against the endpoints and folders of `services_env`."""
+    """csi-sanity against the endpoints of `services_env`, with staging and target folders of
+    its own inside the lab's (`csi-sanity` in each, whose parents this makes): csi-sanity
+    makes and removes them for every spec and refuses to start when one exists, and the lab's
+    folders are shared with whatever else stages volumes there (tests, `make demo`)."""
+    keys = ("LUNBRIDGE_GUEST_STAGING_DIR", "LUNBRIDGE_GUEST_MOUNT_DIR")
+    folders = [Path(env[key]) / "csi-sanity" for key in keys]
+    for folder in folders:
+        folder.parent.mkdir(parents=True, exist_ok=True)
     return [
         str(paths.bin_dir() / "csi-sanity"),
         f"--csi.endpoint={env['LUNBRIDGE_CSI_NODE_ENDPOINT']}",
         f"--csi.controllerendpoint={env['LUNBRIDGE_CSI_CONTROLLER_ENDPOINT']}",
-        f"--csi.stagingdir={env['LUNBRIDGE_GUEST_STAGING_DIR']}",
-        f"--csi.mountdir={env['LUNBRIDGE_GUEST_MOUNT_DIR']}",
+        f"--csi.stagingdir={folders[0]}",
+        f"--csi.mountdir={folders[1]}",
         f"--csi.testvolumesize={SANITY_VOLUME_SIZE}",
         "--ginkgo.no-color",
         *extra,

@@ -24,13 +24,12 @@ from tests.integration.installed.conftest import (
     Phases,
     apply,
     chart_values,
-    get,
     helm,
     pod_logs,
     pods_report,
-    wait,
     workload_image,
 )
+from tests.integration.kubeobjects import get, wait
 from tests.lab import libvirt as libvirt_lab
 from tests.lab.demo import SAN_DISKS
 from tests.lab.lab import LabState, kubectl

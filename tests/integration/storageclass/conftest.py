@@ -41,8 +41,10 @@ def operator(lab: LabState) -> Iterator[int]:
 
 
 @pytest.fixture(scope="package")
-def guest_node_as_kubelet_registers_it(lab: LabState) -> str:
-    """The guest's Node as a kubelet with lunbridge's node plugin leaves it."""
+def guest_node_as_kubelet_registers_it(lab: LabState) -> Iterator[str]:
+    """The guest's Node as a kubelet with lunbridge's node plugin leaves it; afterwards as it
+    was (the lab is shared with the packages that run after this one: a CSIDriver left
+    behind, for one, is not helm's to install)."""
     annotation = {"volumes.kubernetes.io/controller-managed-attach-detach": "true"}
     done = kubectl(lab, "annotate", "--overwrite", "node", lab.guest_node,
                    *[f"{k}={v}" for k, v in annotation.items()])  # fmt: skip
@@ -60,7 +62,12 @@ def guest_node_as_kubelet_registers_it(lab: LabState) -> str:
         "spec": {"attachRequired": True, "podInfoOnMount": False, "volumeLifecycleModes": ["Persistent"]},
     }
     apply(lab, csi_node, driver)
-    return lab.guest_node
+    yield lab.guest_node
+    for kind, name in (("csidriver", CSI_DRIVER_NAME), ("csinode", lab.guest_node)):
+        done = kubectl(lab, "delete", kind, name, "--ignore-not-found")
+        assert done.returncode == 0, done.stderr
+    done = kubectl(lab, "annotate", "node", lab.guest_node, *[f"{k}-" for k in annotation])
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture(scope="package")

@@ -8,10 +8,11 @@ import uuid
 from typing import Any
 
 from lunbridge.api import CSI_DRIVER_NAME
+from tests.integration.kubeobjects import get
 from tests.integration.operator import observe
 from tests.integration.operator.guestdisk import Staged, unstage
 from tests.integration.storageclass.conftest import apply
-from tests.integration.storageclass.test_pvc_flow import get, wait
+from tests.integration.storageclass.test_pvc_flow import wait
 from tests.lab import libvirt as libvirt_lab
 from tests.lab.lab import LabState, kubectl
 

@@ -11,10 +11,11 @@ from typing import Any
 
 from lunbridge.api import CSI_DRIVER_NAME
 from lunbridge.models import parse_handle
+from tests.integration.kubeobjects import get
 from tests.integration.operator.snapshotting import storage_snapshots
 from tests.integration.storageclass.conftest import apply
 from tests.integration.storageclass.flow import Flow, field, from_snapshot, obj
-from tests.integration.storageclass.test_pvc_flow import get, wait
+from tests.integration.storageclass.test_pvc_flow import wait
 from tests.lab.lab import LabState, kubectl
 
 GROUP_API = "groupsnapshot.storage.k8s.io/v1beta2"

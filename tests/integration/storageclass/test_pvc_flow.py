@@ -7,7 +7,6 @@ LUN attached to the KVM guest; pod gone → detached; PVC deleted → PV, Virtua
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,25 +14,17 @@ from typing import Any
 
 from lunbridge.api import CSI_DRIVER_NAME
 from lunbridge.hypervisor.libvirt.domain import parse_domain
+from tests.integration import kubeobjects
+from tests.integration.kubeobjects import get
 from tests.integration.operator.observe import backend_state, served
 from tests.integration.storageclass.conftest import apply, sidecar_logs
 from tests.lab import libvirt as libvirt_lab
 from tests.lab.lab import LabState, kubectl
 
 
-def get(lab: LabState, *args: str) -> dict[str, Any] | None:
-    done = kubectl(lab, "get", *args, "--ignore-not-found", "-o", "json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout) if done.stdout.strip() else None
-
-
 def wait(lab: LabState, what: str, check: Callable[[], Any], timeout: float = 180) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"{what} within {timeout:.0f}s\n{sidecar_logs(lab)}")
+    """`kubeobjects.wait`, explained by the sidecars' logs."""
+    return kubeobjects.wait(what, check, timeout, explain=lambda: sidecar_logs(lab), every=0.5)
 
 
 def guest_naas(lab: LabState) -> set[str]:

@@ -18,10 +18,11 @@ import pytest
 
 from lunbridge.api import CSI_DRIVER_NAME
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
+from tests.integration.kubeobjects import get
 from tests.integration.libvirt.guestscsi import nexus_initiators
 from tests.integration.operator import observe
 from tests.integration.storageclass.conftest import apply
-from tests.integration.storageclass.test_pvc_flow import get, luns, wait
+from tests.integration.storageclass.test_pvc_flow import luns, wait
 from tests.lab import csi, iscsi
 from tests.lab import libvirt as libvirt_lab
 from tests.lab.lab import LabState, kubectl

@@ -13,11 +13,12 @@ import uuid
 
 from lunbridge.api import CSI_DRIVER_NAME
 from lunbridge.models import parse_handle
+from tests.integration.kubeobjects import get
 from tests.integration.operator.guestdisk import mount_in_guest, stage_in_guest
 from tests.integration.operator.snapshotting import storage_snapshots, write_again
 from tests.integration.storageclass.conftest import apply
 from tests.integration.storageclass.flow import SNAPSHOT_API, Flow, from_snapshot, obj
-from tests.integration.storageclass.test_pvc_flow import get, wait
+from tests.integration.storageclass.test_pvc_flow import wait
 from tests.lab import libvirt as libvirt_lab
 from tests.lab.lab import LabState, kubectl
 
