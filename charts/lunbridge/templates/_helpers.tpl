@@ -80,12 +80,12 @@ dnsPolicy: ClusterFirstWithHostNet
 {{- $key := printf "%s.kubernetesService" .component -}}
 {{- if $service.host -}}
 {{- if not $service.port -}}
-{{- fail (printf "%s.host is set (%s): set %s.port too, the API server's port at that address (a string of digits, e.g. \"6443\")" $key $service.host $key) -}}
+{{- fail (printf "%s.host is set (%s): set %s.port too, the API server's port at that address (e.g. 6443)" $key $service.host $key) -}}
 {{- end -}}
 - {name: KUBERNETES_SERVICE_HOST, value: {{ $service.host | quote }}}
-- {name: KUBERNETES_SERVICE_PORT, value: {{ $service.port | quote }}}
+- {name: KUBERNETES_SERVICE_PORT, value: {{ $service.port | toString | quote }}}
 {{- else if $service.port -}}
-{{- fail (printf "%s.port is set (%s) without %s.host: set the API server's address too, or unset the port" $key $service.port $key) -}}
+{{- fail (printf "%s.port is set (%s) without %s.host: set the API server's address too, or unset the port" $key (toString $service.port) $key) -}}
 {{- end -}}
 {{- end -}}
 

@@ -308,7 +308,8 @@ def test_the_default_render_holds_no_secret_and_notes_say_what_is_missing(lab: L
         ("operator.kubernetesService.host=https://192.0.2.1", "at '/operator/kubernetesService/host'"),
         ("controller.kubernetesService.host=192.0.2.1:6443", "at '/controller/kubernetesService/host'"),
         ("node.kubernetesService.host=[fd00::1]", "at '/node/kubernetesService/host'"),  # no brackets
-        ("node.kubernetesService.port=6443", "at '/node/kubernetesService/port': got number, want string"),
+        ("node.kubernetesService.port=0", "at '/node/kubernetesService/port': minimum"),
+        ("controller.kubernetesService.port=65536", "at '/controller/kubernetesService/port': maximum"),
         ("operator.kubernetesService.port=https", "at '/operator/kubernetesService/port'"),
         ("controller.kubernetesService.url=x",
          "at '/controller/kubernetesService': additional properties 'url' not allowed"),

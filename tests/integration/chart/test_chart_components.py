@@ -175,6 +175,15 @@ def test_the_api_servers_address_reaches_every_container_of_the_component(compon
     assert "env" not in pod_spec(default, "controller")["containers"][1]  # no empty env either
 
 
+def test_the_api_servers_port_may_be_a_number_or_a_string_of_digits() -> None:
+    for how in ("--set", "--set-string"):
+        documents = render(
+            "--set", "node.kubernetesService.host=192.0.2.1", how, "node.kubernetesService.port=6443"
+        )
+        for container in pod_spec(documents, "node")["containers"]:
+            assert service_env(container)[-1] == {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"}, how
+
+
 @pytest.mark.parametrize(
     "host",
     ["10.96.0.1", "api.lab.example.invalid", "api.lab.example.invalid.", "fd00:10::1", "::ffff:192.0.2.1"],
@@ -192,10 +201,11 @@ def test_a_host_needs_its_port_and_a_port_its_host(component: str) -> None:
     assert done.returncode != 0
     assert (f"{component}.kubernetesService.host is set (192.0.2.1): set {component}.kubernetesService.port "
             "too") in done.stderr, done.stderr  # fmt: skip
-    done = helm("template", "lb", str(CHART), "--set-string", f"{component}.kubernetesService.port=6443")
-    assert done.returncode != 0
-    assert (f"{component}.kubernetesService.port is set (6443) without {component}.kubernetesService.host"
-            in done.stderr), done.stderr  # fmt: skip
+    for how in ("--set-string", "--set"):  # a string of digits or a number
+        done = helm("template", "lb", str(CHART), how, f"{component}.kubernetesService.port=6443")
+        assert done.returncode != 0
+        assert (f"{component}.kubernetesService.port is set (6443) without {component}.kubernetesService.host"
+                in done.stderr), done.stderr  # fmt: skip
     # a component that is off is not asked
     done = helm("template", "lb", str(CHART), "--set", f"{component}.kubernetesService.host=192.0.2.1",
                 "--set", f"{component}.enabled=false")  # fmt: skip
