@@ -314,6 +314,7 @@ def test_the_default_render_holds_no_secret_and_notes_say_what_is_missing(lab: L
         ("controller.kubernetesService.url=x",
          "at '/controller/kubernetesService': additional properties 'url' not allowed"),
         ("libvirt.socketDir=var/run/libvirt", "at '/libvirt/socketDir'"),  # absolute only
+        ("node.attachMode=initiator,node.channel=false", "node.attachMode=initiator needs node.channel=true"),
         ("snapshots.volumeSnapshotClass.deletionPolicy=Keep",
          "at '/snapshots/volumeSnapshotClass/deletionPolicy': value must be one of 'Delete', 'Retain'"),
     ],
