@@ -23,11 +23,9 @@ app_version=$(sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"[:space:]]*\)"\{0,1
   "$REPO_DIR/charts/lunbridge/Chart.yaml")
 [ -n "$app_version" ] || { log "no appVersion in charts/lunbridge/Chart.yaml"; exit 1; }
 MAIN_IMAGE=$IMAGE_PREFIX/lunbridge:$app_version
-# What the build must not see of the work tree: bytecode caches change with every test run and
-# would invalidate buildah's cache of the COPY layers (the wheel leaves them out anyway).
-ignore=$IMAGE_DIR/lunbridge.dockerignore
-printf '%s\n' .git .venv '.lab*' '**/__pycache__' '**/*.pyc' '*.egg-info' build dist \
-  .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache >"$ignore"
+# What the build must not see of the work tree (bytecode caches, the venv, the lab): the
+# repository's .dockerignore, which `docker build` reads too.
+ignore=$REPO_DIR/.dockerignore
 log "building $MAIN_IMAGE"
 # --network=host: buildah must not set up its CNI bridge on this machine. The host CA bundle is
 # mounted into every RUN step: outbound TLS may be re-signed by a CA only that bundle trusts.
