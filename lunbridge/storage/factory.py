@@ -20,6 +20,7 @@ from typing import Any
 from lunbridge.errors import InvalidArgument
 from lunbridge.storage import chap
 from lunbridge.storage.base import Chap, StorageBackend
+from lunbridge.storage.ontap import OntapBackend, OntapConfig
 from lunbridge.storage.tgt import TgtBackend, TgtConfig
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -44,10 +45,19 @@ def _tgt_config(config: BackendConfig) -> TgtConfig:
     return TgtConfig.from_settings(config.settings, f"backend {config.name} settings")
 
 
+def _ontap_config(config: BackendConfig) -> OntapConfig:
+    return OntapConfig.from_settings(config.settings, f"backend {config.name} settings")
+
+
+def _ontap(config: BackendConfig) -> OntapBackend:
+    return OntapBackend.from_folder(_ontap_config(config), config.credentials_dir, f"backend {config.name}")
+
+
 BUILDERS: Mapping[str, Callable[[BackendConfig], StorageBackend]] = {
     "tgt": lambda config: TgtBackend(_tgt_config(config)),
+    "ontap": _ontap,
 }
-CHECKS: Mapping[str, Callable[[BackendConfig], object]] = {"tgt": _tgt_config}
+CHECKS: Mapping[str, Callable[[BackendConfig], object]] = {"tgt": _tgt_config, "ontap": _ontap_config}
 
 
 def parse_backends(sections: Any) -> list[BackendConfig]:

@@ -44,7 +44,7 @@ from lunbridge.hypervisor.libvirt.domain import (
 from lunbridge.hypervisor.libvirt.refs import Portal, VmQuery, host_id, parse_portal, parse_vm_ref
 from lunbridge.hypervisor.libvirt.session import Session
 from lunbridge.hypervisor.libvirt.slots import Limits, PassthroughAttachment, next_slot
-from lunbridge.hypervisor.session import SessionClient
+from lunbridge.pooled import SessionClient
 from lunbridge.san import Transport
 
 log = logging.getLogger(__name__)

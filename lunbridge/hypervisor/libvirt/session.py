@@ -18,7 +18,7 @@ from typing import Any
 
 from lunbridge.hypervisor.libvirt._libvirt import open_connection
 from lunbridge.hypervisor.libvirt.faults import connection_lost, translate
-from lunbridge.hypervisor.session import PooledSession
+from lunbridge.pooled import PooledSession
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ from lunbridge import san
 from lunbridge.concurrency import Coalescer, KeyedLocks
 from lunbridge.errors import Conflict, NotFound
 from lunbridge.hypervisor.base import Host, Initiator, LunDisk, Scope, Vm
-from lunbridge.hypervisor.session import SessionClient
 from lunbridge.hypervisor.vsphere import inventory, rdm
 from lunbridge.hypervisor.vsphere.config import VSphereConfig
 from lunbridge.hypervisor.vsphere.refs import parse_portal, parse_vm_ref
@@ -31,6 +30,7 @@ from lunbridge.hypervisor.vsphere.slots import (
     rdms_of,
     summarize,
 )
+from lunbridge.pooled import SessionClient
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from lunbridge.errors import NotFound, Unauthenticated, Unavailable
-from lunbridge.hypervisor.session import PooledSession
 from lunbridge.hypervisor.vsphere._vmomi import SmartConnect, vim, vmodl
 from lunbridge.hypervisor.vsphere.config import VSphereConfig
 from lunbridge.hypervisor.vsphere.faults import fault_message, login_refused, translate
 from lunbridge.hypervisor.vsphere.tls import make_context
+from lunbridge.pooled import PooledSession
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,2 +1,7 @@
-"""A NetApp ONTAP cluster's SVM as a lunbridge storage server, through the ONTAP REST API (in
-progress: so far the rules that need no cluster, `identity` and `errors`)."""
+"""A NetApp ONTAP cluster's SVM as a lunbridge storage server, through the ONTAP REST API (see
+`backend`)."""
+
+from lunbridge.storage.ontap.backend import OntapBackend
+from lunbridge.storage.ontap.config import OntapConfig
+
+__all__ = ["OntapBackend", "OntapConfig"]

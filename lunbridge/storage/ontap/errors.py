@@ -74,4 +74,12 @@ def error_for(what: str, status: int, code: str | None, message: str) -> Lunbrid
             kind = InvalidArgument
         else:
             kind = Unavailable
-    return kind(text)
+    error = kind(text)
+    error.ontap_code = code  # type: ignore[attr-defined]  # read back with `code_of`
+    return error
+
+
+def code_of(error: BaseException) -> str | None:
+    """The ONTAP code of an error `error_for` made (None for any other error)."""
+    code = getattr(error, "ontap_code", None)
+    return code if isinstance(code, str) else None

@@ -151,7 +151,7 @@ backends:
     ("text", "named"),
     [
         ("backends: []", "backends must be a non-empty list"),
-        ("backends: [{name: a, type: ontapp}]", r"backends\[0\].type 'ontapp' is not one of tgt"),
+        ("backends: [{name: a, type: ontapp}]", r"backends\[0\].type 'ontapp' is not one of ontap, tgt"),
         ("backends: [{name: A_b, type: tgt}]", r"backends\[0\].name 'A_b' must be a DNS label"),
         ("backends: [{name: a, type: tgt, setting: {}}]", r"backends\[0\] has unknown keys setting"),
         ("backends: [{name: a, type: tgt, settings: {portal: 'x:1', controlPort: 1, poolDir: /p}},"

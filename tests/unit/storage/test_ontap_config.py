@@ -1,15 +1,21 @@
 """An ontap backend section's settings: what a working section gives, and every bad field
-refused with its name (and no credential ever accepted as a setting)."""
+refused with its name (and no credential ever accepted as a setting); the section as a backend
+type, its Secret, and the FlexVol names it makes."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lunbridge.errors import InvalidArgument
+from lunbridge import redact
+from lunbridge.errors import InvalidArgument, Unauthenticated
+from lunbridge.storage import factory
+from lunbridge.storage.ontap.client import OntapClient
 from lunbridge.storage.ontap.config import OntapConfig
+from lunbridge.storage.ontap.core import OntapCore, volume_size
 
 WHERE = "backend netapp-a settings"
 MINIMAL = {"managementUrl": "https://cluster1.example:443", "svm": "svm_san1"}
@@ -84,3 +90,45 @@ def test_a_bad_field_is_refused_by_name(change: dict[str, Any], field: str) -> N
         OntapConfig.from_settings({**MINIMAL, **change}, WHERE)
     assert field in str(refused.value)
     assert "Pa55w0rd" not in str(refused.value)
+
+
+def test_an_ontap_section_is_a_backend_type_and_needs_its_secret(tmp_path: Path) -> None:
+    settings = {"managementUrl": "https://cluster1.example:8443", "svm": "svm1"}
+    (config,) = factory.parse_backends([{"name": "array", "type": "ontap", "settings": settings}])
+    factory.check(config)  # checking reads no Secret
+    with pytest.raises(InvalidArgument, match="backend array needs credentialsDir"):
+        factory.build(config)
+
+    folder = tmp_path / "secret"
+    folder.mkdir()
+    (folder / "username").write_text("lunbridge\n")
+    with_folder = factory.BackendConfig("array", "ontap", settings, credentials_dir=folder)
+    with pytest.raises(Unauthenticated, match="no readable password") as refused:
+        factory.build(with_folder)
+    assert "lunbridge" not in str(refused.value).replace("lunbridge's", "")
+
+    (folder / "password").write_text("never-shown-3b1c\n")
+    backend = factory.build(with_folder)
+    assert "never-shown-3b1c" not in repr(backend.client.session.endpoint)  # type: ignore[attr-defined]
+    assert redact.redact("password never-shown-3b1c") == f"password {redact.MASK}"
+
+
+def test_flexvol_names_hold_no_dash_and_never_collide() -> None:
+    config = OntapConfig.from_settings(
+        {"managementUrl": "https://c1", "svm": "svm1", "flexvolPrefix": "k8s_"}
+    )
+    core = OntapCore(OntapClient(config, "user", "pw"))
+    assert core.volume_name("vd-0c2f") == "k8s_vd_0c2f"
+    assert core.lun_path("vd-0c2f") == "/vol/k8s_vd_0c2f/vd-0c2f"
+    names = {core.volume_name(n) for n in ("a-b", "a.b", "a-b-c", "a.b-c", "a-b.c")}
+    assert len(names) == 5
+    assert all(re.fullmatch(r"[A-Za-z0-9_]+", n) for n in names)
+    with pytest.raises(InvalidArgument, match="LUN name"):
+        core.volume_name("Bad_Name")
+
+
+def test_a_flexvol_has_room_beyond_its_lun() -> None:
+    for size in (1 << 20, 1 << 30, 5 * (1 << 40)):
+        volume = volume_size(size)
+        assert volume >= size * 1.1 + (64 << 20) - (1 << 20)
+        assert volume % (1 << 20) == 0

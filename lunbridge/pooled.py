@@ -1,12 +1,14 @@
-"""What both hypervisor sessions share: a synchronous binding used from asyncio.
+"""What every session over a blocking client library shares: a synchronous binding used from
+asyncio.
 
-pyVmomi and libvirt-python block on every call. A session runs each blocking step in its own
-bounded thread pool (so the event loop never waits, and at most `workers` calls reach the
-hypervisor at once), opens its connection lazily behind a thread lock (the first step that
-needs it opens it; concurrent steps share it), opens it again when it was lost, turns what
-the binding raises into a `lunbridge.errors` error, and closes the connection and stops its
-threads at the end. `PooledSession` is that machinery; a layer's session adds only what is
-its own (how to open, check, close and translate; vSphere's re-login and task polling).
+pyVmomi, libvirt-python and netapp-ontap block on every call. A session runs each blocking
+step in its own bounded thread pool (so the event loop never waits, and at most `workers`
+calls reach the hypervisor or storage server at once), opens its connection lazily behind a
+thread lock (the first step that needs it opens it; concurrent steps share it), opens it
+again when it was lost, turns what the binding raises into a `lunbridge.errors` error, and
+closes the connection and stops its threads at the end. `PooledSession` is that machinery; a
+layer's session adds only what is its own (how to open, check, close and translate;
+vSphere's re-login and task polling, ONTAP's job polling).
 
 `SessionClient` is the matching client side: `connect` (make the client, prove the
 connection, close it if that fails), `close` and `async with`.

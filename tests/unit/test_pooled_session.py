@@ -1,5 +1,5 @@
-"""The machinery both hypervisor sessions share, with a fake binding: steps run in a bounded
-pool off the event loop, the connection opens lazily (once for concurrent first steps), a
+"""The machinery every session over a blocking library shares, with a fake binding: steps run
+in a bounded pool off the event loop, the connection opens lazily (once for concurrent first steps), a
 lost connection is opened again, errors are translated, and close stops the threads."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 
 from lunbridge.errors import Unavailable
-from lunbridge.hypervisor.session import PooledSession, SessionClient
+from lunbridge.pooled import PooledSession, SessionClient
 
 
 class Lost(Exception):

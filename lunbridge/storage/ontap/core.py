@@ -1,0 +1,162 @@
+"""What the ontap backend's operations share: the layout of disks on the SVM (one FlexVol per
+LUN), the records they read, and how an ONTAP record becomes lunbridge's typed data.
+
+Layout: LUN `<name>` lives at `/vol/<flexvolPrefix><name with '-' as '_'>/<name>`, alone in its
+FlexVol, so a volume snapshot is a snapshot of exactly one disk and a volume SnapRestore
+reverts exactly one disk (never another disk's LUN); a clone is a FlexClone volume of the
+snapshot, split from it at once. What ONTAP cannot hold in its own fields is kept in comments,
+as JSON: the LUN's pool and source snapshot on the LUN, the size the disk was last given on
+its FlexVol (a volume SnapRestore does not revert the volume's comment, so a restore knows the
+size to grow the LUN back to), the LUN and size on each snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from lunbridge.errors import InvalidArgument, NotFound
+from lunbridge.storage.base import Lun, Snapshot
+from lunbridge.storage.ontap.client import OntapClient, Record
+from lunbridge.storage.ontap.identity import naa_from_serial
+
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$")
+LUN_FIELDS = "uuid,name,serial_number,space.size,comment,location.volume.name,location.volume.uuid,lun_maps"
+VOLUME_FIELDS = "uuid,name,size,comment"
+SNAPSHOT_FIELDS = "uuid,name,create_time,comment,volume.name,volume.uuid"
+LUN_OS_TYPE = "linux"  # the OS that reads the LUN: a Kubernetes node (through an RDM or its own initiator)
+MIB = 1 << 20
+
+
+def check_name(kind: str, name: str) -> str:
+    """A LUN, igroup or snapshot name lunbridge gives (its DNS-label names, as on tgt)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidArgument(
+            f"{kind} name {name!r} is invalid: use 1-63 lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+def volume_size(lun_bytes: int) -> int:
+    """The FlexVol size for a LUN of `lun_bytes`: 10 % and 64 MiB more, for ONTAP's metadata and
+    the blocks snapshots hold (autosize grows it further when they need more)."""
+    return (lun_bytes + lun_bytes // 10 + 64 * MIB + MIB - 1) // MIB * MIB
+
+
+def comment(**values: Any) -> str:
+    return json.dumps({"lunbridge": 1, **values}, separators=(",", ":"), sort_keys=True)
+
+
+def parse_comment(text: Any) -> dict[str, Any]:
+    """lunbridge's values in an ONTAP comment; {} when someone else wrote it."""
+    try:
+        values = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return {}
+    return values if isinstance(values, dict) and values.get("lunbridge") == 1 else {}
+
+
+def dig(record: Record, path: str, default: Any = None) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return default
+        value = value[part]
+    return value
+
+
+def created(record: Record) -> datetime:
+    text = record.get("create_time")
+    if isinstance(text, datetime):
+        return text
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        return datetime.now(UTC)
+
+
+class OntapCore:
+    """The shared part of `OntapBackend` (see `lunbridge.storage.ontap.backend`)."""
+
+    def __init__(self, client: OntapClient) -> None:
+        self.client = client
+        self.config = client.config
+        self._snapshot_volumes: dict[str, str] = {}  # snapshot name -> its FlexVol's UUID
+
+    def volume_name(self, lun: str) -> str:
+        """The FlexVol of LUN `lun` (ONTAP's FlexVol names take letters, digits and '_')."""
+        check_name("LUN", lun)
+        if "." not in lun:
+            return self.config.flexvol_prefix + lun.replace("-", "_")
+        digest = hashlib.sha256(lun.encode()).hexdigest()[:8]
+        return f"{self.config.flexvol_prefix}{lun.replace('-', '_').replace('.', '_')}_{digest}"
+
+    def lun_path(self, lun: str) -> str:
+        return f"/vol/{self.volume_name(lun)}/{lun}"
+
+    def lun_of(self, record: Record) -> Lun:
+        name = str(record["name"]).rsplit("/", 1)[-1]
+        notes = parse_comment(record.get("comment"))
+        serial = str(record.get("serial_number", ""))
+        return Lun(
+            name=name,
+            pool=str(notes.get("pool", "")),
+            size_bytes=int(dig(record, "space.size", 0)),
+            serial=serial,
+            naa=naa_from_serial(serial),
+            source_snapshot=notes.get("source"),
+        )
+
+    def snapshot_of(self, record: Record) -> Snapshot | None:
+        notes = parse_comment(record.get("comment"))
+        if not notes.get("lun"):
+            return None  # not lunbridge's (an administrator's, or ONTAP's schedule)
+        return Snapshot(str(record["name"]), str(notes["lun"]), int(notes.get("size", 0)), created(record))
+
+    async def find_lun(self, name: str) -> Record | None:
+        return await self.client.first(f"reading LUN {name}", "lun", LUN_FIELDS, name=self.lun_path(name))
+
+    async def need_lun(self, name: str) -> Record:
+        found = await self.find_lun(name)
+        if found is None:
+            raise NotFound(f"LUN {name!r} does not exist on SVM {self.config.svm}")
+        return found
+
+    async def find_volume(self, name: str) -> Record | None:
+        return await self.client.first(f"reading FlexVol {name}", "volume", VOLUME_FIELDS, name=name)
+
+    async def volume_snapshots(self, volume_uuid: str, **query: Any) -> list[Record]:
+        found = await self.client.records(
+            f"listing the snapshots of FlexVol {volume_uuid}",
+            "snapshot",
+            SNAPSHOT_FIELDS,
+            (volume_uuid,),
+            **query,
+        )
+        for record in found:
+            self._snapshot_volumes[str(record["name"])] = volume_uuid
+        return found
+
+    async def our_volumes(self) -> list[Record]:
+        return await self.client.records(
+            "listing lunbridge's FlexVols", "volume", VOLUME_FIELDS, name=f"{self.config.flexvol_prefix}*"
+        )
+
+    async def find_snapshot(self, name: str) -> Record | None:
+        """Snapshot `name` of any of lunbridge's FlexVols (the FlexVol last seen holding it
+        first, then every one)."""
+        known = self._snapshot_volumes.get(name)
+        if known is not None:
+            found = await self.volume_snapshots(known, name=name)
+            if found:
+                return found[0]
+            self._snapshot_volumes.pop(name, None)
+        for volume in await self.our_volumes():
+            found = await self.volume_snapshots(str(volume["uuid"]), name=name)
+            if found:
+                return found[0]
+        return None
