@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lunbridge.storage.ontap import OntapConfig
 from lunbridge.storage.tgt import TgtConfig
 from tests.integration.chart.rendering import (
     BACKENDS,
@@ -29,6 +30,12 @@ from tests.integration.chart.rendering import (
     sections,
 )
 from tests.lab.lab import LabState
+
+NETAPP: dict[str, Any] = {
+    "name": "netapp", "type": "ontap", "existingSecret": "netapp-credentials",
+    "settings": {"managementUrl": "https://cluster1.example.com", "svm": "svm_k8s",
+                 "caFile": "/etc/lunbridge/backends/netapp/ca.crt", "dataInterfaces": ["192.0.2.30:3260"]},
+}  # fmt: skip
 
 
 def test_the_notes_name_the_configured_backends(lab: LabState) -> None:
@@ -143,7 +150,7 @@ def section(name: str, **fields: Any) -> dict[str, Any]:
     [
         ([section("Fast_1")], "at '/backends/0/name': 'Fast_1' does not match pattern"),
         ([section("a" * 64)], "at '/backends/0/name': maxLength"),
-        ([section("fast", type="ceph")], "at '/backends/0/type': value must be 'tgt'"),
+        ([section("fast", type="ceph")], "at '/backends/0/type': value must be one of 'tgt', 'ontap'"),
         ([section("fast", default="yes")], "at '/backends/0/default'"),
         ([section("fast", password="x")], "at '/backends/0': additional properties 'password' not allowed"),
         ([section("fast", settings={"portal": "192.0.2.10:3260", "poolDir": "/srv/pool"})],
@@ -152,14 +159,54 @@ def section(name: str, **fields: Any) -> dict[str, Any]:
          "at '/backends/0/settings/poolDir'"),
         ([section("fast"), section("fast")], 'backends[1].name "fast" is used twice'),
         ([section("a", default=True), section("b", default=True)], "backends a, b are all marked default"),
+        ([{k: v for k, v in NETAPP.items() if k != "existingSecret"}],
+         "at '/backends/0': missing property 'existingSecret'"),
+        ([{**NETAPP, "settings": {**NETAPP["settings"], "managementUrl": "http://c1"}}],
+         "at '/backends/0/settings/managementUrl'"),
+        ([{**NETAPP, "settings": {**NETAPP["settings"], "flexvolPrefix": "k8s-"}}],
+         "at '/backends/0/settings/flexvolPrefix'"),
+        ([{**NETAPP, "settings": {**NETAPP["settings"], "password": "x"}}],
+         "at '/backends/0/settings': additional properties 'password' not allowed"),
+        ([{**NETAPP, "storageClass": {"name": "Bad_Name"}}], "at '/backends/0/storageClass/name'"),
     ],
     ids=["name-pattern", "name-too-long", "type", "default-not-boolean", "credential-in-values",
-         "settings-incomplete", "relative-pool", "name-twice", "two-defaults"],
+         "settings-incomplete", "relative-pool", "name-twice", "two-defaults", "ontap-without-secret",
+         "ontap-plain-http", "ontap-flexvol-dash", "ontap-password-setting", "storage-class-name"],
 )  # fmt: skip
 def test_bad_backends_are_refused_naming_the_key(backends: list[dict[str, Any]], message: str) -> None:
     done = helm("template", "lb", str(CHART), *backends_args(backends))
     assert done.returncode != 0
     assert message in done.stderr, done.stderr
+
+
+def test_tgt_and_ontap_backends_together_each_with_a_storage_class_of_its_own() -> None:
+    backends = [{**TWO_BACKENDS[0], "storageClass": {}},
+                {**TWO_BACKENDS[1], "storageClass": {"name": "archive", "reclaimPolicy": "Retain",
+                                                      "parameters": {"pool": "default", "backend": "fast"}}},
+                {**NETAPP, "storageClass": {"isDefault": True, "allowVolumeExpansion": False}}]  # fmt: skip
+    documents = render(*backends_args(backends))
+    assert [(c.name, c.type) for c in sections(documents)] == [
+        ("fast", "tgt"),
+        ("bulk", "tgt"),
+        ("netapp", "ontap"),
+    ]
+    netapp = sections(documents)[2]
+    assert netapp.credentials_dir == Path("/etc/lunbridge/backends/netapp")
+    assert OntapConfig.from_settings(netapp.settings).svm == "svm_k8s"
+    classes = {d["metadata"]["name"]: d for d in documents if d["kind"] == "StorageClass"}
+    assert set(classes) == {"lunbridge", "lunbridge-fast", "archive", "lunbridge-netapp"}
+    assert "backend" not in classes["lunbridge"]["parameters"]  # the default backend
+    assert classes["lunbridge-fast"]["parameters"]["backend"] == "fast"
+    assert classes["archive"]["parameters"] == {"backend": "bulk", "pool": "default",
+                                                "csi.storage.k8s.io/fstype": "ext4"}  # fmt: skip
+    assert classes["archive"]["reclaimPolicy"] == "Retain"
+    own = classes["lunbridge-netapp"]
+    assert own["parameters"]["backend"] == "netapp"
+    assert own["allowVolumeExpansion"] is False
+    assert own["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert own["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    volumes = {v["name"]: v for v in operator_pod(documents)["spec"]["volumes"]}
+    assert any(v.get("secret", {}).get("secretName") == "netapp-credentials" for v in volumes.values())
 
 
 def test_the_storage_class_names_a_configured_backend() -> None:
