@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all bench demo sanity test test-unit test-integration lint proto peers venv lab-up lab-down lab-status clean
+.PHONY: all bench contract-ontap demo sanity test test-unit test-integration lint proto peers venv lab-up lab-down lab-status clean
 
 all: test
 
@@ -55,6 +55,14 @@ lab-up: venv proto peers $(if $(filter-out 0,$(LAB_KUBELET)),image)
 	$(PY) -m tests.lab up
 
 # csi-sanity against a lab started with `make lab-up LAB_SERVICES=1` (its .lab/env endpoints).
+# The storage backend contract against a real ONTAP cluster (not part of make test): set
+# ONTAP_URL (https://host[:port]), ONTAP_SVM, ONTAP_USERNAME, ONTAP_PASSWORD, and optionally
+# ONTAP_CA_FILE, ONTAP_TLS_VERIFY=false, ONTAP_AGGREGATE. The SVM's iSCSI LIFs must be
+# reachable from here (libiscsi's tools log in to check masking and content).
+contract-ontap: venv proto
+	@test -n "$(ONTAP_URL)" || { echo "contract-ontap: set ONTAP_URL, ONTAP_SVM, ONTAP_USERNAME and ONTAP_PASSWORD" >&2; exit 2; }
+	$(PY) -m pytest -n 0 -p no:cacheprovider tests/integration/backends -k ontap
+
 sanity: venv proto peers
 	$(PY) -m tests.lab sanity
 

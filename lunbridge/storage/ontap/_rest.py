@@ -121,6 +121,10 @@ class OntapSession(PooledSession[HostConnection]):
             protocol_timeouts=end.timeouts,
         )
         conn.session.verify = end.verify
+        if isinstance(end.verify, str):
+            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's CA file; the
+            # backend's caFile must win, so the session takes nothing from the environment
+            conn.session.trust_env = False
         return conn
 
     def _discard(self, conn: HostConnection) -> None:

@@ -247,7 +247,7 @@ class LunOperations(OntapCore):
         inside = await self.client.first(
             f"reading the LUN of FlexClone {volume}",
             "lun",
-            "uuid,name,serial_number",
+            "uuid,name,serial_number,enabled",
             name=f"/vol/{volume}/*",
         )
         if inside is None:
@@ -259,15 +259,14 @@ class LunOperations(OntapCore):
             raise Conflict(
                 f"the LUN of FlexClone {volume} has its parent's serial number; it would share its NAA"
             )
+        change: dict[str, object] = {
+            "name": self.lun_path(name),
+            "comment": comment(pool=notes.get("pool", ""), source=snapshot),
+        }
+        if inside.get("enabled") is False:  # ONTAP may leave a FlexClone's LUNs offline
+            change["enabled"] = True
         await self.client.modify(
-            f"naming the LUN of FlexClone {volume} {name}",
-            "lun",
-            {"uuid": inside["uuid"]},
-            {
-                "name": self.lun_path(name),
-                "comment": comment(pool=notes.get("pool", ""), source=snapshot),
-                "enabled": True,
-            },
+            f"naming the LUN of FlexClone {volume} {name}", "lun", {"uuid": inside["uuid"]}, change
         )
         held = await self.find_volume(volume)
         if held is not None:

@@ -54,7 +54,9 @@ def identity(portal: str, initiator: str, target: str, lun: int) -> Identity:
     vendor = page83.stdout.split(_T10_MARK, 1)[1].split(b"]", 1)[0].decode()
     page80 = _run(["iscsi-inq", "-i", initiator, "--evpd=1", "--pagecode=128", url])
     assert page80.returncode == 0, page80.stdout + page80.stderr
-    serial = page80.stdout.decode().split("Unit Serial Number:[", 1)[1].split("]", 1)[0].strip()
+    # a serial may hold "]" itself (ONTAP's do): the line's last one closes it
+    line = page80.stdout.decode().split("Unit Serial Number:[", 1)[1].split("\n", 1)[0]
+    serial = line.rsplit("]", 1)[0].strip()
     return Identity("naa." + raw[:16].hex(), vendor, serial)
 
 
