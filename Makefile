@@ -61,7 +61,7 @@ lab-up: venv proto peers $(if $(filter-out 0,$(LAB_KUBELET)),image)
 # reachable from here (libiscsi's tools log in to check masking and content).
 contract-ontap: venv proto
 	@test -n "$(ONTAP_URL)" || { echo "contract-ontap: set ONTAP_URL, ONTAP_SVM, ONTAP_USERNAME and ONTAP_PASSWORD" >&2; exit 2; }
-	$(PY) -m pytest -n 0 -p no:cacheprovider tests/integration/backends -k ontap
+	$(PY) -m pytest -n 0 -p no:cacheprovider tests/integration/backends/test_contract.py -k ontap
 
 sanity: venv proto peers
 	$(PY) -m tests.lab sanity

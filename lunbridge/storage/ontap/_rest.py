@@ -185,7 +185,8 @@ def records(
 def single(conn: HostConnection, kind: str, keys: Mapping[str, Any], fields: str) -> dict[str, Any]:
     """One record by its keys (e.g. {"uuid": ...}); NotFound-like NetAppRestError when missing."""
     made = _resource(kind, (), keys)
-    made.get(connection=conn, fields=fields)
+    made.set_connection(conn)  # get() takes no connection argument
+    made.get(fields=fields)
     return dict(made.to_dict())
 
 

@@ -70,6 +70,11 @@ def dig(record: Record, path: str, default: Any = None) -> Any:
 
 
 def created(record: Record) -> datetime:
+    """When a snapshot was taken: lunbridge's own record of it (its comment's `at`, to the
+    microsecond) when there is one, else ONTAP's `create_time` (to the second)."""
+    at = parse_comment(record.get("comment")).get("at")
+    if isinstance(at, (int, float)):
+        return datetime.fromtimestamp(at, UTC)
     text = record.get("create_time")
     if isinstance(text, datetime):
         return text

@@ -9,9 +9,11 @@ to grow back to on the FlexVol.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from lunbridge.storage.base import Lun, Pool, Snapshot
+from lunbridge.storage.ontap.client import Record
 from lunbridge.storage.ontap.core import (
     LUN_OS_TYPE,
     OntapCore,
@@ -184,7 +186,7 @@ class LunOperations(OntapCore):
         await self.client.create(
             f"creating snapshot {name} of LUN {lun}",
             "snapshot",
-            {"name": name, "comment": comment(lun=lun, size=size)},
+            {"name": name, "comment": comment(lun=lun, size=size, at=round(time.time(), 6))},
             (volume,),
             done=SNAPSHOT_EXISTS,
         )
@@ -297,7 +299,7 @@ class LunOperations(OntapCore):
         chosen = next((s for s in snaps if s.get("name") == snapshot), None)
         if chosen is None:
             raise NotFound(f"snapshot {snapshot!r} of LUN {name} does not exist")
-        newer = sorted(str(s["name"]) for s in snaps if created(s) > created(chosen))
+        newer = sorted(str(s["name"]) for s in snaps if s is not chosen and _maybe_newer(s, chosen))
         if newer:
             raise Conflict(
                 f"snapshots {', '.join(newer)} of LUN {name} are newer than {snapshot}, and ONTAP's "
@@ -331,3 +333,14 @@ class LunOperations(OntapCore):
             )
             restored = await self.need_lun(name)
         return self.lun_of(restored)
+
+
+def _maybe_newer(other: Record, chosen: Record) -> bool:
+    """Whether snapshot `other` may be newer than `chosen`: ONTAP's create_time has whole
+    seconds, so without lunbridge's own time on both, the same second counts as newer."""
+    precise = all(
+        isinstance(parse_comment(r.get("comment")).get("at"), (int, float)) for r in (other, chosen)
+    )
+    if precise:
+        return created(other) > created(chosen)
+    return int(created(other).timestamp()) >= int(created(chosen).timestamp())

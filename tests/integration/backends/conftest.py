@@ -83,6 +83,12 @@ async def _quiet(step: Any) -> Any:
     return None
 
 
+@pytest.fixture
+def tag() -> str:
+    """A suffix that makes a test's names its own."""
+    return uuid.uuid4().hex[:6]
+
+
 @pytest.fixture(scope="module")
 def ontap_sim(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -101,9 +107,14 @@ def ontap_sim(
     ontap_lab.stop(folder, sim)
 
 
-def _ontap_section(sim: ontap_lab.OntapSim | None, folder: Path) -> factory.BackendConfig:
-    creds = folder / "ontap-credentials"
+def ontap_section(
+    sim: ontap_lab.OntapSim | None, folder: Path, password: str | None = None, **settings_given: Any
+) -> factory.BackendConfig:
+    """An ontap backend section for `sim` (None: the real ONTAP of ONTAP_URL), its Secret
+    written under `folder`; `password` replaces the right one, `settings_given` change settings."""
+    creds = folder / f"ontap-credentials-{uuid.uuid4().hex[:6]}"
     creds.mkdir()
+    given_password = password
     if sim is None:
         env = os.environ
         settings: dict[str, Any] = {"managementUrl": env["ONTAP_URL"], "svm": env["ONTAP_SVM"],
@@ -120,7 +131,8 @@ def _ontap_section(sim: ontap_lab.OntapSim | None, folder: Path) -> factory.Back
                     "dataInterfaces": [sim.portal]}  # fmt: skip
         user, password = sim.username, sim.password
     (creds / "username").write_text(user + "\n")
-    (creds / "password").write_text(password + "\n")
+    (creds / "password").write_text((password if given_password is None else given_password) + "\n")
+    settings = {k: v for k, v in {**settings, **settings_given}.items() if v is not None}
     return factory.BackendConfig("contract-ontap", "ontap", settings, credentials_dir=creds)
 
 
@@ -143,7 +155,7 @@ async def subject(
         await tgt_backend.close()
         remove_targets(lab.tgt, prefix)
         return
-    backend = factory.build(_ontap_section(ontap_sim, tmp_path))
+    backend = factory.build(ontap_section(ontap_sim, tmp_path))
     portals = [p.address for p in await backend.portals()]
     made = Subject("ontap", backend, portals)
     yield made
