@@ -4,7 +4,9 @@ whole chain on ontap: VirtualDisks with `backend: netapp` reach vSphere VMs of t
 simulator as RDMs and the KVM guest through libvirt, found there by their 600a0980 NAAs; and
 snapshots, clones, restores and verifications on ontap.
 
-The operator package's fixtures (disks, snapshots, the verifier node) are used as they are.
+The operator package's fixtures (disks, snapshots, the verifier node) and the CSI controller
+package's (the controller service on a loopback port, its stub, volumes deleted after a test)
+are used as they are, with this package's operator.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ from typing import Any
 
 import pytest
 
+from tests.integration.csi_controller.conftest import (  # noqa: F401 - fixtures used by this package
+    channel,
+    controller,
+    endpoint,
+    volumes,
+)
 from tests.integration.hypervisor.vcenter import forget_portal
 from tests.integration.operator.conftest import (  # noqa: F401 - fixtures used by this package
     disks,

@@ -8,11 +8,15 @@ disk leaves nothing on the SVM."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
+import grpc
 import pytest
 
 from lunbridge.models import VirtualDiskStatus
+from lunbridge_csi._proto import csi_pb2
+from tests.integration.csi_controller.test_controller import MiB, code_of, create_request
 from tests.integration.libvirt.guestscsi import delete_disk
 from tests.integration.ontap_chain.conftest import BACKEND, on_ontap
 from tests.integration.operator import observe
@@ -122,3 +126,50 @@ def test_in_the_guest_an_ontap_disk_mounts_snapshots_verifies_clones_and_restore
     back = mount_in_guest(kvm_guest, again)
     guest_disks.append(back)
     assert read_digest(kvm_guest, back.mount) == staged.digest, "the restore did not bring back A"
+
+
+def test_a_storage_class_for_netapp_provisions_snapshots_and_clones_through_csi(
+    lab: LabState, controller: Any, volumes: list[str]
+) -> None:
+    """What the StorageClass `lunbridge-netapp` (parameters.backend: netapp) gets from the
+    controller service: volumes, snapshots and both kinds of clones on the SVM."""
+    on_netapp = {"backend": BACKEND}
+    origin, from_snapshot, from_volume = (f"pvc-{uuid.uuid4()}" for _ in range(3))
+    volumes += [origin, from_snapshot, from_volume]
+    made = controller.CreateVolume(create_request(origin, 16 * MiB, parameters=on_netapp), timeout=120).volume
+    assert made.capacity_bytes >= 16 * MiB
+    disk = observe.get(lab, "vdisk", origin)
+    assert disk is not None
+    assert disk["spec"]["backend"] == BACKEND
+    assert disk["status"]["lun"]["naa"].startswith(ONTAP_NAA)
+
+    snapshot = controller.CreateSnapshot(
+        csi_pb2.CreateSnapshotRequest(source_volume_id=origin, name=f"snapshot-{uuid.uuid4()}"), timeout=120
+    ).snapshot
+    try:
+        assert snapshot.ready_to_use
+        naas = {disk["status"]["lun"]["naa"]}
+        for name, source in (
+            (from_snapshot, csi_pb2.VolumeContentSource(
+                snapshot=csi_pb2.VolumeContentSource.SnapshotSource(snapshot_id=snapshot.snapshot_id))),
+            (from_volume, csi_pb2.VolumeContentSource(
+                volume=csi_pb2.VolumeContentSource.VolumeSource(volume_id=origin))),
+        ):  # fmt: skip
+            request = create_request(name, 16 * MiB, parameters=on_netapp, volume_content_source=source)
+            controller.CreateVolume(request, timeout=180)
+            clone = observe.get(lab, "vdisk", name)
+            assert clone is not None
+            assert clone["status"]["lun"]["backend"] == BACKEND
+            naas.add(clone["status"]["lun"]["naa"])
+        assert len(naas) == 3
+        assert all(naa.startswith(ONTAP_NAA) for naa in naas)
+    finally:
+        controller.DeleteSnapshot(
+            csi_pb2.DeleteSnapshotRequest(snapshot_id=snapshot.snapshot_id), timeout=120
+        )
+
+    code, details = code_of(
+        controller.CreateVolume, create_request(f"pvc-{uuid.uuid4()}", parameters={"backend": "nas"})
+    )
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "netapp" in details
