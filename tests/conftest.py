@@ -30,6 +30,7 @@ LANES = {
     "integration/installed": "a",
     "integration/operator": "a",
     "integration/operator/test_verify.py": "b",
+    "integration/ontap_chain": "a",
 }
 
 STEP_TIMINGS = "step timings"
