@@ -61,6 +61,15 @@ def iqn(value: str) -> str:
     return lowered
 
 
+def canonical_initiators(transport: Transport, initiators: list[str]) -> tuple[str, ...]:
+    """Canonical, de-duplicated initiators (IQNs for iSCSI, colon WWPNs for FCP), in order;
+    InvalidArgument names the first that is neither."""
+    if isinstance(initiators, str):
+        raise InvalidArgument("initiators must be a list of names, not one string")
+    canonical = iqn if transport is Transport.ISCSI else wwn
+    return tuple(dict.fromkeys(canonical(i) for i in initiators))
+
+
 ISCSI_PORT = 3260
 _UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
 

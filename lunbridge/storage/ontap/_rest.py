@@ -18,7 +18,7 @@ from typing import Any
 import requests
 from netapp_ontap import config
 from netapp_ontap.error import NetAppRestError
-from netapp_ontap.host_connection import HostConnection
+from netapp_ontap.host_connection import HostConnection, LoggingAdapter
 from netapp_ontap.resource import Resource
 from netapp_ontap.resources.igroup import Igroup
 from netapp_ontap.resources.igroup_initiator import IgroupInitiator
@@ -33,7 +33,7 @@ from netapp_ontap.resources.svm import Svm
 from netapp_ontap.resources.volume import Volume
 
 from lunbridge import redact
-from lunbridge.errors import LunbridgeError, Unauthenticated, Unavailable
+from lunbridge.errors import InvalidArgument, LunbridgeError, Unauthenticated, Unavailable
 from lunbridge.pooled import PooledSession
 from lunbridge.storage.ontap.errors import error_for
 
@@ -54,8 +54,14 @@ KINDS: Mapping[str, type[Resource]] = {
     "iscsi_credentials": IscsiCredentials,
     "job": Job,
 }
-# a mutation holds ONTAP's answer up to this many seconds before it answers 202 and a job
+# a mutation holds ONTAP's answer up to this many seconds before it answers 202 and a job;
+# only the resources whose calls may run as jobs take the parameter (ONTAP refuses unknown ones)
 RETURN_TIMEOUT = 10
+ASYNCHRONOUS = frozenset({"volume", "snapshot", "lun"})
+
+
+def _held(kind: str) -> dict[str, Any]:
+    return {"return_timeout": RETURN_TIMEOUT} if kind in ASYNCHRONOUS else {}
 
 
 @dataclass(frozen=True)
@@ -84,8 +90,8 @@ class Endpoint:
 
 def read_credentials(folder: Path, where: str) -> tuple[str, str]:
     """`username` and `password` from the folder a Secret is mounted at (their values without
-    the line end a file leaves); the password is registered with `redact`. InvalidArgument-like
-    Unauthenticated naming the missing key, never a value."""
+    the line end a file leaves); the password is registered with `redact`. Unauthenticated
+    naming the missing key (never a value)."""
     values: dict[str, str] = {}
     for key in ("username", "password"):
         try:
@@ -106,6 +112,7 @@ class OntapSession(PooledSession[HostConnection]):
     def __init__(self, endpoint: Endpoint, workers: int) -> None:
         super().__init__(workers=workers, name="ontap")
         self.endpoint = endpoint
+        self.workers = workers
 
     def __repr__(self) -> str:
         return f"OntapSession({self.endpoint.host}:{self.endpoint.port})"
@@ -120,46 +127,61 @@ class OntapSession(PooledSession[HostConnection]):
             port=end.port,
             protocol_timeouts=end.timeouts,
         )
-        conn.session.verify = end.verify
+        session = conn.session
+        session.verify = end.verify
         if isinstance(end.verify, str):
             # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's CA file; the
             # backend's caFile must win, so the session takes nothing from the environment
-            conn.session.trust_env = False
+            session.trust_env = False
+        # one kept-alive connection per worker (the library's adapter keeps 10)
+        adapter: Any = LoggingAdapter  # the library's adapter class carries no annotations
+        retries = getattr(session.adapters[conn.origin], "max_retries", None)
+        session.mount(conn.origin, adapter(conn, max_retries=retries, timeout=end.timeouts,
+                                           pool_maxsize=self.workers))  # fmt: skip
         return conn
 
     def _discard(self, conn: HostConnection) -> None:
         conn.session.close()
 
     def _lost(self, exc: BaseException) -> bool:
-        return isinstance(exc, NetAppRestError) and exc.status_code is None
+        return isinstance(exc, NetAppRestError) and isinstance(
+            _cause_of(exc), requests.exceptions.RequestException
+        )
 
     def _translate(self, exc: BaseException, what: str) -> BaseException | None:
         if isinstance(exc, LunbridgeError):
             return exc
         if isinstance(exc, NetAppRestError):
             answer = exc.http_err_response
-            if answer is None:
-                cause = getattr(exc, "cause", None)
+            cause = _cause_of(exc)
+            if answer is not None:
+                body = _json(answer.http_response)
+                error = body.get("error", {}) if isinstance(body, dict) else {}
+                status = answer.http_response.status_code
+                return error_for(what, status, error.get("code"), error.get("message", ""))
+            if isinstance(cause, requests.exceptions.RequestException):
                 reason = (
                     "TLS verification failed"
                     if isinstance(cause, requests.exceptions.SSLError)
-                    else ("no answer")
+                    else "no answer"
                 )
                 return Unavailable(
                     f"ONTAP at {self.endpoint.host}:{self.endpoint.port} did not answer {what}: {reason} "
-                    f"({type(cause).__name__ if cause else 'error'})"
+                    f"({type(cause).__name__})"
                 )
-            body = _json(answer.http_response)
-            error = body.get("error", {}) if isinstance(body, dict) else {}
-            return error_for(
-                what, answer.http_response.status_code, error.get("code"), error.get("message", "")
-            )
+            # the library refused before sending (a value its schema does not take): ours to fix
+            return InvalidArgument(f"netapp-ontap refused {what} before sending it: {exc}")
         if isinstance(exc, requests.exceptions.RequestException):
             return Unavailable(f"ONTAP at {self.endpoint.host} did not answer {what}: {type(exc).__name__}")
         return None
 
     def _cause(self, error: BaseException, exc: BaseException) -> BaseException | None:
         return None  # the library's text quotes URLs and headers; the translation says what matters
+
+
+def _cause_of(exc: NetAppRestError) -> BaseException | None:
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc.__cause__
 
 
 def _json(response: requests.Response) -> Any:
@@ -183,7 +205,8 @@ def records(
 
 
 def single(conn: HostConnection, kind: str, keys: Mapping[str, Any], fields: str) -> dict[str, Any]:
-    """One record by its keys (e.g. {"uuid": ...}); NotFound-like NetAppRestError when missing."""
+    """One record by its keys (e.g. {"uuid": ...}); a missing one raises the library's error
+    (404), which the session turns into NotFound."""
     made = _resource(kind, (), keys)
     made.set_connection(conn)  # get() takes no connection argument
     made.get(fields=fields)
@@ -201,11 +224,9 @@ def _answer(response: Any) -> Answer:
 def create(
     conn: HostConnection, kind: str, parents: tuple[str, ...], body: Mapping[str, Any], **query: Any
 ) -> Answer:
-    """POST `body` to a collection, with `return_records` and `return_timeout`."""
+    """POST `body` to a collection, with `return_records` (and `return_timeout` where taken)."""
     made = KINDS[kind].from_dict(dict(body), *parents)
-    return _answer(
-        made.post(poll=False, connection=conn, return_records="true", return_timeout=RETURN_TIMEOUT, **query)
-    )
+    return _answer(made.post(poll=False, connection=conn, return_records="true", **_held(kind), **query))
 
 
 def modify(
@@ -215,7 +236,7 @@ def modify(
     made = _resource(kind, (), keys)  # the library sends what changed since: the body
     for key, value in body.items():
         setattr(made, key, value)
-    return _answer(made.patch(poll=False, connection=conn, return_timeout=RETURN_TIMEOUT, **query))
+    return _answer(made.patch(poll=False, connection=conn, **_held(kind), **query))
 
 
 def remove(
@@ -223,7 +244,7 @@ def remove(
 ) -> Answer:
     """DELETE the object of `keys`."""
     made = _resource(kind, parents, keys)
-    return _answer(made.delete(poll=False, connection=conn, return_timeout=RETURN_TIMEOUT, **query))
+    return _answer(made.delete(poll=False, connection=conn, **_held(kind), **query))
 
 
 def job_state(conn: HostConnection, uuid: str) -> dict[str, Any]:

@@ -5,8 +5,8 @@ API and NetApp's own client library (`netapp-ontap`).
   its blocking calls in a bounded pool (`maxConcurrentCalls` per cluster); `client`: the calls as
   coroutines, scoped to the SVM, with ONTAP's jobs polled with a bound; `errors`: ONTAP's codes
   as lunbridge's errors, in one table; `identity`: NAA from serial, ONTAP's size rounding.
-- `core` (the layout: one FlexVol per LUN, and why), `luns` (LUNs, snapshots, clones,
-  restores), `groups` (igroups, maps, CHAP, portals).
+- `core` (the layout: one FlexVol per LUN, and why), `luns` (pools and LUNs), `snapshots`
+  (snapshots, clones, restores), `groups` (igroups, maps, CHAP, portals).
 
 Credentials come from the backend's Secret (`credentialsDir`: `username`, `password`); TLS is
 verified unless `tlsVerify` is false, against `caFile` when given.
@@ -22,9 +22,10 @@ from lunbridge.storage.ontap.client import OntapClient
 from lunbridge.storage.ontap.config import OntapConfig
 from lunbridge.storage.ontap.groups import GroupOperations
 from lunbridge.storage.ontap.luns import LunOperations
+from lunbridge.storage.ontap.snapshots import SnapshotOperations
 
 
-class OntapBackend(LunOperations, GroupOperations):
+class OntapBackend(LunOperations, SnapshotOperations, GroupOperations):
     """`StorageBackend` on one SVM. Raises only `lunbridge.errors`."""
 
     @classmethod

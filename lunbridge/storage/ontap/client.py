@@ -11,12 +11,13 @@ backend's `jobTimeoutSeconds` (Busy: the job may still finish, and the next try 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from lunbridge.errors import Busy, LunbridgeError
+from lunbridge.errors import Busy, LunbridgeError, NotFound
 from lunbridge.storage.ontap import _rest
 from lunbridge.storage.ontap.config import OntapConfig
 from lunbridge.storage.ontap.errors import code_of, error_for
@@ -95,8 +96,10 @@ class OntapClient:
         done: Collection[str] = (),
         **query: Any,
     ) -> None:
-        """DELETE the object of `keys` and wait for its job; `done` codes (gone already) pass."""
-        await self._mutate(what, done, _rest.remove, kind, parents, keys, **query)
+        """DELETE the object of `keys` and wait for its job. A delete of what is not there is
+        success: NotFound (a 404: someone else took it first) and the `done` codes pass."""
+        with contextlib.suppress(NotFound):
+            await self._mutate(what, done, _rest.remove, kind, parents, keys, **query)
 
     async def _mutate(
         self, what: str, done: Collection[str], step: Any, *args: Any, **query: Any

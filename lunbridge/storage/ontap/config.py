@@ -21,7 +21,8 @@ OS_TYPES = ("aix", "hpux", "hyper_v", "linux", "netware", "openvms", "solaris", 
 _FLEXVOL_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,19}$")
 _FLEXVOL_RULE = "1-20 letters, digits and '_' (ONTAP's FlexVol names allow no '-'), not starting with a digit"
 _SVM = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,46}$")
-_AGGREGATE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+# at most 96 characters: the pool's name goes into each LUN's comment (ONTAP keeps 254)
+_AGGREGATE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,95}$")
 _PORTAL = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 _SETTINGS = {
     "managementUrl",
@@ -73,7 +74,7 @@ class OntapConfig:
             management_url=_management_url(settings["managementUrl"], f"{where}.managementUrl"),
             svm=_matching(settings["svm"], _SVM, f"{where}.svm", "1-47 letters, digits, '_', '.', '-'"),
             aggregates=tuple(
-                _matching(name, _AGGREGATE, f"{where}.aggregates", "letters, digits and '_'")
+                _matching(name, _AGGREGATE, f"{where}.aggregates", "1-96 letters, digits and '_'")
                 for name in _listed(settings.get("aggregates"), f"{where}.aggregates")
             ),
             tls_verify=_flag(settings.get("tlsVerify", True), f"{where}.tlsVerify"),

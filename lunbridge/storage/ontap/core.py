@@ -12,23 +12,27 @@ size to grow the LUN back to), the LUN and size on each snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 from datetime import UTC, datetime
 from typing import Any
 
-from lunbridge.errors import InvalidArgument, NotFound
+from lunbridge.concurrency import KeyedLocks
+from lunbridge.errors import Busy, InvalidArgument, NotFound
 from lunbridge.storage.base import Lun, Snapshot
 from lunbridge.storage.ontap.client import OntapClient, Record
 from lunbridge.storage.ontap.identity import naa_from_serial
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$")
 LUN_FIELDS = "uuid,name,serial_number,space.size,comment,location.volume.name,location.volume.uuid,lun_maps"
-VOLUME_FIELDS = "uuid,name,size,comment"
+VOLUME_FIELDS = "uuid,name,size,comment,clone.is_flexclone,clone.split_initiated"
 SNAPSHOT_FIELDS = "uuid,name,create_time,comment,volume.name,volume.uuid"
 LUN_OS_TYPE = "linux"  # the OS that reads the LUN: a Kubernetes node (through an RDM or its own initiator)
 MIB = 1 << 20
+GONE = ""  # a snapshot this backend deleted, in OntapCore's memory of where snapshots are
+MAX_REMEMBERED = 100_000
 
 
 def check_name(kind: str, name: str) -> str:
@@ -81,7 +85,7 @@ def created(record: Record) -> datetime:
     try:
         return datetime.fromisoformat(str(text))
     except ValueError:
-        return datetime.now(UTC)
+        return datetime.fromtimestamp(0, UTC)  # unknown: the oldest
 
 
 class OntapCore:
@@ -90,7 +94,10 @@ class OntapCore:
     def __init__(self, client: OntapClient) -> None:
         self.client = client
         self.config = client.config
-        self._snapshot_volumes: dict[str, str] = {}  # snapshot name -> its FlexVol's UUID
+        # snapshot name -> its FlexVol's UUID; GONE: deleted by this backend (names come from
+        # UIDs, so a deleted one is not made again unless create_snapshot says so)
+        self._snapshot_volumes: dict[str, str] = {}
+        self._disk_locks: KeyedLocks[str] = KeyedLocks()  # a disk's snapshots against its restores
 
     def volume_name(self, lun: str) -> str:
         """The FlexVol of LUN `lun` (ONTAP's FlexVol names take letters, digits and '_')."""
@@ -117,10 +124,17 @@ class OntapCore:
         )
 
     def snapshot_of(self, record: Record) -> Snapshot | None:
+        """lunbridge's snapshot of one disk, or None: not lunbridge's (an administrator's, or
+        ONTAP's schedule), or a copy a FlexClone inherited from its parent FlexVol (its comment
+        names a LUN of another FlexVol)."""
         notes = parse_comment(record.get("comment"))
-        if not notes.get("lun"):
-            return None  # not lunbridge's (an administrator's, or ONTAP's schedule)
-        return Snapshot(str(record["name"]), str(notes["lun"]), int(notes.get("size", 0)), created(record))
+        lun = notes.get("lun")
+        if not isinstance(lun, str) or not _NAME.match(lun):
+            return None
+        held_by = dig(record, "volume.name")
+        if held_by is not None and held_by != self.volume_name(lun):
+            return None
+        return Snapshot(str(record["name"]), lun, int(notes.get("size", 0)), created(record))
 
     async def find_lun(self, name: str) -> Record | None:
         return await self.client.first(f"reading LUN {name}", "lun", LUN_FIELDS, name=self.lun_path(name))
@@ -135,6 +149,7 @@ class OntapCore:
         return await self.client.first(f"reading FlexVol {name}", "volume", VOLUME_FIELDS, name=name)
 
     async def volume_snapshots(self, volume_uuid: str, **query: Any) -> list[Record]:
+        """The snapshots of a FlexVol that are lunbridge's snapshots of its own disk."""
         found = await self.client.records(
             f"listing the snapshots of FlexVol {volume_uuid}",
             "snapshot",
@@ -142,9 +157,16 @@ class OntapCore:
             (volume_uuid,),
             **query,
         )
-        for record in found:
-            self._snapshot_volumes[str(record["name"])] = volume_uuid
-        return found
+        own = [record for record in found if self.snapshot_of(record) is not None]
+        for record in own:
+            self.remember(str(record["name"]), volume_uuid)
+        return own
+
+    def remember(self, snapshot: str, volume_uuid: str) -> None:
+        """Where snapshot `snapshot` is (a FlexVol's UUID), or GONE."""
+        if len(self._snapshot_volumes) >= MAX_REMEMBERED:
+            self._snapshot_volumes.clear()
+        self._snapshot_volumes[snapshot] = volume_uuid
 
     async def our_volumes(self) -> list[Record]:
         return await self.client.records(
@@ -152,16 +174,56 @@ class OntapCore:
         )
 
     async def find_snapshot(self, name: str) -> Record | None:
-        """Snapshot `name` of any of lunbridge's FlexVols (the FlexVol last seen holding it
-        first, then every one)."""
+        """Snapshot `name` of any of lunbridge's FlexVols: the FlexVol known to hold it, else
+        every FlexVol, one call each (never for a snapshot this backend deleted)."""
         known = self._snapshot_volumes.get(name)
+        if known == GONE:
+            return None
         if known is not None:
-            found = await self.volume_snapshots(known, name=name)
-            if found:
-                return found[0]
+            with contextlib.suppress(NotFound):  # the FlexVol itself may be gone
+                found = await self.volume_snapshots(known, name=name)
+                if found:
+                    return found[0]
             self._snapshot_volumes.pop(name, None)
         for volume in await self.our_volumes():
             found = await self.volume_snapshots(str(volume["uuid"]), name=name)
             if found:
                 return found[0]
         return None
+
+    async def splitting_clones(self, volume: str, snapshot: str | None = None) -> list[str]:
+        """The FlexClones of FlexVol `volume` (made from `snapshot`, when given) that are not
+        yet split from it: while they are, ONTAP keeps the snapshot and the FlexVol."""
+        query: dict[str, Any] = {"clone.parent_volume.name": volume, "clone.is_flexclone": "true"}
+        if snapshot is not None:
+            query["clone.parent_snapshot.name"] = snapshot
+        found = await self.client.records(f"listing the FlexClones of {volume}", "volume", "name", **query)
+        return sorted(str(r["name"]) for r in found)
+
+    async def drop_volume_if_empty(self, volume: str) -> None:
+        """Delete FlexVol `volume` once it holds neither its disk's LUN nor a snapshot of it.
+        A LUN there under another name is a clone half made (a FlexClone whose LUN still has its
+        parent's name): it goes with the FlexVol, unless mapped. Busy while FlexClones of it
+        are still being split from it."""
+        held = await self.find_volume(volume)
+        if held is None:
+            return
+        disk = parse_comment(held.get("comment")).get("lun")
+        inside = await self.client.records(
+            f"reading the LUNs of FlexVol {volume}", "lun", "uuid,name,lun_maps", name=f"/vol/{volume}/*"
+        )
+        if any(isinstance(disk, str) and r.get("name") == f"/vol/{volume}/{disk}" for r in inside):
+            return
+        if any(r.get("lun_maps") for r in inside):
+            return  # someone uses what is in it: not ours to take away
+        uuid = str(held["uuid"])
+        if await self.volume_snapshots(uuid):
+            return
+        clones = await self.splitting_clones(volume)
+        if clones:
+            raise Busy(f"FlexVol {volume} waits for FlexClones {', '.join(clones)} to be split from it")
+        for record in inside:
+            await self.client.remove(
+                f"deleting the half-made LUN {record['name']}", "lun", {"uuid": record["uuid"]}
+            )
+        await self.client.remove(f"deleting FlexVol {volume}", "volume", {"uuid": uuid})

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from lunbridge.san import Transport
-from lunbridge.storage.base import DEFAULT_OS_TYPE, Chap, InitiatorGroup, Portal
+from lunbridge.san import Transport, canonical_initiators
+from lunbridge.storage.base import DEFAULT_OS_TYPE, Chap, InitiatorGroup, Portal, check_os_type
 from lunbridge.storage.base import Mapping as LunMap
 from lunbridge.storage.ontap.client import Record
 from lunbridge.storage.ontap.core import OntapCore, check_name, dig
@@ -34,9 +34,7 @@ class GroupOperations(OntapCore):
     def _igroup_of(self, record: Record) -> InitiatorGroup:
         return InitiatorGroup(
             name=str(record["name"]),
-            transport=Transport(
-                str(record.get("protocol", "iscsi")) if record.get("protocol") != "mixed" else "iscsi"
-            ),
+            transport=Transport.FCP if record.get("protocol") == "fcp" else Transport.ISCSI,
             initiators=tuple(sorted(str(i["name"]) for i in record.get("initiators") or [])),
             os_type=str(record.get("os_type", DEFAULT_OS_TYPE)),
         )
@@ -54,8 +52,10 @@ class GroupOperations(OntapCore):
         self, name: str, transport: Transport, initiators: list[str], os_type: str = DEFAULT_OS_TYPE
     ) -> InitiatorGroup:
         check_name("igroup", name)
-        wanted_os = self.config.igroup_os_type or str(os_type)
-        wanted = sorted(set(initiators))
+        wanted_os = self.config.igroup_os_type or str(check_os_type(os_type))
+        if transport not in tuple(Transport):
+            raise InvalidArgument(f"igroup {name} transport {transport!r} is not iscsi or fcp")
+        wanted = sorted(canonical_initiators(Transport(transport), initiators))
         found = await self._find_igroup(name)
         if found is None:
             body = {
@@ -91,8 +91,9 @@ class GroupOperations(OntapCore):
 
     async def add_initiators(self, name: str, initiators: list[str]) -> InitiatorGroup:
         found = await self._need_igroup(name)
-        present = set(self._igroup_of(found).initiators)
-        for initiator in sorted(set(initiators) - present):
+        group = self._igroup_of(found)
+        present = set(group.initiators)
+        for initiator in sorted(set(canonical_initiators(group.transport, initiators)) - present):
             await self.client.create(
                 f"adding initiator {initiator} to igroup {name}",
                 "igroup_initiator",
@@ -104,8 +105,9 @@ class GroupOperations(OntapCore):
 
     async def remove_initiators(self, name: str, initiators: list[str]) -> InitiatorGroup:
         found = await self._need_igroup(name)
-        present = set(self._igroup_of(found).initiators)
-        for initiator in sorted(set(initiators) & present):
+        group = self._igroup_of(found)
+        present = set(group.initiators)
+        for initiator in sorted(set(canonical_initiators(group.transport, initiators)) & present):
             await self.client.remove(
                 f"removing initiator {initiator} from igroup {name}",
                 "igroup_initiator",

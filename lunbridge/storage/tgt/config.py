@@ -17,7 +17,6 @@ from typing import Any
 
 from lunbridge import san
 from lunbridge.errors import InvalidArgument
-from lunbridge.san import Transport
 from lunbridge.storage.base import InitiatorGroup, Lun, Snapshot
 from lunbridge.storage.tgt.state import IgroupRecord, LunRecord, SnapshotRecord
 
@@ -156,11 +155,3 @@ def round_size(size_bytes: int) -> int:
     if not isinstance(size_bytes, int) or isinstance(size_bytes, bool) or size_bytes <= 0:
         raise InvalidArgument(f"LUN size {size_bytes!r} must be a positive number of bytes")
     return -(-size_bytes // BLOCK) * BLOCK
-
-
-def canonical_initiators(transport: Transport, initiators: list[str]) -> tuple[str, ...]:
-    """Canonical, de-duplicated initiators (IQNs for iSCSI, colon WWPNs for FCP), in order."""
-    if isinstance(initiators, str):
-        raise InvalidArgument("initiators must be a list of names, not one string")
-    canonical = san.iqn if transport is Transport.ISCSI else san.wwn
-    return tuple(dict.fromkeys(canonical(i) for i in initiators))

@@ -359,6 +359,10 @@ async def delete(svc: Services, disk: Disk, events: Events) -> None:
         scope += await steps.unmap_all(keep=None)
     await steps.rescan(hosts.unique(scope))
     if lun is None:
+        if disk.spec.reclaim_policy is ReclaimPolicy.DELETE:
+            # no LUN (never made, or deleted before a crash): the backend still takes away what
+            # it made on the way to one (ontap: the disk's FlexVol); a missing LUN is success
+            await storage.delete_lun(disk.lun_name)
         return
     await steps.save("unmap", phase=Phase.DELETING)
     if disk.spec.reclaim_policy is ReclaimPolicy.DELETE:

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from lunbridge.errors import Busy, Conflict, InvalidArgument, Unauthenticated, Unavailable
+from lunbridge.errors import AlreadyExists, Busy, Conflict, InvalidArgument, Unauthenticated, Unavailable
 from lunbridge.san import Transport
 from lunbridge.storage import factory
 from lunbridge.storage.base import Chap
 from lunbridge.storage.ontap import OntapBackend
+from lunbridge.storage.ontap.core import comment
 from tests.integration.backends import seen
 from tests.integration.backends.conftest import ontap_section
 from tests.lab.ontap import lab as ontap_lab
@@ -206,3 +207,89 @@ async def test_what_a_host_sees_of_a_lun_is_its_ontap_naa(
     await ontap.unmap_lun(lun.name, f"naa-{tag}")
     await ontap.delete_lun(lun.name)
     await ontap.delete_igroup(f"naa-{tag}")
+
+
+async def test_an_fcp_igroup_holds_wwpns_and_takes_maps(ontap: OntapBackend, tag: str) -> None:
+    """ONTAP masks to FC hosts too (the simulator records FC maps; it has no FC data plane)."""
+    wwpns = ["20:00:00:25:b5:aa:00:01", "20:00:00:25:b5:bb:00:01"]
+    group = await ontap.create_igroup(f"fc-{tag}", Transport.FCP, wwpns, "vmware")
+    assert (group.transport, group.initiators, group.os_type) == (Transport.FCP, tuple(wwpns), "vmware")
+    with pytest.raises(AlreadyExists):
+        await ontap.create_igroup(f"fc-{tag}", Transport.ISCSI, [HOST])
+    lun = await ontap.create_lun(f"fc-{tag}", 16 * MIB)
+    mapping = await ontap.map_lun(lun.name, f"fc-{tag}", 7)
+    assert mapping.lun_id == 7
+    assert await ontap.list_mappings(igroup=f"fc-{tag}") == [mapping]
+    with pytest.raises(InvalidArgument, match="FCP igroup"):
+        await ontap.set_chap(f"fc-{tag}", Chap(f"user-{tag}", "initiator-secret-9"))
+    await ontap.unmap_lun(lun.name, f"fc-{tag}")
+    await ontap.delete_lun(lun.name)
+    await ontap.delete_igroup(f"fc-{tag}")
+
+
+def _call(sim: ontap_lab.OntapSim, method: str, path: str, body: object = None) -> dict[str, Any]:
+    """One REST call straight to the simulator (what a crash leaves, made by hand), waited for."""
+    status, answer = ontap_lab.request(sim, method, path, body)
+    assert status in (200, 201, 202), answer
+    job = answer.get("job", {}).get("uuid") if isinstance(answer, dict) else None
+    deadline = time.monotonic() + 30
+    while job is not None:
+        _, state = ontap_lab.request(sim, "GET", f"/api/cluster/jobs/{job}?fields=state,message")
+        if state["state"] in ("success", "failure"):
+            assert state["state"] == "success", state
+            break
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
+    return dict(answer)
+
+
+def _volume(sim: ontap_lab.OntapSim, name: str) -> dict[str, Any]:
+    status, answer = ontap_lab.request(sim, "GET", f"/api/storage/volumes?name={name}&fields=uuid,clone")
+    assert status == 200, answer
+    [record] = answer["records"]
+    return dict(record)
+
+
+async def test_a_clone_cut_short_by_a_crash_is_finished_by_the_retry(
+    ontap: OntapBackend, sim: ontap_lab.OntapSim, tag: str
+) -> None:
+    origin = await ontap.create_lun(f"origin-{tag}", 16 * MIB)
+    await ontap.create_snapshot(origin.name, f"base-{tag}")
+    parent = ontap.volume_name(origin.name)
+    for name, renamed in ((f"crash-a-{tag}", False), (f"crash-b-{tag}", True)):
+        volume = ontap.volume_name(name)  # the FlexClone made before the crash
+        _call(sim, "POST", "/api/storage/volumes", {
+            "name": volume, "svm": {"name": sim.svm}, "comment": comment(lun=name, size=16 * MIB),
+            "clone": {"is_flexclone": True, "parent_volume": {"name": parent},
+                      "parent_snapshot": {"name": f"base-{tag}"}},
+        })  # fmt: skip
+        if renamed:  # ... and its LUN renamed, but not yet split
+            _, found = ontap_lab.request(sim, "GET", f"/api/storage/luns?name=/vol/{volume}/*")
+            change = {"name": f"/vol/{volume}/{name}", "comment": comment(pool="aggr1", source=f"base-{tag}")}
+            _call(sim, "PATCH", f"/api/storage/luns/{found['records'][0]['uuid']}", change)
+        assert _volume(sim, volume)["clone"]["is_flexclone"] is True
+        with pytest.raises(Busy, match="split"):
+            await ontap.delete_snapshot(f"base-{tag}")  # the unsplit clone holds it
+        clone = await ontap.clone_lun(f"base-{tag}", name)
+        assert clone.naa != origin.naa
+        assert clone.source_snapshot == f"base-{tag}"
+        assert [lun.name for lun in await ontap.list_luns() if lun.name.startswith("crash-")][-1] == name
+        assert _volume(sim, volume)["clone"].get("is_flexclone") is not True  # split now
+    await ontap.delete_snapshot(f"base-{tag}")
+    for name in (f"crash-a-{tag}", f"crash-b-{tag}", origin.name):
+        await ontap.delete_lun(name)
+        assert _volumes(sim, ontap.volume_name(name)) == []
+
+
+async def test_deleting_a_disk_takes_a_flexvol_a_crash_left_without_its_lun(
+    ontap: OntapBackend, sim: ontap_lab.OntapSim, tag: str
+) -> None:
+    name = f"half-{tag}"
+    volume = ontap.volume_name(name)
+    _call(sim, "POST", "/api/storage/volumes", {
+        "name": volume, "svm": {"name": sim.svm}, "aggregates": [{"name": "aggr1"}], "size": 256 * MIB,
+        "comment": comment(lun=name, size=16 * MIB),
+    })  # fmt: skip
+    assert name not in [lun.name for lun in await ontap.list_luns()]
+    await ontap.delete_lun(name)  # a missing LUN is success, and its FlexVol goes
+    assert _volumes(sim, volume) == []

@@ -24,8 +24,9 @@ from tests.lab.ontap.schema import gettable_path
 
 Json = dict[str, Any]
 
-# query parameters that are not fields, accepted on every collection or instance GET
-CONTROL = frozenset({"fields", "max_records", "return_records", "return_timeout", "order_by", "start.key"})
+# query parameters that are not fields, accepted on every call (return_timeout only on the
+# routes that take it: routes.py)
+CONTROL = frozenset({"fields", "max_records", "return_records", "order_by", "start.key"})
 
 
 def values_of(record: Any, dotted: str) -> list[Any]:

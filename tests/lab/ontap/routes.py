@@ -2,7 +2,8 @@
 
 Each route names the schema class its request bodies, query fields and answer records are
 checked against, and the query parameters it takes beyond fields and the common ones
-(`fields`, `max_records`, `return_records`, `return_timeout`, `order_by`).
+(`fields`, `max_records`, `return_records`, `order_by`); `return_timeout` only where ONTAP
+takes it (the mutations of volumes, snapshots and LUNs).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from tests.lab.ontap.sim import Request, Response, Sim
 Handler = Callable[[Sim, Request], Response]
 _SEG = "([^/]+)"
 _MAPPED = frozenset({"allow_delete_while_mapped"})
+# ONTAP takes return_timeout only on the calls that may run as jobs (volumes, snapshots, LUNs)
+_TIMED = frozenset({"return_timeout"})
 
 
 @dataclass(frozen=True)
@@ -69,20 +72,20 @@ ROUTES = (
     _r("GET", "/api/network/ip/interfaces", system.interfaces, IpInterfaceSchema),
     _r("GET", "/api/network/ip/interfaces/{}", system.interface, IpInterfaceSchema),
     _r("GET", _VOL, volumes.get_all, VolumeSchema),
-    _r("POST", _VOL, volumes.post, VolumeSchema),
+    _r("POST", _VOL, volumes.post, VolumeSchema, _TIMED),
     _r("GET", _VOL + "/{}", volumes.get_one, VolumeSchema),
-    _r("PATCH", _VOL + "/{}", volumes.patch, VolumeSchema, volumes.RESTORE_QUERY),
-    _r("DELETE", _VOL + "/{}", volumes.delete, VolumeSchema),
+    _r("PATCH", _VOL + "/{}", volumes.patch, VolumeSchema, volumes.RESTORE_QUERY | _TIMED),
+    _r("DELETE", _VOL + "/{}", volumes.delete, VolumeSchema, _TIMED),
     _r("GET", _SNAP, snapshots.get_all, SnapshotSchema),
-    _r("POST", _SNAP, snapshots.post, SnapshotSchema),
+    _r("POST", _SNAP, snapshots.post, SnapshotSchema, _TIMED),
     _r("GET", _SNAP + "/{}", snapshots.get_one, SnapshotSchema),
-    _r("PATCH", _SNAP + "/{}", snapshots.patch, SnapshotSchema),
-    _r("DELETE", _SNAP + "/{}", snapshots.delete, SnapshotSchema),
+    _r("PATCH", _SNAP + "/{}", snapshots.patch, SnapshotSchema, _TIMED),
+    _r("DELETE", _SNAP + "/{}", snapshots.delete, SnapshotSchema, _TIMED),
     _r("GET", _LUN, luns.get_all, LunSchema),
-    _r("POST", _LUN, luns.post, LunSchema),
+    _r("POST", _LUN, luns.post, LunSchema, _TIMED),
     _r("GET", _LUN + "/{}", luns.get_one, LunSchema),
-    _r("PATCH", _LUN + "/{}", luns.patch, LunSchema),
-    _r("DELETE", _LUN + "/{}", luns.delete, LunSchema, _MAPPED),
+    _r("PATCH", _LUN + "/{}", luns.patch, LunSchema, _TIMED),
+    _r("DELETE", _LUN + "/{}", luns.delete, LunSchema, _MAPPED | _TIMED),
     _r("GET", _IG, igroups.get_all, IgroupSchema),
     _r("POST", _IG, igroups.post, IgroupSchema),
     _r("GET", _IG + "/{}", igroups.get_one, IgroupSchema),

@@ -106,7 +106,7 @@ _POSTABLE = [
     "name", "svm", "aggregates", "size", "guarantee.type", "snapshot_policy.name", "comment",
     "space.snapshot.reserve_percent", "state", "style", "type", "clone.is_flexclone",
     "clone.parent_volume.name", "clone.parent_volume.uuid", "clone.parent_snapshot.name",
-    "clone.parent_snapshot.uuid", "autosize.mode",
+    "clone.parent_snapshot.uuid", "autosize.mode", "autosize.maximum",
 ]  # fmt: skip
 
 
@@ -197,7 +197,8 @@ def _flexclone(sim: Sim, body: Json, uuid: str, name: str) -> Volume:
     return vol
 
 
-_PATCHABLE = ["size", "comment", "name", "clone.split_initiated", "guarantee.type"]
+_PATCHABLE = ["size", "comment", "name", "clone.split_initiated", "guarantee.type", "autosize.mode",
+              "autosize.maximum"]  # fmt: skip
 
 
 def patch(sim: Sim, req: Request) -> Response:

@@ -125,12 +125,15 @@ async def test_delete_completes_when_the_vm_or_the_lun_is_already_gone(vm_gone: 
     if lun_gone:  # a storage admin removed it
         await lab.storage.unmap_lun(lun.name, "cluster-c1")
         await lab.storage.delete_lun(lun.name)
+    deletes = len(lab.storage.called("delete_lun"))
     await lab.delete("d1")
     assert "d1" not in lab.kube.disks
     assert lab.operator.failures == []
     assert lab.storage.luns == {}
     assert lab.storage.maps == []
     assert lab.hypervisor.all_rdms() == []
+    if lun_gone:  # the backend still got to take away what it made on the way to the LUN
+        assert lab.storage.called("delete_lun")[deletes:] == [(lun.name,)]
 
 
 async def test_a_periodic_recheck_of_a_ready_disk_writes_nothing() -> None:
