@@ -137,6 +137,7 @@ def verifier(lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest) -> Iterator[str
     csi.start_node_service(kvm_guest, lab.node_endpoint, extra=checks, **csi.node_channel(lab))
     yield lab.guest_node
     csi.stop_node_service(kvm_guest)
+    kubectl(lab, "delete", "lbnode", lab.guest_node, "--ignore-not-found")  # what it published
 
 
 @pytest.fixture

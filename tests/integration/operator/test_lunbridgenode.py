@@ -40,7 +40,9 @@ NAMESPACE = "lunbridge-node-test"  # not the chart tests' namespace: they instal
 
 @pytest.fixture(scope="module")
 def initiator_node(lab: LabState, kvm_guest: libvirt_lab.LibvirtGuest) -> Iterator[str]:
-    """The guest's node plugin in `initiator` mode, iscsid giving it its own IQN."""
+    """The guest's node plugin in `initiator` mode, iscsid giving it its own IQN (what an
+    earlier plugin in the guest published is gone first, so the decision read is this one's)."""
+    kubectl(lab, "delete", "lbnode", lab.guest_node, "--ignore-not-found")
     iscsi.start_iscsid(kvm_guest)
     csi.start_initiator_node_service(kvm_guest, lab)
     yield lab.guest_node
