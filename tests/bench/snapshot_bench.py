@@ -22,7 +22,7 @@ from typing import Any
 
 from lunbridge.api import API_VERSION
 from lunbridge.storage.tgt import TgtBackend, TgtConfig
-from tests.bench.operator_bench import _apply
+from tests.bench.kubewatch import apply
 from tests.lab import lab, operator
 from tests.lab.lab import LabState, kubectl
 
@@ -86,7 +86,7 @@ def _floor(state: LabState, lun: str) -> tuple[float, float]:
 def measure(state: LabState) -> None:
     for label, size in SIZES.items():
         disk = f"bench-snap-{uuid.uuid4().hex[:6]}"
-        _apply(state, [{"apiVersion": API_VERSION, "kind": "VirtualDisk", "metadata": {"name": disk},
+        apply(state, [{"apiVersion": API_VERSION, "kind": "VirtualDisk", "metadata": {"name": disk},
                         "spec": {"size": str(size)}}])  # fmt: skip
         _, made = _wait(state, "vdisk", disk, lambda s: s.get("phase") == "Ready")
         lun = made["status"]["lun"]["name"]
@@ -94,11 +94,11 @@ def measure(state: LabState) -> None:
         _fill(Path(state.env()["LUNBRIDGE_TGT_POOL_DIR"]) / "luns" / f"{lun}.img", size)
         filled = time.monotonic() - started
         snap = f"{disk}-snap"
-        _apply(state, [{"apiVersion": API_VERSION, "kind": "DiskSnapshot", "metadata": {"name": snap},
+        apply(state, [{"apiVersion": API_VERSION, "kind": "DiskSnapshot", "metadata": {"name": snap},
                         "spec": {"source": {"virtualDisk": disk}}}])  # fmt: skip
         cut, _ = _wait(state, "dsnap", snap, lambda s: s.get("readyToUse"))
         restored = f"{disk}-restored"
-        _apply(state, [{"apiVersion": API_VERSION, "kind": "VirtualDisk", "metadata": {"name": restored},
+        apply(state, [{"apiVersion": API_VERSION, "kind": "VirtualDisk", "metadata": {"name": restored},
                         "spec": {"size": str(size), "source": {"snapshot": snap}}}])  # fmt: skip
         restore, _ = _wait(state, "vdisk", restored, lambda s: s.get("phase") == "Ready")
         floor_cut, floor_clone = _floor(state, lun)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lunbridge.api import API_VERSION
-from tests.bench.operator_bench import _apply
+from tests.bench.kubewatch import apply
 from tests.bench.snapshot_bench import _wait
 from tests.integration.operator.guestdisk import find_in_guest
 from tests.lab import lab, services
@@ -39,7 +39,7 @@ def _done(status: dict[str, Any]) -> bool:
 
 def measure_one(state: LabState, guest: libvirt_lab.LibvirtGuest, fs: str) -> str:
     disk = f"bench-verify-{fs}-{uuid.uuid4().hex[:6]}"
-    _apply(state, [{"apiVersion": API_VERSION, "kind": "VirtualDisk", "metadata": {"name": disk},
+    apply(state, [{"apiVersion": API_VERSION, "kind": "VirtualDisk", "metadata": {"name": disk},
                     "spec": {"size": "1Gi", "nodeName": state.guest_node}}])  # fmt: skip
     _, made = _wait(state, "vdisk", disk, lambda s: s.get("phase") == "Ready")
     sd = find_in_guest(guest, made)
@@ -47,11 +47,11 @@ def measure_one(state: LabState, guest: libvirt_lab.LibvirtGuest, fs: str) -> st
     guest.run(f"{MKFS[fs]} /dev/{sd} && mkdir -p {mount} && mount /dev/{sd} {mount} && "
               + FILL.format(m=shlex.quote(mount)), timeout=900, check=True)  # fmt: skip
     snap = f"{disk}-snap"
-    _apply(state, [{"apiVersion": API_VERSION, "kind": "DiskSnapshot", "metadata": {"name": snap},
+    apply(state, [{"apiVersion": API_VERSION, "kind": "DiskSnapshot", "metadata": {"name": snap},
                     "spec": {"source": {"virtualDisk": disk}}}])  # fmt: skip
     _wait(state, "dsnap", snap, lambda s: s.get("readyToUse"))
     verification = f"{disk}-verify"
-    _apply(state, [{"apiVersion": API_VERSION, "kind": "DiskVerification", "metadata": {"name": verification},
+    apply(state, [{"apiVersion": API_VERSION, "kind": "DiskVerification", "metadata": {"name": verification},
                     "spec": {"snapshot": snap, "verifierNode": state.guest_node}}])  # fmt: skip
     verify_took, verified = _wait(state, "dverify", verification, _done, timeout=900)
     result = verified["status"]
@@ -59,7 +59,7 @@ def measure_one(state: LabState, guest: libvirt_lab.LibvirtGuest, fs: str) -> st
     kubectl(state, "patch", "vdisk", disk, "--type=merge", "-p", '{"spec":{"nodeName":null}}')
     _wait(state, "vdisk", disk, lambda s: s.get("phase") == "Ready" and not s.get("attachment"))
     restore = f"{disk}-restore"
-    _apply(state, [{"apiVersion": API_VERSION, "kind": "DiskRestore", "metadata": {"name": restore},
+    apply(state, [{"apiVersion": API_VERSION, "kind": "DiskRestore", "metadata": {"name": restore},
                     "spec": {"virtualDisk": disk, "snapshot": snap}}])  # fmt: skip
     restore_took, restored = _wait(state, "drestore", restore, _done)
     kubectl(state, "delete", "drestore", restore, "--wait=false")
