@@ -289,7 +289,7 @@ class Libvirt(SessionClient):
             attachment = self._attachment(vm, (await self._state(vm)).devices, naa, address)
         if attachment is None:
             raise Conflict(f"cannot {what}: libvirt accepted the disk but the domain shows none for {naa}")
-        log.info("attached %s to domain %s: %s", naa, vm.name, attachment)
+        log.info("attached %s to domain %s at %s", naa, vm.name, attachment.describe())
         return attachment
 
     async def list_lun_disks(self) -> list[LunDisk]:

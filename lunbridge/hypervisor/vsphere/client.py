@@ -186,7 +186,7 @@ class VSphere(SessionClient):
             attachment = self._attachment(vm, await self._devices(vm), naa)
         if attachment is None:
             raise Conflict(f"cannot {what}: the task succeeded but the VM shows no RDM of {naa}")
-        log.info("attached %s to VM %s: %s", naa, vm.name, attachment)
+        log.info("attached %s to VM %s at %s", naa, vm.name, attachment.describe())
         return attachment
 
     async def list_lun_disks(self) -> list[LunDisk]:
