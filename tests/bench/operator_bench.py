@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import statistics
 import time
@@ -67,7 +68,8 @@ class Floor:
         lun = await tgt.create_lun(f"floor-{uuid.uuid4().hex[:8]}", 64 << 20)
         vm = await vsphere.find_vm(vm_ref)
         hosts = await vsphere.cluster_hosts(vm.host) if scope is Scope.CLUSTER else [vm.host]
-        group = f"floor-{scope}-{hosts[0].name if scope is Scope.HOST else 'c'}".lower().replace("_", "-")
+        # one igroup per set of hosts (a cluster, or a standalone host), as an admin would keep
+        group = "floor-" + hashlib.sha256(",".join(sorted(h.name for h in hosts)).encode()).hexdigest()[:12]
         async with self.groups.setdefault(group, asyncio.Lock()):
             if group not in {g.name for g in await tgt.list_igroups()}:
                 initiators = await vsphere.vm_initiators(vm, scope)
