@@ -43,6 +43,9 @@ class VSphere(SessionClient):
         self.session: Session = Session(config, workers=workers, task_timeout=task_timeout)
         self._vm_locks = KeyedLocks[str]()
         self._rescans = Coalescer[str]()  # per host id
+        # a host's LUN list is one large read: callers that ask at once share the next one
+        self._lun_reads = Coalescer[str]()  # per host id
+        self._lun_lists: dict[str, dict[str, rdm.HostLun]] = {}
 
     def __repr__(self) -> str:
         return f"VSphere({self.session!r})"
@@ -146,19 +149,25 @@ class VSphere(SessionClient):
             disk_key=disk.key,
         )
 
+    async def _host_lun(self, host: Host, naa: str) -> rdm.HostLun | None:
+        """LUN `naa` as `host` lists it now: from a read of the host's LUN list that started
+        after this call (shared with every caller that asked for the same host meanwhile)."""
+
+        async def read() -> None:
+            what = f"list the LUNs of host {host.name}"
+            self._lun_lists[host.id] = await self.session.run(what, lambda api: rdm.host_luns(api, host.id))
+
+        await self._lun_reads.run(host.id, read)
+        return self._lun_lists.get(host.id, {}).get(naa)
+
     async def sees_lun(self, host: Host, naa: str) -> bool:
-        naa = san.naa(naa)
-        found = await self.session.run(
-            f"look for LUN {naa} on host {host.name}", lambda api: rdm.find_lun(api, host.id, naa)
-        )
-        return found is not None
+        return await self._host_lun(host, san.naa(naa)) is not None
 
     async def _visible_lun(self, host: Host, naa: str) -> rdm.HostLun:
-        what = f"look for LUN {naa} on host {host.name}"
-        lun = await self.session.run(what, lambda api: rdm.find_lun(api, host.id, naa))
+        lun = await self._host_lun(host, naa)
         if lun is None:
             await self.rescan(host)
-            lun = await self.session.run(what, lambda api: rdm.find_lun(api, host.id, naa))
+            lun = await self._host_lun(host, naa)
         if lun is None:
             raise Conflict(
                 f"LUN {naa} is not visible to host {host.name} even after a rescan of its HBAs: the LUN "

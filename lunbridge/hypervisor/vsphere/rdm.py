@@ -109,18 +109,21 @@ def read_devices(api: Api, vm_id: str) -> tuple[VmDevices, dict[int, Any]]:
     return model, {int(dev.key): dev for dev in raw}
 
 
-def find_lun(api: Api, host_id: str, naa: str) -> HostLun | None:
-    """The LUN whose canonical name is `naa` among the host's SCSI LUNs, or None."""
+def host_luns(api: Api, host_id: str) -> dict[str, HostLun]:
+    """Every SCSI LUN the host lists (one read of its storage device list), by canonical name
+    (`naa.…`, lowercase)."""
     host_obj = api.ref("HostSystem", host_id)
     luns = api.props(host_obj, ("config.storageDevice.scsiLun",)).get("config.storageDevice.scsiLun") or []
+    found: dict[str, HostLun] = {}
     for lun in luns:
-        if str(lun.canonicalName or "").lower() != naa:
-            continue
+        name = str(lun.canonicalName or "").lower()
         path = getattr(lun, "devicePath", None) or lun.deviceName
         capacity = getattr(lun, "capacity", None)
         size = int(capacity.block) * int(capacity.blockSize) if capacity is not None else None
-        return HostLun(canonical_name=naa, uuid=str(lun.uuid), device_path=str(path), capacity_bytes=size)
-    return None
+        found[name] = HostLun(
+            canonical_name=name, uuid=str(lun.uuid), device_path=str(path), capacity_bytes=size
+        )
+    return found
 
 
 def add_rdm(api: Api, vm_id: str, slot: Slot, lun: HostLun) -> Any:
