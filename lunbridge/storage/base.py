@@ -8,12 +8,27 @@ method is a coroutine and never blocks the event loop.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from lunbridge.errors import InvalidArgument
 from lunbridge.san import Transport
+
+# the names lunbridge gives LUNs, igroups, snapshots and pools (from Kubernetes names and UIDs)
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """A LUN, igroup, snapshot or pool name: a DNS label, as every backend takes it (tgt makes
+    it a file name and a target IQN suffix; ontap a LUN path and a FlexVol name)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidArgument(
+            f"{kind} name {name!r} is invalid: use 1-63 lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    return name
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from lunbridge.models import (
     ObjectMeta,
     PublishContext,
 )
-from lunbridge.storage.tgt.config import check_name
+from lunbridge.storage.base import check_name
 from lunbridge_operator.reconcile import initiatorgroup as reconcile_igroup
 from tests.fakes import Lab
 

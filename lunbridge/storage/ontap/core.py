@@ -15,17 +15,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from lunbridge.concurrency import KeyedLocks
 from lunbridge.errors import Busy, InvalidArgument, NotFound
-from lunbridge.storage.base import Lun, Snapshot
+from lunbridge.storage.base import Lun, Snapshot, check_name
 from lunbridge.storage.ontap.client import OntapClient, Record
 from lunbridge.storage.ontap.identity import naa_from_serial
 
-_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$")
 LUN_FIELDS = "uuid,name,serial_number,space.size,comment,location.volume.name,location.volume.uuid,lun_maps"
 VOLUME_FIELDS = "uuid,name,size,comment,clone.is_flexclone,clone.split_initiated"
 SNAPSHOT_FIELDS = "uuid,name,create_time,comment,volume.name,volume.uuid"
@@ -33,16 +31,6 @@ LUN_OS_TYPE = "linux"  # the OS that reads the LUN: a Kubernetes node (through a
 MIB = 1 << 20
 GONE = ""  # a snapshot this backend deleted, in OntapCore's memory of where snapshots are
 MAX_REMEMBERED = 100_000
-
-
-def check_name(kind: str, name: str) -> str:
-    """A LUN, igroup or snapshot name lunbridge gives (its DNS-label names, as on tgt)."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidArgument(
-            f"{kind} name {name!r} is invalid: use 1-63 lowercase letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit"
-        )
-    return name
 
 
 def volume_size(lun_bytes: int) -> int:
@@ -129,7 +117,11 @@ class OntapCore:
         names a LUN of another FlexVol)."""
         notes = parse_comment(record.get("comment"))
         lun = notes.get("lun")
-        if not isinstance(lun, str) or not _NAME.match(lun):
+        if not isinstance(lun, str):
+            return None
+        try:
+            check_name("LUN", lun)
+        except InvalidArgument:
             return None
         held_by = dig(record, "volume.name")
         if held_by is not None and held_by != self.volume_name(lun):

@@ -12,10 +12,10 @@ from typing import Any
 
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from lunbridge.san import Transport, canonical_initiators
-from lunbridge.storage.base import DEFAULT_OS_TYPE, Chap, InitiatorGroup, Portal, check_os_type
+from lunbridge.storage.base import DEFAULT_OS_TYPE, Chap, InitiatorGroup, Portal, check_name, check_os_type
 from lunbridge.storage.base import Mapping as LunMap
 from lunbridge.storage.ontap.client import Record
-from lunbridge.storage.ontap.core import OntapCore, check_name, dig
+from lunbridge.storage.ontap.core import OntapCore, dig
 
 IGROUP_FIELDS = "uuid,name,protocol,os_type,initiators.name,lun_maps.lun.name,lun_maps.logical_unit_number"
 MAP_FIELDS = "lun.name,lun.uuid,igroup.name,igroup.uuid,logical_unit_number"

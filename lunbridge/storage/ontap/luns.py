@@ -9,12 +9,11 @@ to grow back to on the FlexVol.
 from __future__ import annotations
 
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from lunbridge.storage.base import Lun, Pool
+from lunbridge.storage.base import Lun, Pool, check_name
 from lunbridge.storage.ontap.client import Record
 from lunbridge.storage.ontap.core import (
     LUN_OS_TYPE,
     OntapCore,
-    check_name,
     comment,
     dig,
     parse_comment,

@@ -13,13 +13,12 @@ import asyncio
 import time
 
 from lunbridge.errors import AlreadyExists, Busy, Conflict, NotFound
-from lunbridge.storage.base import Lun, Snapshot
+from lunbridge.storage.base import Lun, Snapshot, check_name
 from lunbridge.storage.ontap.client import Record
 from lunbridge.storage.ontap.core import (
     GONE,
     SNAPSHOT_FIELDS,
     OntapCore,
-    check_name,
     comment,
     created,
     dig,

@@ -17,12 +17,11 @@ from typing import Any
 
 from lunbridge import san
 from lunbridge.errors import InvalidArgument
-from lunbridge.storage.base import InitiatorGroup, Lun, Snapshot
+from lunbridge.storage.base import InitiatorGroup, Lun, Snapshot, check_name
 from lunbridge.storage.tgt.state import IgroupRecord, LunRecord, SnapshotRecord
 
 MAX_LUN_ID = 255
 BLOCK = 512
-_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$")
 _SETTINGS = {"portal", "nodePortals", "controlPort", "poolDir", "pools", "stateFile", "iqnPrefix",
              "timeoutSeconds", "copyTimeoutSeconds"}  # fmt: skip
 _PORTAL = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
@@ -37,16 +36,6 @@ def check_lun_id(lun_id: int | None) -> None:
             f"LUN id {lun_id!r} must be 1..{MAX_LUN_ID}: 0 is tgt's controller, and tgt "
             "addresses ids above 255 in a way hosts read differently"
         )
-
-
-def check_name(kind: str, name: str) -> str:
-    """A LUN, igroup, snapshot or pool name: it becomes a file name and a target IQN suffix."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidArgument(
-            f"{kind} name {name!r} is invalid: use 1-63 lowercase letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit"
-        )
-    return name
 
 
 @dataclass(frozen=True)

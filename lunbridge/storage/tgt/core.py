@@ -20,10 +20,10 @@ from pathlib import Path
 from lunbridge.command import Runner, run
 from lunbridge.errors import NotFound, Unavailable
 from lunbridge.san import Transport
-from lunbridge.storage.base import Pool, Portal
+from lunbridge.storage.base import Pool, Portal, check_name
 from lunbridge.storage.tgt import chap
 from lunbridge.storage.tgt.admin import Tgtadm
-from lunbridge.storage.tgt.config import TgtConfig, check_name
+from lunbridge.storage.tgt.config import TgtConfig
 from lunbridge.storage.tgt.files import pool_usage
 from lunbridge.storage.tgt.state import IgroupRecord, LunRecord, State, StateFile
 from lunbridge.storage.tgt.sync import DesiredLu, DesiredTarget, reconcile

@@ -9,10 +9,10 @@ from dataclasses import replace
 
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded
 from lunbridge.san import Transport, canonical_initiators
-from lunbridge.storage.base import DEFAULT_OS_TYPE, Chap, InitiatorGroup, check_os_type
+from lunbridge.storage.base import DEFAULT_OS_TYPE, Chap, InitiatorGroup, check_name, check_os_type
 from lunbridge.storage.base import Mapping as LunMap
 from lunbridge.storage.tgt import chap as chaps
-from lunbridge.storage.tgt.config import MAX_LUN_ID, check_lun_id, check_name, igroup_of
+from lunbridge.storage.tgt.config import MAX_LUN_ID, check_lun_id, igroup_of
 from lunbridge.storage.tgt.core import TgtCore
 from lunbridge.storage.tgt.state import IgroupRecord, MapRecord
 

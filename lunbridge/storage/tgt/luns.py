@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
-from lunbridge.storage.base import Lun, Snapshot
-from lunbridge.storage.tgt.config import check_name, lun_of, round_size, snapshot_of
+from lunbridge.storage.base import Lun, Snapshot, check_name
+from lunbridge.storage.tgt.config import lun_of, round_size, snapshot_of
 from lunbridge.storage.tgt.core import TgtCore
 from lunbridge.storage.tgt.fence import io_fenced
 from lunbridge.storage.tgt.files import NoReflink, clone_file, cut, grow_file, make_sparse
