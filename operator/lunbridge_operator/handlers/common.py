@@ -172,6 +172,7 @@ async def delete_blocked(
 
 async def crash_after(kind: str, step: str) -> None:
     """Fault injection for tests: LUNBRIDGE_CRASH_AFTER_STEP=Kind:step kills the operator with
-    SIGKILL right after that step's result was written, to prove that a restart resumes."""
+    SIGKILL right after that step (and its status write, where it has one), to prove that a
+    restart resumes."""
     if os.environ.get("LUNBRIDGE_CRASH_AFTER_STEP") == f"{kind}:{step}":
         os.kill(os.getpid(), signal.SIGKILL)

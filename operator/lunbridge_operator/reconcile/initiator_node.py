@@ -100,7 +100,7 @@ async def serve(steps: DiskSteps, lun: Lun, node: LunbridgeNode) -> None:
     if changed:
         steps.events("Mapped", f"mapped {lun.name} as LUN {mapping.lun_id} to igroup {name} "
                                f"({', '.join(wanted)}) of node {node.name}")  # fmt: skip
-    await steps.save("map", phase=Phase.MAPPING)
+    await steps.save("map", phase=Phase.MAPPING, write=False)
     # a disk that moved here from another node or host leaves that igroup
     await steps.rescan(await steps.unmap_all(keep=name))
     target, portals = None, []

@@ -7,8 +7,12 @@ its own igroup instead, and no hypervisor call. Down, behind the finalizer: deta
 rescan -> delete the LUN unless Retain.
 
 Every step is idempotent by name (the LUN is named from the object's UID, the igroup from the
-host or cluster), and its result is written to status before the next step starts, so an
-operator killed at any point resumes instead of repeating, and leaves no orphan.
+host or cluster), so an operator killed at any point resumes instead of repeating, and leaves
+no orphan. Status is written where a restart or a teardown needs it, and no more often (each
+write is a PATCH and a watch event): before the attach (it records the VM about to get the
+RDM, which a teardown after a crash there must find), at the end, and after a detach. A crash
+before the first write leaves the LUN and its map to be found by their names, and a delete
+reads the maps from the backend, not from status.
 """
 
 from __future__ import annotations
@@ -61,15 +65,20 @@ class DiskSteps:
         # a periodic re-check of a Ready disk: it stays Ready, and only changes are told
         self.settled = disk.settled
 
-    async def save(self, step: str, phase: Phase | None = None, message: str | None = None) -> None:
-        """Write status (if it changed) before the next step runs."""
+    async def save(
+        self, step: str, phase: Phase | None = None, message: str | None = None, *, write: bool = True
+    ) -> None:
+        """Close `step`: its phase in the working copy, which is written (if it changed) before
+        the next step runs, or with `write=False` carried by the next write (a step whose
+        result a restart finds by name)."""
         status = self.disk.status
         if phase and not (self.settled and phase is not Phase.READY):
             status.phase = phase
         if message is not None:
             status.message = message
         status.observed_generation = self.disk.generation
-        await self.disk.save(self.svc)
+        if write:
+            await self.disk.save(self.svc)
         if self.svc.after_step is not None:
             await self.svc.after_step(KIND, step)
 
@@ -98,7 +107,7 @@ class DiskSteps:
         record.naa, record.size_bytes = lun.naa, lun.size_bytes
         self.condition(Cond.PROVISIONED, True, "LunCreated",
                        f"LUN {lun.name} exists on storage backend {self.backend_name}")  # fmt: skip
-        await self.save("provision", phase=Phase.PROVISIONING)
+        await self.save("provision", phase=Phase.PROVISIONING, write=False)
         return lun
 
     async def _create(self) -> Lun:
@@ -180,7 +189,7 @@ class DiskSteps:
             self.events(
                 "Mapped", f"mapped {lun.name} as LUN {mapping.lun_id} to igroup {name} ({', '.join(wanted)})"
             )
-        await self.save("map", phase=Phase.MAPPING)
+        await self.save("map", phase=Phase.MAPPING, write=False)
         return name, vm.host
 
     async def reveal(self, scope_hosts: list[Host], vm: Vm, node_name: str, provider_id: str) -> None:

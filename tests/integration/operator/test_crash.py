@@ -19,8 +19,9 @@ from tests.lab import vcsim as vcsim_lab
 from tests.lab.lab import LabState, kubectl
 
 HANDLED = "kopf.zalando.org/last-handled-configuration"
-# the phase status shows once each step is recorded (reconcile/virtualdisk.py `save`)
-PHASE_AFTER = {"provision": "Provisioning", "map": "Mapping", "rescan": "Attaching", "attach": "Ready"}
+# the phase status shows after each step (reconcile/virtualdisk.py `save`): none after the
+# provision and the map, whose results a restart finds by name, so they write no status
+PHASE_AFTER = {"provision": None, "map": None, "rescan": "Attaching", "attach": "Ready"}
 
 
 def handled(disk: dict[str, Any] | None) -> bool:
@@ -53,7 +54,7 @@ def test_killed_after_a_step_the_restarted_operator_converges_without_duplicates
     own_operator.wait_dead()
     at_crash = observe.get(lab, "vdisk", name)
     assert at_crash is not None
-    assert at_crash["status"]["phase"] == PHASE_AFTER[step]
+    assert (at_crash.get("status") or {}).get("phase") == PHASE_AFTER[step]
 
     restarted = time.monotonic()
     own_operator.start()

@@ -151,3 +151,14 @@ async def test_a_periodic_recheck_of_a_ready_disk_writes_nothing() -> None:
     assert len(lab.operator.events) == events
     assert (dict(storage.luns), list(storage.maps), dict(storage.igroups), lab.rdms("node-a")) == held
     assert len(storage.called("get_lun")) > looked  # it did check
+
+
+async def test_a_create_writes_status_twice_before_the_attach_and_when_ready() -> None:
+    """Each status write is a PATCH and a watch event for every watcher: the provision and the
+    map are found again by name, so only the VM about to get the RDM and the end are written."""
+    lab = Lab.build(default_scope=Scope.HOST)
+    await lab.create_disk("d1", node_name="node-a")
+    writes = [status for plural, name, status in lab.kube.called("patch_status") if name == "d1"]
+    assert [w.get("phase") for w in writes] == ["Attaching", "Ready"]
+    assert writes[0]["attachment"]["vmId"] == lab.vms["node-a"].id
+    assert writes[0]["lun"]["naa"] == lab.lun("d1").naa
