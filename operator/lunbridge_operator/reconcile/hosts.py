@@ -10,6 +10,7 @@ never blocks a delete (a rescan after an unmap is best effort).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lunbridge.api import INITIATOR_GROUP_PLURAL
@@ -29,23 +30,23 @@ class HostProblems:
         return "; ".join(f"host {name}: {why}" for name, why in sorted(self.failed.items()))
 
 
-async def reveal(
-    hypervisor: Hypervisor, hosts: list[Host], vm_host: Host, portal: str | None
-) -> HostProblems:
-    """Send-target discovery of `portal` (when given) and a rescan on every host, each on its
-    own. The VM's host must succeed (its error is raised); the others' errors are returned."""
+async def reveal(hypervisor: Hypervisor, host: Host, portal: str | None) -> None:
+    """Send-target discovery of `portal` (when given), then a rescan, on `host`."""
+    if portal:
+        await hypervisor.ensure_iscsi_portal([host], portal)
+    await hypervisor.rescan(host)
 
-    async def one(host: Host) -> None:
-        if portal:
-            await hypervisor.ensure_iscsi_portal([host], portal)
-        await hypervisor.rescan(host)
 
-    results = await asyncio.gather(*(one(host) for host in hosts), return_exceptions=True)
+async def reveal_best_effort(hypervisor: Hypervisor, hosts: list[Host], portal: str | None) -> HostProblems:
+    """`reveal` on each host on its own (none runs the VM): every error is returned, none raised."""
+    results = await asyncio.gather(*(reveal(hypervisor, h, portal) for h in hosts), return_exceptions=True)
+    return _problems(hosts, results)
+
+
+def _problems(hosts: list[Host], results: Sequence[object]) -> HostProblems:
     problems = HostProblems()
     for host, result in zip(hosts, results, strict=True):
         if isinstance(result, LunbridgeError):
-            if host.id == vm_host.id:
-                raise result
             problems.failed[host.name] = str(result)
         elif isinstance(result, BaseException):
             raise result
@@ -67,14 +68,9 @@ async def not_seeing(hypervisor: Hypervisor, hosts: list[Host], naa: str, proble
 
 async def rescan_best_effort(hypervisor: Hypervisor, hosts: list[Host]) -> HostProblems:
     """Rescan every host; a host that cannot is reported, not raised."""
-    results = await asyncio.gather(*(hypervisor.rescan(h) for h in hosts), return_exceptions=True)
-    problems = HostProblems()
-    for host, result in zip(hosts, results, strict=True):
-        if isinstance(result, LunbridgeError):
-            problems.failed[host.name] = str(result)
-        elif isinstance(result, BaseException):
-            raise result
-    return problems
+    return _problems(
+        hosts, await asyncio.gather(*(hypervisor.rescan(h) for h in hosts), return_exceptions=True)
+    )
 
 
 def unique(found: list[Host]) -> list[Host]:

@@ -61,7 +61,7 @@ class DiskSteps:
         self.disk = disk
         self.events = events
         self.backend_name, self.storage = disk.backend(svc)
-        self.host_problems = hosts.HostProblems()
+        self.host_problems = hosts.HostProblems()  # the other hosts of a cluster scope
         # a periodic re-check of a Ready disk: it stays Ready, and only changes are told
         self.settled = disk.settled
 
@@ -192,16 +192,14 @@ class DiskSteps:
         await self.save("map", phase=Phase.MAPPING, write=False)
         return name, vm.host
 
-    async def reveal(self, scope_hosts: list[Host], vm: Vm, node_name: str, provider_id: str) -> None:
-        """Make the host(s) see the LUN: iSCSI discovery of the portal, then a rescan, each
-        host on its own (only the VM's host must succeed). The VM about to get the RDM is
-        recorded with this step, so a teardown after a crash in the attach finds it in status
-        (and a disk that never got that far needs no VM lookup)."""
-        portal = self.svc.portals.get(self.backend_name) if self.svc.transport.value == "iscsi" else None
+    async def reveal(self, vm: Vm, node_name: str, provider_id: str) -> None:
+        """Make the VM's host see the LUN: iSCSI discovery of the portal, then a rescan. The VM
+        about to get the RDM is recorded with this step, so a teardown after a crash in the
+        attach finds it in status (and a disk that never got that far needs no VM lookup)."""
         with measured(KIND, "rescan"):
-            self.host_problems = await hosts.reveal(self.svc.hypervisor, scope_hosts, vm.host, portal)
+            await hosts.reveal(self.svc.hypervisor, vm.host, self._portal)
         if not self.settled:
-            self.events("Rescanned", f"rescanned the HBAs of {', '.join(h.name for h in scope_hosts)}")
+            self.events("Rescanned", f"rescanned the HBAs of {vm.host.name}")
         recorded = self.disk.status.attachment
         if recorded is None or recorded.vm_id != vm.id:
             self.disk.status.attachment = AttachmentStatus(
@@ -210,10 +208,26 @@ class DiskSteps:
             )  # fmt: skip
         await self.save("rescan", phase=Phase.ATTACHING)
 
+    @property
+    def _portal(self) -> str | None:
+        return self.svc.portals.get(self.backend_name) if self.svc.transport.value == "iscsi" else None
+
+    def revealing(self, others: list[Host]) -> None:
+        """ClusterReady Unknown while the other hosts of the scope are yet to see the LUN (a
+        disk that was ClusterReady keeps it until the check after the attach says otherwise)."""
+        if others and not self.disk.status.is_true(Cond.CLUSTER_READY):
+            names = ", ".join(h.name for h in others)
+            self.condition(Cond.CLUSTER_READY, None, "Revealing", f"revealing the LUN to host(s) {names}")
+
     async def cluster_ready(self, scope_hosts: list[Host], vm: Vm, naa: str) -> None:
-        """ClusterReady: every host of the scope lists the LUN (so the VM may move to any)."""
+        """ClusterReady: every host of the scope lists the LUN (so the VM may move to any). The
+        hosts other than the VM's are revealed to here, after Ready: they make the disk
+        movable, not usable, so a cluster-scope disk is Ready as soon as a host-scope one."""
         others = [h for h in scope_hosts if h.id != vm.host.id]
-        await hosts.not_seeing(self.svc.hypervisor, others, naa, self.host_problems)
+        if others:
+            with measured(KIND, "reveal_cluster"):
+                self.host_problems = await hosts.reveal_best_effort(self.svc.hypervisor, others, self._portal)
+                await hosts.not_seeing(self.svc.hypervisor, others, naa, self.host_problems)
         before = self.disk.status.condition(Cond.CLUSTER_READY)
         if self.host_problems.failed:
             message = f"not every host of the scope sees {naa}: {self.host_problems.describe()}"
@@ -225,6 +239,8 @@ class DiskSteps:
             self.condition(
                 Cond.CLUSTER_READY, True, "AllHostsSee", f"{naa} is seen by every host of the scope: {names}"
             )
+        if others:
+            await self.save("cluster", phase=Phase.READY)
 
     async def attach(self, lun: Lun, vm: Vm, node_name: str, provider_id: str) -> Attachment:
         with measured(KIND, "attach"):
@@ -332,10 +348,16 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
     igroup, _ = await steps.mask(lun, vm)
     # a move to another host or cluster leaves the old igroup, whose hosts then rescan
     await steps.rescan(await steps.unmap_all(keep=igroup))
+    await steps.reveal(vm, node_name or "", provider_id)
     scope_hosts = await steps.scope_hosts(vm)
-    await steps.reveal(scope_hosts, vm, node_name or "", provider_id)
-    await steps.cluster_ready(scope_hosts, vm, lun.naa)
+    others = [h for h in scope_hosts if h.id != vm.host.id]
+    if others:
+        steps.revealing(others)
+    else:
+        await steps.cluster_ready(scope_hosts, vm, lun.naa)
     await steps.attach(lun, vm, node_name or "", provider_id)
+    if others:
+        await steps.cluster_ready(scope_hosts, vm, lun.naa)
 
 
 async def delete(svc: Services, disk: Disk, events: Events) -> None:

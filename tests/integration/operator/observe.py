@@ -86,6 +86,21 @@ def wait_ready(lab: LabState, name: str, timeout: float = 60) -> dict[str, Any]:
     )
 
 
+def wait_cluster_ready(lab: LabState, name: str, timeout: float = 60) -> dict[str, Any]:
+    """The disk once its ClusterReady is worked out (True or False): it is Unknown from the
+    Ready write until the other hosts of the scope were revealed to."""
+    return eventually(
+        lambda: (
+            obj
+            if condition(obj := get(lab, "vdisk", name) or {}, "ClusterReady").get("status")
+            in ("True", "False")
+            else None
+        ),
+        timeout,
+        f"VirtualDisk {name} ClusterReady worked out",
+    )
+
+
 def wait_gone(lab: LabState, kind: str, name: str, timeout: float = 60) -> None:
     eventually(lambda: get(lab, kind, name) is None, timeout, f"{kind} {name} gone")
 

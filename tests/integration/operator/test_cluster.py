@@ -40,6 +40,7 @@ def test_a_disconnected_host_leaves_the_clusters_disk_ready_and_deletable(
     name = disks.make(vm.node, scope="cluster")
     disk = observe.wait_ready(lab, name, timeout=90)
     assert disk["status"]["attachment"]["host"] == vm.host.name
+    disk = observe.wait_cluster_ready(lab, name)
     cluster = observe.condition(disk, "ClusterReady")
     assert cluster["status"] == "False", cluster
     assert lost in cluster["message"]
@@ -56,7 +57,8 @@ def test_a_disk_every_host_of_the_cluster_sees_is_cluster_ready(
 ) -> None:
     vm = next(v for v in lab_vms if v.host.cluster is not None)
     name = disks.make(vm.node, scope="cluster")
-    disk = observe.wait_ready(lab, name, timeout=90)
+    observe.wait_ready(lab, name, timeout=90)
+    disk = observe.wait_cluster_ready(lab, name)
     cluster = observe.condition(disk, "ClusterReady")
     assert cluster["status"] == "True", cluster
     assert vm.host.name in cluster["message"]

@@ -52,3 +52,21 @@ async def test_a_rescan_that_fails_after_the_unmap_does_not_hold_up_the_delete()
     assert "d1" not in lab.kube.disks
     assert lun.name not in lab.storage.luns
     assert "RescanFailed" in lab.operator.reasons("d1")
+
+
+async def test_a_cluster_disk_is_ready_once_its_vms_host_sees_it_and_cluster_ready_after_the_others() -> None:
+    """The other hosts of the cluster make the disk movable, not usable: they are rescanned
+    after the Ready write, which says ClusterReady is being worked on."""
+    lab = Lab.build(default_scope=Scope.CLUSTER)
+    await lab.create_disk("d1", node_name="node-a")
+    writes = [status for _, name, status in lab.kube.called("patch_status") if name == "d1"]
+    assert [w.get("phase") for w in writes] == ["Attaching", "Ready", None]
+    at_ready = {c["type"]: c for c in writes[1]["conditions"]}
+    assert at_ready["Ready"]["status"] == "True"
+    cluster = at_ready["ClusterReady"]
+    assert (cluster["status"], cluster["reason"]) == ("Unknown", "Revealing")
+    assert "esx-2" in cluster["message"]
+    after = {c["type"]: c for c in writes[2]["conditions"]}
+    assert after["ClusterReady"]["status"] == "True"
+    order = [(c.method, c.args[0].name) for c in lab.hypervisor.calls if c.method in ("rescan", "attach_rdm")]
+    assert order == [("rescan", "esx-1"), ("attach_rdm", "node-a-vm"), ("rescan", "esx-2")]

@@ -13,7 +13,7 @@ from tests.fakes import Lab, OperatorCrashed
 
 KIND = "VirtualDisk"
 STEPS = {
-    "create": ("provision", "map", "rescan", "attach"),
+    "create": ("provision", "map", "rescan", "attach", "cluster"),
     "unattached": ("provision", "ready"),
     "move": ("provision", "detach", "map", "rescan", "attach"),
     "detach": ("provision", "detach", "ready"),
