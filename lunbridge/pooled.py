@@ -51,6 +51,11 @@ class PooledSession(abc.ABC, Generic[C]):
         """Run the blocking `step(connection)` in the pool. `what` completes "cannot ..." in errors."""
         return await self._in_pool(self._call, what, step)
 
+    def call_blocking(self, what: str, step: Callable[[C], T]) -> T:
+        """`run` on the calling thread, for a step that blocks for long (a long poll) on a
+        thread of its own: the same connection, re-open and errors, without holding a worker."""
+        return self._call(what, step)
+
     async def _in_pool(self, call: Callable[[*Ts], T], *args: *Ts) -> T:
         """Run the blocking `call(*args)` in the pool, with no connection and no translation."""
         loop = asyncio.get_running_loop()

@@ -328,7 +328,12 @@ func (s *storageSystem) publish(ctx *simulator.Context) {
 		return
 	}
 	ctx.Update(s.HostStorageSystem, []types.PropertyChange{{Name: "storageDeviceInfo", Val: info}})
+	// vCenter reports a change to every collector whose path it touches; the simulator matches
+	// only paths at or above the changed name, so the adapters are named as well
 	ctx.WithLock(s.host, func() {
-		ctx.Update(s.host, []types.PropertyChange{{Name: "config.storageDevice", Val: info}})
+		ctx.Update(s.host, []types.PropertyChange{
+			{Name: "config.storageDevice", Val: info},
+			{Name: "config.storageDevice.hostBusAdapter", Val: info.HostBusAdapter},
+		})
 	})
 }

@@ -1,10 +1,11 @@
 """`VSphere`: the `Hypervisor` protocol on vCenter.
 
 This is where the steps of `inventory` and `rdm` are put in order and guarded against
-concurrency: one asyncio lock per VM around every device change (devices are re-read
-inside it, so two attaches never pick the same unit), and one rescan at a time per host,
-shared by every caller that asked while it was queued (a rescan of a host costs seconds
-per hundred LUNs, so twenty attaches must not cause twenty rescans).
+concurrency: one asyncio lock per VM around every device change (devices are read again
+inside it when another change ran since they were read, so two attaches never pick the same
+unit), and one rescan at a time per host, shared by every caller that asked while it was
+queued (a rescan of a host costs seconds per hundred LUNs, so twenty attaches must not cause
+twenty rescans).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from lunbridge.errors import Conflict, NotFound
 from lunbridge.hypervisor.base import Host, Initiator, LunDisk, Scope, Vm
 from lunbridge.hypervisor.vsphere import inventory, rdm
 from lunbridge.hypervisor.vsphere.config import VSphereConfig
+from lunbridge.hypervisor.vsphere.mirror import InventoryMirror
 from lunbridge.hypervisor.vsphere.refs import parse_portal, parse_vm_ref
 from lunbridge.hypervisor.vsphere.session import Session
 from lunbridge.hypervisor.vsphere.slots import (
@@ -39,48 +41,75 @@ class VSphere(SessionClient):
     """vCenter through pyvmomi. Make it with `await VSphere.connect(config)` (which logs in,
     so bad credentials fail at once) and `await close()` it."""
 
-    def __init__(self, config: VSphereConfig, *, workers: int = 8, task_timeout: float = 600.0) -> None:
+    def __init__(
+        self, config: VSphereConfig, *, workers: int = 8, task_timeout: float = 600.0, mirror: bool = True
+    ) -> None:
         self.session: Session = Session(config, workers=workers, task_timeout=task_timeout)
+        # answers the identity questions without a SOAP call while it is current (None: ask vCenter)
+        self.mirror: InventoryMirror | None = InventoryMirror(self.session) if mirror else None
         self._vm_locks = KeyedLocks[str]()
         self._rescans = Coalescer[str]()  # per host id
         # a host's LUN list is one large read: callers that ask at once share the next one
         self._lun_reads = Coalescer[str]()  # per host id
         self._lun_lists: dict[str, dict[str, rdm.HostLun]] = {}
+        self._device_changes: dict[str, int] = {}  # per VM id: device changes made through this client
 
     def __repr__(self) -> str:
         return f"VSphere({self.session!r})"
 
     @classmethod
     async def connect(
-        cls, config: VSphereConfig, *, workers: int = 8, task_timeout: float = 600.0
+        cls, config: VSphereConfig, *, workers: int = 8, task_timeout: float = 600.0, mirror: bool = True
     ) -> VSphere:
-        return await cls(config, workers=workers, task_timeout=task_timeout)._connected()
+        """Log in (errors at once on a wrong address or credentials), then start following the
+        inventory (`mirror`; without it every identity question is a SOAP call)."""
+        client = await cls(config, workers=workers, task_timeout=task_timeout, mirror=mirror)._connected()
+        if client.mirror is not None:
+            client.mirror.start()
+        return client
 
     async def _prove(self) -> None:
         await self.session.run("log in", lambda api: None)
 
+    async def close(self) -> None:
+        if self.mirror is not None:
+            await asyncio.to_thread(self.mirror.close)
+        await super().close()
+
     # --- identity ---
     async def find_vm(self, ref: str) -> Vm:
         query = parse_vm_ref(ref)
+        if query.uuid is not None and self.mirror is not None:
+            found = self.mirror.vm_by_uuid(query.uuid, query.bios_only)
+            if found is not None:
+                return found
         url = self.session.config.url
         return await self.session.run(
             f"find the VM {query.describe()}", lambda api: inventory.find_vm(api, query, url)
         )
 
     async def _refresh(self, vm: Vm) -> Vm:
+        if self.mirror is not None and (found := self.mirror.vm(vm.id)) is not None:
+            return found
         return await self.session.run(f"read VM {vm.name}", lambda api: inventory.current_vm(api, vm.id))
 
     async def find_host(self, name: str) -> Host:
+        if self.mirror is not None and (found := self.mirror.host_named(name)) is not None:
+            return found
         url = self.session.config.url
         return await self.session.run(f"find host {name}", lambda api: inventory.find_host(api, name, url))
 
     async def cluster_hosts(self, host: Host) -> list[Host]:
+        if self.mirror is not None and (found := self.mirror.cluster_hosts(host.id)) is not None:
+            return found
         return await self.session.run(
             f"list the hosts of {host.name}'s cluster", lambda api: inventory.cluster_hosts(api, host)
         )
 
     # --- initiators ---
     async def host_initiators(self, host: Host) -> list[Initiator]:
+        if self.mirror is not None and (adapters := self.mirror.adapters(host.id)) is not None:
+            return inventory.initiators_of(host, adapters)
         return await self.session.run(
             f"read the storage adapters of host {host.name}", lambda api: inventory.host_initiators(api, host)
         )
@@ -96,6 +125,9 @@ class VSphere(SessionClient):
         target = parse_portal(portal)
 
         async def one(host: Host) -> None:
+            known = self.mirror.adapters(host.id) if self.mirror is not None else None
+            if known is not None and inventory.has_send_target(known, target):
+                return
             changed = await self.session.run(
                 f"add send target {target} to host {host.name}",
                 lambda api: inventory.ensure_send_target(api, host, target),
@@ -112,16 +144,22 @@ class VSphere(SessionClient):
                 lambda api: inventory.rescan(api, host, adapter),
             )
             return
+        system = self.mirror.storage_system(host.id) if self.mirror is not None else None
         await self._rescans.run(
             host.id,
             lambda: self.session.run(
-                f"rescan the HBAs of host {host.name}", lambda api: inventory.rescan(api, host, None)
+                f"rescan the HBAs of host {host.name}", lambda api: inventory.rescan(api, host, None, system)
             ),
         )
 
     # --- raw device mappings ---
     def _lock(self, vm: Vm) -> AbstractAsyncContextManager[None]:
         return self._vm_locks.hold(vm.id)
+
+    def _changed(self, vm: Vm) -> None:
+        """Count a device change of `vm` made here (under its lock): an attach that read the
+        devices before it must read them again; one that read after needs no second read."""
+        self._device_changes[vm.id] = self._device_changes.get(vm.id, 0) + 1
 
     async def _devices(self, vm: Vm) -> VmDevices:
         model, _ = await self.session.run(
@@ -178,20 +216,26 @@ class VSphere(SessionClient):
 
     async def attach_rdm(self, vm: Vm, naa: str) -> RdmAttachment:
         naa = san.naa(naa)
-        existing = self._attachment(vm, await self._devices(vm), naa)
+        seen = self._device_changes.get(vm.id, 0)
+        # the host now, not when `vm` was looked up; read beside the devices
+        devices, current = await asyncio.gather(self._devices(vm), self._refresh(vm))
+        existing = self._attachment(vm, devices, naa)
         if existing is not None:
             return existing
-        current = await self._refresh(vm)  # the host now, not when `vm` was looked up
         lun = await self._visible_lun(current.host, naa)
         async with self._lock(vm):
-            devices = await self._devices(vm)  # again, inside the lock: another attach may have run
-            existing = self._attachment(vm, devices, naa)
-            if existing is not None:
-                return existing
+            if self._device_changes.get(vm.id, 0) != seen:  # another attach or detach ran meanwhile
+                devices = await self._devices(vm)
+                existing = self._attachment(vm, devices, naa)
+                if existing is not None:
+                    return existing
             slot = next_slot(devices, vm.name)
             what = f"attach LUN {naa} to VM {vm.name} at {describe_slot(slot)}"
             task = await self.session.run(what, lambda api: rdm.add_rdm(api, vm.id, slot, lun))
-            await self.session.wait_task(task, what)
+            try:
+                await self.session.wait_task(task, what)
+            finally:
+                self._changed(vm)
             attachment = self._attachment(vm, await self._devices(vm), naa)
         if attachment is None:
             raise Conflict(f"cannot {what}: the task succeeded but the VM shows no RDM of {naa}")
@@ -224,6 +268,9 @@ class VSphere(SessionClient):
                 what = f"detach LUN {naa} ({summarize(found)}) from VM {vm.name}"
                 devices = [raw[r.key] for r in found]
                 task = await self.session.run(what, lambda api: rdm.remove_rdms(api, vm.id, devices))
-                await self.session.wait_task(task, what)
+                try:
+                    await self.session.wait_task(task, what)
+                finally:
+                    self._changed(vm)
                 log.info("detached %s from VM %s (%s)", naa, vm.name, summarize(found))
         await self.rescan((await self._refresh(vm)).host)

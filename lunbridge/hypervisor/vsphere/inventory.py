@@ -112,8 +112,13 @@ def _adapters(api: Api, host: Host) -> list[Any]:
 
 def host_initiators(api: Api, host: Host) -> list[Initiator]:
     """Every FC port (WWPN, WWNN) and iSCSI adapter (IQN) of `host`, by adapter device."""
+    return initiators_of(host, _adapters(api, host))
+
+
+def initiators_of(host: Host, adapters: list[Any]) -> list[Initiator]:
+    """`host_initiators` from the host's storage adapters as vCenter lists them."""
     out: list[Initiator] = []
-    for hba in sorted(_adapters(api, host), key=lambda h: str(h.device)):
+    for hba in sorted(adapters, key=lambda h: str(h.device)):
         if isinstance(hba, vim.host.FibreChannelHba):
             out.append(
                 Initiator(
@@ -145,8 +150,7 @@ def ensure_send_target(api: Api, host: Host, portal: Portal) -> list[str]:
             f"host {host.name} has no iSCSI adapter; enable its software iSCSI adapter in vSphere "
             f"so it can reach portal {portal}"
         )
-    storage = api.props(api.ref("HostSystem", host.id), ("configManager.storageSystem",))
-    system = storage["configManager.storageSystem"]
+    system = _storage_system(api, host)
     changed: list[str] = []
     for hba in adapters:
         targets = hba.configuredSendTarget or []
@@ -158,11 +162,26 @@ def ensure_send_target(api: Api, host: Host, portal: Portal) -> list[str]:
     return changed
 
 
-def rescan(api: Api, host: Host, adapter: str | None) -> None:
-    """Rescan every HBA of `host`, or only `adapter` (NotFound if the host has no such)."""
-    system = api.props(api.ref("HostSystem", host.id), ("configManager.storageSystem",))[
+def has_send_target(adapters: list[Any], portal: Portal) -> bool:
+    """Every iSCSI adapter among `adapters` (and there is one) has `portal` as a send target."""
+    iscsi = [hba for hba in adapters if isinstance(hba, vim.host.InternetScsiHba)]
+    return bool(iscsi) and all(
+        any(portal.same(str(t.address), t.port) for t in hba.configuredSendTarget or []) for hba in iscsi
+    )
+
+
+def _storage_system(api: Api, host: Host, system_id: str | None = None) -> Any:
+    if system_id is not None:
+        return api.ref("HostStorageSystem", system_id)
+    return api.props(api.ref("HostSystem", host.id), ("configManager.storageSystem",))[
         "configManager.storageSystem"
     ]
+
+
+def rescan(api: Api, host: Host, adapter: str | None, system_id: str | None = None) -> None:
+    """Rescan every HBA of `host`, or only `adapter` (NotFound if the host has no such);
+    `system_id`: the host's storage system, when known (else read)."""
+    system = _storage_system(api, host, system_id)
     if adapter is None:
         system.RescanAllHba()
         return

@@ -78,7 +78,8 @@ async def test_expired_session_is_renewed_once_transparently(idle_vcsim: SpareVc
     # a second session watches the simulator drop ours (it stays alive by polling)
     observer = await asyncio.to_thread(connect_insecurely, idle_vcsim)
     before = await asyncio.to_thread(session_keys, observer)
-    async with await VSphere.connect(idle_vcsim.config()) as client:
+    # without the inventory mirror, whose long poll would keep the session busy (never idle)
+    async with await VSphere.connect(idle_vcsim.config(), mirror=False) as client:
         assert (await client.find_vm(info.name)).id == info.moref
         assert client.session.logins == 1
         ours = await asyncio.to_thread(session_keys, observer) - before
