@@ -151,6 +151,7 @@ class Tgtadm:
         self.portal = portal
         self.timeout = timeout
         self._runner = runner
+        self.commands = 0  # tgtadm runs so far (a failure after one may have left tgtd half-changed)
 
     def argv(self, *args: str) -> list[str]:
         return ["tgtadm", "-C", str(self.control), "--lld", "iscsi", *args]
@@ -158,6 +159,7 @@ class Tgtadm:
     async def _run(self, *args: str, accept: tuple[str, ...] = ()) -> Result:
         """Run one tgtadm command; a refusal whose message contains one of `accept` is fine."""
         argv = self.argv(*args)
+        self.commands += 1
         try:
             result = await self._runner(argv, self.timeout)
         except NotInstalled as exc:

@@ -12,12 +12,13 @@ themselves): tgtd accounts bound to its target, incoming (one-way) and outgoing 
 igroups may share one account. See `chap` for the model, the limits and the errors.
 
 The JSON state file (`state`, mode 0600: it holds the CHAP secrets) is the truth, tgtd a copy
-of it: every call first compares tgtd with the state and re-applies what is missing (after a
-tgtd restart: every target, LU, id, ACL and CHAP account), then changes tgtd, then saves the
-state. A failed change is not saved, and the next call's comparison takes tgtd back to the
-saved state. Calls are serialized by an asyncio lock and an advisory lock on the state file;
-the IQN prefix must belong to one state file, because targets under it that the state does
-not know are removed.
+of it: a call first compares tgtd with the state and re-applies what is missing (after a tgtd
+restart: every target, LU, id, ACL and CHAP account) when tgtd may differ (the first call, a
+restarted tgtd, a failed call, and at least every `sync_seconds`; see `core`), then changes
+tgtd, then saves the state; reads in between are answered from the state. A failed change is
+not saved, and the next call's comparison takes tgtd back to the saved state. Calls are
+serialized by an asyncio lock and an advisory lock on the state file; the IQN prefix must
+belong to one state file, because targets under it that the state does not know are removed.
 
 What tgt cannot do, and what this backend does instead:
 - no in-place resize: tgt reads the size of the backing file only when an LU is created, and

@@ -3,9 +3,14 @@ the synchronisation of tgtd with the state, and the paths of backing files.
 
 Each call runs in `_session`: it takes the asyncio lock and the state file's advisory lock,
 reloads the state if another process changed it, and brings tgtd in line with it
-(`sync.reconcile`: targets, LUs, ACLs and CHAP accounts). A change is `_commit`ted: applied to
-tgtd when it touches targets, then saved; a failed change is not saved, and the next session
-takes tgtd back to the saved state. CHAP accounts whose secret tgtd may hold wrongly (the
+(`sync.reconcile`: targets, LUs, ACLs and CHAP accounts) when it may not be: the first time,
+after the state was reloaded, after a call that failed, when tgtd was restarted (its control
+socket is a new file), and otherwise at most every `sync_seconds` (a change made behind the
+backend's back, or a tgtd that died, is found within that). In between, a read is answered
+from the state alone: `tgtadm --op show` costs more the more LUs tgtd serves, and the state is
+the truth tgtd is made to hold. A change is `_commit`ted: applied to tgtd when it touches
+targets, then saved; a failed change is not saved, and the next session takes tgtd back to
+the saved state. CHAP accounts whose secret tgtd may hold wrongly (the
 state's `reset_accounts`, left by a secret change that did not finish) are re-created by the
 next session, which then saves the state without them.
 """
@@ -14,6 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
+import time
 from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
@@ -32,13 +40,16 @@ from lunbridge.storage.tgt.sync import DesiredLu, DesiredTarget, reconcile
 class TgtCore:
     """The shared part of `TgtBackend` (see `lunbridge.storage.tgt.backend`)."""
 
-    def __init__(self, config: TgtConfig, runner: Runner = run) -> None:
+    def __init__(self, config: TgtConfig, runner: Runner = run, *, sync_seconds: float = 5.0) -> None:
         self.config = config
         self._adm = Tgtadm(config.control, config.portal, config.timeout, runner)
         self._runner = runner
         self._lock = asyncio.Lock()
         self._file = StateFile(config.state_file, config.timeout)
         self._state: State | None = None
+        self.sync_seconds = sync_seconds
+        self.control_socket = Path(f"/var/run/tgtd/socket.{config.control}")
+        self._synced: tuple[float, tuple[int, int] | None] | None = None  # when, and which tgtd
 
     def target_name(self, igroup: str) -> str:
         """The IQN of the tgt target that serves iSCSI igroup `igroup`."""
@@ -50,28 +61,59 @@ class TgtCore:
         async with self._lock, self._file.locked():
             if self._state is None or self._file.changed():
                 self._state = await asyncio.to_thread(self._file.load)
+                self._synced = None
             state = self._state
-            await self._reconcile(state, state.reset_accounts)
-            if state.reset_accounts:  # re-created with the recorded secrets: done
-                done = state.copy()
-                done.reset_accounts = frozenset()
-                await self._commit(done, tgt=False)
-            yield self._state
+            if self._needs_sync(state):
+                await self._reconcile(state, state.reset_accounts)
+                if state.reset_accounts:  # re-created with the recorded secrets: done
+                    done = state.copy()
+                    done.reset_accounts = frozenset()
+                    await self._commit(done, tgt=False)
+            commands = self._adm.commands
+            try:
+                yield self._state
+            except BaseException:
+                if self._adm.commands != commands:  # tgtd may be half-changed: look at it next time
+                    self._synced = None
+                raise
+
+    def _needs_sync(self, state: State) -> bool:
+        if self._synced is None or state.reset_accounts:
+            return True
+        when, tgtd = self._synced
+        return tgtd is None or tgtd != self._tgtd() or time.monotonic() - when >= self.sync_seconds
+
+    def _tgtd(self) -> tuple[int, int] | None:
+        """Which tgtd answers the control socket (its file's inode and change time: a restarted
+        tgtd makes a new one); None when none answers (a stopped tgtd leaves its file behind)
+        or there is no file to tell by: then the next `show` says what is wrong."""
+        try:
+            found = os.stat(self.control_socket)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(1.0)
+                probe.connect(str(self.control_socket))
+        except OSError:
+            return None
+        return found.st_ino, found.st_ctime_ns
 
     async def _commit(self, state: State, *, tgt: bool, reset: Collection[str] = ()) -> None:
         """Apply `state` to tgtd (when it changes targets), re-creating the CHAP accounts of
         `reset`, then save it."""
         if tgt:
+            self._synced = None
             await self._reconcile(state, reset)
         await asyncio.to_thread(self._file.save, state)
         self._state = state
 
     async def _reconcile(self, state: State, reset: Collection[str]) -> None:
         accounts = chap.accounts(state.igroups)
+        tgtd = self._tgtd()
         await reconcile(self._adm, self._desired(state), self.config.iqn_prefix, accounts, reset)
+        self._synced = (time.monotonic(), tgtd)
 
     async def sync(self) -> None:
-        """Re-apply the saved state to tgtd now (every other call does it first, too)."""
+        """Re-apply the saved state to tgtd now (other calls do it when it may be due)."""
+        self._synced = None
         async with self._session():
             pass
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +252,97 @@ async def test_concurrent_calls_are_serialized(backend: TgtBackend, fake: FakeTg
     assert sorted(m.lun_id for m in maps) == list(range(1, 9))
     assert len(await backend.list_mappings(igroup="g")) == 8
     await other.close()
+
+
+def shows(fake: FakeTgtd) -> int:
+    return sum(1 for c in fake.commands if "show" in c)
+
+
+class ControlSocket:
+    """The control socket a tgtd listens on; `restart` makes a new one, as a new tgtd does."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._listening = self._listen()
+
+    def _listen(self) -> socket.socket:
+        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listening.bind(str(self.path))
+        listening.listen(16)
+        threading.Thread(target=self._accept, args=(listening,), daemon=True).start()
+        return listening
+
+    @staticmethod
+    def _accept(listening: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # closed: this tgtd is gone
+            while True:
+                listening.accept()[0].close()
+
+    def restart(self) -> None:
+        self.close()
+        self._listening = self._listen()
+
+    def close(self) -> None:
+        self._listening.close()
+        self.path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def socket_file(backend: TgtBackend, tmp_path: Path) -> Iterator[ControlSocket]:
+    control = ControlSocket(tmp_path / "socket.7")
+    backend.control_socket = control.path
+    yield control
+    control.close()
+
+
+async def test_reads_between_syncs_run_no_tgtadm(
+    backend: TgtBackend, fake: FakeTgtd, socket_file: ControlSocket
+) -> None:
+    await _serve(backend, A)
+    before = len(fake.commands)
+    for _ in range(5):
+        assert (await backend.get_lun("vol-p")).name == "vol-p"
+        assert (await backend.get_igroup("host-p")).initiators == (A,)
+        assert [m.lun_id for m in await backend.list_mappings(lun="vol-p")] == [1]
+    assert [" ".join(c) for c in fake.commands[before:]] == []
+
+
+async def test_a_restarted_tgtd_is_brought_back_at_the_next_call(
+    backend: TgtBackend, fake: FakeTgtd, socket_file: ControlSocket
+) -> None:
+    await _serve(backend, A)
+    fake.restart()
+    socket_file.restart()
+    await backend.get_lun("vol-p")
+    target = fake.by_name(PREFIX + "host-p")
+    assert target is not None
+    assert target.acl == [A]
+
+
+async def test_a_change_behind_the_backends_back_is_undone_within_the_sync_interval(
+    backend: TgtBackend, fake: FakeTgtd, socket_file: ControlSocket
+) -> None:
+    await _serve(backend, A)
+    tid = next(tid for tid, t in fake.targets.items() if t.name == PREFIX + "host-p")
+    target = fake.targets[tid]
+    await fake.tgtadm("--mode", "logicalunit", "--op", "delete", "--tid", str(tid), "--lun", "1")
+    await backend.get_lun("vol-p")
+    assert 1 not in target.luns  # within the interval: the state answers
+    backend.sync_seconds = 0.0
+    await backend.get_lun("vol-p")
+    assert 1 in target.luns
+
+
+async def test_a_failed_change_makes_the_next_call_look_at_tgtd(
+    backend: TgtBackend, fake: FakeTgtd, socket_file: ControlSocket
+) -> None:
+    await _serve(backend, A)
+    await backend.create_lun("vol-q", 1 << 20)
+    fake.fail_next["new"] = "out of memory"
+    with pytest.raises(Exception, match="out of memory"):
+        await backend.map_lun("vol-q", "host-p")
+    before = shows(fake)
+    await backend.get_lun("vol-p")
+    assert shows(fake) == before + 1
+    await backend.get_lun("vol-p")
+    assert shows(fake) == before + 1
