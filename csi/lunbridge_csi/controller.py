@@ -34,8 +34,10 @@ Idempotency, call by call:
   missing disk, or a second unpublish -> OK.
 - ControllerExpandVolume: a disk at least that large already -> OK with its size.
 
-Every wait is bounded (`Timeouts`, and never past the call's own deadline); when the bound
-passes the call ends with DEADLINE_EXCEEDED and the CO's retry carries on where it stopped.
+Every wait is a watch of the disk from the version the call's create, patch or read returned
+(`lunbridge_csi.waiting`), so a call answers as soon as the operator's status does, and is
+bounded (`Timeouts`, and never past the call's own deadline); when the bound passes the call
+ends with DEADLINE_EXCEEDED and the CO's retry carries on where it stopped.
 GetCapacity answers the capacity given with --capacity-bytes (the controller cannot ask the
 storage server); GET_CAPACITY is advertised only when one is given.
 """
@@ -48,6 +50,7 @@ from typing import Any
 
 import grpc.aio
 
+from lunbridge.api import VIRTUAL_DISK_PLURAL
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded, NotFound
 from lunbridge.models import DiskSource, ObjectMeta, PublishContext, VirtualDisk, VirtualDiskSpec, VolumeMode
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
@@ -71,6 +74,7 @@ from lunbridge_csi.volume_rules import (
     contradiction,
     detached,
     detached_from,
+    disk_or_gone,
     gave_up,
     known_volume,
     provisioned,
@@ -82,7 +86,7 @@ from lunbridge_csi.volume_rules import (
     volume_context,
     volume_id_for,
 )
-from lunbridge_csi.waiting import progress, wait_until
+from lunbridge_csi.waiting import progress, wait_until, watched
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -105,10 +109,11 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
         bound: float,
         context: Context | None,
         attach: bool = False,
+        first: VirtualDisk | None = None,
     ) -> VirtualDisk:
-        """Poll the disk until `done`; NotFound if it vanishes, `gave_up`'s error when the operator
-        gave up (or, for an `attach`, the VM is full), TimedOut after `bound` (or just before the
-        call's deadline)."""
+        """Watch the disk from `first` (what a create or patch returned; else a read) until
+        `done`; NotFound if it vanishes, `gave_up`'s error when the operator gave up (or, for an
+        `attach`, the VM is full), TimedOut after `bound` (or just before the call's deadline)."""
         return await wait_until(
             "VirtualDisk",
             name,
@@ -118,8 +123,9 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
             gave_up=lambda disk: gave_up(disk, attach),
             said=lambda disk: progress(disk.status.phase, disk.status.message),
             bound=bound,
-            poll=self.timeouts.poll,
             context=context,
+            changes=watched(self.kube, VIRTUAL_DISK_PLURAL, name, disk_or_gone(name)),
+            first=first,
         )
 
     # --- create / delete ------------------------------------------------------------------
@@ -145,22 +151,15 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
                 snapshot, size = await self.restore_source(source[1], size, high, context)
                 fields["source"] = DiskSource(snapshot=snapshot)
             spec = VirtualDiskSpec(size=quantity(size), volume_mode=VolumeMode(mode), **fields)
+            meta = ObjectMeta(name=volume_id, labels=dict(MANAGED_BY), annotations={NAME_ANNOTATION: name})
             try:
-                existing: VirtualDisk | None = await self.kube.get(volume_id)
-            except NotFound:
-                existing = None
-            if existing is None:
-                meta = ObjectMeta(
-                    name=volume_id, labels=dict(MANAGED_BY), annotations={NAME_ANNOTATION: name}
-                )
-                try:
-                    await self.kube.create(VirtualDisk(metadata=meta, spec=spec))
-                    log.info("CreateVolume %s: created VirtualDisk %s (%s)", name, volume_id, spec.to_dict())
-                except AlreadyExists:
-                    existing = await self.kube.get(volume_id)
-            if existing is not None:
-                check_same_volume(existing, name, spec, low, high)
-            disk = await self._wait(volume_id, "provisioned", provisioned, self.timeouts.provision, context)
+                made = await self.kube.create(VirtualDisk(metadata=meta, spec=spec))
+                log.info("CreateVolume %s: created VirtualDisk %s (%s)", name, volume_id, spec.to_dict())
+            except AlreadyExists:
+                made = await self.kube.get(volume_id)
+                check_same_volume(made, name, spec, low, high)
+            bound = self.timeouts.provision
+            disk = await self._wait(volume_id, "provisioned", provisioned, bound, context, first=made)
         volume = csi_pb2.Volume(
             volume_id=volume_id, capacity_bytes=capacity_of(disk), volume_context=volume_context(disk)
         )
@@ -230,11 +229,11 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
                     f"volume {volume_id} is published to node {published}; unpublish it before {node}"
                 )
             if not published:
-                await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=node))
+                disk = await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=node))
                 log.info("ControllerPublishVolume: VirtualDisk %s -> node %s", volume_id, node)
             try:
-                bound, what = self.timeouts.attach, f"attached to {node}"
-                disk = await self._wait(volume_id, what, attached_to(node), bound, context, attach=True)
+                bound, what, done = self.timeouts.attach, f"attached to {node}", attached_to(node)
+                disk = await self._wait(volume_id, what, done, bound, context, attach=True, first=disk)
             except LimitExceeded:  # the VM is full: nothing may stay half-published
                 await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=None))
                 log.info("ControllerPublishVolume: VirtualDisk %s <- node %s (VM full)", volume_id, node)
@@ -254,13 +253,13 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
                 published = disk.spec.node_name
                 if published and node_id and not await self._published_to(disk, published, node_id):
                     # another existing node's publication: left alone, once the disk left node_id
-                    what = f"detached from {node_id}"
-                    await self._wait(volume_id, what, detached_from(node_id), self.timeouts.detach, context)
+                    what, left = f"detached from {node_id}", detached_from(node_id)
+                    await self._wait(volume_id, what, left, self.timeouts.detach, context, first=disk)
                     return csi_pb2.ControllerUnpublishVolumeResponse()
                 if published:
-                    await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=None))
+                    disk = await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=None))
                     log.info("ControllerUnpublishVolume: VirtualDisk %s <- node %s", volume_id, published)
-                await self._wait(volume_id, "detached", detached, self.timeouts.detach, context)
+                await self._wait(volume_id, "detached", detached, self.timeouts.detach, context, first=disk)
             except NotFound:
                 pass
         return csi_pb2.ControllerUnpublishVolumeResponse()
@@ -368,13 +367,14 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
             disk = await self.kube.get(volume_id)
             block = block or disk.spec.volume_mode is VolumeMode.BLOCK
             if disk.spec.size_bytes < size:
-                await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(size=quantity(size)))
+                disk = await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(size=quantity(size)))
                 log.info("ControllerExpandVolume: VirtualDisk %s -> %s", volume_id, quantity(size))
 
             def grown(disk: VirtualDisk) -> bool:
                 return disk.current and capacity_of(disk) >= size and provisioned(disk)
 
-            disk = await self._wait(volume_id, f"grown to {size} bytes", grown, self.timeouts.expand, context)
+            what = f"grown to {size} bytes"
+            disk = await self._wait(volume_id, what, grown, self.timeouts.expand, context, first=disk)
         return csi_pb2.ControllerExpandVolumeResponse(
             capacity_bytes=capacity_of(disk), node_expansion_required=not block
         )

@@ -14,23 +14,26 @@ or Get must be exactly the group's members (INVALID_ARGUMENT otherwise).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from lunbridge.api import DISK_GROUP_SNAPSHOT_PLURAL, DISK_SNAPSHOT_PLURAL
 from lunbridge.errors import AlreadyExists, InvalidArgument, NotFound
 from lunbridge.models import (
     DiskGroupSnapshot,
     DiskGroupSnapshotSpec,
+    DiskSnapshot,
     ObjectMeta,
     make_handle,
 )
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from lunbridge_csi.errors import InFlight, handled
 from lunbridge_csi.kube import ControllerKube
-from lunbridge_csi.snapshots import gave_up
+from lunbridge_csi.snapshots import gave_up, snapshot_message, snapshot_or_none
 from lunbridge_csi.volume_rules import (
     MANAGED_BY,
     NAME_ANNOTATION,
@@ -41,11 +44,16 @@ from lunbridge_csi.volume_rules import (
     required,
     volume_id_for,
 )
-from lunbridge_csi.waiting import wait_until
+from lunbridge_csi.waiting import wait_until, watched
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 GroupRPC = csi_pb2.GroupControllerServiceCapability.RPC
+
+
+def group_or_none(body: dict[str, Any] | None) -> DiskGroupSnapshot | None:
+    """A watched DiskGroupSnapshot (None: deleted)."""
+    return DiskGroupSnapshot.from_dict(body) if body is not None else None
 
 
 def member_ids(group: DiskGroupSnapshot) -> set[str]:
@@ -86,38 +94,55 @@ class GroupControllerService(csi_pb2_grpc.GroupControllerServicer):
             return None
 
     async def _wait(self, name: str, want_gone: bool, context: Context) -> DiskGroupSnapshot | None:
-        """Until the group is cut and every member DiskSnapshot is ready (or it is gone)."""
+        """Until the group is gone (`want_gone`), or cut with every member DiskSnapshot ready: a
+        watch of the group until the operator cut it, then of each member until it is ready, all
+        within one bound (`Timeouts.snapshot`)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
 
-        async def done(group: DiskGroupSnapshot | None) -> bool:
+        def cut(group: DiskGroupSnapshot | None) -> bool:
             if want_gone:
                 return group is None
             if group is None:
                 raise NotFound(f"DiskGroupSnapshot {name} is gone")
-            return await self._ready(group)
+            return bool(group.status.ready_to_use)
 
-        return await wait_until(
+        group = await wait_until(
             "DiskGroupSnapshot",
             name,
             "deleted" if want_gone else "cut",
             lambda: self._get(name),
-            done,
+            cut,
             gave_up=lambda group: gave_up(group) if group is not None and not want_gone else None,
             said=lambda group: (group.status.message if group is not None else "gone") or "no message",
             bound=self.timeouts.snapshot,
-            poll=self.timeouts.poll,
             context=context,
+            changes=watched(self.kube, DISK_GROUP_SNAPSHOT_PLURAL, name, group_or_none),
         )
+        for member in group.status.members if group is not None else []:
+            left = self.timeouts.snapshot - (loop.time() - started)
+            await self._wait_member(member.disk_snapshot, left, context)
+        return group
 
-    async def _ready(self, group: DiskGroupSnapshot) -> bool:
-        if not group.status.ready_to_use:
-            return False
-        for member in group.status.members:
+    async def _wait_member(self, name: str, bound: float, context: Context) -> None:
+        async def read() -> DiskSnapshot | None:
             try:
-                if not (await self.kube.get_snapshot(member.disk_snapshot)).ready:
-                    return False
+                return await self.kube.get_snapshot(name)
             except NotFound:
-                return False
-        return True
+                return None
+
+        await wait_until(
+            "DiskSnapshot",
+            name,
+            "ready to use",
+            read,
+            lambda snap: snap is not None and snap.ready,
+            gave_up=lambda _: None,
+            said=lambda snap: snapshot_message(snap) if snap is not None else "not made yet",
+            bound=max(bound, 0.0),
+            context=context,
+            changes=watched(self.kube, DISK_SNAPSHOT_PLURAL, name, snapshot_or_none),
+        )
 
     def _check_members(self, group: DiskGroupSnapshot, snapshot_ids: list[str]) -> None:
         if snapshot_ids and set(snapshot_ids) != member_ids(group):

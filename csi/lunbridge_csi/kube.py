@@ -1,14 +1,20 @@
 """The few Kubernetes API calls the controller service makes: VirtualDisks (read, list, create,
-merge-patch the spec, delete), DiskSnapshots (read, list, create, delete) and Nodes (find one
-by its providerID or name, read one's providerID).
+merge-patch the spec, delete), DiskSnapshots (read, list, create, delete), a watch of one
+object of any of these kinds (the waits on the operator's status: `lunbridge_csi.waiting`) and
+Nodes (find one by its providerID or name, from an index a watch keeps: `lunbridge_csi.nodes`;
+read one's providerID).
 
-The official client is synchronous, so each call runs in a worker thread; API errors come back
-as `lunbridge.errors`, which `lunbridge_csi.errors` turns into gRPC codes. VirtualDisks come
-and go as the typed `lunbridge.models.VirtualDisk`.
+The official client is synchronous, so each call runs in a worker thread and each watch in a
+thread of its own (`lunbridge_csi.kube_watch`); API errors come back as `lunbridge.errors`,
+which `lunbridge_csi.errors` turns into gRPC codes. VirtualDisks come and go as the typed
+`lunbridge.models.VirtualDisk`.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Protocol
 
 from lunbridge.api import (
@@ -18,12 +24,26 @@ from lunbridge.api import (
     VERSION,
     VIRTUAL_DISK_PLURAL,
 )
-from lunbridge.errors import NotFound
+from lunbridge.errors import LunbridgeError
 from lunbridge.kubeapi import KubeApi
 from lunbridge.models import DiskGroupSnapshot, DiskSnapshot, VirtualDisk
+from lunbridge_csi import kube_watch
+from lunbridge_csi.nodes import NodeIndex
+
+log = logging.getLogger(__name__)
+NODE_WATCH_SECONDS = 240  # the server ends the Node watch this often; the index watches again
+Nodes = list[dict[str, Any]]
 
 
-class VirtualDisks(Protocol):
+class Watches(Protocol):
+    """A watch of one lunbridge object, for the bounded waits on its status."""
+
+    def changes(
+        self, plural: str, name: str, since: str | None, seconds: float
+    ) -> AsyncGenerator[dict[str, Any] | None, None]: ...
+
+
+class VirtualDisks(Watches, Protocol):
     """What the controller needs from the API server (a fake implements it in unit tests)."""
 
     async def get(self, name: str) -> VirtualDisk: ...
@@ -60,6 +80,37 @@ class ControllerKube(VirtualDisks, DiskSnapshots, DiskGroupSnapshots, Protocol):
 class Kube(KubeApi):
     """VirtualDisks, DiskSnapshots and Nodes through the official client (in-cluster config,
     else kubeconfig)."""
+
+    def __init__(self, api_client: Any | None = None) -> None:
+        super().__init__(api_client)
+        self.nodes = NodeIndex(self._list_nodes, self._watch_nodes)
+
+    async def changes(
+        self, plural: str, name: str, since: str | None, seconds: float
+    ) -> AsyncGenerator[dict[str, Any] | None, None]:
+        """Each later version of lunbridge object `name` of `plural` (cluster-scoped), as the
+        API server sends it (a camelCase dict), None when it is deleted; from resourceVersion
+        `since` (None: its current version first, if it exists). A watch with the field
+        selector metadata.name, which the server ends after `seconds`. It never raises for the
+        watch itself: an expired resourceVersion, a refused or dropped watch end it (logged),
+        and the caller reads the object again."""
+        what = f"watch {plural} {name}"
+        stream = kube_watch.events(
+            self._custom.list_cluster_custom_object, GROUP, VERSION, plural, what=what, since=since,
+            seconds=seconds, field_selector=f"metadata.name={name}",
+        )  # fmt: skip
+        try:
+            async for kind, body in stream:
+                if kind == "DELETED":
+                    yield None
+                elif kind in ("ADDED", "MODIFIED"):
+                    yield body
+        except kube_watch.Expired:
+            log.debug("%s: resourceVersion %s expired", what, since)
+        except LunbridgeError as exc:
+            log.warning("%s: %s; reading it again", what, exc)
+        finally:
+            await stream.aclose()
 
     async def get_snapshot(self, name: str) -> DiskSnapshot:
         found: dict[str, Any] = await self._call(
@@ -159,15 +210,23 @@ class Kube(KubeApi):
     async def node_by_id(self, node_id: str) -> str:
         """The name of the Node a CSI node_id names: the Node whose spec.providerID it is (a
         guest the hypervisor attaches disks to), else the Node of that name (a node that logs in
-        with its own initiators gives its Node name). NotFound when neither exists."""
-        nodes: Any = await self._call("list Nodes", lambda: self._core.list_node())
-        for node in nodes.items:
-            if node.spec is not None and node.spec.provider_id == node_id:
-                name: str = node.metadata.name
-                return name
-        if any(node.metadata.name == node_id for node in nodes.items):
-            return node_id
-        raise NotFound(f"no Node has spec.providerID {node_id} or is named {node_id}")
+        with its own initiators gives its Node name). NotFound when neither exists. From the
+        Node index (`lunbridge_csi.nodes`): a LIST only when it misses or its watch stopped."""
+        return await self.nodes.node_by_id(node_id)
+
+    async def _list_nodes(self) -> tuple[Nodes, str]:
+        """Every Node as JSON (not decoded into the client's models) and the list's resourceVersion."""
+        data: bytes = await self._call(
+            "list Nodes", lambda: self._core.list_node(_preload_content=False).data
+        )  # read in the worker thread too: an unread response reads its body on first use
+        found: dict[str, Any] = json.loads(data)
+        return list(found.get("items") or []), str((found.get("metadata") or {}).get("resourceVersion", ""))
+
+    def _watch_nodes(self, since: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        return kube_watch.events(
+            self._core.list_node, what="watch Nodes", since=since, seconds=NODE_WATCH_SECONDS,
+            allow_watch_bookmarks=True,
+        )  # fmt: skip
 
     async def node_provider_id(self, name: str) -> str | None:
         """The spec.providerID of Node `name` (None if it has none); NotFound if there is no such Node."""

@@ -30,6 +30,7 @@ from typing import Any
 import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from lunbridge.api import DISK_SNAPSHOT_PLURAL
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from lunbridge.models import (
     AutoVerification,
@@ -53,7 +54,7 @@ from lunbridge_csi.volume_rules import (
     required,
     volume_id_for,
 )
-from lunbridge_csi.waiting import progress, wait_until
+from lunbridge_csi.waiting import progress, wait_until, watched
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -98,6 +99,11 @@ def _handle_or_none(snapshot_id: str) -> tuple[str, str] | None:
         return parse_handle(snapshot_id)
     except InvalidArgument:
         return None
+
+
+def snapshot_or_none(body: dict[str, Any] | None) -> DiskSnapshot | None:
+    """A watched DiskSnapshot (None: deleted)."""
+    return DiskSnapshot.from_dict(body) if body is not None else None
 
 
 def snapshot_message(snap: DiskSnapshot) -> str:
@@ -155,8 +161,8 @@ class SnapshotRpcs:
             gave_up=lambda snap: gave_up(snap) if snap is not None else None,
             said=lambda snap: snapshot_message(snap) if snap is not None else "gone",
             bound=self.timeouts.snapshot,
-            poll=self.timeouts.poll,
             context=context,
+            changes=watched(self.kube, DISK_SNAPSHOT_PLURAL, name, snapshot_or_none),
         )
 
     async def _by_handle(self, handle: str, context: Context | None) -> DiskSnapshot | None:

@@ -70,7 +70,6 @@ class Timeouts:
     delete: float = 240.0
     expand: float = 120.0
     snapshot: float = 120.0  # a cut, an import or a delete (csi-snapshotter's --timeout is longer)
-    poll: float = 0.25
 
 
 # --- request checks ---------------------------------------------------------------------------
@@ -238,6 +237,18 @@ def quantity(size: int) -> str:
 
 
 # --- reading status ---------------------------------------------------------------------------
+def disk_or_gone(name: str) -> Callable[[dict[str, Any] | None], VirtualDisk]:
+    """How a watch's version of VirtualDisk `name` (the API's dict) is read: NotFound once it
+    is deleted, as a read of it would say."""
+
+    def parse(body: dict[str, Any] | None) -> VirtualDisk:
+        if body is None:
+            raise NotFound(f"VirtualDisk {name} is gone")
+        return VirtualDisk.from_dict(body)
+
+    return parse
+
+
 def provisioned(disk: VirtualDisk) -> bool:
     lun = disk.status.lun
     return disk.status.is_true(Cond.PROVISIONED) and lun is not None and bool(lun.naa)

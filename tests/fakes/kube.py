@@ -9,16 +9,19 @@ are changed by JSON merge patch (None removes a key); generation grows only when
 changes, or when deletion starts; a delete of an object with finalizers only sets
 deletionTimestamp, and it disappears when the last finalizer is removed. Nodes come back as
 the official client's `V1Node.to_dict()` does (snake_case keys). Watchers (the fake operator)
-are told of every create, spec change and deletion, as kopf's watch would tell it.
+are told of every create, spec change and deletion, as kopf's watch would tell it; the CSI
+controller's `changes` is the API server's watch of one object: every version after a
+resourceVersion, in order, None for a deletion (`history` keeps them all).
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import copy
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, overload
 
 import kubernetes
@@ -31,6 +34,7 @@ from tests.fakes.faults import Faults, need
 
 Watcher = Callable[[str, str], Awaitable[None]]  # (plural, name) of an object that changed
 DELETED_AT = "2024-01-01T00:00:00Z"
+Version = tuple[str, str, int, dict[str, Any] | None]  # plural, name, resourceVersion, the object
 
 
 def apply_merge_patch(target: Any, patch: Any) -> Any:
@@ -61,8 +65,11 @@ class FakeKube(Faults, Kube):
         self.objects: dict[str, dict[str, dict[str, Any]]] = {}
         self.nodes: dict[str, dict[str, Any]] = {}
         self.watchers: list[Watcher] = []
+        self.history: list[Version] = []  # every version of every object, in order
         self._uids = itertools.count(1)
-        self._versions = itertools.count(1)
+        self._version = 0
+        self._wakers: list[asyncio.Future[None]] = []
+        self._drops = 0
 
     # --- what tests use -------------------------------------------------------------------------
     @property
@@ -92,6 +99,7 @@ class FakeKube(Faults, Kube):
         if finalizer not in meta.setdefault("finalizers", []):
             meta["finalizers"].append(finalizer)
             self._touch(meta)
+            self._changed(plural, name)
 
     def remove_finalizer(self, plural: str, name: str, finalizer: str) -> None:
         meta = self._stored(plural, name)["metadata"]
@@ -100,6 +108,7 @@ class FakeKube(Faults, Kube):
         self._touch(meta)
         if meta.get("deletionTimestamp") and not finalizers:
             del self.objects[plural][name]
+        self._changed(plural, name)
 
     async def delete_object(self, plural: str, name: str) -> None:
         """DELETE: gone at once without finalizers, else marked (deletionTimestamp, generation+1)."""
@@ -113,10 +122,12 @@ class FakeKube(Faults, Kube):
             return
         if not meta.get("finalizers"):
             del self.objects[plural][name]
+            self._changed(plural, name)
             return
         meta["deletionTimestamp"] = DELETED_AT
         meta["generation"] += 1
         self._touch(meta)
+        self._changed(plural, name)
         await self._tell(plural, name)
 
     def _stored(self, plural: str, name: str) -> dict[str, Any]:
@@ -126,7 +137,23 @@ class FakeKube(Faults, Kube):
             raise NotFound(f"{plural}/{name}: not found") from None
 
     def _touch(self, meta: dict[str, Any]) -> None:
-        meta["resourceVersion"] = str(next(self._versions))
+        self._version += 1
+        meta["resourceVersion"] = str(self._version)
+
+    def _changed(self, plural: str, name: str) -> None:
+        """Keep the object's new version (None: deleted) for `changes`, and wake its watches."""
+        stored = self.objects.get(plural, {}).get(name)
+        if stored is None:
+            self._version += 1
+        version = int(stored["metadata"]["resourceVersion"]) if stored is not None else self._version
+        self.history.append((plural, name, version, copy.deepcopy(stored)))
+        self._wake()
+
+    def _wake(self) -> None:
+        for waker in self._wakers:
+            if not waker.done():
+                waker.set_result(None)
+        self._wakers.clear()
 
     async def _tell(self, plural: str, name: str) -> None:
         for watcher in list(self.watchers):
@@ -143,6 +170,7 @@ class FakeKube(Faults, Kube):
         meta.pop("deletionTimestamp", None)
         self._touch(meta)
         store[name] = stored
+        self._changed(plural, name)
         created = copy.deepcopy(stored)
         await self._tell(plural, name)
         return created
@@ -155,6 +183,7 @@ class FakeKube(Faults, Kube):
         if changed:
             stored["metadata"]["generation"] += 1
         self._touch(stored["metadata"])
+        self._changed(plural, name)
         patched = copy.deepcopy(stored)
         if changed:
             await self._tell(plural, name)
@@ -211,12 +240,14 @@ class FakeKube(Faults, Kube):
         stored = self._stored(plural, name)
         stored["status"] = apply_merge_patch(stored.get("status"), status)
         self._touch(stored["metadata"])
+        self._changed(plural, name)
 
     async def patch_labels(self, plural: str, name: str, labels: dict[str, str | None]) -> None:
         self._record("patch_labels", plural, name, labels)
         meta = self._stored(plural, name)["metadata"]
         meta["labels"] = apply_merge_patch(meta.get("labels"), labels) or {}
         self._touch(meta)
+        self._changed(plural, name)
 
     async def patch_spec(self, name: str, patch: dict[str, Any]) -> VirtualDisk:
         self._record("patch_spec", name, patch)
@@ -260,6 +291,37 @@ class FakeKube(Faults, Kube):
     async def delete_group_snapshot(self, name: str) -> None:
         self._record("delete_group_snapshot", name)
         await self._delete(DISK_GROUP_SNAPSHOT_PLURAL, name)
+
+    async def changes(
+        self, plural: str, name: str, since: str | None, seconds: float
+    ) -> AsyncGenerator[dict[str, Any] | None, None]:
+        """Each version of object `name` of `plural` after resourceVersion `since` (None: its
+        current version first, if it exists), None for a deletion, as they are written; ends
+        after `seconds`, or when `drop_watches` drops it."""
+        self._record("changes", plural, name, since)
+        loop = asyncio.get_running_loop()
+        deadline, drops = loop.time() + seconds, self._drops
+        after = int(since) if since else self._version
+        if not since and name in self.objects.get(plural, {}):
+            yield self.read(plural, name)
+        seen = 0
+        while drops == self._drops:
+            if seen < len(self.history):
+                entry, seen = self.history[seen], seen + 1
+                if entry[:2] == (plural, name) and entry[2] > after:
+                    yield copy.deepcopy(entry[3])
+                continue
+            waker: asyncio.Future[None] = loop.create_future()
+            self._wakers.append(waker)
+            try:
+                await asyncio.wait_for(waker, max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                return
+
+    def drop_watches(self) -> None:
+        """End every open `changes` stream, as a dropped connection would."""
+        self._drops += 1
+        self._wake()
 
     async def node_by_id(self, node_id: str) -> str:
         self._record("node_by_id", node_id)

@@ -13,7 +13,7 @@ from lunbridge_csi.volume_rules import Timeouts
 from tests.fakes import Lab
 from tests.unit.csi.sysfs import add_disk, add_host
 
-TIMEOUTS = Timeouts(provision=1, attach=1, detach=1, delete=1, expand=1, snapshot=1, poll=0.01)
+TIMEOUTS = Timeouts(provision=1, attach=1, detach=1, delete=1, expand=1, snapshot=1)
 
 
 @pytest.fixture

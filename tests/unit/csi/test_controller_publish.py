@@ -32,7 +32,7 @@ from tests.fakes import Lab
 from tests.unit.csi.test_controller_requests import Mode, call, cap, code_of, create, publish
 
 BLOCK = cap(block=True)
-FAST = Timeouts(provision=1, attach=0.05, detach=0.05, poll=0.01)  # waits the operator cannot end
+FAST = Timeouts(provision=1, attach=0.05, detach=0.05)  # waits the operator cannot end
 
 
 def unpublish(volume_id: str, node_id: str) -> csi_pb2.ControllerUnpublishVolumeRequest:
@@ -215,7 +215,7 @@ async def test_the_kube_client_reads_a_nodes_provider_id_and_says_not_found_for_
 
 
 # --- case 2: a full VM -----------------------------------------------------------------------
-PATIENT = Timeouts(provision=1, attach=30, poll=0.01)  # a bound the call must not wait out
+PATIENT = Timeouts(provision=1, attach=30)  # a bound the call must not wait out
 
 
 async def test_a_publish_to_a_full_vm_is_resource_exhausted_at_once_and_leaves_nothing_published(

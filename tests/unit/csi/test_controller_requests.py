@@ -324,7 +324,7 @@ async def test_validate_confirms_only_what_the_volume_supports(service: Controll
 
 
 async def test_a_disk_the_operator_never_provisions_ends_in_deadline_exceeded(lab: Lab) -> None:
-    service = ControllerService(lab.kube, Timeouts(provision=0.02, poll=0.01))
+    service = ControllerService(lab.kube, Timeouts(provision=0.02))
     lab.operator.stop()
     code, details = await code_of(service.CreateVolume, create())
     assert code is grpc.StatusCode.DEADLINE_EXCEEDED
@@ -333,7 +333,7 @@ async def test_a_disk_the_operator_never_provisions_ends_in_deadline_exceeded(la
 
 
 async def test_a_disk_the_operator_keeps_retrying_ends_in_deadline_exceeded_with_its_reason(lab: Lab) -> None:
-    service = ControllerService(lab.kube, Timeouts(provision=0.02, poll=0.01))
+    service = ControllerService(lab.kube, Timeouts(provision=0.02))
     lab.storage.fail_next("create_lun", Unavailable("the storage server does not answer"))
     code, details = await code_of(service.CreateVolume, create())
     assert code is grpc.StatusCode.DEADLINE_EXCEEDED
