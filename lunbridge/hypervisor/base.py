@@ -134,8 +134,10 @@ class Hypervisor(Protocol):
         """Rescan all HBAs of `host`, or one adapter."""
         ...
 
-    async def sees_lun(self, host: Host, naa: str) -> bool:
-        """Whether `host` lists LUN `naa` now (after its last rescan); no rescan is made."""
+    async def sees_lun(self, host: Host, naa: str, *, within: float = 0.0) -> bool:
+        """Whether `host` lists LUN `naa` (after its last rescan; no rescan is made): by a
+        listing made now, or, with `within` > 0, by one at most `within` seconds old (a
+        periodic re-check of many disks shares one listing per host)."""
         ...
 
     async def attach_rdm(self, vm: Vm, naa: str) -> Attachment:

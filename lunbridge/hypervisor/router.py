@@ -103,8 +103,8 @@ class Router:
     async def rescan(self, host: Host, adapter: str | None = None) -> None:
         await self._owner("host", host.id, host.name).rescan(host, adapter)
 
-    async def sees_lun(self, host: Host, naa: str) -> bool:
-        return await self._owner("host", host.id, host.name).sees_lun(host, naa)
+    async def sees_lun(self, host: Host, naa: str, *, within: float = 0.0) -> bool:
+        return await self._owner("host", host.id, host.name).sees_lun(host, naa, within=within)
 
     async def attach_rdm(self, vm: Vm, naa: str) -> Attachment:
         return await self._owner("vm", vm.id, vm.name).attach_rdm(vm, naa)

@@ -169,8 +169,8 @@ class FakeHypervisor(Faults):
         self._record("rescan", host, adapter)
         self.rescans[self._host(host.name).name] += 1
 
-    async def sees_lun(self, host: Host, naa: str) -> bool:
-        self._record("sees_lun", host, naa)
+    async def sees_lun(self, host: Host, naa: str, *, within: float = 0.0) -> bool:
+        self._record("sees_lun", host, naa, within)
         addresses = [i.address for i in self.initiators[self._host(host.name).name]]
         return self.sees is None or self.sees(addresses, naa)
 

@@ -202,8 +202,9 @@ class Libvirt(SessionClient):
 
         await self._discoveries.run(self.config.uri, discover)
 
-    async def sees_lun(self, host: Host, naa: str) -> bool:
-        """Whether the host's initiator finds LUN `naa` at a known portal (a discovery)."""
+    async def sees_lun(self, host: Host, naa: str, *, within: float = 0.0) -> bool:
+        """Whether the host's initiator finds LUN `naa` at a known portal (a discovery, shared
+        with the callers that ask at once; `within` is not needed: one host per URI)."""
         self._own(host)
         try:
             await self._locate(host, san.naa(naa))

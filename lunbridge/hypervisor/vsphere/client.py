@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import AbstractAsyncContextManager
 
 from lunbridge import san
@@ -52,6 +53,7 @@ class VSphere(SessionClient):
         # a host's LUN list is one large read: callers that ask at once share the next one
         self._lun_reads = Coalescer[str]()  # per host id
         self._lun_lists: dict[str, dict[str, rdm.HostLun]] = {}
+        self._lun_lists_at: dict[str, float] = {}  # per host id: when its last read started (monotonic)
         self._device_changes: dict[str, int] = {}  # per VM id: device changes made through this client
 
     def __repr__(self) -> str:
@@ -187,19 +189,23 @@ class VSphere(SessionClient):
             disk_key=disk.key,
         )
 
-    async def _host_lun(self, host: Host, naa: str) -> rdm.HostLun | None:
-        """LUN `naa` as `host` lists it now: from a read of the host's LUN list that started
-        after this call (shared with every caller that asked for the same host meanwhile)."""
+    async def _host_lun(self, host: Host, naa: str, within: float = 0.0) -> rdm.HostLun | None:
+        """LUN `naa` as `host` lists it: from a read of the host's LUN list that started after
+        this call (shared with every caller that asked for the same host meanwhile), or with
+        `within` > 0 from the last read if it is at most that many seconds old."""
 
         async def read() -> None:
             what = f"list the LUNs of host {host.name}"
+            started = time.monotonic()
             self._lun_lists[host.id] = await self.session.run(what, lambda api: rdm.host_luns(api, host.id))
+            self._lun_lists_at[host.id] = started
 
-        await self._lun_reads.run(host.id, read)
+        if within <= 0 or time.monotonic() - self._lun_lists_at.get(host.id, -1e18) > within:
+            await self._lun_reads.run(host.id, read)
         return self._lun_lists.get(host.id, {}).get(naa)
 
-    async def sees_lun(self, host: Host, naa: str) -> bool:
-        return await self._host_lun(host, san.naa(naa)) is not None
+    async def sees_lun(self, host: Host, naa: str, *, within: float = 0.0) -> bool:
+        return await self._host_lun(host, san.naa(naa), within) is not None
 
     async def _visible_lun(self, host: Host, naa: str) -> rdm.HostLun:
         lun = await self._host_lun(host, naa)

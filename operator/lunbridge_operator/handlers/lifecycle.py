@@ -63,6 +63,7 @@ async def connect(config: OperatorConfig) -> Services:
         transport=config.transport,
         default_scope=config.default_scope,
         portals=portals,
+        resync_seconds=config.resync_seconds,
         after_step=crash_after,
     )
 

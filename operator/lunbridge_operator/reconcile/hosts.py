@@ -53,6 +53,18 @@ def _problems(hosts: list[Host], results: Sequence[object]) -> HostProblems:
     return problems
 
 
+async def seeing(hypervisor: Hypervisor, hosts: list[Host], naa: str, within: float) -> list[Host]:
+    """The hosts of `hosts` that list LUN `naa` by a listing at most `within` seconds old (a
+    host whose listing fails is not among them: its reveal says why)."""
+    results = await asyncio.gather(
+        *(hypervisor.sees_lun(h, naa, within=within) for h in hosts), return_exceptions=True
+    )
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, LunbridgeError):
+            raise result
+    return [host for host, result in zip(hosts, results, strict=True) if result is True]
+
+
 async def not_seeing(hypervisor: Hypervisor, hosts: list[Host], naa: str, problems: HostProblems) -> None:
     """Add to `problems` every host (not failed already) that does not list LUN `naa`."""
     asked = [h for h in hosts if h.name not in problems.failed]

@@ -25,6 +25,8 @@ class Services:
     transport: Transport
     default_scope: Scope | None
     portals: dict[str, str]  # backend name -> its iSCSI portal, for the hosts' send-target discovery
+    # how often Ready disks are checked again; their checks share hosts' LUN listings half that old
+    resync_seconds: float = 60.0
     # called after each recorded step; tests use it to crash the operator at a chosen step
     after_step: Callable[[str, str], Awaitable[None]] | None = None
 

@@ -192,12 +192,22 @@ class DiskSteps:
         await self.save("map", phase=Phase.MAPPING, write=False)
         return name, vm.host
 
-    async def reveal(self, vm: Vm, node_name: str, provider_id: str) -> None:
-        """Make the VM's host see the LUN: iSCSI discovery of the portal, then a rescan. The VM
-        about to get the RDM is recorded with this step, so a teardown after a crash in the
-        attach finds it in status (and a disk that never got that far needs no VM lookup)."""
+    @property
+    def listing_age(self) -> float:
+        """How old a host's LUN listing may be for this reconcile: a periodic re-check of a
+        Ready disk takes one at most half the re-check period old (many disks share it), so it
+        costs no rescan and no listing of its own while the hosts see the LUN."""
+        return self.svc.resync_seconds / 2 if self.settled else 0.0
+
+    async def reveal(self, vm: Vm, naa: str, node_name: str, provider_id: str) -> None:
+        """Make the VM's host see the LUN: iSCSI discovery of the portal, then a rescan (not in
+        a re-check that finds the host listing it). The VM about to get the RDM is recorded
+        with this step, so a teardown after a crash in the attach finds it in status (and a
+        disk that never got that far needs no VM lookup)."""
+        hypervisor = self.svc.hypervisor
         with measured(KIND, "rescan"):
-            await hosts.reveal(self.svc.hypervisor, vm.host, self._portal)
+            if not (self.settled and await hosts.seeing(hypervisor, [vm.host], naa, self.listing_age)):
+                await hosts.reveal(hypervisor, vm.host, self._portal)
         if not self.settled:
             self.events("Rescanned", f"rescanned the HBAs of {vm.host.name}")
         recorded = self.disk.status.attachment
@@ -224,10 +234,13 @@ class DiskSteps:
         hosts other than the VM's are revealed to here, after Ready: they make the disk
         movable, not usable, so a cluster-scope disk is Ready as soon as a host-scope one."""
         others = [h for h in scope_hosts if h.id != vm.host.id]
+        hypervisor = self.svc.hypervisor
         if others:
             with measured(KIND, "reveal_cluster"):
-                self.host_problems = await hosts.reveal_best_effort(self.svc.hypervisor, others, self._portal)
-                await hosts.not_seeing(self.svc.hypervisor, others, naa, self.host_problems)
+                seen = await hosts.seeing(hypervisor, others, naa, self.listing_age) if self.settled else []
+                missing = [h for h in others if h not in seen]
+                self.host_problems = await hosts.reveal_best_effort(hypervisor, missing, self._portal)
+                await hosts.not_seeing(hypervisor, missing, naa, self.host_problems)
         before = self.disk.status.condition(Cond.CLUSTER_READY)
         if self.host_problems.failed:
             message = f"not every host of the scope sees {naa}: {self.host_problems.describe()}"
@@ -348,7 +361,7 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
     igroup, _ = await steps.mask(lun, vm)
     # a move to another host or cluster leaves the old igroup, whose hosts then rescan
     await steps.rescan(await steps.unmap_all(keep=igroup))
-    await steps.reveal(vm, node_name or "", provider_id)
+    await steps.reveal(vm, lun.naa, node_name or "", provider_id)
     scope_hosts = await steps.scope_hosts(vm)
     others = [h for h in scope_hosts if h.id != vm.host.id]
     if others:

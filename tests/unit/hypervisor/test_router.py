@@ -47,7 +47,7 @@ class FakeLayer:
     async def rescan(self, host: Host, adapter: str | None = None) -> None:
         self.calls.append("rescan")
 
-    async def sees_lun(self, host: Host, naa: str) -> bool:
+    async def sees_lun(self, host: Host, naa: str, *, within: float = 0.0) -> bool:
         self.calls.append("sees_lun")
         return True
 

@@ -70,3 +70,28 @@ async def test_a_cluster_disk_is_ready_once_its_vms_host_sees_it_and_cluster_rea
     assert after["ClusterReady"]["status"] == "True"
     order = [(c.method, c.args[0].name) for c in lab.hypervisor.calls if c.method in ("rescan", "attach_rdm")]
     assert order == [("rescan", "esx-1"), ("attach_rdm", "node-a-vm"), ("rescan", "esx-2")]
+
+
+async def test_a_recheck_rescans_only_the_hosts_that_no_longer_list_the_lun() -> None:
+    """A periodic re-check of a Ready disk costs no rescan while every host lists the LUN
+    (the listings it asks for may be shared, half a re-check period old); a host that lost
+    it is rescanned, and one that still does not list it makes ClusterReady False."""
+    lost: set[str] = set()
+    lab = Lab.build(default_scope=Scope.CLUSTER)
+    masked = lab.hypervisor.sees
+    assert masked is not None
+    lab.hypervisor.sees = lambda addresses, naa: masked(addresses, naa) and not set(addresses) & lost
+    await lab.create_disk("d1", node_name="node-a")
+    rescans = dict(lab.hypervisor.rescans)
+    await lab.operator.recheck("d1")
+    assert lab.hypervisor.rescans == rescans
+    assert [args[2] for args in lab.hypervisor.called("sees_lun")][-2:] == [30.0, 30.0]
+
+    lost.add("iqn.1998-01.com.vmware:esx-2")
+    await lab.operator.recheck("d1")
+    assert lab.hypervisor.rescans["esx-2"] == rescans["esx-2"] + 1
+    assert lab.hypervisor.rescans["esx-1"] == rescans["esx-1"]
+    cluster = lab.disk("d1").status.condition(ConditionType.CLUSTER_READY)
+    assert cluster is not None
+    assert cluster.status.value == "False"
+    assert "esx-2" in cluster.message
