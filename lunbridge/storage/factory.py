@@ -20,7 +20,7 @@ from typing import Any
 from lunbridge.errors import InvalidArgument
 from lunbridge.storage import chap
 from lunbridge.storage.base import Chap, StorageBackend
-from lunbridge.storage.ontap import OntapBackend, OntapConfig
+from lunbridge.storage.ontap import OntapConfig
 from lunbridge.storage.tgt import TgtBackend, TgtConfig
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -49,7 +49,9 @@ def _ontap_config(config: BackendConfig) -> OntapConfig:
     return OntapConfig.from_settings(config.settings, f"backend {config.name} settings")
 
 
-def _ontap(config: BackendConfig) -> OntapBackend:
+def _ontap(config: BackendConfig) -> StorageBackend:
+    from lunbridge.storage.ontap import OntapBackend  # NetApp's library, only where it is used
+
     return OntapBackend.from_folder(_ontap_config(config), config.credentials_dir, f"backend {config.name}")
 
 

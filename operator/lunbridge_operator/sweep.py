@@ -104,31 +104,33 @@ class SweepKube(Kube):
         except LunbridgeError as exc:
             log.warning("cannot post the Event %s (%s): %s", reason, message, exc)
 
-    async def live_peers(self, peering: str) -> list[str]:
-        """The identities of the operator replicas alive in ClusterKopfPeering `peering` (kopf's
-        rule: last seen less than their lifetime ago); none if the object does not exist."""
+    async def live_peers(self, peering: str) -> dict[str, int]:
+        """The operator replicas alive in ClusterKopfPeering `peering` (kopf's rule: last seen
+        less than their lifetime ago), identity -> priority; none if the object does not exist.
+        A replica whose entry cannot be read counts as alive, with the highest priority."""
         try:
             found: dict[str, Any] = await self._call(
                 f"read ClusterKopfPeering {peering}",
                 lambda: self._custom.get_cluster_custom_object(*PEERING_API, peering),
             )
         except NotFound:
-            return []
+            return {}
         now = datetime.datetime.now(datetime.UTC)
-        alive = []
+        alive: dict[str, int] = {}
         for identity, info in sorted((found.get("status") or {}).items()):
             if not isinstance(info, dict):
                 continue
             try:
                 seen = datetime.datetime.fromisoformat(str(info.get("lastseen")).replace("Z", "+00:00"))
                 lifetime = datetime.timedelta(seconds=int(info.get("lifetime", 60)))
+                priority = int(info.get("priority", 0))
             except (TypeError, ValueError):
-                alive.append(identity)  # unreadable: counted alive, to be safe
+                alive[identity] = sys.maxsize  # unreadable: counted alive, to be safe
                 continue
             if seen.tzinfo is None:
                 seen = seen.replace(tzinfo=datetime.UTC)
             if seen + lifetime > now:
-                alive.append(identity)
+                alive[identity] = priority
         return alive
 
 

@@ -210,7 +210,7 @@ class FakeOperator:
         """One handler run as kopf makes it; True if it succeeded."""
         body = kopf.Body(cast(kopf.RawBody, self.kube.read(*key)))
         try:
-            with self._posting():
+            with self.posting():
                 result = handler(body=body, memo=self.memo, retry=self._retries.get(key, 0))
                 if inspect.isawaitable(result):
                     await result
@@ -229,8 +229,9 @@ class FakeOperator:
         return True
 
     @contextmanager
-    def _posting(self) -> Iterator[None]:
-        """kopf's event posting, into a queue this fake empties into `events`."""
+    def posting(self) -> Iterator[None]:
+        """kopf's event posting, into a queue this fake empties into `events` (what a handler
+        run has; tests that call the operator's code outside a handler use it too)."""
         queue: asyncio.Queue[K8sEvent] = asyncio.Queue()
         tokens = (
             settings_var.set(self._settings),

@@ -19,6 +19,7 @@ from lunbridge.hypervisor.vsphere import VSphere
 from lunbridge.storage.factory import Backends
 from lunbridge_operator import metrics
 from lunbridge_operator.config import OperatorConfig
+from lunbridge_operator.handlers import recheck
 from lunbridge_operator.handlers.common import crash_after, scale_retries
 from lunbridge_operator.kube import Kube
 from lunbridge_operator.reconcile.orphans import Reporter, sweep_forever
@@ -74,7 +75,7 @@ async def started(
     settings: kopf.OperatorSettings,
     memo: Any,
     logger: logging.Logger | logging.LoggerAdapter[Any],
-    **_: Any,
+    **kwargs: Any,  # kopf's indices among them
 ) -> None:
     config: OperatorConfig = memo.config
     settings.persistence.finalizer = FINALIZER
@@ -90,6 +91,7 @@ async def started(
     storage = ", ".join(f"{c.name} ({c.type})" for c in config.backends)
     logger.info("connected to %s and to the storage backends %s", " and ".join(hypervisors), storage)
     start_sweeps(memo)
+    recheck.start(memo, kwargs["virtual_disks"])
 
 
 def start_sweeps(memo: Any) -> None:
@@ -106,6 +108,7 @@ def start_sweeps(memo: Any) -> None:
 
 @kopf.on.cleanup()
 async def stopped(*, memo: Any, **_: Any) -> None:
+    await recheck.stop(memo)
     sweeper: asyncio.Task[None] | None = getattr(memo, "sweeper", None)
     if sweeper is not None:
         sweeper.cancel()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import kopf
 
@@ -18,11 +19,11 @@ from lunbridge_operator.handlers.common import (
     record_failure,
     services,
 )
-from lunbridge_operator.reconcile import virtualdisk
+from lunbridge_operator.reconcile import orphans, recheck, virtualdisk
 from lunbridge_operator.reconcile.disk import Disk
 
 
-def _disk(body: kopf.Body) -> Disk:
+def disk_of(body: kopf.Body) -> Disk:
     return Disk.from_object(
         body.metadata.name or "",
         body.metadata.uid or "",
@@ -48,10 +49,10 @@ def _failed(disk: Disk) -> Callable[[bool], None]:
 @kopf.on.create(GROUP, VERSION, VIRTUAL_DISK_PLURAL)
 @kopf.on.update(GROUP, VERSION, VIRTUAL_DISK_PLURAL, field="spec")
 async def reconcile_virtual_disk(*, body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
-    await _reconcile(_disk(body), body, memo, retry)
+    await reconcile_disk(disk_of(body), body, memo, retry)
 
 
-async def _reconcile(disk: Disk, body: kopf.Body, memo: Any, retry: int) -> None:
+async def reconcile_disk(disk: Disk, body: kopf.Body, memo: Any, retry: int) -> None:
     async with object_lock(memo, "VirtualDisk", disk.name):
         try:
             await virtualdisk.reconcile(services(memo), disk, events_for(body))
@@ -60,31 +61,46 @@ async def _reconcile(disk: Disk, body: kopf.Body, memo: Any, retry: int) -> None
     memo.checked[disk.name] = time.monotonic()
 
 
-@kopf.timer(GROUP, VERSION, VIRTUAL_DISK_PLURAL, interval=10.0, initial_delay=10.0, idle=10.0)
+@kopf.index(GROUP, VERSION, VIRTUAL_DISK_PLURAL)
+def virtual_disks(*, name: str, body: kopf.Body, **_: Any) -> dict[str, Seen]:
+    """Every VirtualDisk as last seen, and when (for the re-check pass: no timer per disk)."""
+    raw = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": dict(body.metadata),
+           "spec": dict(body.spec), "status": dict(body.status)}  # fmt: skip
+    return {name: Seen(cast(kopf.RawBody, raw), time.monotonic())}
+
+
+@dataclass(frozen=True)
+class Seen:
+    body: kopf.RawBody
+    at: float  # time.monotonic() of the event
+
+
+def stale(disk: Disk) -> bool:
+    """Status describes an older generation than the spec."""
+    return disk.status.observed_generation is not None and disk.status.observed_generation != disk.generation
+
+
 async def recheck_virtual_disk(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
-    """Every --resync-seconds, check a Ready disk again (a restarted tgtd, a moved VM); and at
-    once a disk whose status describes an older generation than its spec while nothing works
-    on it. kopf runs no handler for a change that takes the spec back to what it last handled
-    successfully (a nodeName set, never attached, and cleared again), so without this such a
-    disk would keep the status of the change that was undone."""
-    retry = int(kwargs.get("retry", 0))
-    disk = _disk(body)
+    """Check one Ready disk again now, as the pass does (a full reconcile only if it drifted),
+    or reconcile a disk whose status describes an older generation than its spec."""
+    disk = disk_of(body)
     if body.metadata.get("deletionTimestamp"):
         return
-    stale = disk.status.observed_generation is not None and disk.status.observed_generation != disk.generation
-    if not stale:
-        if disk.status.phase is not Phase.READY:
+    if not stale(disk):
+        if not recheck.settled(disk):
             return
-        if time.monotonic() - memo.checked.get(disk.name, 0.0) < memo.config.resync_seconds:
+        seen = await orphans.look(services(memo))
+        if not await recheck.judge(services(memo), [disk], seen):
+            memo.checked[disk.name] = time.monotonic()
             return
-    await _reconcile(disk, body, memo, retry)
+    await reconcile_disk(disk, body, memo, int(kwargs.get("retry", 0)))
 
 
 @kopf.on.delete(GROUP, VERSION, VIRTUAL_DISK_PLURAL)
 async def delete_virtual_disk(*, body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
     """Tear down what status records. The finalizer stays until that worked: every failure is
     retried (never given up on), and says why; FORGET_ANNOTATION=true lets the disk go as is."""
-    disk = _disk(body)
+    disk = disk_of(body)
     if (body.metadata.annotations or {}).get(FORGET_ANNOTATION) == "true":
         virtualdisk.forget(disk, events_for(body))
         return

@@ -100,7 +100,7 @@ class Orphan:
 
 
 @dataclass(frozen=True)
-class _Seen:
+class Seen:
     """What storage and the hypervisors hold at one moment."""
 
     luns: list[tuple[str, Lun]]  # (backend, LUN) of lunbridge's form
@@ -108,7 +108,9 @@ class _Seen:
     disks: dict[str, list[LunDisk]]  # NAA -> the VM disks carrying it
 
 
-async def _look(svc: Services) -> _Seen:
+async def look(svc: Services) -> Seen:
+    """Every backend's lunbridge LUNs and maps, and every VM's LUN disks: one listing of each
+    (what the orphan sweep and the re-check of Ready disks compare with)."""
     luns: list[tuple[str, Lun]] = []
     maps: dict[tuple[str, str], list[Mapping]] = {}
     for name, backend in svc.backends:
@@ -124,18 +126,18 @@ async def _look(svc: Services) -> _Seen:
     disks: dict[str, list[LunDisk]] = {}
     for disk in await hypervisor.list_lun_disks():
         disks.setdefault(disk.naa, []).append(disk)
-    return _Seen(luns, maps, disks)
+    return Seen(luns, maps, disks)
 
 
 async def find(svc: Services, kinds: Sequence[OwnerKind] | None = None) -> list[Orphan]:
     """Every orphan now, sorted by kind (lun, map, rdm), backend and name."""
     before = await gather(svc.kube, kinds)
-    seen = await _look(svc)
+    seen = await look(svc)
     owners = before.merged(await gather(svc.kube, kinds))
     return judge(owners, seen, owner_kinds_text(kinds))
 
 
-def judge(owners: Owners, seen: _Seen, owner_words: str = "VirtualDisk") -> list[Orphan]:
+def judge(owners: Owners, seen: Seen, owner_words: str = "VirtualDisk") -> list[Orphan]:
     found: list[Orphan] = []
     for backend, lun in seen.luns:
         maps = seen.maps.get((backend, lun.name), [])

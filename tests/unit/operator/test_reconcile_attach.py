@@ -144,13 +144,13 @@ async def test_a_periodic_recheck_of_a_ready_disk_writes_nothing() -> None:
     status_writes = len(lab.kube.called("patch_status"))
     storage = lab.storage
     held = (dict(storage.luns), list(storage.maps), dict(storage.igroups), lab.rdms("node-a"))
-    looked = len(storage.called("get_lun"))
+    looked = len(storage.called("list_luns"))
     await lab.operator.recheck("d1")
     assert len(lab.kube.called("patch_status")) == status_writes
     assert lab.kube.read("virtualdisks", "d1") == before  # resourceVersion too
     assert len(lab.operator.events) == events
     assert (dict(storage.luns), list(storage.maps), dict(storage.igroups), lab.rdms("node-a")) == held
-    assert len(storage.called("get_lun")) > looked  # it did check
+    assert len(storage.called("list_luns")) > looked  # it did check
 
 
 async def test_a_create_writes_status_twice_before_the_attach_and_when_ready() -> None:

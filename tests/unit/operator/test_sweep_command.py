@@ -33,8 +33,8 @@ class _Peers:
     def __init__(self) -> None:
         self.alive: list[str] = []
 
-    async def live_peers(self, peering: str) -> list[str]:
-        return self.alive
+    async def live_peers(self, peering: str) -> dict[str, int]:
+        return dict.fromkeys(self.alive, 1)
 
 
 async def test_the_command_prints_orphans_and_exits_by_what_it_found(
