@@ -50,7 +50,7 @@ from typing import Any
 
 import grpc.aio
 
-from lunbridge.api import VIRTUAL_DISK_PLURAL
+from lunbridge.api import FINALIZER, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded, NotFound
 from lunbridge.models import DiskSource, ObjectMeta, PublishContext, VirtualDisk, VirtualDiskSpec, VolumeMode
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
@@ -151,7 +151,13 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
                 snapshot, size = await self.restore_source(source[1], size, high, context)
                 fields["source"] = DiskSource(snapshot=snapshot)
             spec = VirtualDiskSpec(size=quantity(size), volume_mode=VolumeMode(mode), **fields)
-            meta = ObjectMeta(name=volume_id, labels=dict(MANAGED_BY), annotations={NAME_ANNOTATION: name})
+            # made with the operator's finalizer, which it would otherwise add in a round of its own
+            meta = ObjectMeta(
+                name=volume_id,
+                labels=dict(MANAGED_BY),
+                annotations={NAME_ANNOTATION: name},
+                finalizers=[FINALIZER],
+            )
             try:
                 made = await self.kube.create(VirtualDisk(metadata=meta, spec=spec))
                 log.info("CreateVolume %s: created VirtualDisk %s (%s)", name, volume_id, spec.to_dict())

@@ -28,7 +28,7 @@ import kopf
 
 from lunbridge.errors import LunbridgeError
 from lunbridge_operator.handlers.common import services
-from lunbridge_operator.handlers.virtualdisk import Seen, disk_of, reconcile_disk, stale
+from lunbridge_operator.handlers.virtualdisk import Seen, disk_of, reconcile_disk
 from lunbridge_operator.reconcile import orphans, recheck
 from lunbridge_operator.sweep import SweepKube
 
@@ -84,14 +84,14 @@ async def once(memo: Any, index: Mapping[str, Any], *, full: bool) -> dict[str, 
     them (at most AT_ONCE at a time) and returns name -> why."""
     now = time.monotonic()
     latest: dict[str, Seen] = {name: max(store, key=lambda s: s.at) for name, store in index.items() if store}
-    live = {n: s for n, s in latest.items() if not s.body.get("metadata", {}).get("deletionTimestamp")}
+    live = {name: seen for name, seen in latest.items() if not seen.deleting}
     work = {
         name: "its status describes an older generation than its spec"
         for name, seen in live.items()
-        if now - seen.at >= TICK and stale(disk_of(kopf.Body(seen.body)))
+        if now - seen.at >= TICK and seen.lags
     }
     if full:
-        disks = [d for s in live.values() if recheck.settled(d := disk_of(kopf.Body(s.body)))]
+        disks = [d for s in live.values() if recheck.settled(d := disk_of(s.body))]
         try:
             drifted = await recheck.judge(services(memo), disks, await orphans.look(services(memo)))
         except LunbridgeError as exc:
@@ -105,7 +105,7 @@ async def once(memo: Any, index: Mapping[str, Any], *, full: bool) -> dict[str, 
 
     async def reconcile(name: str, why: str) -> None:
         async with limit:
-            body = kopf.Body(live[name].body)
+            body = live[name].body
             log.log(
                 logging.DEBUG if why == recheck.ROUTINE else logging.INFO,
                 "VirtualDisk %s: %s; reconciling it",

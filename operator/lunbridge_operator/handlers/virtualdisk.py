@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,15 +65,35 @@ async def reconcile_disk(disk: Disk, body: kopf.Body, memo: Any, retry: int) -> 
 @kopf.index(GROUP, VERSION, VIRTUAL_DISK_PLURAL)
 def virtual_disks(*, name: str, body: kopf.Body, **_: Any) -> dict[str, Seen]:
     """Every VirtualDisk as last seen, and when (for the re-check pass: no timer per disk)."""
+    return {name: seen_of(body)}
+
+
+def seen_of(body: kopf.Body) -> Seen:
+    """`body` as the index keeps it, seen now."""
     raw = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": dict(body.metadata),
            "spec": dict(body.spec), "status": dict(body.status)}  # fmt: skip
-    return {name: Seen(cast(kopf.RawBody, raw), time.monotonic())}
+    observed = body.status.get("observedGeneration")
+    return Seen(
+        json.dumps(raw, separators=(",", ":")).encode(),
+        time.monotonic(),
+        lags=observed is not None and observed != body.metadata.get("generation"),
+        deleting=bool(body.metadata.get("deletionTimestamp")),
+    )
 
 
 @dataclass(frozen=True)
 class Seen:
-    body: kopf.RawBody
+    """One disk as the index keeps it: as compact JSON (a parsed body costs ten times the memory,
+    times 1,000 disks), what the pass looks at every tick, and when it was seen."""
+
+    packed: bytes
     at: float  # time.monotonic() of the event
+    lags: bool = False  # status describes an older generation than the spec
+    deleting: bool = False
+
+    @property
+    def body(self) -> kopf.Body:
+        return kopf.Body(cast(kopf.RawBody, json.loads(self.packed)))
 
 
 def stale(disk: Disk) -> bool:

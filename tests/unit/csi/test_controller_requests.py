@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
+from lunbridge.api import FINALIZER
 from lunbridge.errors import AlreadyExists, Unavailable
 from lunbridge.models import AttachMode, PublishContext, VirtualDiskSpec
 from lunbridge.san import ScsiAddress
@@ -203,6 +204,8 @@ async def test_create_is_idempotent_and_a_different_size_already_exists(
     assert first.volume == again.volume
     assert first.volume.capacity_bytes == 64 * MiB
     assert lab.disk("pvc-1").spec == VirtualDiskSpec(size="64Mi", scope="host")
+    # made with the operator's finalizer: no round of the operator's own to add it
+    assert lab.disk("pvc-1").metadata.finalizers == [FINALIZER]
     assert len(lab.storage.luns) == 1
     code, _ = await code_of(service.CreateVolume, create(size=128 * MiB, parameters={"scope": "host"}))
     assert code is grpc.StatusCode.ALREADY_EXISTS

@@ -5,6 +5,7 @@ replica that kopf would pause acts on nothing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
 import kopf
@@ -13,13 +14,19 @@ import pytest
 from lunbridge.hypervisor.base import Scope
 from lunbridge.models import Phase
 from lunbridge_operator.handlers import recheck
-from lunbridge_operator.handlers.virtualdisk import Seen
+from lunbridge_operator.handlers.virtualdisk import Seen, seen_of
+from lunbridge_operator.reconcile import recheck as recheck_rules
 from tests.fakes import Lab
 
 
+def seen(raw: dict[str, Any], at: float) -> Seen:
+    """`raw` as the index keeps it, changed at `at` (monotonic)."""
+    return replace(seen_of(kopf.Body(cast(kopf.RawBody, raw))), at=at)
+
+
 def index(lab: Lab, *names: str, at: float = 0.0) -> dict[str, list[Seen]]:
-    """The VirtualDisk index as kopf keeps it, every disk last changed at `at` (monotonic)."""
-    return {name: [Seen(cast(kopf.RawBody, lab.kube.read("virtualdisks", name)), at)] for name in names}
+    """The VirtualDisk index as kopf keeps it, every disk last changed at `at`."""
+    return {name: [seen(lab.kube.read("virtualdisks", name), at)] for name in names}
 
 
 async def test_one_pass_repairs_the_disk_that_drifted_and_only_that_one() -> None:
@@ -56,7 +63,8 @@ async def test_a_pass_over_untouched_disks_reconciles_none_and_writes_nothing() 
     assert len(lab.kube.called("patch_status")) == writes
     methods = {c.method for c in lab.hypervisor.calls[before:]}
     assert methods <= {"list_lun_disks", "find_vm", "cluster_hosts", "sees_lun"}
-    assert {args[2] for args in lab.hypervisor.called("sees_lun")[-3:]} == {30.0}
+    within = recheck_rules.HOST_LISTING_PERIODS * lab.services.resync_seconds
+    assert {args[2] for args in lab.hypervisor.called("sees_lun")[-3:]} == {within}
 
 
 async def test_a_disk_whose_status_lags_its_spec_is_reconciled_once_unchanged_for_a_tick() -> None:
@@ -64,9 +72,9 @@ async def test_a_disk_whose_status_lags_its_spec_is_reconciled_once_unchanged_fo
     await lab.create_disk("d1", node_name="node-a")
     raw = lab.kube.read("virtualdisks", "d1")
     raw["metadata"]["generation"] = raw["metadata"]["generation"] + 1  # a spec change kopf skipped
-    lagging = {"d1": [Seen(cast(kopf.RawBody, raw), 1e18)]}
+    lagging = {"d1": [seen(raw, 1e18)]}
     assert await recheck.once(lab.operator.memo, lagging, full=False) == {}  # changed a moment ago
-    lagging = {"d1": [Seen(cast(kopf.RawBody, raw), 0.0)]}
+    lagging = {"d1": [seen(raw, 0.0)]}
     with lab.operator.posting():
         work = await recheck.once(lab.operator.memo, lagging, full=False)
     assert list(work) == ["d1"]
