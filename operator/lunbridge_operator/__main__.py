@@ -10,8 +10,6 @@ on every log handler (kopf's lines, the JSON format, and the Events kopf posts f
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import os
 import socket
 import sys
@@ -22,7 +20,7 @@ import kopf
 from lunbridge import redact
 from lunbridge.errors import LunbridgeError
 from lunbridge_operator import config as config_module
-from lunbridge_operator import sweep
+from lunbridge_operator import memory, sweep
 from lunbridge_operator.config import ConfigError, OperatorConfig
 
 build_parser = config_module.build_parser
@@ -47,17 +45,8 @@ def _help() -> int:
     return 0
 
 
-def _two_malloc_arenas() -> None:
-    """glibc gives each thread that allocates an arena of its own (up to 8 per core), and the
-    operator's worker threads (vSphere, storage, API calls) each keep theirs fragmented after a
-    burst of work: RSS that is never given back. Two arenas are enough for threads that mostly
-    wait on the network (M_ARENA_MAX, as MALLOC_ARENA_MAX=2 would set). Not glibc: left alone."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(-8, 2)  # M_ARENA_MAX from glibc's malloc.h
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _two_malloc_arenas()  # before any thread starts
+    memory.two_arenas()  # before any thread starts
     redact.install_log_filter()  # the lines logged while checking the configuration and peers
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["sweep"]:

@@ -27,6 +27,7 @@ from typing import Any
 import kopf
 
 from lunbridge.errors import LunbridgeError
+from lunbridge_operator import memory
 from lunbridge_operator.handlers.common import services
 from lunbridge_operator.handlers.virtualdisk import Seen, disk_of, reconcile_disk
 from lunbridge_operator.reconcile import orphans, recheck
@@ -101,6 +102,7 @@ async def once(memo: Any, index: Mapping[str, Any], *, full: bool) -> dict[str, 
             work.setdefault(name, why)
         checked = time.monotonic()
         memo.checked.update((d.name, checked) for d in disks if d.name not in drifted)
+        memory.give_back()
     limit = asyncio.Semaphore(AT_ONCE)
 
     async def reconcile(name: str, why: str) -> None:
