@@ -4,8 +4,8 @@ the synchronisation of tgtd with the state, and the paths of backing files.
 Each call runs in `_session`: it takes the asyncio lock and the state file's advisory lock,
 reloads the state if another process changed it, and brings tgtd in line with it
 (`sync.reconcile`: targets, LUs, ACLs and CHAP accounts) when it may not be: the first time,
-after the state was reloaded, after a call that failed, when tgtd was restarted (its control
-socket is a new file), and otherwise at most every `sync_seconds` (a change made behind the
+after the state was reloaded, after a call that failed, when tgtd was restarted (another pid
+holds its lock file), and otherwise at most every `sync_seconds` (a change made behind the
 backend's back, or a tgtd that died, is found within that). In between, a read is answered
 from the state alone: `tgtadm --op show` costs more the more LUs tgtd serves, and the state is
 the truth tgtd is made to hold. A change is `_commit`ted: applied to tgtd when it touches
@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
-import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Collection
 from pathlib import Path
@@ -36,6 +37,8 @@ from lunbridge.storage.tgt.files import pool_usage
 from lunbridge.storage.tgt.state import IgroupRecord, LunRecord, State, StateFile
 from lunbridge.storage.tgt.sync import DesiredLu, DesiredTarget, reconcile
 
+FLOCK = "hhqqi4x"  # struct flock: l_type, l_whence, l_start, l_len, l_pid (64-bit Linux)
+
 
 class TgtCore:
     """The shared part of `TgtBackend` (see `lunbridge.storage.tgt.backend`)."""
@@ -48,8 +51,8 @@ class TgtCore:
         self._file = StateFile(config.state_file, config.timeout)
         self._state: State | None = None
         self.sync_seconds = sync_seconds
-        self.control_socket = Path(f"/var/run/tgtd/socket.{config.control}")
-        self._synced: tuple[float, tuple[int, int] | None] | None = None  # when, and which tgtd
+        self.control_lock = Path(f"/var/run/tgtd/socket.{config.control}.lock")
+        self._synced: tuple[float, int | None] | None = None  # when, and which tgtd (its pid)
 
     def target_name(self, igroup: str) -> str:
         """The IQN of the tgt target that serves iSCSI igroup `igroup`."""
@@ -83,18 +86,20 @@ class TgtCore:
         when, tgtd = self._synced
         return tgtd is None or tgtd != self._tgtd() or time.monotonic() - when >= self.sync_seconds
 
-    def _tgtd(self) -> tuple[int, int] | None:
-        """Which tgtd answers the control socket (its file's inode and change time: a restarted
-        tgtd makes a new one); None when none answers (a stopped tgtd leaves its file behind)
-        or there is no file to tell by: then the next `show` says what is wrong."""
+    def _tgtd(self) -> int | None:
+        """The pid of the tgtd that runs on the control port: tgtd holds a lock on
+        `<socket>.lock` while it runs (`lockf`, tgt's usr/mgmt.c), which F_GETLK shows without
+        touching tgtd (tgt 1.0.85 never closes a control connection that sends nothing: probing
+        the socket itself leaks one each time, and tgtd ends up spinning). A restarted tgtd is
+        a new pid; None when no tgtd holds the lock, or there is no file to tell by: then the
+        next `show` says what is wrong."""
         try:
-            found = os.stat(self.control_socket)
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-                probe.settimeout(1.0)
-                probe.connect(str(self.control_socket))
+            with open(self.control_lock, "rb") as lock:
+                asked = struct.pack(FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+                kind, _, _, _, pid = struct.unpack(FLOCK, fcntl.fcntl(lock, fcntl.F_GETLK, asked))
         except OSError:
             return None
-        return found.st_ino, found.st_ctime_ns
+        return pid if kind != fcntl.F_UNLCK and pid > 0 else None
 
     async def _commit(self, state: State, *, tgt: bool, reset: Collection[str] = ()) -> None:
         """Apply `state` to tgtd (when it changes targets), re-creating the CHAP accounts of

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-import threading
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded, NotFound
+from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded, NotFound, Unavailable
 from lunbridge.san import Transport
 from lunbridge.storage.base import Mapping, StorageBackend
 from lunbridge.storage.tgt import TgtBackend, TgtConfig
@@ -258,45 +257,46 @@ def shows(fake: FakeTgtd) -> int:
     return sum(1 for c in fake.commands if "show" in c)
 
 
-class ControlSocket:
-    """The control socket a tgtd listens on; `restart` makes a new one, as a new tgtd does."""
+class RunningTgtd:
+    """What tells the backend a tgtd runs: a process that holds the lock on the control socket's
+    lock file, as tgtd does; `restart` makes it another process, as a new tgtd is."""
+
+    HOLD = (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'w'); fcntl.lockf(f, fcntl.LOCK_EX); "
+        "print(1, flush=True); time.sleep(600)"
+    )
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._listening = self._listen()
+        self._holder = self._hold()
 
-    def _listen(self) -> socket.socket:
-        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listening.bind(str(self.path))
-        listening.listen(16)
-        threading.Thread(target=self._accept, args=(listening,), daemon=True).start()
-        return listening
-
-    @staticmethod
-    def _accept(listening: socket.socket) -> None:
-        with contextlib.suppress(OSError):  # closed: this tgtd is gone
-            while True:
-                listening.accept()[0].close()
+    def _hold(self) -> subprocess.Popen[str]:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", self.HOLD, str(self.path)], stdout=subprocess.PIPE, text=True
+        )
+        assert holder.stdout is not None
+        holder.stdout.readline()  # locked
+        return holder
 
     def restart(self) -> None:
-        self.close()
-        self._listening = self._listen()
+        self.stop()
+        self._holder = self._hold()
 
-    def close(self) -> None:
-        self._listening.close()
-        self.path.unlink(missing_ok=True)
+    def stop(self) -> None:
+        self._holder.kill()
+        self._holder.wait()
 
 
 @pytest.fixture
-def socket_file(backend: TgtBackend, tmp_path: Path) -> Iterator[ControlSocket]:
-    control = ControlSocket(tmp_path / "socket.7")
-    backend.control_socket = control.path
-    yield control
-    control.close()
+def socket_file(backend: TgtBackend, tmp_path: Path) -> Iterator[RunningTgtd]:
+    running = RunningTgtd(tmp_path / "socket.7.lock")
+    backend.control_lock = running.path
+    yield running
+    running.stop()
 
 
 async def test_reads_between_syncs_run_no_tgtadm(
-    backend: TgtBackend, fake: FakeTgtd, socket_file: ControlSocket
+    backend: TgtBackend, fake: FakeTgtd, socket_file: RunningTgtd
 ) -> None:
     await _serve(backend, A)
     before = len(fake.commands)
@@ -308,7 +308,7 @@ async def test_reads_between_syncs_run_no_tgtadm(
 
 
 async def test_a_restarted_tgtd_is_brought_back_at_the_next_call(
-    backend: TgtBackend, fake: FakeTgtd, socket_file: ControlSocket
+    backend: TgtBackend, fake: FakeTgtd, socket_file: RunningTgtd
 ) -> None:
     await _serve(backend, A)
     fake.restart()
@@ -320,7 +320,7 @@ async def test_a_restarted_tgtd_is_brought_back_at_the_next_call(
 
 
 async def test_a_change_behind_the_backends_back_is_undone_within_the_sync_interval(
-    backend: TgtBackend, fake: FakeTgtd, socket_file: ControlSocket
+    backend: TgtBackend, fake: FakeTgtd, socket_file: RunningTgtd
 ) -> None:
     await _serve(backend, A)
     tid = next(tid for tid, t in fake.targets.items() if t.name == PREFIX + "host-p")
@@ -334,7 +334,7 @@ async def test_a_change_behind_the_backends_back_is_undone_within_the_sync_inter
 
 
 async def test_a_failed_change_makes_the_next_call_look_at_tgtd(
-    backend: TgtBackend, fake: FakeTgtd, socket_file: ControlSocket
+    backend: TgtBackend, fake: FakeTgtd, socket_file: RunningTgtd
 ) -> None:
     await _serve(backend, A)
     await backend.create_lun("vol-q", 1 << 20)
@@ -346,3 +346,15 @@ async def test_a_failed_change_makes_the_next_call_look_at_tgtd(
     assert shows(fake) == before + 1
     await backend.get_lun("vol-p")
     assert shows(fake) == before + 1
+
+
+async def test_a_stopped_tgtd_is_found_at_the_next_call_without_touching_its_socket(
+    backend: TgtBackend, fake: FakeTgtd, socket_file: RunningTgtd
+) -> None:
+    """No tgtd holds the lock any more: the next call looks at tgtd (and says it is down); the
+    backend never connects to the control socket itself (tgt 1.0.85 leaks such connections)."""
+    await _serve(backend, A)
+    socket_file.stop()
+    fake.down = True
+    with pytest.raises(Unavailable, match="tgtd does not answer"):
+        await backend.get_lun("vol-p")
