@@ -45,7 +45,7 @@ from lunbridge.storage import chap
 from lunbridge_csi import node_rules
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from lunbridge_csi.errors import InFlight, handled
-from lunbridge_csi.guest import attached, filesystem, iscsi, mount, scsi, teardown
+from lunbridge_csi.guest import attached, filesystem, iscsi, libblkid, mount, scsi, teardown
 from lunbridge_csi.guest.attached import placement
 from lunbridge_csi.guest.initiators import decide_mode
 from lunbridge_csi.guest.limits import DEFAULT_LIMITS, Limits
@@ -81,7 +81,8 @@ class Staged:
 
 class NodeService(csi_pb2_grpc.NodeServicer):
     """Every command runs through `runner` within its limit from `limits`: a command that
-    overruns it is ended and the call fails UNAVAILABLE, releasing the volume for a retry.
+    overruns it is ended and the call fails UNAVAILABLE, releasing the volume for a retry. The
+    blank probe runs in this process through libblkid when `runner` is `lunbridge.command.run`.
 
     NodeGetInfo's max_volumes_per_node: `max_volumes` when given, else how many lunbridge disks
     this VM can hold in all (`scsi.volume_capacity`; on KVM `kvm_max_volumes`), never the
@@ -116,6 +117,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self.in_flight = InFlight()
         self.iscsiadm = iscsi.Iscsiadm(runner, limits)
         self.sessions_lock = asyncio.Lock()  # a login and the last logout of a target never cross
+        if runner is run:  # the blank probe's library, loaded now rather than on the first NodeStage
+            libblkid.load()
 
     # --- state of staged volumes -------------------------------------------------------------
 
@@ -225,6 +228,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 staged = Staged(volume_id, published.naa, device, hctl, staging, block, fs_type,
                                 session.target, session.portal)  # fmt: skip
             dev = self._dev(device)
+            phases = {"disk": time.monotonic() - started}  # what each step took, for the log
             mounted = None if block else mount.mounted_at(self.root, staging)
             if mounted is not None and mounted.source != dev:
                 raise Conflict(
@@ -232,13 +236,19 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 )
             self._save(staged)
             if not block and mounted is None:
-                formatted = await filesystem.ensure_filesystem(self.runner, self.limits, dev, fs_type)
+                at = time.monotonic()
+                found = await filesystem.probe(self.runner, self.limits, dev)
+                phases["probe"], at = time.monotonic() - at, time.monotonic()
+                formatted = await filesystem.ensure_filesystem(self.runner, self.limits, dev, fs_type, found)
+                phases["mkfs"], at = time.monotonic() - at, time.monotonic()
                 await asyncio.to_thread(os.makedirs, staging, exist_ok=True)
                 await mount.mount(
                     self.runner, self.limits, dev, staging, fs_type, list(capability.mount.mount_flags)
                 )
+                phases["mount"] = time.monotonic() - at
                 log.info("staged %s (%s, formatted=%s) at %s", volume_id, dev, formatted, staging)
-            log.info("NodeStageVolume %s took %.3fs", volume_id, time.monotonic() - started)
+            log.info("NodeStageVolume %s took %.3fs (%s)", volume_id, time.monotonic() - started,
+                     ", ".join(f"{name} {seconds:.3f}s" for name, seconds in phases.items()))  # fmt: skip
         return csi_pb2.NodeStageVolumeResponse()
 
     @handled

@@ -19,7 +19,7 @@ class Limits:
 
     mount: float = 60.0  # mount, bind mount, read-only remount
     umount: float = 60.0
-    probe: float = 30.0  # blkid -p
+    probe: float = 30.0  # the blank probe: libblkid in process, or blkid -p
     flush: float = 10.0  # blockdev --flushbufs, best effort on unstage: a dead disk must not hold it
     io_check: float = 5.0  # dd of one block: can a disk whose unmount failed still do I/O?
     mkfs: float = 600.0  # mkfs.ext4, mkfs.xfs

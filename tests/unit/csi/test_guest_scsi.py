@@ -1,12 +1,15 @@
 """The guest's SCSI helpers on fixture sysfs trees: host by PCI slot, VPD page 0x83 parsing,
-targeted rescan and the bounded wait, device deletion (bounded also when the kernel's write
+targeted rescan and the bounded wait, the waits' looks (5 ms apart for the first 200 ms, then
+backing off to each wait's ceiling), device deletion (bounded also when the kernel's write
 hangs), and how many lunbridge disks the VM can hold in all (issue 12, case 2): the lab
 simulator's VM layout, one with another kind of SCSI controller, a KVM guest."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,27 @@ def test_host_by_pci_slot_from_the_sysfs_symlinks(tmp_path: Path) -> None:
     assert scsi.host_for_pci_slot(tmp_path, 5) == "host2"
     assert scsi.host_for_pci_slot(tmp_path, 6) is None
     assert scsi.hosts_by_pci_slot(tmp_path / "nothing") == {}
+
+
+def test_a_hosts_link_is_read_once_and_resolved_only_when_its_text_names_no_pci_function(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_host(tmp_path, "host2", "0000:00:05.0")  # as sysfs writes it: ../../devices/pci0000:00/...
+    real = tmp_path / "sys/devices/pci0000:00/0000:00:07.0/virtio3/host3/scsi_host/host3"
+    real.mkdir(parents=True)
+    alias = tmp_path / "sys/alias-of-host3"  # a link through another link: only resolving finds it
+    alias.symlink_to(real)
+    (tmp_path / scsi.SCSI_HOSTS / "host3").symlink_to(alias)
+    resolved: list[str] = []
+    original = Path.resolve
+
+    def resolve(self: Path, strict: bool = False) -> Path:
+        resolved.append(self.name)
+        return original(self, strict)
+
+    monkeypatch.setattr(Path, "resolve", resolve)
+    assert scsi.hosts_by_pci_slot(tmp_path) == {5: "host2", 7: "host3"}
+    assert resolved == ["host3"]
 
 
 async def test_wait_for_host_is_bounded(tmp_path: Path) -> None:
@@ -189,3 +213,67 @@ def test_a_disk_counts_as_there_only_once_it_is_in_sys_block(tmp_path: Path) -> 
     assert scsi.block_device_at(tmp_path, "2:0:3:0") is None
     held.rename(registered)
     assert scsi.block_device_at(tmp_path, "2:0:3:0") == "sdb"
+
+
+def test_the_waits_look_every_5ms_for_200ms_then_back_off_to_their_ceiling() -> None:
+    delays = list(itertools.islice(scsi.poll_delays(0.05), 46))
+    assert delays[:40] == [0.005] * 40  # 200 ms of sleeps
+    assert delays[40:] == pytest.approx([0.01, 0.02, 0.04, 0.05, 0.05, 0.05])
+    assert list(itertools.islice(scsi.poll_delays(0.2), 45))[-5:] == pytest.approx(
+        [0.01, 0.02, 0.04, 0.08, 0.16]
+    )
+    assert list(itertools.islice(scsi.poll_delays(0.002), 3)) == [0.002] * 3  # a ceiling below 5 ms
+    assert list(itertools.islice(scsi.poll_delays(1, fast=0.01, fast_for=0.02), 4)) == [
+        0.01,
+        0.01,
+        0.02,
+        0.04,
+    ]
+
+
+class Sleeps:
+    """Records each sleep of the guest helpers (and sleeps none); `then(n, change)` makes the
+    fake kernel's change after the n-th."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.slept: list[float] = []
+        self.changes: dict[int, Callable[[], object]] = {}
+        self._sleep = asyncio.sleep
+        monkeypatch.setattr(asyncio, "sleep", self)  # the module scsi sleeps through
+
+    def then(self, count: int, change: Callable[[], object]) -> Sleeps:
+        self.changes[count] = change
+        return self
+
+    async def __call__(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if (change := self.changes.get(len(self.slept))) is not None:
+            change()
+        await self._sleep(0)
+
+
+async def test_a_disk_the_scan_finds_a_moment_later_is_looked_for_every_5ms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_host(tmp_path, "host2", "0000:00:05.0")
+    sleeps = Sleeps(monkeypatch).then(3, lambda: add_disk(tmp_path, "2:0:3:0", "sdb"))
+    assert await scsi.wait_for_device(tmp_path, "host2", scsi.Address(0, 3, 0), within=5) == "sdb"
+    assert sleeps.slept == [0.005] * 3
+
+
+async def test_a_controller_hot_added_a_moment_later_is_looked_for_every_5ms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sleeps = Sleeps(monkeypatch).then(2, lambda: add_host(tmp_path, "host2", "0000:00:05.0"))
+    assert await scsi.wait_for_host(tmp_path, 5, within=5) == "host2"
+    assert sleeps.slept == [0.005] * 2
+
+
+async def test_the_first_asks_again_for_the_vpd_page_are_5ms_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_disk(tmp_path, "2:0:3:0", "sdb", page=None)
+    page = tmp_path / "sys/devices/scsi/2:0:3:0/vpd_pg83"
+    sleeps = Sleeps(monkeypatch).then(2, lambda: page.write_bytes(TGT_PAGE))
+    assert await scsi.recheck_naas(tmp_path, "sdb", NAA, within=5) == [NAA]
+    assert sleeps.slept == [0.005] * 2
