@@ -4,8 +4,8 @@ host's storage adapters and send targets, which is its storage system) cost no S
 
 Read directly, those questions cost about twenty property reads per disk before its RDM, and
 with many disks at once they were most of the operator's CPU (perf.md, cause 3). A long poll
-(`WaitForUpdatesEx`) on a collector of our own, over a container view of every VM, host and
-cluster, keeps the mirror within one update of vCenter (the simulator sends updates every
+(`WaitForUpdatesEx`) on a collector of our own, over every VM, host and cluster under the
+root folder, keeps the mirror within one update of vCenter (the simulator sends updates every
 20 ms; vCenter batches them likewise).
 
 The mirror answers only while its collector is current. Before the first full update, and from
@@ -111,13 +111,10 @@ class InventoryMirror:
                 delay = 0.5
 
     def _follow(self, api: Api) -> None:
-        view = api.content.viewManager.CreateContainerView(
-            api.content.rootFolder, [getattr(vim, kind) for kind in PATHS], True
-        )
         collector = api.content.propertyCollector.CreatePropertyCollector()
         self._collector = collector
         try:
-            collector.CreateFilter(_filter_spec(view), partialUpdates=False)
+            collector.CreateFilter(_filter_spec(api.content.rootFolder), partialUpdates=False)
             fresh: Objects | None = empty()  # the first full state, swapped in once complete
             version = ""
             options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=self._max_wait)
@@ -137,7 +134,7 @@ class InventoryMirror:
                 self.updates += 1
         finally:
             self._collector = None
-            self._destroy(collector, view)
+            self._destroy(collector)
 
     def _swap_in(self, objects: Objects) -> None:
         with self._lock:
@@ -151,12 +148,11 @@ class InventoryMirror:
             self._objects, self._current = empty(), False
         self.synced.clear()
 
-    def _destroy(self, collector: Any, view: Any) -> None:
-        for what in (collector.DestroyPropertyCollector, view.Destroy):
-            try:
-                what()
-            except Exception as exc:  # gone with the session, or vCenter restarted
-                log.debug("%r: cleaning up failed: %s", self, exc)
+    def _destroy(self, collector: Any) -> None:
+        try:
+            collector.DestroyPropertyCollector()
+        except Exception as exc:  # gone with the session, or vCenter restarted
+            log.debug("%r: cleaning up failed: %s", self, exc)
 
     # --- questions -----------------------------------------------------------------------------
     def vm(self, vm_id: str) -> Vm | None:
@@ -248,11 +244,26 @@ class InventoryMirror:
         return None if any(h is None for h in found) else [h for h in found if h is not None]
 
 
-def _filter_spec(view: Any) -> Any:
+def _filter_spec(root: Any) -> Any:
+    """Every VM, host and cluster under `root`, by traversal: folders into their children,
+    datacenters into their host and VM folders, compute resources (clusters) into their hosts.
+    Not a ContainerView: a view kept for good deadlocks the simulator, whose collect through a
+    view and removal of a logged-out session's objects take its locks in opposite orders."""
     pc = vmodl.query.PropertyCollector
-    traverse = pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
+
+    def into(name: str, kind: Any, path: str, *then: str) -> Any:
+        return pc.TraversalSpec(
+            name=name, type=kind, path=path, skip=False, selectSet=[pc.SelectionSpec(name=n) for n in then]
+        )
+
+    traversals = [
+        into("folder", vim.Folder, "childEntity", "folder", "datacenter_hosts", "datacenter_vms", "hosts"),
+        into("datacenter_hosts", vim.Datacenter, "hostFolder", "folder"),
+        into("datacenter_vms", vim.Datacenter, "vmFolder", "folder"),
+        into("hosts", vim.ComputeResource, "host"),
+    ]
     return pc.FilterSpec(
-        objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
+        objectSet=[pc.ObjectSpec(obj=root, skip=True, selectSet=traversals)],
         propSet=[
             pc.PropertySpec(type=getattr(vim, kind), pathSet=list(paths)) for kind, paths in PATHS.items()
         ],
