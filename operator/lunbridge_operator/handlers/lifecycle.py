@@ -84,6 +84,7 @@ async def started(
     scale_retries(config.retry_scale)
     memo.locks = KeyedLocks[tuple[str, str]]()
     memo.checked = {}
+    memo.kopf_context = {}  # filled by the VirtualDisk index (handlers.virtualdisk)
     memo.services = await connect(config)
     metrics.serve(config.metrics_port)
     hypervisors = [f"vCenter {config.vsphere.url} as {config.vsphere.username}"] if config.vsphere else []

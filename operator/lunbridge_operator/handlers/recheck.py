@@ -77,7 +77,10 @@ async def recheck_forever(memo: Any, index: kopf.Index[str, Seen]) -> None:
         due = time.monotonic() - passed >= memo.config.resync_seconds
         if due:
             passed = time.monotonic()
-        await once(memo, index, full=due)
+        try:
+            await once(memo, index, full=due)
+        except Exception:  # a bug must not end the re-checks for good
+            log.exception("the re-check of VirtualDisks failed; it runs again in %.0fs", TICK)
 
 
 async def once(memo: Any, index: Mapping[str, Any], *, full: bool) -> dict[str, str]:
@@ -106,18 +109,23 @@ async def once(memo: Any, index: Mapping[str, Any], *, full: bool) -> dict[str, 
     limit = asyncio.Semaphore(AT_ONCE)
 
     async def reconcile(name: str, why: str) -> None:
-        async with limit:
-            body = live[name].body
-            log.log(
-                logging.DEBUG if why == recheck.ROUTINE else logging.INFO,
-                "VirtualDisk %s: %s; reconciling it",
-                name,
-                why,
-            )
-            try:
-                await reconcile_disk(disk_of(body), body, memo, 0)
-            except (kopf.TemporaryError, kopf.PermanentError) as exc:
-                log.warning("VirtualDisk %s: %s", name, exc)
+        body = live[name].body
+        level = logging.DEBUG if why == recheck.ROUTINE else logging.INFO
+        log.log(level, "VirtualDisk %s: %s; reconciling it", name, why)
+        try:
+            await reconcile_disk(disk_of(body), body, memo, 0)
+        except (kopf.TemporaryError, kopf.PermanentError) as exc:
+            log.warning("VirtualDisk %s: %s", name, exc)
+        except Exception:  # one disk's bug must not stop the others' re-check
+            log.exception("VirtualDisk %s: the re-check's reconcile failed", name)
 
-    await asyncio.gather(*(reconcile(name, why) for name, why in work.items()))
+    async def in_kopf_context(name: str, why: str) -> None:
+        async with limit:
+            posting = getattr(memo, "kopf_context", {}).get("posting")
+            if posting is None:  # (tests: the caller set up kopf's posting)
+                await reconcile(name, why)
+            else:  # kopf posts an object's Events only from its processing context
+                await asyncio.create_task(reconcile(name, why), context=posting.copy())
+
+    await asyncio.gather(*(in_kopf_context(name, why) for name, why in work.items()))
     return work

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import time
 from collections.abc import Callable
@@ -63,8 +64,14 @@ async def reconcile_disk(disk: Disk, body: kopf.Body, memo: Any, retry: int) -> 
 
 
 @kopf.index(GROUP, VERSION, VIRTUAL_DISK_PLURAL)
-def virtual_disks(*, name: str, body: kopf.Body, **_: Any) -> dict[str, Seen]:
-    """Every VirtualDisk as last seen, and when (for the re-check pass: no timer per disk)."""
+def virtual_disks(*, name: str, body: kopf.Body, memo: Any, **_: Any) -> dict[str, Seen]:
+    """Every VirtualDisk as last seen, and when (for the re-check pass: no timer per disk).
+    The first call keeps kopf's context of an object's processing, where its Event posting
+    works: the pass runs its reconciles in a copy of it (kept in a dict the operator's memo
+    holds: kopf hands each object a shallow copy of the memo)."""
+    shared: dict[str, contextvars.Context] | None = getattr(memo, "kopf_context", None)
+    if shared is not None and "posting" not in shared:
+        shared["posting"] = contextvars.copy_context()
     return {name: seen_of(body)}
 
 

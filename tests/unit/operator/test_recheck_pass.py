@@ -14,7 +14,7 @@ import pytest
 from lunbridge.hypervisor.base import Scope
 from lunbridge.models import Phase
 from lunbridge_operator.handlers import recheck
-from lunbridge_operator.handlers.virtualdisk import Seen, seen_of
+from lunbridge_operator.handlers.virtualdisk import Seen, reconcile_disk, seen_of
 from lunbridge_operator.reconcile import recheck as recheck_rules
 from tests.fakes import Lab
 
@@ -108,3 +108,23 @@ class _Config:
 
     def __init__(self, *, standalone: bool, priority: int) -> None:
         self.standalone, self.priority = standalone, priority
+
+
+async def test_a_reconcile_that_breaks_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = Lab.build()
+    for name in ("d1", "d2"):
+        await lab.create_disk(name, node_name="node-a")
+    for name in ("d1", "d2"):
+        del lab.hypervisor.vms[lab.vms["node-a"].id].rdms[lab.lun(name).naa]
+    real = reconcile_disk
+
+    async def breaks_on_d1(disk: Any, body: Any, memo: Any, retry: int) -> None:
+        if disk.name == "d1":
+            raise RuntimeError("a bug")
+        await real(disk, body, memo, retry)
+
+    monkeypatch.setattr(recheck, "reconcile_disk", breaks_on_d1)
+    with lab.operator.posting():
+        work = await recheck.once(lab.operator.memo, index(lab, "d1", "d2"), full=True)
+    assert sorted(work) == ["d1", "d2"]
+    assert lab.lun("d2").naa in [r.naa for r in lab.rdms("node-a")]
