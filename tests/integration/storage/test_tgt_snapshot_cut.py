@@ -6,6 +6,7 @@ behind). Measured on a plain copy before the pool moved to XFS: 30 of 30 broke t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import struct
 import threading
@@ -55,6 +56,10 @@ async def test_snapshots_of_a_lun_being_written_hold_a_single_instant(
 
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 10
+    while written[0] == 0:  # the cuts must start with the writer writing (a cut takes milliseconds)
+        assert time.monotonic() < deadline, "the writer never wrote"
+        await asyncio.sleep(0.001)
     try:
         seen = []
         started = time.monotonic()
