@@ -40,6 +40,7 @@ AT_ONCE = 8
 
 def start(memo: Any, index: kopf.Index[str, Seen]) -> None:
     """Run the pass in the background until `stop`."""
+    memo.peering = SweepKube()  # one API client for every tick's look at the peering
     memo.rechecker = asyncio.create_task(recheck_forever(memo, index), name="re-check of VirtualDisks")
 
 
@@ -59,7 +60,7 @@ async def active(memo: Any) -> bool:
     if config.standalone:
         return True
     try:
-        peers = await SweepKube().live_peers(config.peering)
+        peers = await memo.peering.live_peers(config.peering)
     except LunbridgeError as exc:
         log.warning("cannot read ClusterKopfPeering %s, so no re-check this time: %s", config.peering, exc)
         return False
@@ -103,8 +104,6 @@ async def once(memo: Any, index: Mapping[str, Any], *, full: bool) -> dict[str, 
             drifted = {}
         for name, why in drifted.items():
             work.setdefault(name, why)
-        checked = time.monotonic()
-        memo.checked.update((d.name, checked) for d in disks if d.name not in drifted)
         memory.give_back()
     limit = asyncio.Semaphore(AT_ONCE)
 

@@ -60,7 +60,6 @@ async def reconcile_disk(disk: Disk, body: kopf.Body, memo: Any, retry: int) -> 
             await virtualdisk.reconcile(services(memo), disk, events_for(body))
         except LunbridgeError as exc:
             raise await record_failure(memo, body, disk, exc, retry, _failed(disk)) from exc
-    memo.checked[disk.name] = time.monotonic()
 
 
 @kopf.index(GROUP, VERSION, VIRTUAL_DISK_PLURAL)
@@ -119,7 +118,6 @@ async def recheck_virtual_disk(*, body: kopf.Body, memo: Any, **kwargs: Any) -> 
             return
         seen = await orphans.look(services(memo))
         if not await recheck.judge(services(memo), [disk], seen):
-            memo.checked[disk.name] = time.monotonic()
             return
     await reconcile_disk(disk, body, memo, int(kwargs.get("retry", 0)))
 
@@ -140,4 +138,3 @@ async def delete_virtual_disk(*, body: kopf.Body, memo: Any, retry: int, **_: An
             raise await delete_blocked(
                 memo, body, disk, exc, retry, Phase.DELETING, left=left_behind, until="the teardown finishes"
             ) from exc
-    memo.checked.pop(disk.name, None)

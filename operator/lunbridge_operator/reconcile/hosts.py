@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from lunbridge.api import INITIATOR_GROUP_PLURAL
 from lunbridge.errors import LunbridgeError, NotFound
-from lunbridge.hypervisor.base import Host, Hypervisor
+from lunbridge.hypervisor.base import Host, Hypervisor, Scope, Vm
 from lunbridge.models import InitiatorGroupStatus
 from lunbridge_operator.reconcile.services import Services
 
@@ -28,6 +28,13 @@ class HostProblems:
 
     def describe(self) -> str:
         return "; ".join(f"host {name}: {why}" for name, why in sorted(self.failed.items()))
+
+
+async def of_scope(svc: Services, vm: Vm, wanted: str | None) -> list[Host]:
+    """The hosts a LUN for `vm` is masked and revealed to: its host, or its whole cluster
+    (`wanted`: the disk's spec.scope, else the operator's default)."""
+    scope = svc.scope_for(vm.host, wanted)
+    return await svc.hypervisor.cluster_hosts(vm.host) if scope is Scope.CLUSTER else [vm.host]
 
 
 async def reveal(hypervisor: Hypervisor, host: Host, portal: str | None) -> None:

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lunbridge.errors import InvalidArgument, LunbridgeError, NotFound
-from lunbridge.hypervisor.base import Scope
-from lunbridge.models import AttachMode, Phase
+from lunbridge.models import AttachMode
 from lunbridge.storage.base import Lun
+from lunbridge_operator.reconcile import hosts
 from lunbridge_operator.reconcile.disk import Disk
 from lunbridge_operator.reconcile.orphans import Seen
 from lunbridge_operator.reconcile.services import Services
@@ -82,23 +82,19 @@ async def _hosts_drift(svc: Services, disk: Disk, naa: str) -> str | None:
         return str(exc)
     if vm.id != attachment.vm_id or vm.host.name != attachment.host:
         return f"VM {vm.name} runs on host {vm.host.name} now"
-    scope = svc.scope_for(vm.host, disk.spec.scope)
-    hosts = await hypervisor.cluster_hosts(vm.host) if scope is Scope.CLUSTER else [vm.host]
     within = svc.resync_seconds * HOST_LISTING_PERIODS
-    for host in hosts:
+    for host in await hosts.of_scope(svc, vm, disk.spec.scope):
         if not await hypervisor.sees_lun(host, naa, within=within):
             return f"host {host.name} does not list {naa}"
     return None
 
 
 async def judge(svc: Services, disks: Sequence[Disk], seen: Seen) -> dict[str, str]:
-    """The disks of `disks` that drifted: name -> why. A disk whose check itself fails is
+    """The disks of `disks` (`settled`) that drifted: name -> why. A disk whose check itself fails is
     among them (the full reconcile reports its error)."""
     drifted: dict[str, str] = {}
     luns = {(backend, lun.name): lun for backend, lun in seen.luns}
     for disk in disks:
-        if disk.status.phase is not Phase.READY:
-            continue
         try:
             why = await drift(svc, disk, seen, luns)
         except LunbridgeError as exc:

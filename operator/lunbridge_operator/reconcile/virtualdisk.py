@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 from lunbridge.api import FORGET_ANNOTATION
 from lunbridge.errors import AlreadyExists, Busy, InvalidArgument, NotFound
-from lunbridge.hypervisor.base import Attachment, Host, Scope, Vm
+from lunbridge.hypervisor.base import Attachment, Host, Vm
 from lunbridge.models import AttachmentStatus, AttachMode, Phase, ReclaimPolicy
 from lunbridge.models import ConditionType as Cond
 from lunbridge.storage.base import Lun, StorageBackend
@@ -87,8 +87,7 @@ class DiskSteps:
 
     async def scope_hosts(self, vm: Vm) -> list[Host]:
         """The hosts a LUN for `vm` is masked and revealed to: its host, or its whole cluster."""
-        scope = self.svc.scope_for(vm.host, self.disk.spec.scope)
-        return await self.svc.hypervisor.cluster_hosts(vm.host) if scope is Scope.CLUSTER else [vm.host]
+        return await hosts.of_scope(self.svc, vm, self.disk.spec.scope)
 
     # --- up ---------------------------------------------------------------------------------
     async def provision(self) -> Lun:

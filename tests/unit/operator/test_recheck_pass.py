@@ -89,15 +89,12 @@ async def test_a_disk_whose_status_lags_its_spec_is_reconciled_once_unchanged_fo
         ({"me": 5, "other": 9}, False),
     ],
 )
-async def test_the_pass_acts_only_where_kopf_would_not_pause(
-    monkeypatch: pytest.MonkeyPatch, peers: dict[str, int], acts: bool
-) -> None:
+async def test_the_pass_acts_only_where_kopf_would_not_pause(peers: dict[str, int], acts: bool) -> None:
     class Peering:
         async def live_peers(self, peering: str) -> dict[str, int]:
             return peers
 
-    monkeypatch.setattr(recheck, "SweepKube", Peering)
-    memo: Any = kopf.Memo(config=_Config(standalone=False, priority=5), identity="me")
+    memo: Any = kopf.Memo(config=_Config(standalone=False, priority=5), identity="me", peering=Peering())
     assert await recheck.active(memo) is acts
     memo.config = _Config(standalone=True, priority=5)
     assert await recheck.active(memo) is True
