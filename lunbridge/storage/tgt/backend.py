@@ -14,7 +14,8 @@ igroups may share one account. See `chap` for the model, the limits and the erro
 The JSON state file (`state`, mode 0600: it holds the CHAP secrets) is the truth, tgtd a copy
 of it: a call first compares tgtd with the state and re-applies what is missing (after a tgtd
 restart: every target, LU, id, ACL and CHAP account) when tgtd may differ (the first call, a
-restarted tgtd, a failed call, and at least every `sync_seconds`; see `core`), then changes
+reloaded state, a restarted tgtd, a failed call, and at least every `sync_seconds`; see
+`core`), then changes
 tgtd, then saves the state; reads in between are answered from the state. A failed change is
 not saved, and the next call's comparison takes tgtd back to the saved state. Calls are
 serialized by an asyncio lock and an advisory lock on the state file; the IQN prefix must
