@@ -48,7 +48,7 @@ class ChannelKube(KubeApi):
             watch = watch_module.Watch()
             try:
                 for event in watch.stream(
-                    self._custom.list_cluster_custom_object, GROUP, VERSION, plural,
+                    self._watch_custom.list_cluster_custom_object, GROUP, VERSION, plural,
                     label_selector=label_selector, resource_version=resource_version,
                     timeout_seconds=WATCH_SECONDS,
                 ):  # fmt: skip

@@ -55,6 +55,7 @@ from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExce
 from lunbridge.models import DiskSource, ObjectMeta, PublishContext, VirtualDisk, VirtualDiskSpec, VolumeMode
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from lunbridge_csi.errors import InFlight, InvalidToken, OutOfRange, handled
+from lunbridge_csi.feed import Following
 from lunbridge_csi.kube import ControllerKube
 from lunbridge_csi.snapshots import SnapshotRpcs
 from lunbridge_csi.volume_rules import (
@@ -110,10 +111,18 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
         context: Context | None,
         attach: bool = False,
         first: VirtualDisk | None = None,
+        following: Following | None = None,
     ) -> VirtualDisk:
         """Watch the disk from `first` (what a create or patch returned; else a read) until
         `done`; NotFound if it vanishes, `gave_up`'s error when the operator gave up (or, for an
-        `attach`, the VM is full), TimedOut after `bound` (or just before the call's deadline)."""
+        `attach`, the VM is full), TimedOut after `bound` (or just before the call's deadline).
+        With `following` (registered before the write that returned `first`) the versions come
+        from the shared feed, else from a watch of this disk alone."""
+        alone = watched(self.kube, VIRTUAL_DISK_PLURAL, name, disk_or_gone(name))
+        if following is not None and first is not None:
+            changes = following.after(first.metadata.resource_version, disk_or_gone(name), alone)
+        else:
+            changes = alone
         return await wait_until(
             "VirtualDisk",
             name,
@@ -124,7 +133,7 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
             said=lambda disk: progress(disk.status.phase, disk.status.message),
             bound=bound,
             context=context,
-            changes=watched(self.kube, VIRTUAL_DISK_PLURAL, name, disk_or_gone(name)),
+            changes=changes,
             first=first,
         )
 
@@ -158,14 +167,20 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
                 annotations={NAME_ANNOTATION: name},
                 finalizers=[FINALIZER],
             )
-            try:
-                made = await self.kube.create(VirtualDisk(metadata=meta, spec=spec))
-                log.info("CreateVolume %s: created VirtualDisk %s (%s)", name, volume_id, spec.to_dict())
-            except AlreadyExists:
-                made = await self.kube.get(volume_id)
-                check_same_volume(made, name, spec, low, high)
-            bound = self.timeouts.provision
-            disk = await self._wait(volume_id, "provisioned", provisioned, bound, context, first=made)
+            with self.kube.following(VIRTUAL_DISK_PLURAL, volume_id) as following:
+                wrote = True
+                try:
+                    made = await self.kube.create(VirtualDisk(metadata=meta, spec=spec))
+                    log.info("CreateVolume %s: created VirtualDisk %s (%s)", name, volume_id, spec.to_dict())
+                except AlreadyExists:
+                    made = await self.kube.get(volume_id)
+                    check_same_volume(made, name, spec, low, high)
+                    wrote = False  # no write of this call's own to find in the feed
+                bound = self.timeouts.provision
+                disk = await self._wait(
+                    volume_id, "provisioned", provisioned, bound, context, first=made,
+                    following=following if wrote else None,
+                )  # fmt: skip
         volume = csi_pb2.Volume(
             volume_id=volume_id, capacity_bytes=capacity_of(disk), volume_context=volume_context(disk)
         )
@@ -234,16 +249,20 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
                 raise Conflict(
                     f"volume {volume_id} is published to node {published}; unpublish it before {node}"
                 )
-            if not published:
-                disk = await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=node))
-                log.info("ControllerPublishVolume: VirtualDisk %s -> node %s", volume_id, node)
-            try:
+            with self.kube.following(VIRTUAL_DISK_PLURAL, volume_id) as following:
+                if not published:
+                    disk = await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=node))
+                    log.info("ControllerPublishVolume: VirtualDisk %s -> node %s", volume_id, node)
                 bound, what, done = self.timeouts.attach, f"attached to {node}", attached_to(node)
-                disk = await self._wait(volume_id, what, done, bound, context, attach=True, first=disk)
-            except LimitExceeded:  # the VM is full: nothing may stay half-published
-                await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=None))
-                log.info("ControllerPublishVolume: VirtualDisk %s <- node %s (VM full)", volume_id, node)
-                raise
+                try:
+                    disk = await self._wait(
+                        volume_id, what, done, bound, context, attach=True, first=disk,
+                        following=None if published else following,
+                    )  # fmt: skip
+                except LimitExceeded:  # the VM is full: nothing may stay half-published
+                    await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=None))
+                    log.info("ControllerPublishVolume: VirtualDisk %s <- node %s (VM full)", volume_id, node)
+                    raise
         context_ = PublishContext.from_status(disk.status).to_dict()
         return csi_pb2.ControllerPublishVolumeResponse(publish_context=context_)
 
@@ -262,10 +281,14 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
                     what, left = f"detached from {node_id}", detached_from(node_id)
                     await self._wait(volume_id, what, left, self.timeouts.detach, context, first=disk)
                     return csi_pb2.ControllerUnpublishVolumeResponse()
-                if published:
-                    disk = await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=None))
-                    log.info("ControllerUnpublishVolume: VirtualDisk %s <- node %s", volume_id, published)
-                await self._wait(volume_id, "detached", detached, self.timeouts.detach, context, first=disk)
+                with self.kube.following(VIRTUAL_DISK_PLURAL, volume_id) as following:
+                    if published:
+                        disk = await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(node_name=None))
+                        log.info("ControllerUnpublishVolume: VirtualDisk %s <- node %s", volume_id, published)
+                    await self._wait(
+                        volume_id, "detached", detached, self.timeouts.detach, context, first=disk,
+                        following=following if published else None,
+                    )  # fmt: skip
             except NotFound:
                 pass
         return csi_pb2.ControllerUnpublishVolumeResponse()
@@ -372,15 +395,19 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
         async with self.in_flight.hold(volume_id):
             disk = await self.kube.get(volume_id)
             block = block or disk.spec.volume_mode is VolumeMode.BLOCK
-            if disk.spec.size_bytes < size:
-                disk = await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(size=quantity(size)))
-                log.info("ControllerExpandVolume: VirtualDisk %s -> %s", volume_id, quantity(size))
 
             def grown(disk: VirtualDisk) -> bool:
                 return disk.current and capacity_of(disk) >= size and provisioned(disk)
 
-            what = f"grown to {size} bytes"
-            disk = await self._wait(volume_id, what, grown, self.timeouts.expand, context, first=disk)
+            what, growing = f"grown to {size} bytes", disk.spec.size_bytes < size
+            with self.kube.following(VIRTUAL_DISK_PLURAL, volume_id) as following:
+                if growing:
+                    disk = await self.kube.patch_spec(volume_id, VirtualDiskSpec.patch(size=quantity(size)))
+                    log.info("ControllerExpandVolume: VirtualDisk %s -> %s", volume_id, quantity(size))
+                disk = await self._wait(
+                    volume_id, what, grown, self.timeouts.expand, context, first=disk,
+                    following=following if growing else None,
+                )  # fmt: skip
         return csi_pb2.ControllerExpandVolumeResponse(
             capacity_bytes=capacity_of(disk), node_expansion_required=not block
         )

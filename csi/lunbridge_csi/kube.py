@@ -12,9 +12,11 @@ which `lunbridge_csi.errors` turns into gRPC codes. VirtualDisks come and go as 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from lunbridge.api import (
@@ -28,19 +30,24 @@ from lunbridge.errors import LunbridgeError
 from lunbridge.kubeapi import KubeApi
 from lunbridge.models import DiskGroupSnapshot, DiskSnapshot, VirtualDisk
 from lunbridge_csi import kube_watch
+from lunbridge_csi.feed import Feed, Following
 from lunbridge_csi.nodes import NodeIndex
 
 log = logging.getLogger(__name__)
 NODE_WATCH_SECONDS = 240  # the server ends the Node watch this often; the index watches again
+FEED_WATCH_SECONDS = 240  # and the VirtualDisk feed's watch
 Nodes = list[dict[str, Any]]
 
 
 class Watches(Protocol):
-    """A watch of one lunbridge object, for the bounded waits on its status."""
+    """A watch of one lunbridge object, for the bounded waits on its status; and the shared feed
+    a wait registers with before its write (`lunbridge_csi.feed`)."""
 
     def changes(
         self, plural: str, name: str, since: str | None, seconds: float
     ) -> AsyncGenerator[dict[str, Any] | None, None]: ...
+
+    def following(self, plural: str, name: str) -> AbstractContextManager[Following]: ...
 
 
 class VirtualDisks(Watches, Protocol):
@@ -84,6 +91,28 @@ class Kube(KubeApi):
     def __init__(self, api_client: Any | None = None) -> None:
         super().__init__(api_client)
         self.nodes = NodeIndex(self._list_nodes, self._watch_nodes)
+        self.disk_feed = Feed("VirtualDisk", self._disks_version, self._watch_disks)
+
+    def following(self, plural: str, name: str) -> AbstractContextManager[Following]:
+        """Register a wait on object `name` of `plural` with the shared feed, before its write
+        (`lunbridge_csi.feed`). VirtualDisks have a feed; another kind's wait watches alone."""
+        if plural == VIRTUAL_DISK_PLURAL:
+            return self.disk_feed.following(name)
+        return contextlib.nullcontext(Following(name, usable=False))
+
+    async def _disks_version(self) -> str:
+        found: dict[str, Any] = await self._call(
+            "list VirtualDisks",
+            lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, VIRTUAL_DISK_PLURAL, limit=1),
+        )
+        return str((found.get("metadata") or {}).get("resourceVersion", ""))
+
+    def _watch_disks(self, since: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        return kube_watch.events(
+            self._watch_custom.list_cluster_custom_object, GROUP, VERSION, VIRTUAL_DISK_PLURAL,
+            what="watch VirtualDisks", since=since, seconds=FEED_WATCH_SECONDS,
+            allow_watch_bookmarks=True,
+        )  # fmt: skip
 
     async def changes(
         self, plural: str, name: str, since: str | None, seconds: float
@@ -96,7 +125,7 @@ class Kube(KubeApi):
         and the caller reads the object again."""
         what = f"watch {plural} {name}"
         stream = kube_watch.events(
-            self._custom.list_cluster_custom_object, GROUP, VERSION, plural, what=what, since=since,
+            self._watch_custom.list_cluster_custom_object, GROUP, VERSION, plural, what=what, since=since,
             seconds=seconds, field_selector=f"metadata.name={name}",
         )  # fmt: skip
         try:
@@ -224,7 +253,7 @@ class Kube(KubeApi):
 
     def _watch_nodes(self, since: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         return kube_watch.events(
-            self._core.list_node, what="watch Nodes", since=since, seconds=NODE_WATCH_SECONDS,
+            self._watch_core.list_node, what="watch Nodes", since=since, seconds=NODE_WATCH_SECONDS,
             allow_watch_bookmarks=True,
         )  # fmt: skip
 
@@ -235,8 +264,10 @@ class Kube(KubeApi):
         return provider_id
 
     async def ping(self) -> None:
-        """Raise Unavailable unless the API server answers (and serves VirtualDisks)."""
+        """Raise Unavailable unless the API server answers (and serves VirtualDisks). Starts the
+        VirtualDisk feed (the sidecars probe before their first call), which then keeps running."""
         await self._call(
             "list VirtualDisks",
             lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, VIRTUAL_DISK_PLURAL, limit=1),
         )
+        self.disk_feed.start()

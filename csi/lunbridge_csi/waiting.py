@@ -19,13 +19,15 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc.aio
 
 from lunbridge.models import ObjectMeta
 from lunbridge_csi.errors import TimedOut
-from lunbridge_csi.kube import Watches
+
+if TYPE_CHECKING:  # kube imports the feed, which imports this module
+    from lunbridge_csi.kube import Watches
 
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")

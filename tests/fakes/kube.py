@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import copy
 import itertools
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import Any, overload
 
 import kubernetes
@@ -29,6 +30,7 @@ import kubernetes
 from lunbridge.api import DISK_GROUP_SNAPSHOT_PLURAL, DISK_SNAPSHOT_PLURAL, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import AlreadyExists, NotFound
 from lunbridge.models import DiskGroupSnapshot, DiskSnapshot, VirtualDisk
+from lunbridge_csi.feed import Following
 from lunbridge_operator.kube import Kube
 from tests.fakes.faults import Faults, need
 
@@ -70,6 +72,8 @@ class FakeKube(Faults, Kube):
         self._version = 0
         self._wakers: list[asyncio.Future[None]] = []
         self._drops = 0
+        self.feed_live = True  # False: the shared feed is not running (every wait watches alone)
+        self._following: dict[tuple[str, str], list[Following]] = {}
 
     # --- what tests use -------------------------------------------------------------------------
     @property
@@ -148,6 +152,10 @@ class FakeKube(Faults, Kube):
         version = int(stored["metadata"]["resourceVersion"]) if stored is not None else self._version
         self.history.append((plural, name, version, copy.deepcopy(stored)))
         self._wake()
+        kind = "DELETED" if stored is None else "MODIFIED"
+        body = stored or {"metadata": {"name": name, "resourceVersion": str(version)}}
+        for follower in self._following.get((plural, name), []):
+            follower.put(kind, copy.deepcopy(body))
 
     def _wake(self) -> None:
         for waker in self._wakers:
@@ -317,6 +325,24 @@ class FakeKube(Faults, Kube):
                 await asyncio.wait_for(waker, max(deadline - loop.time(), 0.0))
             except TimeoutError:
                 return
+
+    @contextlib.contextmanager
+    def following(self, plural: str, name: str) -> Iterator[Following]:
+        """The shared feed (`lunbridge_csi.feed`): every later version of the object, from the
+        registration on, in order; only VirtualDisks have one, as with the real client."""
+        self._record("following", plural, name)
+        follower = Following(name, usable=self.feed_live and plural == VIRTUAL_DISK_PLURAL)
+        self._following.setdefault((plural, name), []).append(follower)
+        try:
+            yield follower
+        finally:
+            self._following[(plural, name)].remove(follower)
+
+    def feed_gap(self) -> None:
+        """Tell every registered wait that the feed lost events, as a failed feed watch does."""
+        for followers in self._following.values():
+            for follower in followers:
+                follower.gap()
 
     def drop_watches(self) -> None:
         """End every open `changes` stream, as a dropped connection would."""

@@ -1,7 +1,9 @@
 """The controller's waits on the fakes are watches (issue 18, P5): CreateVolume and
-ControllerPublishVolume watch the VirtualDisk from the resourceVersion their create or patch
-returned and read nothing while the operator works, a watch that drops is resumed with one read,
-and they answer as soon as the operator's status says so."""
+ControllerPublishVolume register with the shared VirtualDisk feed before their create or patch
+and judge the versions after it, reading nothing while the operator works; without the feed (not
+running, or a gap in it) they watch the disk alone from the version their write returned, a
+watch that drops is resumed with one read, and they answer as soon as the operator's status
+says so."""
 
 from __future__ import annotations
 
@@ -38,13 +40,29 @@ async def held_back(lab: Lab, seconds: float, then: Callable[[], Awaitable[None]
     await lab.operator.start()
 
 
-async def test_create_volume_watches_from_what_its_create_returned_and_reads_nothing(
+async def test_create_volume_waits_on_the_feed_it_joined_before_its_create_and_reads_nothing(
     service: ControllerService, lab: Lab
 ) -> None:
     lab.operator.stop()
     creating = asyncio.create_task(call(service.CreateVolume, create()))
-    await until(lambda: bool(lab.kube.called("changes")))
+    await until(lambda: bool(lab.kube.called("create")))
     await asyncio.sleep(0.3)  # a re-read every 250 ms, as before, would have read again by now
+    calls = [c.method for c in lab.kube.calls]
+    assert calls.index("following") < calls.index("create")
+    assert lab.kube.called("changes") == []  # no watch of its own
+    await lab.operator.start()
+    assert (await creating).volume.volume_id == "pvc-1"
+    assert csi_reads(lab) == []
+    assert lab.kube.called("changes") == []
+
+
+async def test_without_the_feed_create_volume_watches_from_what_its_create_returned(
+    service: ControllerService, lab: Lab
+) -> None:
+    lab.kube.feed_live = False
+    lab.operator.stop()
+    creating = asyncio.create_task(call(service.CreateVolume, create()))
+    await until(lambda: bool(lab.kube.called("changes")))
     assert csi_reads(lab) == []  # what the create returned is the first version
     [(plural, name, since)] = lab.kube.called("changes")
     assert (plural, name) == ("virtualdisks", "pvc-1")
@@ -55,25 +73,52 @@ async def test_create_volume_watches_from_what_its_create_returned_and_reads_not
     assert csi_reads(lab) == []
 
 
-async def test_publish_watches_from_its_patch_and_answers_with_the_attachment(
+async def test_a_gap_in_the_feed_is_resumed_by_one_read_and_a_watch_of_the_disk_alone(
+    service: ControllerService, lab: Lab
+) -> None:
+    lab.operator.stop()
+    creating = asyncio.create_task(call(service.CreateVolume, create()))
+    await until(lambda: bool(lab.kube.called("create")))
+    await asyncio.sleep(0.01)
+    lab.kube.feed_gap()
+    await until(lambda: bool(lab.kube.called("changes")))
+    assert csi_reads(lab) == [("pvc-1",)]
+    await lab.operator.start()
+    assert (await creating).volume.volume_id == "pvc-1"
+
+
+async def test_publish_waits_on_the_feed_and_answers_with_the_attachment(
     service: ControllerService, lab: Lab
 ) -> None:
     await call(service.CreateVolume, create())
     lab.operator.stop()
     before = len(csi_reads(lab))
     publishing = asyncio.create_task(call(service.ControllerPublishVolume, publish(lab, "node-a")))
-    await until(lambda: len(lab.kube.called("changes")) == 2)
+    await until(lambda: bool(lab.kube.called("patch_spec")))
+    await held_back(lab, 0.05)
+    published = await publishing
+    assert published.publish_context["guestAddress"] == str(lab.rdms("node-a")[0].guest_address)
+    assert len(csi_reads(lab)) == before + 1  # the one read at the start of the call
+    assert lab.kube.called("changes") == []
+
+
+async def test_without_the_feed_publish_watches_from_its_patch(service: ControllerService, lab: Lab) -> None:
+    await call(service.CreateVolume, create())
+    lab.kube.feed_live = False
+    lab.operator.stop()
+    publishing = asyncio.create_task(call(service.ControllerPublishVolume, publish(lab, "node-a")))
+    await until(lambda: len(lab.kube.called("changes")) == 1)
     patched = lab.kube.disks["pvc-1"]["metadata"]["resourceVersion"]
     assert lab.kube.called("changes")[-1] == ("virtualdisks", "pvc-1", patched)
     await held_back(lab, 0.05)
     published = await publishing
     assert published.publish_context["guestAddress"] == str(lab.rdms("node-a")[0].guest_address)
-    assert len(csi_reads(lab)) == before + 1  # the one read at the start of the call
 
 
 async def test_a_dropped_watch_is_resumed_by_one_read_and_a_watch_from_it(
     service: ControllerService, lab: Lab
 ) -> None:
+    lab.kube.feed_live = False
     lab.operator.stop()
     creating = asyncio.create_task(call(service.CreateVolume, create()))
     await until(lambda: bool(lab.kube.called("changes")))
@@ -87,6 +132,7 @@ async def test_a_dropped_watch_is_resumed_by_one_read_and_a_watch_from_it(
 
 async def test_a_watch_that_keeps_dropping_still_ends_at_the_bound(lab: Lab) -> None:
     service = ControllerService(lab.kube, Timeouts(provision=0.4))
+    lab.kube.feed_live = False
     lab.operator.stop()
     creating = asyncio.create_task(call(service.CreateVolume, create()))
 

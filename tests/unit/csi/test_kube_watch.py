@@ -7,11 +7,12 @@ then followed by their watch."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import kubernetes
 import pytest
@@ -90,8 +91,8 @@ class Api:
 
 def kube_on(api: Api) -> Kube:
     kube = Kube(kubernetes.client.ApiClient())
-    kube._custom = api
-    kube._core = api
+    kube._custom = kube._watch_custom = api
+    kube._core = kube._watch_core = api
     return kube
 
 
@@ -178,3 +179,45 @@ async def test_nodes_are_listed_once_and_then_followed_by_their_watch() -> None:
     finally:
         kube.nodes.close()
     assert await asyncio.to_thread(later.finished.wait, 5)
+
+
+class Server(http.server.BaseHTTPRequestHandler):
+    """A plain-HTTP API server on loopback: a watch gets one event and the end of its stream,
+    any other GET a VirtualDisk; each request's client port is kept."""
+
+    protocol_version = "HTTP/1.1"
+    ports: ClassVar[list[tuple[str, int]]] = []
+
+    def do_GET(self) -> None:
+        watch = "watch=true" in self.path
+        self.ports.append(("watch" if watch else "get", self.client_address[1]))
+        event = {"type": "MODIFIED", "object": disk(5)}
+        found = {**disk(5), "spec": {"size": "1Gi"}}
+        body = (json.dumps(event) + "\n" if watch else json.dumps(found)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_a_call_after_a_watch_reuses_its_connection_instead_of_connecting_again() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Server.ports = []
+    try:
+        configuration = kubernetes.client.Configuration()
+        configuration.host = f"http://127.0.0.1:{server.server_address[1]}"
+        kube = Kube(kubernetes.client.ApiClient(configuration))
+        await kube.get("pvc-1")
+        assert [body async for body in kube.changes("virtualdisks", "pvc-1", "4", 5)] == [disk(5)]
+        await kube.get("pvc-1")
+        [(_, first), (_, watched), (_, second)] = Server.ports
+        assert second == first  # the watch's connection, closed when it ended, was not the call's
+        assert watched != first
+    finally:
+        server.shutdown()
+        server.server_close()
