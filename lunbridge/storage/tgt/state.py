@@ -330,7 +330,9 @@ class StateFile:
     def save(self, state: State) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            write_atomically(self.path, json.dumps(state.to_json(), indent=2) + "\n")
+            # compact: any indent makes json use its pure-Python encoder, 4x slower (13 ms a
+            # save at 1,000 LUNs); `python -m json.tool` shows the file indented
+            write_atomically(self.path, json.dumps(state.to_json(), separators=(",", ":")) + "\n")
         except OSError as exc:
             raise Unavailable(
                 f"cannot write the tgt state file {self.path}: {exc}; free space or fix permissions"
