@@ -140,20 +140,25 @@ def _build(settings: Settings, kube: Any | None) -> tuple[grpc.aio.Server, Endpo
 
 async def run_node_channel(settings: Settings, node: Any) -> None:
     """The node channel (`lunbridge_csi.channel`) of `settings.node_name`, until cancelled. The
-    Kubernetes client loads here, off the event loop, after the gRPC server is serving."""
+    Kubernetes client loads here, off the event loop, after the gRPC server is serving, in a
+    daemon thread: a SIGTERM while it loads (seconds on a small VM) stops the plugin at once,
+    where an executor thread would keep the process alive until the import ended."""
     from lunbridge.api import DISK_VERIFICATION_PLURAL
     from lunbridge_csi import node_tasks
     from lunbridge_csi.channel import NodeChannel
+    from lunbridge_csi.guest.filesystem import in_thread
     from lunbridge_csi.guest.initiators import publication
     from lunbridge_csi.guest.verify import parse_checks
 
     checks = parse_checks(settings.verify_checks)
     publish = publication(node.root, settings.attach_mode)
     log.info("attachment mode: %s", publish()["mode"])
-    module = await asyncio.to_thread(importlib.import_module, "lunbridge_csi.channel_kube")
+    module = await in_thread(
+        lambda: importlib.import_module("lunbridge_csi.channel_kube"), None, "load client"
+    )
     while True:
         try:
-            api = await asyncio.to_thread(module.ChannelKube)
+            api = await in_thread(module.ChannelKube, None, "load client")
             break
         except Exception as exc:  # the client raises its own ConfigException or OSError
             log.error("node channel: cannot load a Kubernetes configuration (KUBECONFIG or in-cluster): "

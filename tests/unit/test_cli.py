@@ -106,3 +106,45 @@ def test_csi_rejects_unknown_mode() -> None:
     )
     assert result.returncode == 2
     assert "invalid choice: 'sideways'" in result.stderr
+
+
+SLOW_CLIENT = """import sys, time
+
+
+class SlowClient:
+    '''The Kubernetes client as it loads on a small VM: the node channel's import takes minutes.'''
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "lunbridge_csi.channel_kube":
+            print("loading the client", file=sys.stderr, flush=True)
+            time.sleep(300)
+        return None
+
+
+sys.meta_path.insert(0, SlowClient())
+"""
+
+
+def test_csi_node_stops_on_sigterm_while_its_kubernetes_client_still_loads(tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text(SLOW_CLIENT)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG_NOWHERE)
+    sock = tmp_path / "csi.sock"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lunbridge_csi", "--mode", "node", "--node-name", "n1",
+         "--endpoint", f"unix://{sock}"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        lines = []
+        while "loading the client" not in (line := process.stderr.readline()):
+            assert line, "".join(lines)  # the plugin exited before it loaded the client
+            lines.append(line)
+    finally:
+        process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)  # not the 300 s the client takes to load
+    assert process.returncode == 0, stderr
+    assert "stopped" in stderr

@@ -124,13 +124,13 @@ class ProbeTimedOut(Unavailable):
         )
 
 
-async def in_thread(call: Callable[[], T], time_limit: float) -> T:
-    """`call()` in a daemon thread of its own, awaited for at most `time_limit` seconds
-    (TimeoutError after that; the thread is left to finish on its own).
+async def in_thread(call: Callable[[], T], time_limit: float | None, name: str = "lunbridge-probe") -> T:
+    """`call()` in a daemon thread of its own, awaited for at most `time_limit` seconds (None:
+    no limit; TimeoutError after that, the thread is left to finish on its own).
 
     Not the loop's executor: a read stuck on a dead disk (D state) cannot be interrupted, and
     stuck there it must neither hold one of the executor's few threads nor keep the process
-    from exiting."""
+    from exiting (asyncio.run and the interpreter wait for the executor's threads at exit)."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[T] = loop.create_future()
 
@@ -151,7 +151,7 @@ async def in_thread(call: Callable[[], T], time_limit: float) -> T:
         else:
             report(lambda: done.set_result(value))
 
-    threading.Thread(target=work, name="lunbridge-probe", daemon=True).start()
+    threading.Thread(target=work, name=name, daemon=True).start()
     return await asyncio.wait_for(done, time_limit)
 
 
