@@ -138,7 +138,7 @@ fail() { say "$*"; sleep 1; echo o >/proc/sysrq-trigger; poweroff -f; }
 for m in $(cat /lib/modules/load.order); do
   insmod "/lib/modules/$m" || say "insmod $m failed"
 done
-agent=; python=python3; state=; cache=; keep=
+agent=; python=python3; state=; cache=; keep=; repo=; repocached=
 for arg in $(cat /proc/cmdline); do
   case $arg in
     lunbridge.keep=*) keep=$(echo "${arg#*=}" | tr , ' ') ;;  # host folders tmpfs must not hide
@@ -146,6 +146,8 @@ for arg in $(cat /proc/cmdline); do
     lunbridge.python=*) python=${arg#*=} ;;
     lunbridge.state=*) state=${arg#*=} ;;
     lunbridge.9pcache=*) cache=,cache=${arg#*=} ;;  # e.g. loose: faster, but may serve stale files
+    lunbridge.repo=*) repo=${arg#*=} ;;  # the checkout, on its own uncached share (tag labrepo)
+    lunbridge.repocached=*) repocached=$(echo "${arg#*=}" | tr , ' ') ;;  # folders in it served by hostroot
   esac
 done
 mkdir -p /newroot
@@ -170,6 +172,14 @@ done
 for k in $keep; do  # e.g. a checkout and its venv under /tmp: visible again, read-only
   if [ -d "/hostroot$k" ]; then mkdir -p "/newroot$k" && mount -o bind "/hostroot$k" "/newroot$k"; fi
 done
+if [ -n "$repo" ]; then  # coherent with the host's edits, whatever the root's cache mode
+  mkdir -p "/newroot$repo"
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 labrepo "/newroot$repo" \
+    || fail "cannot mount the checkout (labrepo) over 9p"
+  for k in $repocached; do  # e.g. the checkout's venv: as the root serves it
+    if [ -d "/hostroot$k" ]; then mount -o bind "/hostroot$k" "/newroot$k"; fi
+  done
+fi
 hostname lunbridge-guest
 ifconfig lo 127.0.0.1 up 2>/dev/null
 [ -n "$agent" ] || fail "no lunbridge.agent= on the kernel command line"

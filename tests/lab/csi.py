@@ -15,7 +15,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,10 @@ CONTROLLER = "csi-controller"
 NODE_LOG = "/run/lunbridge-csi-node.log"
 NODE_PID = "/run/lunbridge-csi-node.pid"
 SANITY_VOLUME_SIZE = 64 << 20
-READY_TIMEOUT = 60.0  # the guest is slow (TCG): importing grpc and the plugin takes seconds
+# the guest is slow (TCG, one vCPU): importing grpc and the plugin takes 20-60 s there, more on a
+# busy machine; a plugin that died ends the wait at once (`wait_ready`'s `alive`)
+READY_TIMEOUT = 180.0
+STOP_TIMEOUT = 60.0  # SIGTERM's graceful stop, then SIGKILL
 # what lunbridge's code needs to run in the guest with this machine's Python and checkout
 GUEST_ENV = {
     "PYTHONPATH": f"{paths.REPO_DIR}:{paths.REPO_DIR / 'csi'}",
@@ -91,7 +94,7 @@ def start_node_service(
     if result.returncode != 0:
         raise LabError(f"starting the node service in the guest failed: {result.stderr.strip()}")
     try:
-        wait_ready(address, READY_TIMEOUT)
+        wait_ready(address, READY_TIMEOUT, alive=lambda: node_service_running(guest))
     except LabError as exc:
         raise LabError(f"{exc}\n--- {NODE_LOG} in the guest ---\n{node_service_log(guest)}") from None
 
@@ -116,9 +119,28 @@ def start_initiator_node_service(guest: AgentGuest, state: Any) -> None:
                        env=iscsi.guest_env(), **node_channel(state))  # fmt: skip
 
 
+def node_service_running(guest: AgentGuest) -> bool:
+    script = f"[ -s {NODE_PID} ] && kill -0 $(cat {NODE_PID}) 2>/dev/null"
+    return guest.run(["/bin/sh", "-c", script], timeout=30).returncode == 0
+
+
 def stop_node_service(guest: AgentGuest) -> None:
-    script = f"[ -s {NODE_PID} ] && kill $(cat {NODE_PID}) 2>/dev/null; rm -f {NODE_PID}; true"
-    guest.run(["/bin/sh", "-c", script], timeout=30)
+    """The node service stopped and gone: a graceful stop (SIGTERM), SIGKILL after STOP_TIMEOUT.
+    A plugin still exiting would hold the guest's one vCPU, and its port, while the next starts."""
+    script = f"""[ -s {NODE_PID} ] || exit 0
+pid=$(cat {NODE_PID})
+kill $pid 2>/dev/null
+i=0
+while kill -0 $pid 2>/dev/null && [ $i -lt {int(STOP_TIMEOUT)} ]; do sleep 1; i=$((i+1)); done
+if kill -0 $pid 2>/dev/null; then
+  echo "still running after {int(STOP_TIMEOUT)}s: SIGKILL" >&2; kill -9 $pid; sleep 1
+fi
+rm -f {NODE_PID}
+! kill -0 $pid 2>/dev/null
+"""
+    result = guest.run(["/bin/sh", "-c", script], timeout=STOP_TIMEOUT + 30)
+    if result.returncode != 0:
+        raise LabError(f"stopping the node service in the guest failed: {result.stderr.strip()}")
 
 
 def node_service_log(guest: AgentGuest, lines: int = 40) -> str:
@@ -151,14 +173,20 @@ def stop_controller(lab_dir: Path) -> None:
     procs.stop(lab_dir, CONTROLLER, timeout=15)
 
 
-def wait_ready(address: str, timeout: float) -> None:
+def wait_ready(address: str, timeout: float, alive: Callable[[], bool] | None = None) -> None:
     """Until a CSI Probe through `address` answers (a forwarded port accepts connections even
-    when nothing listens behind it, so only a real answer counts)."""
+    when nothing listens behind it, so only a real answer counts); LabError after `timeout`
+    seconds, or as soon as `alive()` (asked every few seconds) says the plugin exited."""
     from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 
     deadline = time.monotonic() + timeout
     last = ""
+    next_check = time.monotonic() + 5
     while time.monotonic() < deadline:
+        if alive is not None and time.monotonic() >= next_check:
+            if not alive():
+                raise LabError(f"the CSI plugin behind {address} exited before it answered ({last})")
+            next_check = time.monotonic() + 5
         with grpc.insecure_channel(address) as channel:
             stub = csi_pb2_grpc.IdentityStub(channel)  # type: ignore[no-untyped-call]
             try:

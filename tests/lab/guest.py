@@ -31,6 +31,7 @@ from tests.lab.qmp import LineSocket, Qmp
 
 NAME = "guest"
 AGENT_PORT = "lunbridge.agent"
+REPO_SHARE_TAG = "labrepo"  # the 9p tag build-guest.sh's init mounts the checkout from
 AGENT_SCRIPT = Path(__file__).resolve().parent / "guest_agent.py"
 # Writable tmpfs mount points in the guest (its root is read-only); build-guest.sh creates them.
 STATE_DIR = "/var/lib/lunbridge-guest"
@@ -110,9 +111,11 @@ def _node(name: str) -> dict[str, Any]:
     return {"node-name": name}
 
 
-def kernel_cmdline(python: str | None = None, root_cache: str | None = None) -> str:
+def kernel_cmdline(python: str | None = None, root_cache: str | None = None, repo_share: bool = False) -> str:
     """The guest kernel's command line: what build-guest.sh's init reads (agent, Python, the
-    writable state folder, the 9p root's cache mode). Shared by every lab guest."""
+    writable state folder, the 9p root's cache mode). Shared by every lab guest. `repo_share`:
+    the checkout comes from a share of its own (tag REPO_SHARE_TAG, never cached), and the
+    folders of it that the root serves too (its venv) are bound from the root."""
     python = python or sys.executable
     for path in (str(AGENT_SCRIPT), python):
         if any(c.isspace() for c in path):
@@ -130,6 +133,12 @@ def kernel_cmdline(python: str | None = None, root_cache: str | None = None) -> 
     keep = sorted(f for f in folders if f.startswith(hidden) and not any(c.isspace() or c == "," for c in f))
     if keep:
         append += f" lunbridge.keep={','.join(keep)}"
+    if repo_share:
+        repo = str(REPO_DIR)
+        inner = sorted(f for f in folders if f.startswith(repo + "/") and "," not in f and f.split() == [f])
+        if any(c.isspace() for c in repo):
+            raise LabError(f"{repo}: the guest's kernel command line cannot carry spaces")
+        append += f" lunbridge.repo={repo}" + (f" lunbridge.repocached={','.join(inner)}" if inner else "")
     return append
 
 

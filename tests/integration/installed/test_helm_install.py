@@ -34,7 +34,8 @@ from tests.lab import libvirt as libvirt_lab
 from tests.lab.demo import SAN_DISKS
 from tests.lab.lab import LabState, kubectl
 
-pytestmark = pytest.mark.peers
+# a whole install, two pods and an upgrade on a TCG guest: 5-9 minutes, each step with its own limit
+pytestmark = [pytest.mark.peers, pytest.mark.timeout(1200)]
 
 
 def ready_pods(lab: LabState, selector: str) -> list[dict[str, Any]]:
