@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -56,13 +57,19 @@ async def test_create_volume_waits_on_the_feed_it_joined_before_its_create_and_r
     assert lab.kube.called("changes") == []
 
 
-async def test_without_the_feed_create_volume_watches_from_what_its_create_returned(
-    service: ControllerService, lab: Lab
-) -> None:
+async def create_on_a_watch_of_its_own(service: ControllerService, lab: Lab) -> asyncio.Task[Any]:
+    """A CreateVolume without the feed, held (the operator stopped) once its watch is open."""
     lab.kube.feed_live = False
     lab.operator.stop()
     creating = asyncio.create_task(call(service.CreateVolume, create()))
     await until(lambda: bool(lab.kube.called("changes")))
+    return creating
+
+
+async def test_without_the_feed_create_volume_watches_from_what_its_create_returned(
+    service: ControllerService, lab: Lab
+) -> None:
+    creating = await create_on_a_watch_of_its_own(service, lab)
     assert csi_reads(lab) == []  # what the create returned is the first version
     [(plural, name, since)] = lab.kube.called("changes")
     assert (plural, name) == ("virtualdisks", "pvc-1")
@@ -118,10 +125,7 @@ async def test_without_the_feed_publish_watches_from_its_patch(service: Controll
 async def test_a_dropped_watch_is_resumed_by_one_read_and_a_watch_from_it(
     service: ControllerService, lab: Lab
 ) -> None:
-    lab.kube.feed_live = False
-    lab.operator.stop()
-    creating = asyncio.create_task(call(service.CreateVolume, create()))
-    await until(lambda: bool(lab.kube.called("changes")))
+    creating = await create_on_a_watch_of_its_own(service, lab)
     lab.kube.drop_watches()
     await until(lambda: len(lab.kube.called("changes")) == 2)
     assert csi_reads(lab) == [("pvc-1",)]  # the read that resumes

@@ -115,12 +115,21 @@ async def until(condition: Any) -> None:
     raise AssertionError("the condition never held")
 
 
-async def test_the_feed_hands_each_event_to_the_waits_on_its_object_only() -> None:
-    server = Server()
+@contextlib.asynccontextmanager
+async def live_feed(server: Server) -> AsyncIterator[Feed]:
+    """A feed of `server`'s VirtualDisks, started and live; closed at the end."""
     feed = Feed("VirtualDisk", server.list_version, server.watch)
     feed.start()
-    await until(lambda: feed.live)
     try:
+        await until(lambda: feed.live)
+        yield feed
+    finally:
+        feed.close()
+
+
+async def test_the_feed_hands_each_event_to_the_waits_on_its_object_only() -> None:
+    server = Server()
+    async with live_feed(server) as feed:
         with feed.following("a") as a, feed.following("b") as b:
             assert a.usable
             assert b.usable
@@ -130,24 +139,17 @@ async def test_the_feed_hands_each_event_to_the_waits_on_its_object_only() -> No
             server.send("MODIFIED", version("b", 104))
             assert await drain(a.after("101", parse, fallback_of([])), limit=1) == ["103"]
             assert await drain(b.after("102", parse, fallback_of([])), limit=1) == ["104"]
-    finally:
-        feed.close()
 
 
 async def test_the_feed_resumes_from_the_last_version_and_bookmark_when_the_server_ends_it() -> None:
     server = Server()
-    feed = Feed("VirtualDisk", server.list_version, server.watch)
-    feed.start()
-    await until(lambda: feed.live)
-    try:
+    async with live_feed(server):
         server.send("MODIFIED", version("a", 101))
         server.send("BOOKMARK", version("", 140))
         server.events.put_nowait("end")
         await until(lambda: len(server.watched_from) == 2)
         assert server.watched_from == ["100", "140"]
         assert server.lists == 1  # no gap: nothing listed again
-    finally:
-        feed.close()
 
 
 async def test_a_failed_watch_tells_every_wait_of_the_gap_and_the_feed_starts_again(
@@ -155,10 +157,7 @@ async def test_a_failed_watch_tells_every_wait_of_the_gap_and_the_feed_starts_ag
 ) -> None:
     monkeypatch.setattr(feed_module, "RETRY_SECONDS", (0.01,))
     server = Server()
-    feed = Feed("VirtualDisk", server.list_version, server.watch)
-    feed.start()
-    await until(lambda: feed.live)
-    try:
+    async with live_feed(server) as feed:
         with feed.following("a") as a:
             server.send("MODIFIED", version("a", 101))  # the write's own
             server.events.put_nowait(ConnectionError("dropped"))
@@ -170,8 +169,6 @@ async def test_a_failed_watch_tells_every_wait_of_the_gap_and_the_feed_starts_ag
         assert server.watched_from[-1] == "200"
         with feed.following("a") as again:
             assert again.usable
-    finally:
-        feed.close()
 
 
 async def test_a_wait_that_joins_while_the_feed_is_down_watches_alone() -> None:
