@@ -139,7 +139,7 @@ def test_csi_node_stops_on_sigterm_while_its_kubernetes_client_still_loads(tmp_p
     )  # fmt: skip
     assert process.stderr is not None
     try:
-        lines = []
+        lines: list[str] = []
         while "loading the client" not in (line := process.stderr.readline()):
             assert line, "".join(lines)  # the plugin exited before it loaded the client
             lines.append(line)
