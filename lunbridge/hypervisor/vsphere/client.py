@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from contextlib import AbstractAsyncContextManager
 
 from lunbridge import san
@@ -21,6 +20,7 @@ from lunbridge.errors import Conflict, NotFound
 from lunbridge.hypervisor.base import Host, Initiator, LunDisk, Scope, Vm
 from lunbridge.hypervisor.vsphere import inventory, rdm
 from lunbridge.hypervisor.vsphere.config import VSphereConfig
+from lunbridge.hypervisor.vsphere.host_luns import HostLunLists
 from lunbridge.hypervisor.vsphere.mirror import InventoryMirror
 from lunbridge.hypervisor.vsphere.refs import parse_portal, parse_vm_ref
 from lunbridge.hypervisor.vsphere.session import Session
@@ -50,10 +50,7 @@ class VSphere(SessionClient):
         self.mirror: InventoryMirror | None = InventoryMirror(self.session) if mirror else None
         self._vm_locks = KeyedLocks[str]()
         self._rescans = Coalescer[str]()  # per host id
-        # a host's LUN list is one large read: callers that ask at once share the next one
-        self._lun_reads = Coalescer[str]()  # per host id
-        self._lun_lists: dict[str, dict[str, rdm.HostLun]] = {}
-        self._lun_lists_at: dict[str, float] = {}  # per host id: when its last read started (monotonic)
+        self._host_luns = HostLunLists(self.session)  # per host: its LUN list and SCSI topology
         self._device_changes: dict[str, int] = {}  # per VM id: device changes made through this client
 
     def __repr__(self) -> str:
@@ -189,29 +186,14 @@ class VSphere(SessionClient):
             disk_key=disk.key,
         )
 
-    async def _host_lun(self, host: Host, naa: str, within: float = 0.0) -> rdm.HostLun | None:
-        """LUN `naa` as `host` lists it: from a read of the host's LUN list that started after
-        this call (shared with every caller that asked for the same host meanwhile), or with
-        `within` > 0 from the last read if it is at most that many seconds old."""
-
-        async def read() -> None:
-            what = f"list the LUNs of host {host.name}"
-            started = time.monotonic()
-            self._lun_lists[host.id] = await self.session.run(what, lambda api: rdm.host_luns(api, host.id))
-            self._lun_lists_at[host.id] = started
-
-        if within <= 0 or time.monotonic() - self._lun_lists_at.get(host.id, -1e18) > within:
-            await self._lun_reads.run(host.id, read)
-        return self._lun_lists.get(host.id, {}).get(naa)
-
     async def sees_lun(self, host: Host, naa: str, *, within: float = 0.0) -> bool:
-        return await self._host_lun(host, san.naa(naa), within) is not None
+        return await self._host_luns.sees(host, san.naa(naa), within)
 
     async def _visible_lun(self, host: Host, naa: str) -> rdm.HostLun:
-        lun = await self._host_lun(host, naa)
+        lun = await self._host_luns.lun(host, naa)
         if lun is None:
             await self.rescan(host)
-            lun = await self._host_lun(host, naa)
+            lun = await self._host_luns.lun(host, naa)
         if lun is None:
             raise Conflict(
                 f"LUN {naa} is not visible to host {host.name} even after a rescan of its HBAs: the LUN "

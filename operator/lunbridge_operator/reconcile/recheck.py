@@ -5,8 +5,8 @@ an RDM removed in vCenter, a VM that moved, a host of the scope that no longer l
 Checked one by one, with a full reconcile each, that cost every disk its own Kubernetes reads,
 storage reads and hypervisor reads: at 1,000 disks about 17 full reconciles a second, whatever
 had changed. Instead one pass reads each layer once (`orphans.look`: every backend's LUNs and
-maps, every VM's LUN disks; the hosts' LUN listings, shared and refreshed every few periods) and
-compares each disk's status with what it read. Only a disk that drifted gets the full
+maps, every VM's LUN disks; the hosts' SCSI topologies, one read per host) and compares each
+disk's status with what it read. Only a disk that drifted gets the full
 reconcile, which repairs what it can and says so in its conditions and Events. The pass costs
 one listing per backend, VM set and host, however many disks there are.
 """
@@ -28,10 +28,11 @@ from lunbridge_operator.reconcile.services import Services
 ROUTINE = "a node that logs in itself is checked in full"
 
 
-# A host's LUN list is the one listing here that grows with the disks (about 2 ms of CPU per
-# LUN to decode, measured on the lab: 4 hosts of 250 LUNs cost 2 s); the pass takes one at most
-# this many periods old, so a host that stopped listing a LUN is found within them
-HOST_LISTING_PERIODS = 3
+# Whether a host sees a LUN comes from its SCSI topology (`VSphere.sees_lun`): the one listing
+# here that grows with the disks, about 0.08 ms of CPU per LUN to decode on the lab (the full LUN
+# list it replaced took 0.5-1 ms); one read per host and pass, at most this many periods old, so
+# a host that stopped listing a LUN is found by the next pass
+HOST_LISTING_PERIODS = 1
 
 
 def settled(disk: Disk) -> bool:

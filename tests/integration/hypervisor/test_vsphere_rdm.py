@@ -1,7 +1,9 @@
 """Raw device mappings through the real simulator and tgtd: a LUN masked to the VM's host
 attaches (idempotently) where the Attachment says and detaches without losing its data; a
 LUN masked to another host is refused with a clear error; concurrent attaches never share a
-unit; a VM holds 60 RDMs on 4 PVSCSI controllers and refuses the 61st."""
+unit; a VM holds 60 RDMs on 4 PVSCSI controllers and refuses the 61st; a host sees a LUN
+(by its SCSI topology) once masked to it and rescanned, and no longer once unmasked and
+rescanned."""
 
 from __future__ import annotations
 
@@ -110,12 +112,41 @@ async def test_lun_masked_to_another_host_is_refused(
     names = {x.canonicalName for x in find(si, vim.HostSystem, elsewhere.name).config.storageDevice.scsiLun}
     assert naa in names, "the other host must see it, or the test proves nothing"
 
+    assert await vsphere.sees_lun(other_vm.host, naa)
+    assert not await vsphere.sees_lun(vm.host, naa)
     devices_before = len(find(si, vim.VirtualMachine, info.name).config.hardware.device)
     with pytest.raises(Conflict, match=rf"LUN {naa} is not visible to host {here.name} even after a rescan"):
         await vsphere.attach_rdm(vm, naa)
     vm_obj = find(si, vim.VirtualMachine, info.name)
     assert rdm_disks(vm_obj) == []
     assert len(vm_obj.config.hardware.device) == devices_before
+
+
+async def test_a_host_sees_a_lun_until_it_is_unmapped_and_the_host_rescanned(
+    vsphere: VSphere,
+    vcsim: vcsim_lab.VcsimPeer,
+    tgt: tgt_lab.Tgt,
+    si: Any,
+    make_lun: Callable[..., tgt_lab.LabLun],
+) -> None:
+    info = vcsim.inventory.vms[1]
+    host_info = vcsim.inventory.host(info.host)
+    naa = new_naa()
+    lun = make_lun([host_info.iqn], naa=naa.removeprefix("naa."))
+    vm = await vsphere.find_vm(info.name)
+    await vsphere.ensure_iscsi_portal([vm.host], tgt.portal)
+    assert not await vsphere.sees_lun(vm.host, naa)
+    await vsphere.rescan(vm.host)
+    assert await vsphere.sees_lun(vm.host, naa)
+    assert await vsphere.sees_lun(vm.host, naa.upper(), within=60)  # the last read answers
+    scsi_luns = find(si, vim.HostSystem, host_info.name).config.storageDevice.scsiLun
+    assert naa in {x.canonicalName for x in scsi_luns}, "vCenter's own list agrees"
+
+    tgt.adm("--op", "unbind", "--mode", "target", "--tid", str(lun.tid), "--initiator-name", host_info.iqn)
+    await vsphere.rescan(vm.host)
+    assert not await vsphere.sees_lun(vm.host, naa)
+    scsi_luns = find(si, vim.HostSystem, host_info.name).config.storageDevice.scsiLun
+    assert naa not in {x.canonicalName for x in scsi_luns}, "vCenter's own list agrees"
 
 
 async def test_rescan_one_adapter_and_an_unknown_one(vsphere: VSphere, vcsim: vcsim_lab.VcsimPeer) -> None:
@@ -130,7 +161,8 @@ async def test_a_deleted_vm_is_not_found_for_attach_and_detach_is_done(
 ) -> None:
     vm = await vsphere.find_vm(scratch_vm(vcsim.inventory.hosts[0].name))
     WaitForTask(find(si, vim.VirtualMachine, vm.name).Destroy_Task())
-    gone = rf"cannot read the devices of VM {vm.name}: the object no longer exists"
+    # the attach reads the VM's host and its devices at once: either read may say so first
+    gone = rf"cannot read (the devices of )?VM {vm.name}: the object no longer exists"
     with pytest.raises(NotFound, match=gone):
         await vsphere.attach_rdm(vm, new_naa())
     await vsphere.detach_rdm(vm, new_naa())
