@@ -9,10 +9,14 @@ holds its lock file), and otherwise at most every `sync_seconds` (a change made 
 backend's back, or a tgtd that died, is found within that). In between, a read is answered
 from the state alone: `tgtadm --op show` costs more the more LUs tgtd serves, and the state is
 the truth tgtd is made to hold. A change is `_commit`ted: applied to tgtd when it touches
-targets, then saved; a failed change is not saved, and the next session takes tgtd back to
-the saved state. CHAP accounts whose secret tgtd may hold wrongly (the
-state's `reset_accounts`, left by a secret change that did not finish) are re-created by the
-next session, which then saves the state without them.
+targets (only its own commands, against the picture of tgtd the last sync or change left,
+when tgtd is in line; else after a full sync), then saved; a failed change is not saved, and
+the next session takes tgtd back to the saved state. A read that arrives while a call holds
+the session answers from the last committed state at once, rather than queueing behind
+every change waiting for the lock (what a burst of many disks at once would otherwise do).
+CHAP accounts whose secret tgtd may hold wrongly (the state's `reset_accounts`, left by a
+secret change that did not finish) are re-created by the next session, which then saves the
+state without them.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from lunbridge.errors import NotFound, Unavailable
 from lunbridge.san import Transport
 from lunbridge.storage.base import Pool, Portal, check_name
 from lunbridge.storage.tgt import chap
-from lunbridge.storage.tgt.admin import Tgtadm
+from lunbridge.storage.tgt.admin import ShownTarget, Tgtadm
 from lunbridge.storage.tgt.config import TgtConfig
 from lunbridge.storage.tgt.files import pool_usage
 from lunbridge.storage.tgt.state import IgroupRecord, LunRecord, State, StateFile
@@ -48,11 +52,13 @@ class TgtCore:
         self._adm = Tgtadm(config.control, config.portal, config.timeout, runner)
         self._runner = runner
         self._lock = asyncio.Lock()
+        self._sessions = 0  # calls that hold the lock or wait for it
         self._file = StateFile(config.state_file, config.timeout)
         self._state: State | None = None
         self.sync_seconds = sync_seconds
         self.control_lock = Path(f"/var/run/tgtd/socket.{config.control}.lock")
         self._synced: tuple[float, int | None] | None = None  # when, and which tgtd (its pid)
+        self._picture: dict[str, ShownTarget] | None = None  # what tgtd holds, after the last sync or change
 
     def target_name(self, igroup: str) -> str:
         """The IQN of the tgt target that serves iSCSI igroup `igroup`."""
@@ -61,24 +67,44 @@ class TgtCore:
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[State]:
         """Serialize, load the state if another process changed it, and bring tgtd in line."""
-        async with self._lock, self._file.locked():
-            if self._state is None or self._file.changed():
-                self._state = await asyncio.to_thread(self._file.load)
-                self._synced = None
-            state = self._state
-            if self._needs_sync(state):
-                await self._reconcile(state, state.reset_accounts)
-                if state.reset_accounts:  # re-created with the recorded secrets: done
-                    done = state.copy()
-                    done.reset_accounts = frozenset()
-                    await self._commit(done, tgt=False)
-            commands = self._adm.commands
-            try:
-                yield self._state
-            except BaseException:
-                if self._adm.commands != commands:  # tgtd may be half-changed: look at it next time
-                    self._synced = None
-                raise
+        self._sessions += 1
+        try:
+            async with self._lock, self._file.locked():
+                state = await self._load()
+                commands = self._adm.commands
+                try:
+                    yield state
+                except BaseException:
+                    if self._adm.commands != commands:  # tgtd may be half-changed: look at it next time
+                        self._synced, self._picture = None, None
+                    raise
+        finally:
+            self._sessions -= 1
+
+    async def _load(self) -> State:
+        """The state (read again if another process changed it), with tgtd in line with it."""
+        if self._state is None or self._file.changed():
+            self._state = await asyncio.to_thread(self._file.load)
+            self._synced = None
+        state = self._state
+        if self._needs_sync(state):
+            await self._reconcile(state, state.reset_accounts)
+            if state.reset_accounts:  # re-created with the recorded secrets: done
+                done = state.copy()
+                done.reset_accounts = frozenset()
+                await self._commit(done, tgt=False)
+        return self._state
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[State]:
+        """The state a read answers from: while other calls hold the session or wait for it,
+        the last committed one (as if the read ran just before their changes), without waiting;
+        else a session of its own, which first brings tgtd in line if that is due."""
+        if self._sessions and self._state is not None:
+            yield self._state
+            return
+        async with self._session() as state:
+            yield state
 
     def _needs_sync(self, state: State) -> bool:
         if self._synced is None or state.reset_accounts:
@@ -105,16 +131,23 @@ class TgtCore:
         """Apply `state` to tgtd (when it changes targets), re-creating the CHAP accounts of
         `reset`, then save it."""
         if tgt:
-            self._synced = None
-            await self._reconcile(state, reset)
+            synced, self._synced = self._synced, None  # None until tgtd holds `state`
+            await self._reconcile(state, reset, since=synced if self._picture is not None else None)
         await asyncio.to_thread(self._file.save, state)
         self._state = state
 
-    async def _reconcile(self, state: State, reset: Collection[str]) -> None:
+    async def _reconcile(
+        self, state: State, reset: Collection[str], *, since: tuple[float, int | None] | None = None
+    ) -> None:
+        """Make tgtd hold `state`: from a `show` of it, or, given `since` (the last sync, after
+        which tgtd has held the picture that sync and the changes since left), by that picture."""
         accounts = chap.accounts(state.igroups)
-        tgtd = self._tgtd()
-        await reconcile(self._adm, self._desired(state), self.config.iqn_prefix, accounts, reset)
-        self._synced = (time.monotonic(), tgtd)
+        tgtd = None if since is not None else self._tgtd()
+        shown, self._picture = (self._picture if since is not None else None), None
+        self._picture = await reconcile(
+            self._adm, self._desired(state), self.config.iqn_prefix, accounts, reset, shown
+        )
+        self._synced = since or (time.monotonic(), tgtd)
 
     async def sync(self) -> None:
         """Re-apply the saved state to tgtd now (other calls do it when it may be due)."""
@@ -176,7 +209,7 @@ class TgtCore:
     async def login_portals(self, igroup: str) -> list[Portal]:
         """`nodePortals` (else `portal`), each with the target that serves `igroup`."""
         check_name("igroup", igroup)
-        async with self._session() as state:
+        async with self._read() as state:
             self._need_igroup(state, igroup)
         target = self.target_name(igroup)
         return [Portal(address, target) for address in self.config.node_portals or (self.config.portal,)]

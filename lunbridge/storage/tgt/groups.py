@@ -55,11 +55,11 @@ class GroupOperations(TgtCore):
 
     async def get_igroup(self, name: str) -> InitiatorGroup:
         check_name("igroup", name)
-        async with self._session() as state:
+        async with self._read() as state:
             return igroup_of(name, self._need_igroup(state, name))
 
     async def list_igroups(self) -> list[InitiatorGroup]:
-        async with self._session() as state:
+        async with self._read() as state:
             return [igroup_of(name, rec) for name, rec in sorted(state.igroups.items())]
 
     async def add_initiators(self, name: str, initiators: list[str]) -> InitiatorGroup:
@@ -188,5 +188,5 @@ class GroupOperations(TgtCore):
             await self._commit(new, tgt=True)
 
     async def list_mappings(self, lun: str | None = None, igroup: str | None = None) -> list[LunMap]:
-        async with self._session() as state:
+        async with self._read() as state:
             return [LunMap(m.lun, m.igroup, m.lun_id) for m in state.maps_of(lun=lun, igroup=igroup)]

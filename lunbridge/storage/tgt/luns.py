@@ -49,11 +49,11 @@ class LunOperations(TgtCore):
 
     async def get_lun(self, name: str) -> Lun:
         check_name("LUN", name)
-        async with self._session() as state:
+        async with self._read() as state:
             return lun_of(name, self._need_lun(state, name))
 
     async def list_luns(self) -> list[Lun]:
-        async with self._session() as state:
+        async with self._read() as state:
             return [lun_of(name, rec) for name, rec in sorted(state.luns.items())]
 
     async def resize_lun(self, name: str, size_bytes: int) -> Lun:
@@ -73,6 +73,7 @@ class LunOperations(TgtCore):
             new.luns[name] = LunRecord(rec.pool, size, rec.serial, rec.naa, rec.source_snapshot)
             await asyncio.to_thread(grow_file, self._lun_path(name, rec.pool), size)
             shown = await self._adm.show()
+            self._picture = None  # what follows changes tgtd behind it: the commit looks again
             for m in state.maps_of(lun=name):
                 target = shown.get(self.target_name(m.igroup))
                 if target is not None:
@@ -135,7 +136,7 @@ class LunOperations(TgtCore):
 
     async def list_snapshots(self, lun: str | None = None) -> list[Snapshot]:
         """Snapshots (of `lun`: of the LUN of that name now, or of a deleted one)."""
-        async with self._session() as state:
+        async with self._read() as state:
             current = state.luns.get(lun) if lun is not None else None
             return [
                 snapshot_of(name, rec)

@@ -1,10 +1,12 @@
 """Make tgtd hold exactly the targets the state file describes.
 
 tgtd forgets everything when it restarts, and a crash between a tgtadm command and the state
-write can leave tgtd half-changed. So every backend call starts with one `tgtadm --op show`
-and compares it with the desired targets; anything missing or different is (re)applied and
-anything extra under the backend's IQN prefix is removed. On an unchanged tgtd this costs one
-tgtadm run and no change.
+write can leave tgtd half-changed. So a backend call that may find tgtd out of line (see
+`core`) starts with one `tgtadm --op show` and compares it with the desired targets; anything
+missing or different is (re)applied and anything extra under the backend's IQN prefix is
+removed. On an unchanged tgtd this costs one tgtadm run and no change. `reconcile` returns what
+tgtd then holds, so a change made right after compares with that picture and sends only its
+own commands: no `show`, whose cost grows with every LU tgtd serves.
 
 Compared per target: the ACL (initiator names), the CHAP accounts bound to it (incoming and
 outgoing users) and, per LU, the backing file, scsi_id, scsi_sn and thin provisioning. Sizes
@@ -72,38 +74,52 @@ async def reconcile(
     prefix: str,
     accounts: Mapping[str, str] | None = None,
     reset: Collection[str] = (),
-) -> int:
-    """Apply the difference between tgtd and `desired`; returns the number of commands run.
-    `accounts` (user → secret) are the CHAP accounts the targets bind; `reset` the users to
-    re-create whatever tgtd holds (to delete, when not in `accounts`)."""
+    shown: Mapping[str, ShownTarget] | None = None,
+) -> dict[str, ShownTarget]:
+    """Apply the difference between tgtd and `desired`; returns what tgtd holds afterwards
+    (every target by IQN, as `show` would list it). `accounts` (user → secret) are the CHAP
+    accounts the targets bind; `reset` the users to re-create whatever tgtd holds (to delete,
+    when not in `accounts`). `shown` is what tgtd holds when the caller knows it (the picture
+    a previous call returned, with nothing changed since): then no `show` runs."""
     accounts = accounts or {}
-    shown = await adm.show()
+    if shown is None:
+        shown = await adm.show()
     ours = {name: target for name, target in shown.items() if name.startswith(prefix)}
     foreign = {user for name, t in shown.items() if name not in ours for user in t.accounts}
     seen = {user for target in ours.values() for user in target.accounts}
     stale = (set(reset) | (set(accounts) - seen)) - foreign
-    changes = 0
     for name, target in ours.items():
         if name not in desired:
             await adm.delete_target(target.tid)
-            changes += 1
     plans = {name: _Plan(want, shown[name], stale) for name, want in desired.items() if name in shown}
     for each in plans.values():  # then no target of the prefix binds a stale or unneeded account
-        changes += await each.strip(adm)
+        await each.strip(adm)
     for user in sorted(stale | (seen - set(accounts) - foreign)):
         await adm.delete_account(user)
-        changes += 1
         if user in stale and user in accounts:
             await adm.new_account(user, accounts[user])
-            changes += 1
     used = {target.tid for target in shown.values()}
+    picture = {name: target for name, target in shown.items() if name not in ours}
     for name, want in sorted(desired.items()):
         plan = plans.get(name)
-        changes += await (_create(adm, want, used) if plan is None else plan.apply(adm))
-    return changes
+        if plan is None:
+            tid = await _create(adm, want, used)
+            picture[name] = _held(tid, want, tuple(sorted(want.incoming)))
+        else:
+            await plan.apply(adm)
+            incoming = tuple(sorted(want.incoming)) if plan.incoming else plan.have.incoming
+            picture[name] = _held(plan.have.tid, want, incoming)
+    return picture
+
+
+def _held(tid: int, want: DesiredTarget, incoming: tuple[str, ...]) -> ShownTarget:
+    """Target `want` as `show` lists it once made so (`incoming` in the order bound)."""
+    luns = {n: ShownLu(n, "disk", lu.scsi_id, lu.scsi_sn, lu.path, thin=True) for n, lu in want.luns.items()}
+    return ShownTarget(tid, want.name, luns, tuple(sorted(want.acl)), incoming, want.outgoing)
 
 
 async def _create(adm: Tgtadm, want: DesiredTarget, used: set[int]) -> int:
+    """Make target `want` with its LUs, CHAP bindings and ACL; returns its tid."""
     tid = max(used, default=0) + 1
     while not await adm.new_target(tid, want.name):  # taken meanwhile by another tool
         used.add(tid)
@@ -117,7 +133,7 @@ async def _create(adm: Tgtadm, want: DesiredTarget, used: set[int]) -> int:
         await adm.bind_account(tid, want.outgoing, outgoing=True)
     for initiator in sorted(want.acl):
         await adm.bind(tid, initiator)
-    return 1 + 2 * len(want.luns) + len(want.incoming) + (want.outgoing is not None) + len(want.acl)
+    return tid
 
 
 @dataclass
@@ -135,7 +151,7 @@ class _Plan:
         self.outgoing = have.outgoing != want.outgoing or have.outgoing in self.stale
         self.closed = self.incoming and bool(have.incoming and want.incoming and have.acl)
 
-    async def strip(self, adm: Tgtadm) -> int:
+    async def strip(self, adm: Tgtadm) -> None:
         tid, have = self.have.tid, self.have
         if self.closed:
             for initiator in have.acl:
@@ -145,36 +161,26 @@ class _Plan:
         if self.incoming:
             for user in reversed(have.incoming):  # last first: no hole in tgtd's array
                 await adm.unbind_account(tid, user)
-        return (
-            len(have.acl) * self.closed
-            + (self.outgoing and have.outgoing is not None)
-            + len(have.incoming) * self.incoming
-        )
 
-    async def apply(self, adm: Tgtadm) -> int:
+    async def apply(self, adm: Tgtadm) -> None:
         want, tid = self.want, self.have.tid
-        changes = await _update_luns(adm, want, self.have)
+        await _update_luns(adm, want, self.have)
         if self.outgoing and want.outgoing is not None:
             await adm.bind_account(tid, want.outgoing, outgoing=True)
-            changes += 1
         if self.incoming:
             for user in sorted(want.incoming):
                 await adm.bind_account(tid, user)
-            changes += len(want.incoming)
         acl = set() if self.closed else set(self.have.acl)
         for initiator in sorted(acl - want.acl):
             await adm.unbind(tid, initiator)
         for initiator in sorted(want.acl - acl):
             await adm.bind(tid, initiator)
-        return changes + len(acl ^ want.acl)
 
 
-async def _update_luns(adm: Tgtadm, want: DesiredTarget, have: ShownTarget) -> int:
-    changes = 0
+async def _update_luns(adm: Tgtadm, want: DesiredTarget, have: ShownTarget) -> None:
     for lun in sorted(have.luns):
         if lun != 0 and lun not in want.luns:
             await adm.delete_lu(have.tid, lun)
-            changes += 1
     for lun, lu in sorted(want.luns.items()):
         shown = have.luns.get(lun)
         if shown is not None and lu.matches(shown):
@@ -182,9 +188,6 @@ async def _update_luns(adm: Tgtadm, want: DesiredTarget, have: ShownTarget) -> i
         if shown is not None:
             if shown.backing_path == lu.path:  # only the ids differ: set them in place
                 await adm.update_lu(have.tid, lun, lu.params())
-                changes += 1
                 continue
             await adm.delete_lu(have.tid, lun)
         await adm.new_lu(have.tid, lun, lu.path, lu.params())
-        changes += 2
-    return changes

@@ -6,17 +6,18 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lunbridge.command import Result
 from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, LimitExceeded, NotFound, Unavailable
 from lunbridge.san import Transport
 from lunbridge.storage.base import Mapping, StorageBackend
 from lunbridge.storage.tgt import TgtBackend, TgtConfig
-from tests.unit.storage.conftest import PREFIX
+from tests.unit.storage.conftest import PREFIX, make_config
 from tests.unit.storage.fake_tgt import FakeTgtd
 
 A = "iqn.1998-01.com.vmware:host-a"
@@ -305,6 +306,63 @@ async def test_reads_between_syncs_run_no_tgtadm(
         assert (await backend.get_igroup("host-p")).initiators == (A,)
         assert [m.lun_id for m in await backend.list_mappings(lun="vol-p")] == [1]
     assert [" ".join(c) for c in fake.commands[before:]] == []
+
+
+async def test_changes_between_syncs_send_only_their_own_commands(
+    backend: TgtBackend, fake: FakeTgtd, socket_file: RunningTgtd
+) -> None:
+    """A map, an unmap, a new igroup and a changed ACL while tgtd is in line: no `show` (its
+    cost grows with every LU tgtd serves), and tgtd ends up as a full sync would leave it."""
+    await _serve(backend, A)
+    for i in range(3):
+        await backend.create_lun(f"vol-{i}", 1 << 20)
+    before = len(fake.commands)
+    await backend.map_lun("vol-0", "host-p")
+    await backend.map_lun("vol-1", "host-p")
+    await backend.unmap_lun("vol-0", "host-p")
+    await backend.create_igroup("host-q", Transport.ISCSI, [B])
+    await backend.map_lun("vol-2", "host-q")
+    await backend.add_initiators("host-p", [B])
+    sent = fake.commands[before:]
+    assert not [c for c in sent if "show" in c]
+    target_p, target_q = fake.by_name(PREFIX + "host-p"), fake.by_name(PREFIX + "host-q")
+    assert target_p is not None
+    assert target_q is not None
+    assert sorted(target_p.luns) == [1, 3]  # vol-p as 1, vol-1 as 3 (vol-0 had 2)
+    assert sorted(target_p.acl) == [A, B]
+    assert (target_q.acl, sorted(target_q.luns)) == ([B], [1])
+    backend.sync_seconds = 0.0
+    settled = len(fake.mutations())
+    await backend.get_lun("vol-p")  # a full sync: tgtd already holds what it wants
+    assert len(fake.mutations()) == settled
+
+
+async def test_a_read_does_not_wait_behind_a_change(tmp_path: Path, fake: FakeTgtd) -> None:
+    """While a change waits on tgtd, a read answers from the last committed state."""
+    held, release = asyncio.Event(), asyncio.Event()
+    release.set()
+
+    async def slow_new_lu(argv: Sequence[str], time_limit: float) -> Result:
+        if "logicalunit" in argv and "new" in argv:
+            held.set()
+            await release.wait()
+        return await fake(argv, time_limit)
+
+    backend = TgtBackend(make_config(tmp_path), runner=slow_new_lu)
+    await _serve(backend, A)
+    await backend.create_lun("vol-q", 1 << 20)
+    held.clear()
+    release.clear()
+    mapping = asyncio.create_task(backend.map_lun("vol-q", "host-p"))
+    await asyncio.wait_for(held.wait(), 5)
+    queued = asyncio.create_task(backend.create_lun("vol-r", 1 << 20))  # waits behind the map
+    read = await asyncio.wait_for(backend.list_mappings(igroup="host-p"), 1)
+    assert [m.lun for m in read] == ["vol-p"]  # before the change
+    release.set()
+    assert (await mapping).lun_id == 2
+    await queued
+    assert [m.lun for m in await backend.list_mappings(igroup="host-p")] == ["vol-p", "vol-q"]
+    await backend.close()
 
 
 async def test_a_restarted_tgtd_is_brought_back_at_the_next_call(
