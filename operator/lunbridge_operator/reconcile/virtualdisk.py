@@ -17,6 +17,7 @@ reads the maps from the backend, not from status.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 
@@ -228,18 +229,25 @@ class DiskSteps:
             names = ", ".join(h.name for h in others)
             self.condition(Cond.CLUSTER_READY, None, "Revealing", f"revealing the LUN to host(s) {names}")
 
-    async def cluster_ready(self, scope_hosts: list[Host], vm: Vm, naa: str) -> None:
-        """ClusterReady: every host of the scope lists the LUN (so the VM may move to any). The
-        hosts other than the VM's are revealed to here, after Ready: they make the disk
-        movable, not usable, so a cluster-scope disk is Ready as soon as a host-scope one."""
-        others = [h for h in scope_hosts if h.id != vm.host.id]
+    async def reveal_others(self, others: list[Host], naa: str) -> hosts.HostProblems:
+        """Reveal the LUN to the hosts of the scope other than the VM's (those a re-check finds
+        listing it are left alone): what each that does not list it after a rescan says."""
         hypervisor = self.svc.hypervisor
-        if others:
-            with measured(KIND, "reveal_cluster"):
-                seen = await hosts.seeing(hypervisor, others, naa, self.listing_age) if self.settled else []
-                missing = [h for h in others if h not in seen]
-                self.host_problems = await hosts.reveal_best_effort(hypervisor, missing, self._portal)
-                await hosts.not_seeing(hypervisor, missing, naa, self.host_problems)
+        with measured(KIND, "reveal_cluster"):
+            seen = await hosts.seeing(hypervisor, others, naa, self.listing_age) if self.settled else []
+            missing = [h for h in others if h not in seen]
+            problems = await hosts.reveal_best_effort(hypervisor, missing, self._portal)
+            await hosts.not_seeing(hypervisor, missing, naa, problems)
+        return problems
+
+    async def cluster_ready(
+        self, scope_hosts: list[Host], naa: str, problems: hosts.HostProblems | None = None
+    ) -> None:
+        """ClusterReady: every host of the scope lists the LUN (so the VM may move to any);
+        `problems` from `reveal_others` when the scope has other hosts than the VM's. Those
+        make the disk movable, not usable, so a cluster-scope disk is Ready as soon as a
+        host-scope one, and this is told after the attach."""
+        self.host_problems = problems or hosts.HostProblems()
         before = self.disk.status.condition(Cond.CLUSTER_READY)
         if self.host_problems.failed:
             message = f"not every host of the scope sees {naa}: {self.host_problems.describe()}"
@@ -251,7 +259,7 @@ class DiskSteps:
             self.condition(
                 Cond.CLUSTER_READY, True, "AllHostsSee", f"{naa} is seen by every host of the scope: {names}"
             )
-        if others:
+        if problems is not None:
             await self.save("cluster", phase=Phase.READY)
 
     async def attach(self, lun: Lun, vm: Vm, node_name: str, provider_id: str) -> Attachment:
@@ -360,16 +368,26 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
     igroup, _ = await steps.mask(lun, vm)
     # a move to another host or cluster leaves the old igroup, whose hosts then rescan
     await steps.rescan(await steps.unmap_all(keep=igroup))
-    await steps.reveal(vm, lun.naa, node_name or "", provider_id)
     scope_hosts = await steps.scope_hosts(vm)
     others = [h for h in scope_hosts if h.id != vm.host.id]
-    if others:
-        steps.revealing(others)
-    else:
-        await steps.cluster_ready(scope_hosts, vm, lun.naa)
-    await steps.attach(lun, vm, node_name or "", provider_id)
-    if others:
-        await steps.cluster_ready(scope_hosts, vm, lun.naa)
+    if not others:
+        await steps.reveal(vm, lun.naa, node_name or "", provider_id)
+        await steps.cluster_ready(scope_hosts, lun.naa)
+        await steps.attach(lun, vm, node_name or "", provider_id)
+        return
+    steps.revealing(others)
+    # the other hosts rescan beside the VM's (one rescan of each serves every disk revealed
+    # meanwhile), and are waited for only after the attach
+    revealed = asyncio.create_task(steps.reveal_others(others, lun.naa))
+    try:
+        await steps.reveal(vm, lun.naa, node_name or "", provider_id)
+        await steps.attach(lun, vm, node_name or "", provider_id)
+        problems = await revealed
+    finally:
+        if not revealed.done():
+            revealed.cancel()
+            await asyncio.gather(revealed, return_exceptions=True)
+    await steps.cluster_ready(scope_hosts, lun.naa, problems)
 
 
 async def delete(svc: Services, disk: Disk, events: Events) -> None:

@@ -4,8 +4,11 @@ proceed; with every host seeing the LUN, `ClusterReady` is True."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from lunbridge.errors import Unavailable
-from lunbridge.hypervisor.base import Scope
+from lunbridge.hypervisor.base import Attachment, Host, Scope, Vm
 from lunbridge.models import ConditionType, Phase
 from lunbridge_operator.reconcile.recheck import HOST_LISTING_PERIODS
 from tests.fakes import Lab
@@ -57,9 +60,34 @@ async def test_a_rescan_that_fails_after_the_unmap_does_not_hold_up_the_delete()
 
 async def test_a_cluster_disk_is_ready_once_its_vms_host_sees_it_and_cluster_ready_after_the_others() -> None:
     """The other hosts of the cluster make the disk movable, not usable: they are rescanned
-    after the Ready write, which says ClusterReady is being worked on."""
+    beside the VM's host, the attach and the Ready write wait for none of them (here one
+    that hangs), and ClusterReady follows once they are done."""
     lab = Lab.build(default_scope=Scope.CLUSTER)
-    await lab.create_disk("d1", node_name="node-a")
+    released = asyncio.Event()
+    rescan = lab.hypervisor.rescan
+
+    async def hangs_but_on_esx_1(host: Host, adapter: str | None = None) -> None:
+        if host.name != "esx-1":
+            await released.wait()
+        await rescan(host, adapter)
+
+    lab.hypervisor.rescan = hangs_but_on_esx_1  # type: ignore[method-assign]
+    ready = asyncio.Event()
+    patch_status = lab.kube.patch_status
+
+    async def noting_ready(plural: str, name: str, status: dict[str, Any]) -> None:
+        await patch_status(plural, name, status)
+        if status.get("phase") == "Ready":
+            ready.set()
+
+    lab.kube.patch_status = noting_ready  # type: ignore[method-assign]
+    made = asyncio.create_task(lab.create_disk("d1", node_name="node-a"))
+    async with asyncio.timeout(5):
+        await ready.wait()
+    assert lab.hypervisor.rescans == {"esx-1": 1}
+    assert [c.args[0].name for c in lab.hypervisor.calls if c.method == "attach_rdm"] == ["node-a-vm"]
+    released.set()
+    await made
     writes = [status for _, name, status in lab.kube.called("patch_status") if name == "d1"]
     assert [w.get("phase") for w in writes] == ["Attaching", "Ready", None]
     at_ready = {c["type"]: c for c in writes[1]["conditions"]}
@@ -69,8 +97,7 @@ async def test_a_cluster_disk_is_ready_once_its_vms_host_sees_it_and_cluster_rea
     assert "esx-2" in cluster["message"]
     after = {c["type"]: c for c in writes[2]["conditions"]}
     assert after["ClusterReady"]["status"] == "True"
-    order = [(c.method, c.args[0].name) for c in lab.hypervisor.calls if c.method in ("rescan", "attach_rdm")]
-    assert order == [("rescan", "esx-1"), ("attach_rdm", "node-a-vm"), ("rescan", "esx-2")]
+    assert lab.hypervisor.rescans == {"esx-1": 1, "esx-2": 1}
 
 
 async def test_a_recheck_rescans_only_the_hosts_that_no_longer_list_the_lun() -> None:
@@ -98,3 +125,35 @@ async def test_a_recheck_rescans_only_the_hosts_that_no_longer_list_the_lun() ->
     assert cluster is not None
     assert cluster.status.value == "False"
     assert "esx-2" in cluster.message
+
+
+async def test_the_other_hosts_are_rescanned_while_the_attach_runs() -> None:
+    """ClusterReady does not wait for the attach either: the other hosts' rescans start beside
+    the VM's host's (an attach that hangs here), so the disk is movable as soon as it can be."""
+    lab = Lab.build(default_scope=Scope.CLUSTER)
+    released = asyncio.Event()
+    attach = lab.hypervisor.attach_rdm
+
+    async def hangs(vm: Vm, naa: str) -> Attachment:
+        await released.wait()
+        return await attach(vm, naa)
+
+    rescanned = asyncio.Event()
+    rescan = lab.hypervisor.rescan
+
+    async def noting_esx_2(host: Host, adapter: str | None = None) -> None:
+        await rescan(host, adapter)
+        if host.name == "esx-2":
+            rescanned.set()
+
+    lab.hypervisor.attach_rdm = hangs  # type: ignore[method-assign]
+    lab.hypervisor.rescan = noting_esx_2  # type: ignore[method-assign]
+    made = asyncio.create_task(lab.create_disk("d1", node_name="node-a"))
+    async with asyncio.timeout(5):
+        await rescanned.wait()
+    assert not lab.disk("d1").status.is_true(ConditionType.READY)
+    released.set()
+    disk = await made
+    cluster = disk.status.condition(ConditionType.CLUSTER_READY)
+    assert cluster is not None
+    assert cluster.true
