@@ -11,6 +11,8 @@ of keys ever seen.
   `async with locks.try_hold(key) as held:` the same without waiting (False when busy).
 - `Coalescer`: `await coalescer.run(key, work)` runs `work` once for every caller of the
   same key that asked before that run started.
+- `both(first, second)`: two independent steps at once, each run to its end, failing as
+  running them in that order would have.
 
 Everything here runs on one event loop and holds no thread lock.
 """
@@ -24,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 @dataclass
@@ -137,3 +141,16 @@ class Coalescer(_Table[K, _Runs]):
                     self.failures += 1
                     raise
                 state.concluded, state.error = number, None
+
+
+async def both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Await `first` and `second` at once and return their results. Neither is cut short by
+    the other's failure (a step that changes something ends as it would have alone); if
+    either failed, `first`'s error is raised if it has one, else `second`'s. Cancelling the
+    caller cancels both."""
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    a, b = results
+    return a, b  # type: ignore[return-value]

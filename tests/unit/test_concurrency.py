@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from lunbridge.concurrency import Coalescer, KeyedLocks
+from lunbridge.concurrency import Coalescer, KeyedLocks, both
 
 
 async def settle() -> None:
@@ -211,3 +211,37 @@ async def test_a_cancelled_run_is_run_again_for_the_callers_waiting() -> None:
     await asyncio.gather(*waiters)
     assert len(work.starts) == 3  # the cancelled one, the abandoned one, one more for both waiters
     assert len(coalescer) == 0
+
+
+# --- both ---
+
+
+async def test_both_runs_the_two_at_once_and_returns_each_result() -> None:
+    order: list[str] = []
+
+    async def step(name: str, value: int) -> int:
+        order.append(f"{name} began")
+        await asyncio.sleep(0)
+        order.append(f"{name} ended")
+        return value
+
+    assert await both(step("a", 1), step("b", 2)) == (1, 2)
+    assert order[:2] == ["a began", "b began"]
+
+
+async def test_a_failure_does_not_cut_the_other_step_short_and_the_first_error_wins() -> None:
+    finished: list[str] = []
+
+    async def slow_change() -> str:
+        await asyncio.sleep(0.01)
+        finished.append("change")
+        return "made"
+
+    async def fails(message: str) -> None:
+        raise ValueError(message)
+
+    with pytest.raises(ValueError, match="lookup"):
+        await both(slow_change(), fails("lookup"))
+    assert finished == ["change"]
+    with pytest.raises(ValueError, match="first"):
+        await both(fails("first"), fails("second"))

@@ -22,9 +22,10 @@ import contextlib
 from collections.abc import Iterator
 
 from lunbridge.api import FORGET_ANNOTATION
+from lunbridge.concurrency import both
 from lunbridge.errors import AlreadyExists, Busy, InvalidArgument, NotFound
 from lunbridge.hypervisor.base import Attachment, Host, Vm
-from lunbridge.models import AttachmentStatus, AttachMode, Phase, ReclaimPolicy
+from lunbridge.models import AttachmentStatus, AttachMode, LunbridgeNode, Phase, ReclaimPolicy
 from lunbridge.models import ConditionType as Cond
 from lunbridge.storage.base import Lun, StorageBackend
 from lunbridge_operator import naming
@@ -146,13 +147,27 @@ class DiskSteps:
         if self.disk.spec.source is not None and self.disk.spec.source.virtual_disk:
             await self.storage.delete_snapshot(self._clone_snapshot)
 
-    async def locate(self, node_name: str) -> tuple[Vm, str]:
-        """The VM of Node `node_name` and the Node's providerID, through the hypervisor."""
+    async def whose(self, node_name: str | None) -> tuple[LunbridgeNode | None, Vm | None, str]:
+        """Where the disk goes: (the node's LunbridgeNode when it logs in itself, None, ""), or
+        (None, the VM of Node `node_name`, the Node's providerID) when the hypervisor attaches
+        it; (None, None, "") without a node. The LunbridgeNode and the Node are read at once
+        (reads only: the one the path does not need is dropped, its error too)."""
+        if not node_name:
+            return None, None, ""
         with measured(KIND, "locate"):
-            try:
-                node = await self.svc.kube.node(node_name)
-            except NotFound:
+            own, node = await asyncio.gather(
+                initiator_node.initiator_node(self.svc, node_name),
+                self.svc.kube.node(node_name),
+                return_exceptions=True,
+            )
+            if isinstance(own, BaseException):
+                raise own
+            if own is not None:
+                return own, None, ""
+            if isinstance(node, NotFound):
                 raise NotFound(f"Node {node_name} does not exist; create it or fix spec.nodeName") from None
+            if isinstance(node, BaseException):
+                raise node
             provider_id = (node.get("spec") or {}).get("provider_id")
             if not provider_id:
                 raise NotFound(
@@ -160,11 +175,14 @@ class DiskSteps:
                     "(vsphere://<BIOS UUID>), so set it (a cloud provider or the kubelet does)"
                 )
             try:
-                return await self.svc.hypervisor.find_vm(provider_id), str(provider_id)
+                return None, await self.svc.hypervisor.find_vm(provider_id), str(provider_id)
             except InvalidArgument as exc:  # the Node's fault, not the disk's: tried again
                 raise NotFound(f"Node {node_name}: {exc}") from None
 
-    async def mask(self, lun: Lun, vm: Vm) -> tuple[str, Host]:
+    async def mask(self, lun: Lun, vm: Vm) -> str:
+        """Map the LUN to the igroup of `vm`'s host (or its cluster, by the disk's scope): its
+        InitiatorGroup object made if nobody has, and, when lunbridge manages it, the storage
+        igroup holding exactly the initiators the hypervisor reports (made or corrected)."""
         svc, disk = self.svc, self.disk
         scope = svc.scope_for(vm.host, disk.spec.scope)
         name = naming.igroup_name(vm.host, scope)
@@ -190,7 +208,7 @@ class DiskSteps:
                 "Mapped", f"mapped {lun.name} as LUN {mapping.lun_id} to igroup {name} ({', '.join(wanted)})"
             )
         await self.save("map", phase=Phase.MAPPING, write=False)
-        return name, vm.host
+        return name
 
     @property
     def listing_age(self) -> float:
@@ -202,21 +220,24 @@ class DiskSteps:
     async def reveal(self, vm: Vm, naa: str, node_name: str, provider_id: str) -> None:
         """Make the VM's host see the LUN: iSCSI discovery of the portal, then a rescan (not in
         a re-check that finds the host listing it). The VM about to get the RDM is recorded
-        with this step, so a teardown after a crash in the attach finds it in status (and a
-        disk that never got that far needs no VM lookup)."""
-        hypervisor = self.svc.hypervisor
-        with measured(KIND, "rescan"):
-            if not (self.settled and await hosts.seeing(hypervisor, [vm.host], naa, self.listing_age)):
-                await hosts.reveal(hypervisor, vm.host, self._portal)
-        if not self.settled:
-            self.events("Rescanned", f"rescanned the HBAs of {vm.host.name}")
+        with this step, written while the host rescans, so a teardown after a crash in the
+        attach finds it in status (and a disk that never got that far needs no VM lookup)."""
         recorded = self.disk.status.attachment
         if recorded is None or recorded.vm_id != vm.id:
             self.disk.status.attachment = AttachmentStatus(
                 mode=AttachMode.HYPERVISOR, node=node_name, provider_id=provider_id, vm=vm.name, vm_id=vm.id,
                 host=vm.host.name,
             )  # fmt: skip
+        await both(self._rescan_host(vm, naa), self.save("record", phase=Phase.ATTACHING))
+        if not self.settled:
+            self.events("Rescanned", f"rescanned the HBAs of {vm.host.name}")
         await self.save("rescan", phase=Phase.ATTACHING)
+
+    async def _rescan_host(self, vm: Vm, naa: str) -> None:
+        hypervisor = self.svc.hypervisor
+        with measured(KIND, "rescan"):
+            if not (self.settled and await hosts.seeing(hypervisor, [vm.host], naa, self.listing_age)):
+                await hosts.reveal(hypervisor, vm.host, self._portal)
 
     @property
     def _portal(self) -> str | None:
@@ -342,10 +363,11 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
         steps.condition(
             Cond.READY, False, "Reconciling", f"applying generation {disk.generation} of the spec"
         )
-    lun = await steps.provision()
     node_name = disk.spec.node_name or None
     attached = disk.status.attachment
-    own = await initiator_node.initiator_node(svc, node_name) if node_name else None
+    # the LUN is made while the lookups of where it goes run (a failed lookup still finds the
+    # LUN made, as it would have in order)
+    lun, (own, vm, provider_id) = await both(steps.provision(), steps.whose(node_name))
     if own is not None:  # the node logs in itself: no hypervisor involved
         if attached is not None and attached.mode is AttachMode.HYPERVISOR:
             detached = await steps.detach_recorded(lun.naa)
@@ -353,7 +375,6 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
             await steps.save("detach", phase=Phase.DETACHING)
         await initiator_node.serve(steps, lun, own)
         return
-    vm, provider_id = await steps.locate(node_name) if node_name else (None, "")
     if attached is not None and (vm is None or attached.vm_id != vm.id):
         detached = await steps.detach_recorded(lun.naa)
         await steps.rescan(hosts.unique(detached + await steps.unmap_all(keep=None)))
@@ -365,7 +386,7 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
         steps.condition(Cond.READY, True, "Provisioned", "the LUN exists and is not attached to any node")
         await steps.save("ready", phase=Phase.READY, message="")
         return
-    igroup, _ = await steps.mask(lun, vm)
+    igroup = await steps.mask(lun, vm)
     # a move to another host or cluster leaves the old igroup, whose hosts then rescan
     await steps.rescan(await steps.unmap_all(keep=igroup))
     scope_hosts = await steps.scope_hosts(vm)

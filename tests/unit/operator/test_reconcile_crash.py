@@ -13,9 +13,9 @@ from tests.fakes import Lab, OperatorCrashed
 
 KIND = "VirtualDisk"
 STEPS = {
-    "create": ("provision", "map", "rescan", "attach", "cluster"),
+    "create": ("provision", "map", "record", "rescan", "attach", "cluster"),
     "unattached": ("provision", "ready"),
-    "move": ("provision", "detach", "map", "rescan", "attach"),
+    "move": ("provision", "detach", "map", "record", "rescan", "attach"),
     "detach": ("provision", "detach", "ready"),
     "delete": ("detach", "unmap"),
 }
