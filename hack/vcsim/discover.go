@@ -50,6 +50,22 @@ func (t *iscsiTools) run(name string, args ...string) ([]byte, error) {
 	return out, nil
 }
 
+// discoverPatience bounds the retries of a listing that keeps meeting unit attentions.
+const discoverPatience = 5 * time.Second
+
+// luChanging tells a listing that met LUs being added or removed (a unit attention, or a
+// LUN that vanished between REPORT LUNS and its TEST UNIT READY or READ CAPACITY) from a
+// portal that is down.
+func luChanging(err error) bool {
+	text := err.Error()
+	for _, sign := range []string{"UNIT_ATTENTION", "TESTUNITREADY", "readcapacity", "LOGICAL_UNIT_NOT_SUPPORTED"} {
+		if strings.Contains(text, sign) {
+			return true
+		}
+	}
+	return false
+}
+
 // targetLuns is what iscsi-ls reports for one target: its name and its disk LUN numbers.
 type targetLuns struct {
 	name string
@@ -62,17 +78,21 @@ type targetLuns struct {
 //
 // Listing the LUNs (-s) costs a TEST UNIT READY and a READ CAPACITY per LUN, and either fails
 // while the target adds or removes LUs (UNIT ATTENTION "reported LUNs data has changed", or
-// the LU gone meanwhile), which would make the whole portal look unreachable. A failure is
-// retried twice, as ESXi retries a command that met a unit attention, before the rescan keeps
-// the portal's old paths as dead ones.
+// the LU gone meanwhile), which would make the whole portal look unreachable. ESXi retries a
+// command that met a unit attention; here the listing is tried again (every 200 ms, for up to
+// discoverPatience: while many LUs are mapped at once, every listing of a large target meets
+// one) before the rescan keeps the portal's old paths as dead ones. A portal that cannot be
+// reached (no login) gets three tries, as before: a dead target must not hold a rescan up.
 func (t *iscsiTools) discover(iqn, portal string) ([]targetLuns, error) {
 	var out []byte
 	var err error
-	for attempt := 0; attempt < 3; attempt++ {
+	deadline := time.Now().Add(discoverPatience)
+	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			time.Sleep(200 * time.Millisecond)
 		}
-		if out, err = t.run(t.ls, "-s", "-i", iqn, "iscsi://"+portal+"/"); err == nil {
+		out, err = t.run(t.ls, "-s", "-i", iqn, "iscsi://"+portal+"/")
+		if err == nil || time.Now().After(deadline) || (attempt >= 2 && !luChanging(err)) {
 			break
 		}
 	}
