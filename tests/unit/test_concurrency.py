@@ -1,4 +1,4 @@
-"""`KeyedLocks` and `Coalescer`: exclusion per key, tables that empty themselves, and runs
+"""`KeyedLocks`, `Coalescer` and `both`: exclusion per key, tables that empty themselves, runs
 shared exactly by the callers that asked before they started (failures included)."""
 
 from __future__ import annotations

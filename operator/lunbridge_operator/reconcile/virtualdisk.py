@@ -261,13 +261,13 @@ class DiskSteps:
             await hosts.not_seeing(hypervisor, missing, naa, problems)
         return problems
 
-    async def cluster_ready(
+    def cluster_ready(
         self, scope_hosts: list[Host], naa: str, problems: hosts.HostProblems | None = None
     ) -> None:
         """ClusterReady: every host of the scope lists the LUN (so the VM may move to any);
         `problems` from `reveal_others` when the scope has other hosts than the VM's. Those
         make the disk movable, not usable, so a cluster-scope disk is Ready as soon as a
-        host-scope one, and this is told after the attach."""
+        host-scope one. Sets the condition; the caller's next write carries it."""
         self.host_problems = problems or hosts.HostProblems()
         before = self.disk.status.condition(Cond.CLUSTER_READY)
         if self.host_problems.failed:
@@ -280,10 +280,9 @@ class DiskSteps:
             self.condition(
                 Cond.CLUSTER_READY, True, "AllHostsSee", f"{naa} is seen by every host of the scope: {names}"
             )
-        if problems is not None:
-            await self.save("cluster", phase=Phase.READY)
 
     async def attach(self, lun: Lun, vm: Vm, node_name: str, provider_id: str) -> Attachment:
+        """Attach the LUN to `vm` as an RDM and record where; the caller writes the status."""
         with measured(KIND, "attach"):
             attachment = await self.svc.hypervisor.attach_rdm(vm, lun.naa)
         status = self.disk.status
@@ -298,7 +297,6 @@ class DiskSteps:
         self.condition(Cond.READY, True, "Ready", f"LUN {lun.naa} is attached to node {node_name}")
         if before != status.attachment:
             self.events("Attached", f"attached {lun.naa} to VM {vm.name} on host {vm.host.name} at {where}")
-        await self.save("attach", phase=Phase.READY, message="")
         return attachment
 
     # --- down -------------------------------------------------------------------------------
@@ -393,22 +391,28 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
     others = [h for h in scope_hosts if h.id != vm.host.id]
     if not others:
         await steps.reveal(vm, lun.naa, node_name or "", provider_id)
-        await steps.cluster_ready(scope_hosts, lun.naa)
+        steps.cluster_ready(scope_hosts, lun.naa)
         await steps.attach(lun, vm, node_name or "", provider_id)
+        await steps.save("attach", phase=Phase.READY, message="")
         return
     steps.revealing(others)
     # the other hosts rescan beside the VM's (one rescan of each serves every disk revealed
-    # meanwhile), and are waited for only after the attach
+    # meanwhile); the attach waits for none of them, and when they were quicker, the write
+    # that says Ready says ClusterReady too
     revealed = asyncio.create_task(steps.reveal_others(others, lun.naa))
     try:
         await steps.reveal(vm, lun.naa, node_name or "", provider_id)
         await steps.attach(lun, vm, node_name or "", provider_id)
+        if revealed.done():
+            steps.cluster_ready(scope_hosts, lun.naa, revealed.result())
+        await steps.save("attach", phase=Phase.READY, message="")
         problems = await revealed
     finally:
         if not revealed.done():
             revealed.cancel()
             await asyncio.gather(revealed, return_exceptions=True)
-    await steps.cluster_ready(scope_hosts, lun.naa, problems)
+    steps.cluster_ready(scope_hosts, lun.naa, problems)
+    await steps.save("cluster", phase=Phase.READY)
 
 
 async def delete(svc: Services, disk: Disk, events: Events) -> None:

@@ -157,3 +157,31 @@ async def test_the_other_hosts_are_rescanned_while_the_attach_runs() -> None:
     cluster = disk.status.condition(ConditionType.CLUSTER_READY)
     assert cluster is not None
     assert cluster.true
+
+
+async def test_other_hosts_done_before_the_attach_are_told_in_the_ready_write() -> None:
+    """The other hosts were quicker than the attach: one write says Ready and ClusterReady."""
+    lab = Lab.build(default_scope=Scope.CLUSTER)
+    rescanned = asyncio.Event()
+    attach, rescan = lab.hypervisor.attach_rdm, lab.hypervisor.rescan
+
+    async def after_esx_2(vm: Vm, naa: str) -> Attachment:
+        await rescanned.wait()
+        for _ in range(20):  # and its check that esx-2 lists the LUN
+            await asyncio.sleep(0)
+        return await attach(vm, naa)
+
+    async def noting_esx_2(host: Host, adapter: str | None = None) -> None:
+        await rescan(host, adapter)
+        if host.name == "esx-2":
+            rescanned.set()
+
+    lab.hypervisor.attach_rdm = after_esx_2  # type: ignore[method-assign]
+    lab.hypervisor.rescan = noting_esx_2  # type: ignore[method-assign]
+    async with asyncio.timeout(5):
+        await lab.create_disk("d1", node_name="node-a")
+    writes = [status for _, name, status in lab.kube.called("patch_status") if name == "d1"]
+    assert [w.get("phase") for w in writes] == ["Attaching", "Ready"]
+    at_ready = {c["type"]: c for c in writes[1]["conditions"]}
+    assert at_ready["Ready"]["status"] == "True"
+    assert at_ready["ClusterReady"]["status"] == "True"
