@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -51,6 +52,26 @@ async def _not_ready(
     patch = merge_patch(written, status.to_dict())
     with contextlib.suppress(LunbridgeError):  # the API is unreachable: kopf retries anyway
         await services(memo).kube.patch_status(INITIATOR_GROUP_PLURAL, name, patch)
+
+
+@kopf.index(GROUP, VERSION, INITIATOR_GROUP_PLURAL)
+def initiator_groups(*, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    """Every InitiatorGroup's labels and spec, by name: a disk's mask step finds its host's
+    group here (kopf's watch keeps it current) instead of reading it from the API."""
+    meta = {"name": name, "labels": dict(body.metadata.labels)}
+    return {name: {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": meta,
+                   "spec": dict(body.spec)}}  # fmt: skip
+
+
+def known_igroup(index: kopf.Index[str, dict[str, Any]]) -> Callable[[str], dict[str, Any] | None]:
+    """`Services.known_igroup` served by the `initiator_groups` index."""
+
+    def known(name: str) -> dict[str, Any] | None:
+        for body in index.get(name, ()):
+            return body
+        return None
+
+    return known
 
 
 @kopf.on.resume(GROUP, VERSION, INITIATOR_GROUP_PLURAL)

@@ -19,7 +19,7 @@ from lunbridge.hypervisor.vsphere import VSphere
 from lunbridge.storage.factory import Backends
 from lunbridge_operator import metrics
 from lunbridge_operator.config import OperatorConfig
-from lunbridge_operator.handlers import recheck
+from lunbridge_operator.handlers import initiatorgroup, recheck
 from lunbridge_operator.handlers.common import crash_after, scale_retries
 from lunbridge_operator.kube import Kube
 from lunbridge_operator.reconcile.orphans import Reporter, sweep_forever
@@ -96,6 +96,7 @@ async def started(
     memo.checked = {}
     memo.kopf_context = {}  # filled by the VirtualDisk index (handlers.virtualdisk)
     memo.services = await connect(config)
+    memo.services.known_igroup = initiatorgroup.known_igroup(kwargs["initiator_groups"])
     metrics.serve(config.metrics_port)
     hypervisors = [f"vCenter {config.vsphere.url} as {config.vsphere.username}"] if config.vsphere else []
     hypervisors += [f"KVM host {config.libvirt.uri}"] if config.libvirt else []

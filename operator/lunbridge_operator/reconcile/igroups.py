@@ -5,9 +5,11 @@ logs in itself, the initiators the operator accepted for that node)."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from typing import Any
 
 from lunbridge.api import INITIATOR_GROUP_PLURAL
-from lunbridge.errors import AlreadyExists, NotFound
+from lunbridge.errors import AlreadyExists, InvalidArgument, NotFound
 from lunbridge.hypervisor.base import Host, Initiator, Scope
 from lunbridge.models import InitiatorGroup as InitiatorGroupObject
 from lunbridge.models import InitiatorGroupSpec, InitiatorRow, ObjectMeta
@@ -15,6 +17,9 @@ from lunbridge.models.initiatorgroup import MANAGED_LABEL, MANAGED_VALUE
 from lunbridge.san import Transport
 from lunbridge.storage.base import DEFAULT_OS_TYPE, InitiatorGroup, OsType, StorageBackend
 from lunbridge_operator.kube import Kube
+
+# an InitiatorGroup's body (metadata and spec) as kopf's watch last saw it, or None
+Known = Callable[[str], dict[str, Any] | None]
 
 
 async def ensure_storage_igroup(
@@ -57,8 +62,15 @@ def initiator_rows(initiators: list[Initiator], transport: Transport) -> list[In
     ]
 
 
-async def _ensure_object(kube: Kube, name: str, spec: InitiatorGroupSpec) -> InitiatorGroupObject:
-    """InitiatorGroup `name` as it is, or made managed with `spec` when nobody has made it."""
+async def _ensure_object(
+    kube: Kube, name: str, spec: InitiatorGroupSpec, known: Known | None = None
+) -> InitiatorGroupObject:
+    """InitiatorGroup `name` as it is (as kopf's watch last saw it, when `known` has it: no
+    read), or made managed with `spec` when nobody has made it."""
+    seen = known(name) if known is not None else None
+    if seen is not None:
+        with contextlib.suppress(InvalidArgument):  # then read it, to say what is wrong
+            return InitiatorGroupObject.from_dict(seen)
     try:
         return InitiatorGroupObject.from_dict(await kube.get(INITIATOR_GROUP_PLURAL, name))
     except NotFound:
@@ -72,12 +84,12 @@ async def _ensure_object(kube: Kube, name: str, spec: InitiatorGroupSpec) -> Ini
 
 
 async def ensure_igroup_object(
-    kube: Kube, name: str, host: Host, scope: Scope, transport: Transport
+    kube: Kube, name: str, host: Host, scope: Scope, transport: Transport, known: Known | None = None
 ) -> InitiatorGroupObject:
     """The InitiatorGroup object of a host (or its cluster), made if nobody has. One a user
     made (`managed` False) is left as written."""
     spec = InitiatorGroupSpec(hosts=[host.name], protocol=transport, scope=scope, os_type=OsType.VMWARE)
-    return await _ensure_object(kube, name, spec)
+    return await _ensure_object(kube, name, spec, known)
 
 
 async def ensure_node_igroup_object(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from lunbridge.hypervisor.base import Host, Hypervisor, Scope
 from lunbridge.san import Transport
@@ -29,6 +29,9 @@ class Services:
     resync_seconds: float = 60.0
     # called after each recorded step; tests use it to crash the operator at a chosen step
     after_step: Callable[[str, str], Awaitable[None]] | None = None
+    # InitiatorGroup `name` as kopf's watch last saw it (metadata and spec), None when it has
+    # not; without it (tests) the group is read from the API
+    known_igroup: Callable[[str], dict[str, Any] | None] | None = None
 
     def scope_for(self, host: Host, wanted: str | None) -> Scope:
         if wanted:

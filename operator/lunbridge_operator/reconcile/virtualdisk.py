@@ -195,7 +195,8 @@ class DiskSteps:
                     f"host {vm.host.name} reports no {protocol} initiator, so no LUN can be masked to "
                     f"it; give it a {protocol} adapter or change the operator's --protocol"
                 )
-            group = await ensure_igroup_object(svc.kube, name, vm.host, scope, svc.transport)
+            known = svc.known_igroup
+            group = await ensure_igroup_object(svc.kube, name, vm.host, scope, svc.transport, known)
             if group.managed:
                 await ensure_storage_igroup(self.storage, name, svc.transport, wanted, group.spec.os_type)
             # else a user wrote that InitiatorGroup: its own spec decides who is in it

@@ -4,6 +4,8 @@ units, deletes after the VM or the LUN vanished, and a periodic re-check that ch
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from lunbridge.hypervisor.base import Scope
@@ -162,3 +164,19 @@ async def test_a_create_writes_status_twice_before_the_attach_and_when_ready() -
     assert [w.get("phase") for w in writes] == ["Attaching", "Ready"]
     assert writes[0]["attachment"]["vmId"] == lab.vms["node-a"].id
     assert writes[0]["lun"]["naa"] == lab.lun("d1").naa
+
+
+async def test_the_hosts_initiator_group_seen_by_the_watch_is_not_read_again() -> None:
+    """A disk's mask step takes its host's InitiatorGroup from what kopf's watch saw (the
+    operator's index); one the watch has not seen yet is read from the API, or made."""
+    lab = Lab.build()
+    seen: dict[str, dict[str, Any]] = {}
+    lab.services.known_igroup = seen.get
+    await lab.create_disk("d1", node_name="node-a")
+    assert [args for args in lab.kube.called("get") if args[0] == "initiatorgroups"] == [
+        ("initiatorgroups", "cluster-c1")
+    ]
+    seen["cluster-c1"] = lab.kube.read("initiatorgroups", "cluster-c1")
+    await lab.create_disk("d2", node_name="node-a")
+    assert len([args for args in lab.kube.called("get") if args[0] == "initiatorgroups"]) == 1
+    assert lab.disk("d2").status.is_true(ConditionType.READY)
