@@ -97,6 +97,24 @@ async def delete_initiator_group(*, body: kopf.Body, memo: Any, retry: int, **_:
         raise kopf_error(exc, retry) from exc
 
 
+@kopf.index("", "v1", "nodes")
+def node_provider_ids(*, name: str, body: kopf.Body, **_: Any) -> dict[str, str]:
+    """Every Node's spec.providerID, by name: a disk finds its node's VM by it without
+    reading the Node (kopf's watch of Nodes, which `node_seen` needs anyway, keeps it current)."""
+    return {name: str(body.spec.get("providerID") or "")}
+
+
+def known_provider_id(index: kopf.Index[str, str]) -> Callable[[str], str | None]:
+    """`Services.known_provider_id` served by the `node_provider_ids` index."""
+
+    def known(name: str) -> str | None:
+        for provider_id in index.get(name, ()):
+            return provider_id
+        return None
+
+    return known
+
+
 @kopf.on.event("", "v1", "nodes")
 async def node_seen(*, body: kopf.Body, memo: Any, logger: Any, **_: Any) -> None:
     """Every node whose VM the hypervisor knows gets the InitiatorGroup of its host (or

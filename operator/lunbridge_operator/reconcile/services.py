@@ -32,6 +32,8 @@ class Services:
     # InitiatorGroup `name` as kopf's watch last saw it (metadata and spec), None when it has
     # not; without it (tests) the group is read from the API
     known_igroup: Callable[[str], dict[str, Any] | None] | None = None
+    # Node `name`'s spec.providerID as kopf's watch last saw it ("" or None: read the Node)
+    known_provider_id: Callable[[str], str | None] | None = None
 
     def scope_for(self, host: Host, wanted: str | None) -> Scope:
         if wanted:

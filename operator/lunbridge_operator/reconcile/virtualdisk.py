@@ -150,34 +150,44 @@ class DiskSteps:
     async def whose(self, node_name: str | None) -> tuple[LunbridgeNode | None, Vm | None, str]:
         """Where the disk goes: (the node's LunbridgeNode when it logs in itself, None, ""), or
         (None, the VM of Node `node_name`, the Node's providerID) when the hypervisor attaches
-        it; (None, None, "") without a node. The LunbridgeNode and the Node are read at once
-        (reads only: the one the path does not need is dropped, its error too)."""
+        it; (None, None, "") without a node. The LunbridgeNode and the Node's providerID are
+        read at once (reads only: the one the path does not need is dropped, its error too)."""
         if not node_name:
             return None, None, ""
         with measured(KIND, "locate"):
-            own, node = await asyncio.gather(
+            own, provider_id = await asyncio.gather(
                 initiator_node.initiator_node(self.svc, node_name),
-                self.svc.kube.node(node_name),
+                self._provider_id(node_name),
                 return_exceptions=True,
             )
             if isinstance(own, BaseException):
                 raise own
             if own is not None:
                 return own, None, ""
-            if isinstance(node, NotFound):
-                raise NotFound(f"Node {node_name} does not exist; create it or fix spec.nodeName") from None
-            if isinstance(node, BaseException):
-                raise node
-            provider_id = (node.get("spec") or {}).get("provider_id")
-            if not provider_id:
-                raise NotFound(
-                    f"Node {node_name} has no spec.providerID; lunbridge finds the node's VM by it "
-                    "(vsphere://<BIOS UUID>), so set it (a cloud provider or the kubelet does)"
-                )
+            if isinstance(provider_id, BaseException):
+                raise provider_id
             try:
-                return None, await self.svc.hypervisor.find_vm(provider_id), str(provider_id)
+                return None, await self.svc.hypervisor.find_vm(provider_id), provider_id
             except InvalidArgument as exc:  # the Node's fault, not the disk's: tried again
                 raise NotFound(f"Node {node_name}: {exc}") from None
+
+    async def _provider_id(self, node_name: str) -> str:
+        """Node `node_name`'s spec.providerID: as kopf's watch last saw it, else read."""
+        known = self.svc.known_provider_id
+        seen = known(node_name) if known is not None else None
+        if seen:
+            return seen
+        try:
+            node = await self.svc.kube.node(node_name)
+        except NotFound:
+            raise NotFound(f"Node {node_name} does not exist; create it or fix spec.nodeName") from None
+        provider_id = (node.get("spec") or {}).get("provider_id")
+        if not provider_id:
+            raise NotFound(
+                f"Node {node_name} has no spec.providerID; lunbridge finds the node's VM by it "
+                "(vsphere://<BIOS UUID>), so set it (a cloud provider or the kubelet does)"
+            )
+        return str(provider_id)
 
     async def mask(self, lun: Lun, vm: Vm) -> str:
         """Map the LUN to the igroup of `vm`'s host (or its cluster, by the disk's scope): its

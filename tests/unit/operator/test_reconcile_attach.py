@@ -180,3 +180,17 @@ async def test_the_hosts_initiator_group_seen_by_the_watch_is_not_read_again() -
     await lab.create_disk("d2", node_name="node-a")
     assert len([args for args in lab.kube.called("get") if args[0] == "initiatorgroups"]) == 1
     assert lab.disk("d2").status.is_true(ConditionType.READY)
+
+
+async def test_a_node_whose_provider_id_the_watch_saw_is_not_read() -> None:
+    """The node's providerID comes from the operator's index of Nodes when it has one; a Node
+    it has not seen with one is read."""
+    lab = Lab.build()
+    seen: dict[str, str] = {}
+    lab.services.known_provider_id = seen.get
+    await lab.create_disk("d1", node_name="node-a")
+    assert lab.kube.called("node") == [("node-a",)]
+    seen["node-a"] = lab.kube.nodes["node-a"]["spec"]["provider_id"]
+    await lab.create_disk("d2", node_name="node-a")
+    assert lab.kube.called("node") == [("node-a",)]
+    assert lab.disk("d2").status.is_true(ConditionType.READY)
