@@ -240,8 +240,6 @@ class DiskSteps:
                 host=vm.host.name,
             )  # fmt: skip
         await both(self._rescan_host(vm, naa), self.save("record", phase=Phase.ATTACHING))
-        if not self.settled:
-            self.events("Rescanned", f"rescanned the HBAs of {vm.host.name}")
         await self.save("rescan", phase=Phase.ATTACHING)
 
     async def _rescan_host(self, vm: Vm, naa: str) -> None:
@@ -307,7 +305,9 @@ class DiskSteps:
         self.condition(Cond.ATTACHED, True, "RdmAttached", f"attached to VM {vm.name} at {where}")
         self.condition(Cond.READY, True, "Ready", f"LUN {lun.naa} is attached to node {node_name}")
         if before != status.attachment:
-            self.events("Attached", f"attached {lun.naa} to VM {vm.name} on host {vm.host.name} at {where}")
+            # the host's rescan is told here: an Event of its own cost every disk an API write
+            rescanned = f"after a rescan of the HBAs of host {vm.host.name}"
+            self.events("Attached", f"attached {lun.naa} to VM {vm.name} at {where}, {rescanned}")
         return attachment
 
     # --- down -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from tests.lab.lab import LabState, kubectl
 
 pytestmark = pytest.mark.usefixtures("operator")
 
-STEP_EVENTS = {"Provisioned", "Mapped", "Rescanned", "Attached"}
+STEP_EVENTS = {"Provisioned", "Mapped", "Attached"}
 
 
 def pick(lab_vms: list[LabVm], clustered: bool, index: int = 0) -> LabVm:

@@ -55,7 +55,7 @@ async def test_attaching_masks_the_lun_to_the_hosts_initiators_and_adds_an_rdm()
         pci_slot=rdm.pci_slot,
         guest_address=ScsiAddress(0, rdm.unit_number, 0),
     )
-    assert lab.operator.reasons("d1") == ["Provisioned", "Mapped", "Rescanned", "Attached"]
+    assert lab.operator.reasons("d1") == ["Provisioned", "Mapped", "Attached"]
     assert lab.operator.reasons("host-esx-1") == ["Synced"]
 
 
@@ -79,7 +79,7 @@ async def test_moving_to_a_node_on_another_host_moves_the_map_and_the_rdm_not_th
     assert (moved.status.attachment.node, moved.status.attachment.host) == ("node-c", "esx-3")
     assert moved.status.initiator_group == "host-esx-3"
     reasons = lab.operator.reasons("d1")
-    assert reasons[reasons.index("Detached") :] == ["Detached", "Unmapped", "Mapped", "Rescanned", "Attached"]
+    assert reasons[reasons.index("Detached") :] == ["Detached", "Unmapped", "Mapped", "Attached"]
 
 
 async def test_clearing_node_name_detaches_and_unmaps_but_keeps_the_lun() -> None:
