@@ -4,11 +4,12 @@ one way a failed reconcile or a blocked teardown is recorded on the object."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -91,6 +92,17 @@ def events_for(body: kopf.Body) -> Events:
 def services(memo: Any) -> Services:
     found: Services = memo.services
     return found
+
+
+@contextlib.asynccontextmanager
+async def disk_slot(memo: Any, kind: str, name: str) -> AsyncIterator[None]:
+    """Hold VirtualDisk `name` (`object_lock`), then one of the operator's reconcile slots
+    (`memo.disk_slots`, made at start-up; none in tests): a burst of disks waits here, each
+    as a small idle coroutine, instead of running all at once."""
+    async with object_lock(memo, kind, name):
+        slots: asyncio.Semaphore | None = getattr(memo, "disk_slots", None)
+        async with slots if slots is not None else contextlib.nullcontext():
+            yield
 
 
 def object_lock(memo: Any, kind: str, name: str) -> AbstractAsyncContextManager[None]:

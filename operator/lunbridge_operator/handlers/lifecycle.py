@@ -69,13 +69,15 @@ async def connect(config: OperatorConfig) -> Services:
     )
 
 
-# objects handled at once: a burst (1,000 disks applied together, or resumed after a restart)
-# waits in kopf's queue rather than running as 1,000 reconciles whose temporaries fragment the
-# heap for good (RSS at rest after such a burst: see `make bench`, scale). Most of a reconcile
-# waits on a per-VM or per-host step (an RDM attach, a rescan) while the disks of other VMs could
-# run theirs: 200 disks over 10 VMs took 44.8 s with 64 at once and 24.3 s with 256 (`make
-# bench`, operator (b), on 2 cores)
-WORKER_LIMIT = 256
+# VirtualDisk reconciles and teardowns run at once (`common.disk_slot`): a burst (1,000 disks
+# applied together, or resumed after a restart) waits for a slot instead of running as 1,000
+# reconciles whose temporaries fragment the heap for good (RSS at rest after such a burst: see
+# `make bench`, scale). Most of a reconcile waits on a per-VM or per-host step (an RDM attach,
+# a rescan) while the disks of other VMs could run theirs: 200 disks over 10 VMs took 44.8 s
+# with 64 at once and 24.3 s with 256 (`make bench`, operator (b), on 2 cores). Not kopf's
+# worker limit: kopf holds a worker per object until every index has seen every object listed
+# at start, so with more objects than workers (1,000 disks at a restart) it never starts.
+DISK_SLOTS = 256
 
 
 @kopf.on.startup()
@@ -90,7 +92,7 @@ async def started(
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
-    settings.queueing.worker_limit = WORKER_LIMIT
+    memo.disk_slots = asyncio.Semaphore(DISK_SLOTS)
     scale_retries(config.retry_scale)
     memo.locks = KeyedLocks[tuple[str, str]]()
     memo.checked = {}

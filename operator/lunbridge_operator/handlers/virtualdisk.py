@@ -16,8 +16,8 @@ from lunbridge.errors import LunbridgeError
 from lunbridge.models import Phase
 from lunbridge_operator.handlers.common import (
     delete_blocked,
+    disk_slot,
     events_for,
-    object_lock,
     record_failure,
     services,
 )
@@ -55,7 +55,7 @@ async def reconcile_virtual_disk(*, body: kopf.Body, memo: Any, retry: int, **_:
 
 
 async def reconcile_disk(disk: Disk, body: kopf.Body, memo: Any, retry: int) -> None:
-    async with object_lock(memo, "VirtualDisk", disk.name):
+    async with disk_slot(memo, "VirtualDisk", disk.name):
         try:
             await virtualdisk.reconcile(services(memo), disk, events_for(body))
         except LunbridgeError as exc:
@@ -130,7 +130,7 @@ async def delete_virtual_disk(*, body: kopf.Body, memo: Any, retry: int, **_: An
     if (body.metadata.annotations or {}).get(FORGET_ANNOTATION) == "true":
         virtualdisk.forget(disk, events_for(body))
         return
-    async with object_lock(memo, "VirtualDisk", disk.name):
+    async with disk_slot(memo, "VirtualDisk", disk.name):
         try:
             await virtualdisk.delete(services(memo), disk, events_for(body))
         except LunbridgeError as exc:
