@@ -127,6 +127,20 @@ async def test_a_recheck_rescans_only_the_hosts_that_no_longer_list_the_lun() ->
     assert "esx-2" in cluster.message
 
 
+def note_rescan_of(lab: Lab, host_name: str) -> asyncio.Event:
+    """An event set once the fake hypervisor has rescanned host `host_name`."""
+    rescanned = asyncio.Event()
+    rescan = lab.hypervisor.rescan
+
+    async def noting(host: Host, adapter: str | None = None) -> None:
+        await rescan(host, adapter)
+        if host.name == host_name:
+            rescanned.set()
+
+    lab.hypervisor.rescan = noting  # type: ignore[method-assign]
+    return rescanned
+
+
 async def test_the_other_hosts_are_rescanned_while_the_attach_runs() -> None:
     """ClusterReady does not wait for the attach either: the other hosts' rescans start beside
     the VM's host's (an attach that hangs here), so the disk is movable as soon as it can be."""
@@ -138,16 +152,8 @@ async def test_the_other_hosts_are_rescanned_while_the_attach_runs() -> None:
         await released.wait()
         return await attach(vm, naa)
 
-    rescanned = asyncio.Event()
-    rescan = lab.hypervisor.rescan
-
-    async def noting_esx_2(host: Host, adapter: str | None = None) -> None:
-        await rescan(host, adapter)
-        if host.name == "esx-2":
-            rescanned.set()
-
+    rescanned = note_rescan_of(lab, "esx-2")
     lab.hypervisor.attach_rdm = hangs  # type: ignore[method-assign]
-    lab.hypervisor.rescan = noting_esx_2  # type: ignore[method-assign]
     made = asyncio.create_task(lab.create_disk("d1", node_name="node-a"))
     async with asyncio.timeout(5):
         await rescanned.wait()
@@ -162,8 +168,8 @@ async def test_the_other_hosts_are_rescanned_while_the_attach_runs() -> None:
 async def test_other_hosts_done_before_the_attach_are_told_in_the_ready_write() -> None:
     """The other hosts were quicker than the attach: one write says Ready and ClusterReady."""
     lab = Lab.build(default_scope=Scope.CLUSTER)
-    rescanned = asyncio.Event()
-    attach, rescan = lab.hypervisor.attach_rdm, lab.hypervisor.rescan
+    rescanned = note_rescan_of(lab, "esx-2")
+    attach = lab.hypervisor.attach_rdm
 
     async def after_esx_2(vm: Vm, naa: str) -> Attachment:
         await rescanned.wait()
@@ -171,13 +177,7 @@ async def test_other_hosts_done_before_the_attach_are_told_in_the_ready_write() 
             await asyncio.sleep(0)
         return await attach(vm, naa)
 
-    async def noting_esx_2(host: Host, adapter: str | None = None) -> None:
-        await rescan(host, adapter)
-        if host.name == "esx-2":
-            rescanned.set()
-
     lab.hypervisor.attach_rdm = after_esx_2  # type: ignore[method-assign]
-    lab.hypervisor.rescan = noting_esx_2  # type: ignore[method-assign]
     async with asyncio.timeout(5):
         await lab.create_disk("d1", node_name="node-a")
     writes = [status for _, name, status in lab.kube.called("patch_status") if name == "d1"]
