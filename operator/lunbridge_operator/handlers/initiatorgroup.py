@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
@@ -14,6 +14,8 @@ from lunbridge.errors import InvalidArgument, LunbridgeError
 from lunbridge.models import ConditionType, InitiatorGroupSpec, InitiatorGroupStatus, merge_patch
 from lunbridge_operator.handlers.common import classify, events_for, kopf_error, object_lock, services
 from lunbridge_operator.reconcile import initiatorgroup
+
+V = TypeVar("V")
 
 
 async def _sync(body: kopf.Body, memo: Any, retry: int) -> None:
@@ -63,12 +65,13 @@ def initiator_groups(*, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[
                    "spec": dict(body.spec)}}  # fmt: skip
 
 
-def known_igroup(index: kopf.Index[str, dict[str, Any]]) -> Callable[[str], dict[str, Any] | None]:
-    """`Services.known_igroup` served by the `initiator_groups` index."""
+def first_in(index: kopf.Index[str, V]) -> Callable[[str], V | None]:
+    """A lookup by key in a kopf index whose keys each hold one value (None: not seen);
+    serves `Services.known_igroup` and `Services.known_provider_id`."""
 
-    def known(name: str) -> dict[str, Any] | None:
-        for body in index.get(name, ()):
-            return body
+    def known(key: str) -> V | None:
+        for value in index.get(key, ()):
+            return value
         return None
 
     return known
@@ -102,17 +105,6 @@ def node_provider_ids(*, name: str, body: kopf.Body, **_: Any) -> dict[str, str]
     """Every Node's spec.providerID, by name: a disk finds its node's VM by it without
     reading the Node (kopf's watch of Nodes, which `node_seen` needs anyway, keeps it current)."""
     return {name: str(body.spec.get("providerID") or "")}
-
-
-def known_provider_id(index: kopf.Index[str, str]) -> Callable[[str], str | None]:
-    """`Services.known_provider_id` served by the `node_provider_ids` index."""
-
-    def known(name: str) -> str | None:
-        for provider_id in index.get(name, ()):
-            return provider_id
-        return None
-
-    return known
 
 
 @kopf.on.event("", "v1", "nodes")

@@ -98,8 +98,8 @@ async def started(
     memo.checked = {}
     memo.kopf_context = {}  # filled by the VirtualDisk index (handlers.virtualdisk)
     memo.services = await connect(config)
-    memo.services.known_igroup = initiatorgroup.known_igroup(kwargs["initiator_groups"])
-    memo.services.known_provider_id = initiatorgroup.known_provider_id(kwargs["node_provider_ids"])
+    memo.services.known_igroup = initiatorgroup.first_in(kwargs["initiator_groups"])
+    memo.services.known_provider_id = initiatorgroup.first_in(kwargs["node_provider_ids"])
     metrics.serve(config.metrics_port)
     hypervisors = [f"vCenter {config.vsphere.url} as {config.vsphere.username}"] if config.vsphere else []
     hypervisors += [f"KVM host {config.libvirt.uri}"] if config.libvirt else []
