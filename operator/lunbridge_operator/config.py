@@ -54,6 +54,7 @@ class OperatorConfig:
     resync_seconds: float = 60.0
     retry_scale: float = 1.0  # every retry delay is multiplied by it
     sweep_seconds: float = 600.0  # orphan report on start and this often; 0 = off
+    disk_slots: int = 256  # VirtualDisk reconciles and teardowns that run at once
     log_format: str = "plain"
 
 
@@ -128,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
             type=float)  # fmt: skip
     _option(op, "--sweep-seconds", "report orphan LUNs, maps and RDMs on start and this often, 0 = off",
             "600", type=float)  # fmt: skip
+    _option(op, "--disk-slots", "VirtualDisk reconciles and teardowns run at once; the rest of a burst "
+            "waits its turn", "256", type=int)  # fmt: skip
     _option(op, "--log-format", "plain lines, or one JSON object per line for log collectors", "plain",
             choices=["plain", "json"])  # fmt: skip
     return parser
@@ -303,5 +306,6 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         resync_seconds=args.resync_seconds,
         retry_scale=_positive("--retry-scale", args.retry_scale),
         sweep_seconds=_non_negative("--sweep-seconds", args.sweep_seconds),
+        disk_slots=int(_positive("--disk-slots", args.disk_slots)),
         log_format=args.log_format,
     )

@@ -69,7 +69,8 @@ async def connect(config: OperatorConfig) -> Services:
     )
 
 
-# VirtualDisk reconciles and teardowns run at once (`common.disk_slot`): a burst (1,000 disks
+# At most `--disk-slots` (256) VirtualDisk reconciles and teardowns run at once
+# (`common.disk_slot`): a burst (1,000 disks
 # applied together, or resumed after a restart) waits for a slot instead of running as 1,000
 # reconciles whose temporaries fragment the heap for good (RSS at rest after such a burst: see
 # `make bench`, scale). Most of a reconcile waits on a per-VM or per-host step (an RDM attach,
@@ -77,7 +78,6 @@ async def connect(config: OperatorConfig) -> Services:
 # with 64 at once and 24.3 s with 256 (`make bench`, operator (b), on 2 cores). Not kopf's
 # worker limit: kopf holds a worker per object until every index has seen every object listed
 # at start, so with more objects than workers (1,000 disks at a restart) it never starts.
-DISK_SLOTS = 256
 
 
 @kopf.on.startup()
@@ -92,7 +92,7 @@ async def started(
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
-    memo.disk_slots = asyncio.Semaphore(DISK_SLOTS)
+    memo.disk_slots = asyncio.Semaphore(config.disk_slots)
     scale_retries(config.retry_scale)
     memo.locks = KeyedLocks[tuple[str, str]]()
     memo.checked = {}

@@ -1,6 +1,10 @@
 """Fifty VirtualDisks in one `kubectl apply` over five VMs (on all four hosts: the cluster's
 three and the standalone one): all Ready, every one at its own (VM, controller, unit) as vcsim shows, and
-all gone after one delete. Prints how long both took."""
+all gone after one delete. Prints how long both took.
+
+And an operator started while more disks wait than it reconciles at once (`--disk-slots`) makes
+them all Ready: kopf holds a worker per object until its indices have seen every object listed
+at start, so an operator bounded by kopf's worker limit instead never handled anything."""
 
 from __future__ import annotations
 
@@ -13,12 +17,14 @@ from lunbridge.models import VirtualDiskStatus
 from tests.integration.operator import expect, observe
 from tests.integration.operator.conftest import Disks, LabVm
 from tests.integration.operator.snapshotting import TEST_LABEL
+from tests.lab import operator as operator_lab
 from tests.lab import vcsim as vcsim_lab
 from tests.lab.lab import LabState, kubectl
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 DISKS, VMS = 50, 5
+WAITING, SLOTS = 9, 2  # disks applied while the operator is down; its slots when it starts
 
 
 def test_fifty_disks_at_once_over_five_vms_get_distinct_units_and_all_go(
@@ -62,3 +68,33 @@ def test_fifty_disks_at_once_over_five_vms_get_distinct_units_and_all_go(
     hosts = [h.name for h in vcsim.inventory.hosts]
     expect.nothing_left(lab, si, [d["status"]["lun"] for d in ready], [vm.name for vm in vms], hosts)
     print(f"{DISKS} disks deleted in {took:.1f}s")
+
+
+def test_an_operator_started_with_more_waiting_disks_than_slots_makes_them_all_ready(
+    lab: LabState, si: Any, lab_vms: list[LabVm], disks: Disks
+) -> None:
+    vms = list({vm.host.name: vm for vm in lab_vms}.values())[:2]
+    manifests = [disks.manifest(vms[i % 2].node) for i in range(WAITING - 3)]
+    manifests += [disks.manifest() for _ in range(3)]  # unattached ones wait too
+    operator_lab.stop(lab)
+    try:
+        observe.apply(lab, *manifests)
+        assert all("status" not in d for d in disks.mine())  # nobody worked on them yet
+        started = time.monotonic()
+        operator_lab.start(lab, extra_env={"LUNBRIDGE_DISK_SLOTS": str(SLOTS)})
+
+        def all_ready() -> list[dict[str, Any]] | None:
+            found = disks.mine()
+            return found if len(found) == WAITING and all(observe.is_ready(d) for d in found) else None
+
+        ready = observe.eventually(all_ready, 180, f"{WAITING} waiting VirtualDisks Ready", every=1)
+        took = time.monotonic() - started
+        print(f"{WAITING} waiting disks Ready {took:.1f}s after a start with {SLOTS} slots")
+    finally:
+        operator_lab.stop(lab)
+        operator_lab.start(lab)
+    for disk in ready:
+        if disk["spec"].get("nodeName"):
+            expect.exactly_one(lab, si, disk, [vm.name for vm in vms])
+        else:
+            assert disk["status"].get("attachment") is None

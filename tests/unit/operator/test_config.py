@@ -195,6 +195,21 @@ def test_the_orphan_sweep_interval_comes_from_the_flag_or_the_environment(
         load([])
 
 
+def test_the_disk_slots_come_from_the_flag_or_the_environment_and_are_positive(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load([]).disk_slots == 256
+    assert load(["--disk-slots", "4"]).disk_slots == 4
+    monkeypatch.setenv("LUNBRIDGE_DISK_SLOTS", "16")
+    assert load([]).disk_slots == 16
+    monkeypatch.setenv("LUNBRIDGE_DISK_SLOTS", "many")
+    with pytest.raises(ConfigError, match="LUNBRIDGE_DISK_SLOTS must be a number, not 'many'"):
+        load([])
+    monkeypatch.setenv("LUNBRIDGE_DISK_SLOTS", "0")
+    with pytest.raises(ConfigError, match="--disk-slots must be a number > 0, not 0"):
+        load([])
+
+
 def test_the_retry_scale_comes_from_the_flag_or_the_environment_and_is_positive(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
