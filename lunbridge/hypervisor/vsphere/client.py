@@ -1,11 +1,12 @@
 """`VSphere`: the `Hypervisor` protocol on vCenter.
 
 This is where the steps of `inventory` and `rdm` are put in order and guarded against
-concurrency: one asyncio lock per VM around every device change (devices are read again
-inside it when another change ran since they were read, so two attaches never pick the same
-unit), and one rescan at a time per host, shared by every caller that asked while it was
-queued (a rescan of a host costs seconds per hundred LUNs, so twenty attaches must not cause
-twenty rescans).
+concurrency: one asyncio lock per VM around every device change (devices are read inside
+it, so two attaches never pick the same unit), and one rescan at a time per host, shared by
+every caller that asked while it was queued (a rescan of a host costs seconds per hundred
+LUNs, so twenty attaches must not cause twenty rescans). Attaches that queue on a VM's lock
+go in together: the next holder adds them all in one reconfigure (twenty disks applied to a
+VM at once: one task and two device reads where one each took one task and three reads).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 
 from lunbridge import san
 from lunbridge.concurrency import Coalescer, KeyedLocks
-from lunbridge.errors import Conflict, NotFound
+from lunbridge.errors import Conflict, LimitExceeded, LunbridgeError, NotFound, Unavailable
 from lunbridge.hypervisor.base import Host, Initiator, LunDisk, Scope, Vm
 from lunbridge.hypervisor.vsphere import inventory, rdm
 from lunbridge.hypervisor.vsphere.config import VSphereConfig
@@ -26,9 +28,11 @@ from lunbridge.hypervisor.vsphere.refs import parse_portal, parse_vm_ref
 from lunbridge.hypervisor.vsphere.session import Session
 from lunbridge.hypervisor.vsphere.slots import (
     RdmAttachment,
+    Slot,
     VmDevices,
     describe_slot,
     next_slot,
+    plan_slots,
     rdm_naa,
     rdms_of,
     summarize,
@@ -36,6 +40,19 @@ from lunbridge.hypervisor.vsphere.slots import (
 from lunbridge.pooled import SessionClient
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Attach:
+    """One caller's RDM attach, waiting for its VM's next reconfigure: the LUN as the VM's host
+    lists it, or why the host does not (raised unless the RDM exists already)."""
+
+    naa: str
+    lun: rdm.HostLun | None
+    refused: Conflict | None
+    result: asyncio.Future[RdmAttachment] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class VSphere(SessionClient):
@@ -51,7 +68,7 @@ class VSphere(SessionClient):
         self._vm_locks = KeyedLocks[str]()
         self._rescans = Coalescer[str]()  # per host id
         self._host_luns = HostLunLists(self.session)  # per host: its LUN list and SCSI topology
-        self._device_changes: dict[str, int] = {}  # per VM id: device changes made through this client
+        self._attaches: dict[str, list[_Attach]] = {}  # per VM id: attaches waiting for its lock
 
     def __repr__(self) -> str:
         return f"VSphere({self.session!r})"
@@ -155,11 +172,6 @@ class VSphere(SessionClient):
     def _lock(self, vm: Vm) -> AbstractAsyncContextManager[None]:
         return self._vm_locks.hold(vm.id)
 
-    def _changed(self, vm: Vm) -> None:
-        """Count a device change of `vm` made here (under its lock): an attach that read the
-        devices before it must read them again; one that read after needs no second read."""
-        self._device_changes[vm.id] = self._device_changes.get(vm.id, 0) + 1
-
     async def _devices(self, vm: Vm) -> VmDevices:
         model, _ = await self.session.run(
             f"read the devices of VM {vm.name}", lambda api: rdm.read_devices(api, vm.id)
@@ -204,31 +216,103 @@ class VSphere(SessionClient):
 
     async def attach_rdm(self, vm: Vm, naa: str) -> RdmAttachment:
         naa = san.naa(naa)
-        seen = self._device_changes.get(vm.id, 0)
-        # the host now, not when `vm` was looked up; read beside the devices
-        devices, current = await asyncio.gather(self._devices(vm), self._refresh(vm))
-        existing = self._attachment(vm, devices, naa)
-        if existing is not None:
-            return existing
-        lun = await self._visible_lun(current.host, naa)
-        async with self._lock(vm):
-            if self._device_changes.get(vm.id, 0) != seen:  # another attach or detach ran meanwhile
-                devices = await self._devices(vm)
-                existing = self._attachment(vm, devices, naa)
-                if existing is not None:
-                    return existing
-            slot = next_slot(devices, vm.name)
-            what = f"attach LUN {naa} to VM {vm.name} at {describe_slot(slot)}"
-            task = await self.session.run(what, lambda api: rdm.add_rdm(api, vm.id, slot, lun))
-            try:
-                await self.session.wait_task(task, what)
-            finally:
-                self._changed(vm)
-            attachment = self._attachment(vm, await self._devices(vm), naa)
-        if attachment is None:
-            raise Conflict(f"cannot {what}: the task succeeded but the VM shows no RDM of {naa}")
-        log.info("attached %s to VM %s at %s", naa, vm.name, attachment.describe())
-        return attachment
+        current = await self._refresh(vm)  # the host now, not when `vm` was looked up
+        try:
+            request = _Attach(naa, await self._visible_lun(current.host, naa), None)
+        except Conflict as exc:  # unless the RDM exists already
+            request = _Attach(naa, None, exc)
+        waiting = self._attaches.setdefault(vm.id, [])
+        waiting.append(request)
+        try:
+            async with self._lock(vm):
+                if not request.result.done():
+                    await self._attach_waiting(vm)
+        except asyncio.CancelledError:
+            if request in waiting:
+                waiting.remove(request)
+            raise
+        return request.result.result()
+
+    async def _attach_waiting(self, vm: Vm) -> None:
+        """Attach every request waiting for `vm` (under its lock): one device read, then one
+        reconfigure for as many as one can add, then one read that tells each where it went.
+        Each request gets its attachment or its own error; one that nothing answered (this
+        coroutine cancelled) gets Unavailable, so its caller retries."""
+        batch = self._attaches.pop(vm.id, [])
+        try:
+            todo = [r for r in batch if not r.result.done()]
+            devices = await self._devices(vm)
+            while todo:
+                for request in todo:
+                    existing = self._attachment(vm, devices, request.naa)
+                    if existing is not None:
+                        request.result.set_result(existing)
+                    elif request.refused is not None:
+                        request.result.set_exception(request.refused)
+                todo = [r for r in todo if not r.result.done()]
+                if not todo:
+                    return
+                try:
+                    slots = plan_slots(devices, len(todo), vm.name)
+                except LimitExceeded as exc:
+                    for request in todo:
+                        request.result.set_exception(exc)
+                    return
+                placed = todo[: len(slots)]
+                devices = await self._add_rdms(vm, list(zip(slots, placed, strict=False)))
+                todo = todo[len(slots) :]
+        except LunbridgeError as exc:  # the VM's devices cannot be read: every waiting attach fails so
+            for request in batch:
+                if not request.result.done():
+                    request.result.set_exception(exc)
+        finally:
+            for request in batch:
+                if not request.result.done():
+                    request.result.set_exception(
+                        Unavailable(f"the attach of {request.naa} to VM {vm.name} was interrupted; retry")
+                    )
+
+    async def _add_rdms(self, vm: Vm, placed: list[tuple[Slot, _Attach]]) -> VmDevices:
+        """One reconfigure adding every placed LUN; each placed request gets its attachment, or
+        the error of its own reconfigure when the shared one failed (vCenter applies a
+        reconfigure whole or not at all, so one bad LUN must not fail the others). The VM's
+        devices after it."""
+        if len(placed) == 1:
+            what = f"attach LUN {placed[0][1].naa} to VM {vm.name} at {describe_slot(placed[0][0])}"
+        else:
+            where = ", ".join(f"{r.naa} at {describe_slot(slot)}" for slot, r in placed)
+            what = f"attach {len(placed)} LUNs to VM {vm.name} ({where})"
+        luns = [(slot, r.lun) for slot, r in placed if r.lun is not None]  # all: refused ones are answered
+        try:
+            task = await self.session.run(what, lambda api: rdm.add_rdms(api, vm.id, luns))
+            await self.session.wait_task(task, what)
+        except LunbridgeError as exc:
+            if len(placed) == 1:
+                placed[0][1].result.set_exception(exc)
+                return await self._devices(vm)
+            devices = await self._devices(vm)
+            for _, request in placed:  # one by one: each gets its own answer
+                if (existing := self._attachment(vm, devices, request.naa)) is not None:
+                    request.result.set_result(existing)
+                    continue
+                try:
+                    slot = next_slot(devices, vm.name)
+                except LimitExceeded as full:
+                    request.result.set_exception(full)
+                    continue
+                devices = await self._add_rdms(vm, [(slot, request)])
+            return devices
+        devices = await self._devices(vm)
+        for _, request in placed:
+            attachment = self._attachment(vm, devices, request.naa)
+            if attachment is None:
+                request.result.set_exception(
+                    Conflict(f"cannot {what}: the task succeeded but the VM shows no RDM of {request.naa}")
+                )
+            else:
+                log.info("attached %s to VM %s at %s", request.naa, vm.name, attachment.describe())
+                request.result.set_result(attachment)
+        return devices
 
     async def list_lun_disks(self) -> list[LunDisk]:
         """Every RDM of every VM vCenter shows this account, by the NAA of its LUN."""
@@ -256,9 +340,6 @@ class VSphere(SessionClient):
                 what = f"detach LUN {naa} ({summarize(found)}) from VM {vm.name}"
                 devices = [raw[r.key] for r in found]
                 task = await self.session.run(what, lambda api: rdm.remove_rdms(api, vm.id, devices))
-                try:
-                    await self.session.wait_task(task, what)
-                finally:
-                    self._changed(vm)
+                await self.session.wait_task(task, what)
                 log.info("detached %s from VM %s (%s)", naa, vm.name, summarize(found))
         await self.rescan((await self._refresh(vm)).host)

@@ -145,29 +145,30 @@ def host_lun_keys(api: Api, host_id: str) -> frozenset[str]:
     )
 
 
-def add_rdm(api: Api, vm_id: str, slot: Slot, lun: HostLun) -> Any:
-    """Start the reconfigure that adds `lun` as a physical-mode RDM at `slot` (and, in the
-    same task, the new PVSCSI controller the slot may need); returns the task."""
+def add_rdms(api: Api, vm_id: str, placed: list[tuple[Slot, HostLun]]) -> Any:
+    """Start the one reconfigure that adds each LUN as a physical-mode RDM at its slot (and the
+    new PVSCSI controller a slot may need, before the disks that name it); returns the task."""
     changes = []
-    if slot.new_controller:
-        controller = vim.vm.device.ParaVirtualSCSIController(
-            key=slot.controller_key, busNumber=slot.bus, sharedBus="noSharing", hotAddRemove=True
+    for index, (slot, lun) in enumerate(placed, start=1):
+        if slot.new_controller:
+            controller = vim.vm.device.ParaVirtualSCSIController(
+                key=slot.controller_key, busNumber=slot.bus, sharedBus="noSharing", hotAddRemove=True
+            )
+            changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", device=controller))
+        backing = vim.vm.device.VirtualDisk.RawDiskMappingVer1BackingInfo(
+            compatibilityMode="physicalMode",
+            deviceName=lun.device_path,  # exactly the host's device, never a guessed path
+            lunUuid=lun.uuid,
+            diskMode="independent_persistent",
+            fileName="",  # the mapping file goes to the VM's folder
         )
-        changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", device=controller))
-    backing = vim.vm.device.VirtualDisk.RawDiskMappingVer1BackingInfo(
-        compatibilityMode="physicalMode",
-        deviceName=lun.device_path,  # exactly the host's device, never a guessed path
-        lunUuid=lun.uuid,
-        diskMode="independent_persistent",
-        fileName="",  # the mapping file goes to the VM's folder
-    )
-    disk = vim.vm.device.VirtualDisk(
-        key=-1, controllerKey=slot.controller_key, unitNumber=slot.unit, backing=backing
-    )
-    if lun.capacity_bytes:
-        disk.capacityInKB = lun.capacity_bytes // 1024
-        disk.capacityInBytes = lun.capacity_bytes
-    changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=disk))
+        disk = vim.vm.device.VirtualDisk(
+            key=-index, controllerKey=slot.controller_key, unitNumber=slot.unit, backing=backing
+        )
+        if lun.capacity_bytes:
+            disk.capacityInKB = lun.capacity_bytes // 1024
+            disk.capacityInBytes = lun.capacity_bytes
+        changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=disk))
     vm_obj = api.ref("VirtualMachine", vm_id)
     return vm_obj.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=changes))
 

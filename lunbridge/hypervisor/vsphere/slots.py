@@ -138,6 +138,32 @@ def next_slot(vm: VmDevices, vm_name: str) -> Slot:
     return Slot(NEW_CONTROLLER_KEY, bus, USABLE_UNITS[0], None, new_controller=True)
 
 
+def plan_slots(vm: VmDevices, count: int, vm_name: str) -> list[Slot]:
+    """Slots for up to `count` RDMs added by one reconfigure, in `next_slot`'s order; a new
+    PVSCSI controller is added at most once (its later units name it by NEW_CONTROLLER_KEY
+    too), so the list is shorter when the disks need a second one: the next reconfigure adds
+    it. LimitExceeded (`next_slot`'s) when not even one fits."""
+    slots: list[Slot] = []
+    model = vm
+    while len(slots) < count:
+        try:
+            slot = next_slot(model, vm_name)
+        except LimitExceeded:
+            if slots:
+                break
+            raise
+        if slot.new_controller and any(s.new_controller for s in slots):
+            break
+        slots.append(slot)
+        added = (Controller(slot.controller_key, slot.bus, True, None),) if slot.new_controller else ()
+        model = VmDevices(
+            model.controllers + added,
+            (*model.devices, Device(-len(slots), slot.controller_key, slot.unit)),
+            model.rdms,
+        )
+    return slots
+
+
 def naa_hex(naa: str) -> str:
     """`naa.6001...` → `6001...` (the argument must already be canonical, see san.naa)."""
     return naa.removeprefix("naa.")

@@ -1,7 +1,9 @@
 """Raw device mappings through the real simulator and tgtd: a LUN masked to the VM's host
 attaches (idempotently) where the Attachment says and detaches without losing its data; a
 LUN masked to another host is refused with a clear error; concurrent attaches never share a
-unit; a VM holds 60 RDMs on 4 PVSCSI controllers and refuses the 61st; a host sees a LUN
+unit and go in together (a few reconfigures), and one LUN that vCenter refuses in such a
+reconfigure fails only its own attach; a VM holds 60 RDMs on 4 PVSCSI controllers and
+refuses the 61st, whether they come one by one or at once; a host sees a LUN
 (by its SCSI topology) once masked to it and rescanned, and no longer once unmasked and
 rescanned."""
 
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lunbridge.errors import Conflict, LimitExceeded, NotFound
+from lunbridge.errors import Conflict, LimitExceeded, LunbridgeError, NotFound
 from lunbridge.hypervisor.vsphere import VSphere
 from lunbridge.hypervisor.vsphere.slots import RdmAttachment as Attachment
 from tests.integration.hypervisor.vcenter import (
@@ -24,6 +26,7 @@ from tests.integration.hypervisor.vcenter import (
     find,
     new_naa,
     rdm_disks,
+    reconfigures,
     send_targets,
     vim,
 )
@@ -170,7 +173,7 @@ async def test_a_deleted_vm_is_not_found_for_attach_and_detach_is_done(
         await vsphere.find_vm(vm.name)
 
 
-async def test_twenty_concurrent_attaches_get_distinct_units(
+async def test_twenty_concurrent_attaches_get_distinct_units_in_a_few_reconfigures(
     vsphere: VSphere,
     vcsim: vcsim_lab.VcsimPeer,
     tgt: tgt_lab.Tgt,
@@ -183,10 +186,15 @@ async def test_twenty_concurrent_attaches_get_distinct_units(
     luns = make_luns([host.iqn], 20)
     await vsphere.ensure_iscsi_portal([vm.host], tgt.portal)
     await vsphere.rescan(vm.host)
+    before = reconfigures(si, find(si, vim.VirtualMachine, vm.name))
 
     started = time.monotonic()
     attachments = await asyncio.gather(*(vsphere.attach_rdm(vm, naa) for naa in luns.naas))
     elapsed = time.monotonic() - started
+    # the attaches that queue on the VM go in together: vCenter's task list shows a few
+    # reconfigures, not twenty
+    tasks = reconfigures(si, find(si, vim.VirtualMachine, vm.name)) - before
+    assert 1 <= tasks <= 5, f"{tasks} reconfigures for 20 attaches"
     places = {(a.controller_key, a.unit_number) for a in attachments}
     assert len(places) == 20, sorted(places)
     assert all(a.unit_number != 7 and 0 <= a.unit_number <= 15 for a in attachments)
@@ -197,13 +205,50 @@ async def test_twenty_concurrent_attaches_get_distinct_units(
 
     vm_obj = find(si, vim.VirtualMachine, vm.name)
     assert {(d.controllerKey, d.unitNumber) for d in rdm_disks(vm_obj)} == places
-    print(f"20 concurrent attaches: {elapsed:.2f}s")
+    print(f"20 concurrent attaches: {elapsed:.2f}s in {tasks} reconfigures")
 
     await asyncio.gather(*(vsphere.detach_rdm(vm, naa) for naa in luns.naas))
     assert rdm_disks(find(si, vim.VirtualMachine, vm.name)) == []
 
 
-async def test_sixty_rdms_fill_four_controllers_and_the_61st_is_refused(
+async def test_a_lun_vcenter_refuses_fails_only_its_own_attach_among_queued_ones(
+    vsphere: VSphere,
+    vcsim: vcsim_lab.VcsimPeer,
+    tgt: tgt_lab.Tgt,
+    si: Any,
+    scratch_vm: Callable[..., str],
+    make_luns: Callable[..., LunSet],
+) -> None:
+    host = vcsim.inventory.hosts[2]
+    vm = await vsphere.find_vm(scratch_vm(host.name))
+    luns = make_luns([host.iqn], 4)
+    await vsphere.ensure_iscsi_portal([vm.host], tgt.portal)
+    await vsphere.rescan(vm.host)
+    gone = luns.naas[1]
+
+    async with vsphere._lock(vm):  # as when another change of the VM runs: the four queue
+        queued = [asyncio.create_task(vsphere.attach_rdm(vm, naa)) for naa in luns.naas]
+        for _ in range(1000):  # each finds its LUN on the host, then waits for the VM
+            if len(vsphere._attaches.get(vm.id, [])) == len(luns.naas):
+                break
+            await asyncio.sleep(0.01)
+        assert len(vsphere._attaches.get(vm.id, [])) == len(luns.naas)
+        # the host stops seeing one of them after lunbridge found it there
+        tgt.adm("--op", "delete", "--mode", "logicalunit", "--tid", str(luns.tid), "--lun", "2")
+        find(si, vim.HostSystem, host.name).configManager.storageSystem.RescanAllHba()
+    done = await asyncio.gather(*queued, return_exceptions=True)
+
+    by_naa = dict(zip(luns.naas, done, strict=True))
+    assert isinstance(by_naa[gone], LunbridgeError), by_naa[gone]
+    assert gone in str(by_naa[gone])
+    attached = {naa: a for naa, a in by_naa.items() if naa != gone}
+    assert all(isinstance(a, Attachment) for a in attached.values()), attached
+    vm_obj = find(si, vim.VirtualMachine, vm.name)
+    assert {d.backing.deviceName.rsplit("/", 1)[1] for d in rdm_disks(vm_obj)} == set(attached)
+    await asyncio.gather(*(vsphere.detach_rdm(vm, naa) for naa in attached))
+
+
+async def test_sixty_rdms_fill_four_controllers_and_the_61st_is_refused_alone_or_at_once(
     vsphere: VSphere,
     vcsim: vcsim_lab.VcsimPeer,
     tgt: tgt_lab.Tgt,
@@ -218,8 +263,16 @@ async def test_sixty_rdms_fill_four_controllers_and_the_61st_is_refused(
     await vsphere.rescan(vm.host)
 
     started = time.monotonic()
-    attachments = [await vsphere.attach_rdm(vm, naa) for naa in luns.naas[:60]]
+    attachments = [await vsphere.attach_rdm(vm, naa) for naa in luns.naas[:30]]
+    at_once = await asyncio.gather(
+        *(vsphere.attach_rdm(vm, naa) for naa in luns.naas[30:]), return_exceptions=True
+    )
     elapsed = time.monotonic() - started
+    refused = [r for r in at_once if isinstance(r, BaseException)]
+    assert len(refused) == 1, refused
+    assert isinstance(refused[0], LimitExceeded), refused
+    assert str(refused[0]).startswith(f"VM {vm.name} has no free SCSI unit"), refused
+    attachments += [a for a in at_once if isinstance(a, Attachment)]
     assert len({(a.controller_key, a.unit_number) for a in attachments}) == 60
     vm_obj = find(si, vim.VirtualMachine, vm.name)
     controllers = [
@@ -228,10 +281,12 @@ async def test_sixty_rdms_fill_four_controllers_and_the_61st_is_refused(
     assert sorted(c.busNumber for c in controllers) == [0, 1, 2, 3]
     assert all(isinstance(c, vim.vm.device.ParaVirtualSCSIController) for c in controllers)
     assert len(rdm_disks(vm_obj)) == 60
-    print(f"60 sequential attaches: {elapsed:.2f}s")
+    print(f"30 attaches one by one, then 31 at once: {elapsed:.2f}s")
 
+    attached = {a.naa for a in attachments}
+    left_out = next(naa for naa in luns.naas if naa not in attached)
     with pytest.raises(LimitExceeded, match=rf"VM {vm.name} has no free SCSI unit"):
-        await vsphere.attach_rdm(vm, luns.naas[60])
+        await vsphere.attach_rdm(vm, left_out)
     assert len(rdm_disks(find(si, vim.VirtualMachine, vm.name))) == 60
 
     await asyncio.gather(*(vsphere.detach_rdm(vm, naa) for naa in luns.naas))

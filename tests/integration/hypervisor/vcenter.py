@@ -49,6 +49,15 @@ def rdm_disks(vm: Any) -> list[Any]:
     ]
 
 
+def reconfigures(si: Any, vm: Any) -> int:
+    """How many reconfigure tasks vCenter ran on `vm` (its VmReconfiguredEvents)."""
+    spec = vim.event.EventFilterSpec(
+        entity=vim.event.EventFilterSpec.ByEntity(entity=vm, recursion="self"),
+        eventTypeId=["VmReconfiguredEvent"],
+    )
+    return len(si.content.eventManager.QueryEvents(spec) or [])
+
+
 def send_targets(si: Any, host_name: str) -> list[tuple[str, int]]:
     host = find(si, vim.HostSystem, host_name)
     hba = next(h for h in host.config.storageDevice.hostBusAdapter if isinstance(h, vim.host.InternetScsiHba))

@@ -15,6 +15,7 @@ from lunbridge.hypervisor.vsphere.slots import (
     VmDevices,
     free_slots,
     next_slot,
+    plan_slots,
     rdm_is_lun,
     rdms_of,
 )
@@ -103,6 +104,37 @@ def test_free_slots_counts_what_is_left() -> None:
 
 def rdm(device_name: str = "", lun_uuid: str = "") -> Rdm:
     return Rdm(1, PV0.key, 1, device_name, lun_uuid, "physicalMode")
+
+
+# --- several RDMs in one reconfigure ------------------------------------------------------------
+def test_a_reconfigure_fills_free_units_then_one_new_controller() -> None:
+    boot = Device(2000, PV0.key, 0)
+    slots = plan_slots(vm([PV0], [boot]), 20, "vm")
+    assert [(s.controller_key, s.unit) for s in slots[:14]] == [(PV0.key, u) for u in USABLE_UNITS[1:]]
+    assert all(not s.new_controller for s in slots[:14])
+    first, *rest = slots[14:]
+    assert (first.controller_key, first.bus, first.unit) == (NEW_CONTROLLER_KEY, 1, 0)
+    assert first.new_controller
+    assert [(s.controller_key, s.bus, s.unit, s.new_controller) for s in rest] == [
+        (NEW_CONTROLLER_KEY, 1, u, False) for u in USABLE_UNITS[1:6]
+    ]
+    assert len({(s.controller_key, s.unit) for s in slots}) == 20
+
+
+def test_a_second_new_controller_waits_for_the_next_reconfigure() -> None:
+    slots = plan_slots(vm([PV0], full(PV0, 2000)), 40, "vm")
+    assert len(slots) == len(USABLE_UNITS)  # bus 1's units; bus 2's controller comes next time
+    assert [s.new_controller for s in slots] == [True] + [False] * (len(USABLE_UNITS) - 1)
+    assert {s.bus for s in slots} == {1}
+
+
+def test_a_reconfigure_stops_at_the_vms_last_unit_and_a_full_vm_is_refused() -> None:
+    pvs = [Controller(1000 + b, b, True) for b in range(4)]
+    taken = [d for c in pvs for d in full(c, 2000 + 100 * c.bus)][2:]  # two units free on bus 0
+    slots = plan_slots(vm(pvs, taken), 5, "vm")
+    assert [(s.controller_key, s.unit) for s in slots] == [(1000, 0), (1000, 1)]
+    with pytest.raises(LimitExceeded, match="VM vm has no free SCSI unit"):
+        plan_slots(vm(pvs, [d for c in pvs for d in full(c, 2000 + 100 * c.bus)]), 3, "vm")
 
 
 def test_rdm_found_by_device_path() -> None:
