@@ -116,7 +116,7 @@ class FakeOperator:
         self._retries: dict[Key, int] = {}
         self._draining = False
         self._settings = kopf.OperatorSettings()
-        self._settings.posting.level = logging.INFO
+        self._settings.posting.level = logging.WARNING  # as the operator sets it
         kube.watch(self._changed)
 
     @property

@@ -84,7 +84,7 @@ def kopf_error(exc: LunbridgeError, retry: int) -> kopf.TemporaryError | kopf.Pe
 
 def events_for(body: kopf.Body) -> Events:
     def post(reason: str, message: str, *, warning: bool = False) -> None:
-        (kopf.warn if warning else kopf.info)(body, reason=reason, message=message)
+        kopf.event(body, type="Warning" if warning else "Normal", reason=reason, message=message)
 
     return post
 

@@ -90,7 +90,10 @@ async def started(
 ) -> None:
     config: OperatorConfig = memo.config
     settings.persistence.finalizer = FINALIZER
-    settings.posting.level = logging.INFO
+    # kopf's own progress lines ("Handler ... succeeded", "Creation is processed") stay in
+    # the log: as Events they were two API writes per disk that said nothing the operator's
+    # own Events and conditions do not (its failures, WARNING and up, are still posted)
+    settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     memo.disk_slots = asyncio.Semaphore(config.disk_slots)
     scale_retries(config.retry_scale)
