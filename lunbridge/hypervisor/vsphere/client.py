@@ -55,6 +55,12 @@ class _Attach:
     )
 
 
+def _unheard(result: asyncio.Future[RdmAttachment]) -> None:
+    """Take the answer of an attach whose caller was cancelled (asyncio would log it as lost)."""
+    if not result.cancelled():
+        result.exception()
+
+
 class VSphere(SessionClient):
     """vCenter through pyvmomi. Make it with `await VSphere.connect(config)` (which logs in,
     so bad credentials fail at once) and `await close()` it."""
@@ -221,15 +227,16 @@ class VSphere(SessionClient):
             request = _Attach(naa, await self._visible_lun(current.host, naa), None)
         except Conflict as exc:  # unless the RDM exists already
             request = _Attach(naa, None, exc)
-        waiting = self._attaches.setdefault(vm.id, [])
-        waiting.append(request)
+        self._attaches.setdefault(vm.id, []).append(request)
         try:
             async with self._lock(vm):
                 if not request.result.done():
                     await self._attach_waiting(vm)
         except asyncio.CancelledError:
-            if request in waiting:
-                waiting.remove(request)
+            if request in self._attaches.get(vm.id, ()):
+                self._attaches[vm.id].remove(request)  # not taken yet: nobody attaches it
+            else:  # taken: it is answered later, to nobody
+                request.result.add_done_callback(_unheard)
             raise
         return request.result.result()
 

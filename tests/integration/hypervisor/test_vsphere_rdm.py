@@ -1,11 +1,11 @@
 """Raw device mappings through the real simulator and tgtd: a LUN masked to the VM's host
 attaches (idempotently) where the Attachment says and detaches without losing its data; a
 LUN masked to another host is refused with a clear error; concurrent attaches never share a
-unit and go in together (a few reconfigures), and one LUN that vCenter refuses in such a
-reconfigure fails only its own attach; a VM holds 60 RDMs on 4 PVSCSI controllers and
-refuses the 61st, whether they come one by one or at once; a host sees a LUN
-(by its SCSI topology) once masked to it and rescanned, and no longer once unmasked and
-rescanned."""
+unit and go in together (a few reconfigures); one LUN that vCenter refuses in such a
+reconfigure fails only its own attach, and one whose caller went away is not made; a VM
+holds 60 RDMs on 4 PVSCSI controllers and refuses the 61st, whether they come one by one or
+at once; a host sees a LUN (by its SCSI topology) once masked to it and rescanned, and no
+longer once unmasked and rescanned."""
 
 from __future__ import annotations
 
@@ -246,6 +246,37 @@ async def test_a_lun_vcenter_refuses_fails_only_its_own_attach_among_queued_ones
     vm_obj = find(si, vim.VirtualMachine, vm.name)
     assert {d.backing.deviceName.rsplit("/", 1)[1] for d in rdm_disks(vm_obj)} == set(attached)
     await asyncio.gather(*(vsphere.detach_rdm(vm, naa) for naa in attached))
+
+
+async def test_an_attach_cancelled_while_it_waits_for_its_vm_is_not_made(
+    vsphere: VSphere,
+    vcsim: vcsim_lab.VcsimPeer,
+    tgt: tgt_lab.Tgt,
+    si: Any,
+    scratch_vm: Callable[..., str],
+    make_luns: Callable[..., LunSet],
+) -> None:
+    host = vcsim.inventory.hosts[2]
+    vm = await vsphere.find_vm(scratch_vm(host.name))
+    luns = make_luns([host.iqn], 3)
+    await vsphere.ensure_iscsi_portal([vm.host], tgt.portal)
+    await vsphere.rescan(vm.host)
+
+    async with vsphere._lock(vm):
+        queued = [asyncio.create_task(vsphere.attach_rdm(vm, naa)) for naa in luns.naas]
+        for _ in range(1000):
+            if len(vsphere._attaches.get(vm.id, [])) == len(luns.naas):
+                break
+            await asyncio.sleep(0.01)
+        queued[0].cancel()  # its caller went away (a reconcile cancelled at shutdown)
+        with pytest.raises(asyncio.CancelledError):
+            await queued[0]
+    attached = await asyncio.gather(*queued[1:])
+
+    assert {a.naa for a in attached} == set(luns.naas[1:])
+    vm_obj = find(si, vim.VirtualMachine, vm.name)
+    assert {d.backing.deviceName.rsplit("/", 1)[1] for d in rdm_disks(vm_obj)} == set(luns.naas[1:])
+    await asyncio.gather(*(vsphere.detach_rdm(vm, naa) for naa in luns.naas[1:]))
 
 
 async def test_sixty_rdms_fill_four_controllers_and_the_61st_is_refused_alone_or_at_once(
