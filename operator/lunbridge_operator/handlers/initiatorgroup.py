@@ -67,7 +67,7 @@ def initiator_groups(*, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[
 
 def first_in(index: kopf.Index[str, V]) -> Callable[[str], V | None]:
     """A lookup by key in a kopf index whose keys each hold one value (None: not seen);
-    serves `Services.known_igroup` and `Services.known_provider_id`."""
+    serves `Services.known_igroup`, `Services.known_provider_id` and `Services.known_node_mode`."""
 
     def known(key: str) -> V | None:
         for value in index.get(key, ()):

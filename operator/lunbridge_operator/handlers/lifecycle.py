@@ -103,6 +103,7 @@ async def started(
     memo.services = await connect(config)
     memo.services.known_igroup = initiatorgroup.first_in(kwargs["initiator_groups"])
     memo.services.known_provider_id = initiatorgroup.first_in(kwargs["node_provider_ids"])
+    memo.services.known_node_mode = initiatorgroup.first_in(kwargs["lunbridge_node_modes"])
     metrics.serve(config.metrics_port)
     hypervisors = [f"vCenter {config.vsphere.url} as {config.vsphere.username}"] if config.vsphere else []
     hypervisors += [f"KVM host {config.libvirt.uri}"] if config.libvirt else []

@@ -14,6 +14,13 @@ from lunbridge_operator.handlers.common import events_for, kopf_error, object_lo
 from lunbridge_operator.reconcile import lunbridgenode
 
 
+@kopf.index(GROUP, VERSION, LUNBRIDGE_NODE_PLURAL)
+def lunbridge_node_modes(*, name: str, body: kopf.Body, **_: Any) -> dict[str, str]:
+    """Every LunbridgeNode's spec.mode, by name: a disk bound for a node the hypervisor
+    attaches to (mode `hypervisor`) takes the VM's path without reading its LunbridgeNode."""
+    return {name: str(body.spec.get("mode") or "")}
+
+
 @kopf.on.resume(GROUP, VERSION, LUNBRIDGE_NODE_PLURAL)
 @kopf.on.create(GROUP, VERSION, LUNBRIDGE_NODE_PLURAL)
 @kopf.on.update(GROUP, VERSION, LUNBRIDGE_NODE_PLURAL, field="spec")

@@ -39,7 +39,10 @@ __all__ = ["initiator_node", "node_addresses", "serve"]
 async def initiator_node(svc: Services, node_name: str) -> LunbridgeNode | None:
     """Node `node_name`'s LunbridgeNode when the node logs in itself; None when it is a guest
     the hypervisor attaches disks to (or has published nothing: the hypervisor path, as before
-    nodes published their mode)."""
+    nodes published their mode). A node kopf's watch saw in `hypervisor` mode is not read."""
+    known = svc.known_node_mode
+    if known is not None and known(node_name) == AttachMode.HYPERVISOR.value:
+        return None
     try:
         raw = await svc.kube.get(LUNBRIDGE_NODE_PLURAL, node_name)
     except NotFound:

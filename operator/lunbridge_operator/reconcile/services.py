@@ -34,6 +34,8 @@ class Services:
     known_igroup: Callable[[str], dict[str, Any] | None] | None = None
     # Node `name`'s spec.providerID as kopf's watch last saw it ("" or None: read the Node)
     known_provider_id: Callable[[str], str | None] | None = None
+    # LunbridgeNode `name`'s spec.mode as kopf's watch last saw it (None: read the object)
+    known_node_mode: Callable[[str], str | None] | None = None
 
     def scope_for(self, host: Host, wanted: str | None) -> Scope:
         if wanted:

@@ -194,3 +194,25 @@ async def test_a_node_whose_provider_id_the_watch_saw_is_not_read() -> None:
     await lab.create_disk("d2", node_name="node-a")
     assert lab.kube.called("node") == [("node-a",)]
     assert lab.disk("d2").status.is_true(ConditionType.READY)
+
+
+async def test_a_node_the_watch_saw_in_hypervisor_mode_is_not_read_and_others_are() -> None:
+    """The operator's index of LunbridgeNodes spares the read of a guest's own (mode
+    `hypervisor`); a node it saw in `initiator` mode, or has not seen, is read, so its
+    accepted initiators are current."""
+    lab = Lab.build()
+    seen: dict[str, str] = {}
+    lab.services.known_node_mode = seen.get
+
+    def reads() -> int:
+        return len([args for args in lab.kube.called("get") if args[0] == "lunbridgenodes"])
+
+    await lab.create_disk("d1", node_name="node-a")
+    assert reads() == 1
+    seen["node-a"] = "hypervisor"
+    await lab.create_disk("d2", node_name="node-a")
+    assert reads() == 1
+    assert lab.disk("d2").status.is_true(ConditionType.READY)
+    seen["node-a"] = "initiator"
+    await lab.create_disk("d3", node_name="node-a")
+    assert reads() == 2
