@@ -11,7 +11,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
@@ -43,6 +43,8 @@ ERROR_TABLE: dict[type[LunbridgeError], tuple[str, float | None]] = {
     InvalidArgument: ("InvalidArgument", None),
     AlreadyExists: ("AlreadyExists", None),
 }
+
+V = TypeVar("V")
 
 
 def classify(exc: LunbridgeError) -> tuple[str, float | None]:
@@ -103,6 +105,18 @@ async def disk_slot(memo: Any, kind: str, name: str) -> AsyncIterator[None]:
         slots: asyncio.Semaphore | None = getattr(memo, "disk_slots", None)
         async with slots if slots is not None else contextlib.nullcontext():
             yield
+
+
+def first_in(index: kopf.Index[str, V]) -> Callable[[str], V | None]:
+    """A lookup by key in a kopf index whose keys each hold one value (None: not seen);
+    serves `Services.known_igroup`, `Services.known_provider_id` and `Services.known_node_mode`."""
+
+    def known(key: str) -> V | None:
+        for value in index.get(key, ()):
+            return value
+        return None
+
+    return known
 
 
 def object_lock(memo: Any, kind: str, name: str) -> AbstractAsyncContextManager[None]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import kopf
 
@@ -14,8 +13,6 @@ from lunbridge.errors import InvalidArgument, LunbridgeError
 from lunbridge.models import ConditionType, InitiatorGroupSpec, InitiatorGroupStatus, merge_patch
 from lunbridge_operator.handlers.common import classify, events_for, kopf_error, object_lock, services
 from lunbridge_operator.reconcile import initiatorgroup
-
-V = TypeVar("V")
 
 
 async def _sync(body: kopf.Body, memo: Any, retry: int) -> None:
@@ -63,18 +60,6 @@ def initiator_groups(*, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[
     meta = {"name": name, "labels": dict(body.metadata.labels)}
     return {name: {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": meta,
                    "spec": dict(body.spec)}}  # fmt: skip
-
-
-def first_in(index: kopf.Index[str, V]) -> Callable[[str], V | None]:
-    """A lookup by key in a kopf index whose keys each hold one value (None: not seen);
-    serves `Services.known_igroup`, `Services.known_provider_id` and `Services.known_node_mode`."""
-
-    def known(key: str) -> V | None:
-        for value in index.get(key, ()):
-            return value
-        return None
-
-    return known
 
 
 @kopf.on.resume(GROUP, VERSION, INITIATOR_GROUP_PLURAL)

@@ -19,8 +19,8 @@ from lunbridge.hypervisor.vsphere import VSphere
 from lunbridge.storage.factory import Backends
 from lunbridge_operator import metrics
 from lunbridge_operator.config import OperatorConfig
-from lunbridge_operator.handlers import initiatorgroup, recheck
-from lunbridge_operator.handlers.common import crash_after, scale_retries
+from lunbridge_operator.handlers import recheck
+from lunbridge_operator.handlers.common import crash_after, first_in, scale_retries
 from lunbridge_operator.kube import Kube
 from lunbridge_operator.reconcile.orphans import Reporter, sweep_forever
 from lunbridge_operator.reconcile.services import Services
@@ -70,14 +70,14 @@ async def connect(config: OperatorConfig) -> Services:
 
 
 # At most `--disk-slots` (256) VirtualDisk reconciles and teardowns run at once
-# (`common.disk_slot`): a burst (1,000 disks
-# applied together, or resumed after a restart) waits for a slot instead of running as 1,000
-# reconciles whose temporaries fragment the heap for good (RSS at rest after such a burst: see
-# `make bench`, scale). Most of a reconcile waits on a per-VM or per-host step (an RDM attach,
-# a rescan) while the disks of other VMs could run theirs: 200 disks over 10 VMs took 44.8 s
-# with 64 at once and 24.3 s with 256 (`make bench`, operator (b), on 2 cores). Not kopf's
-# worker limit: kopf holds a worker per object until every index has seen every object listed
-# at start, so with more objects than workers (1,000 disks at a restart) it never starts.
+# (`common.disk_slot`): a burst (1,000 disks applied together, or resumed after a restart)
+# waits for a slot instead of running as 1,000 reconciles whose temporaries fragment the heap
+# for good (RSS at rest after such a burst: see `make bench`, scale). Most of a reconcile
+# waits on a per-VM or per-host step (an RDM attach, a rescan) while the disks of other VMs
+# could run theirs: 200 disks over 10 VMs took 44.8 s with 64 at once and 24.3 s with 256
+# (`make bench`, operator (b), on 2 cores). Not kopf's worker limit: kopf holds a worker per
+# object until every index has seen every object listed at start, so with more objects than
+# workers (1,000 disks at a restart) it never starts.
 
 
 @kopf.on.startup()
@@ -101,9 +101,9 @@ async def started(
     memo.checked = {}
     memo.kopf_context = {}  # filled by the VirtualDisk index (handlers.virtualdisk)
     memo.services = await connect(config)
-    memo.services.known_igroup = initiatorgroup.first_in(kwargs["initiator_groups"])
-    memo.services.known_provider_id = initiatorgroup.first_in(kwargs["node_provider_ids"])
-    memo.services.known_node_mode = initiatorgroup.first_in(kwargs["lunbridge_node_modes"])
+    memo.services.known_igroup = first_in(kwargs["initiator_groups"])
+    memo.services.known_provider_id = first_in(kwargs["node_provider_ids"])
+    memo.services.known_node_mode = first_in(kwargs["lunbridge_node_modes"])
     metrics.serve(config.metrics_port)
     hypervisors = [f"vCenter {config.vsphere.url} as {config.vsphere.username}"] if config.vsphere else []
     hypervisors += [f"KVM host {config.libvirt.uri}"] if config.libvirt else []

@@ -53,10 +53,9 @@ async def _members(svc: Services, spec: InitiatorGroupSpec) -> tuple[list[Host],
             own.append(node_object)
             continue
         try:
-            node = await svc.kube.node(node_name)
+            provider_id = await svc.provider_id(node_name)
         except NotFound:
             raise NotFound(f"Node {node_name} (in spec.nodeNames) does not exist") from None
-        provider_id = (node.get("spec") or {}).get("provider_id")
         if not provider_id:
             raise NotFound(
                 f"Node {node_name} has no spec.providerID, so its VM's host is unknown, and no "

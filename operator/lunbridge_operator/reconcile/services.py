@@ -37,6 +37,15 @@ class Services:
     # LunbridgeNode `name`'s spec.mode as kopf's watch last saw it (None: read the object)
     known_node_mode: Callable[[str], str | None] | None = None
 
+    async def provider_id(self, node_name: str) -> str:
+        """Node `node_name`'s spec.providerID ("" when it has none): as kopf's watch last saw
+        it, else read from the API (NotFound when the Node does not exist)."""
+        seen = self.known_provider_id(node_name) if self.known_provider_id is not None else None
+        if seen:
+            return seen
+        node = await self.kube.node(node_name)
+        return str((node.get("spec") or {}).get("provider_id") or "")
+
     def scope_for(self, host: Host, wanted: str | None) -> Scope:
         if wanted:
             return Scope(wanted)

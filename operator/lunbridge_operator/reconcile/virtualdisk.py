@@ -173,21 +173,16 @@ class DiskSteps:
 
     async def _provider_id(self, node_name: str) -> str:
         """Node `node_name`'s spec.providerID: as kopf's watch last saw it, else read."""
-        known = self.svc.known_provider_id
-        seen = known(node_name) if known is not None else None
-        if seen:
-            return seen
         try:
-            node = await self.svc.kube.node(node_name)
+            provider_id = await self.svc.provider_id(node_name)
         except NotFound:
             raise NotFound(f"Node {node_name} does not exist; create it or fix spec.nodeName") from None
-        provider_id = (node.get("spec") or {}).get("provider_id")
         if not provider_id:
             raise NotFound(
                 f"Node {node_name} has no spec.providerID; lunbridge finds the node's VM by it "
                 "(vsphere://<BIOS UUID>), so set it (a cloud provider or the kubelet does)"
             )
-        return str(provider_id)
+        return provider_id
 
     async def mask(self, lun: Lun, vm: Vm) -> str:
         """Map the LUN to the igroup of `vm`'s host (or its cluster, by the disk's scope): its

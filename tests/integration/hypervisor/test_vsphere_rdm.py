@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lunbridge.errors import Conflict, LimitExceeded, LunbridgeError, NotFound
+from lunbridge.hypervisor.base import Vm
 from lunbridge.hypervisor.vsphere import VSphere
 from lunbridge.hypervisor.vsphere.slots import RdmAttachment as Attachment
 from tests.integration.hypervisor.vcenter import (
@@ -211,6 +212,18 @@ async def test_twenty_concurrent_attaches_get_distinct_units_in_a_few_reconfigur
     assert rdm_disks(find(si, vim.VirtualMachine, vm.name)) == []
 
 
+async def queue_attaches(vsphere: VSphere, vm: Vm, naas: Sequence[str]) -> list[asyncio.Task[Attachment]]:
+    """Start an attach of each LUN while the caller holds the VM's lock; return once all of
+    them found their LUN on the host and wait for the VM."""
+    queued = [asyncio.create_task(vsphere.attach_rdm(vm, naa)) for naa in naas]
+    for _ in range(1000):
+        if len(vsphere._attaches.get(vm.id, [])) == len(naas):
+            break
+        await asyncio.sleep(0.01)
+    assert len(vsphere._attaches.get(vm.id, [])) == len(naas)
+    return queued
+
+
 async def test_a_lun_vcenter_refuses_fails_only_its_own_attach_among_queued_ones(
     vsphere: VSphere,
     vcsim: vcsim_lab.VcsimPeer,
@@ -227,12 +240,7 @@ async def test_a_lun_vcenter_refuses_fails_only_its_own_attach_among_queued_ones
     gone = luns.naas[1]
 
     async with vsphere._lock(vm):  # as when another change of the VM runs: the four queue
-        queued = [asyncio.create_task(vsphere.attach_rdm(vm, naa)) for naa in luns.naas]
-        for _ in range(1000):  # each finds its LUN on the host, then waits for the VM
-            if len(vsphere._attaches.get(vm.id, [])) == len(luns.naas):
-                break
-            await asyncio.sleep(0.01)
-        assert len(vsphere._attaches.get(vm.id, [])) == len(luns.naas)
+        queued = await queue_attaches(vsphere, vm, luns.naas)
         # the host stops seeing one of them after lunbridge found it there
         tgt.adm("--op", "delete", "--mode", "logicalunit", "--tid", str(luns.tid), "--lun", "2")
         find(si, vim.HostSystem, host.name).configManager.storageSystem.RescanAllHba()
@@ -263,11 +271,7 @@ async def test_an_attach_cancelled_while_it_waits_for_its_vm_is_not_made(
     await vsphere.rescan(vm.host)
 
     async with vsphere._lock(vm):
-        queued = [asyncio.create_task(vsphere.attach_rdm(vm, naa)) for naa in luns.naas]
-        for _ in range(1000):
-            if len(vsphere._attaches.get(vm.id, [])) == len(luns.naas):
-                break
-            await asyncio.sleep(0.01)
+        queued = await queue_attaches(vsphere, vm, luns.naas)
         queued[0].cancel()  # its caller went away (a reconcile cancelled at shutdown)
         with pytest.raises(asyncio.CancelledError):
             await queued[0]
