@@ -3,8 +3,9 @@ three and the standalone one): all Ready, every one at its own (VM, controller, 
 all gone after one delete. Prints how long both took.
 
 And an operator started while more disks wait than it reconciles at once (`--disk-slots`) makes
-them all Ready: kopf holds a worker per object until its indices have seen every object listed
-at start, so an operator bounded by kopf's worker limit instead never handled anything."""
+them all Ready, and deletes them all when they were deleted while it was down: kopf holds a
+worker per object until its indices have seen every object listed at start, so an operator
+bounded by kopf's worker limit instead never handled anything."""
 
 from __future__ import annotations
 
@@ -70,31 +71,42 @@ def test_fifty_disks_at_once_over_five_vms_get_distinct_units_and_all_go(
     print(f"{DISKS} disks deleted in {took:.1f}s")
 
 
-def test_an_operator_started_with_more_waiting_disks_than_slots_makes_them_all_ready(
-    lab: LabState, si: Any, lab_vms: list[LabVm], disks: Disks
+def test_an_operator_started_with_more_waiting_disks_than_slots_makes_and_deletes_them_all(
+    lab: LabState, si: Any, vcsim: vcsim_lab.VcsimPeer, lab_vms: list[LabVm], disks: Disks
 ) -> None:
     vms = list({vm.host.name: vm for vm in lab_vms}.values())[:2]
     manifests = [disks.manifest(vms[i % 2].node) for i in range(WAITING - 3)]
     manifests += [disks.manifest() for _ in range(3)]  # unattached ones wait too
+    slots = {"LUNBRIDGE_DISK_SLOTS": str(SLOTS)}
+
+    def all_ready() -> list[dict[str, Any]] | None:
+        found = disks.mine()
+        return found if len(found) == WAITING and all(observe.is_ready(d) for d in found) else None
+
     operator_lab.stop(lab)
     try:
         observe.apply(lab, *manifests)
         assert all("status" not in d for d in disks.mine())  # nobody worked on them yet
         started = time.monotonic()
-        operator_lab.start(lab, extra_env={"LUNBRIDGE_DISK_SLOTS": str(SLOTS)})
-
-        def all_ready() -> list[dict[str, Any]] | None:
-            found = disks.mine()
-            return found if len(found) == WAITING and all(observe.is_ready(d) for d in found) else None
-
+        operator_lab.start(lab, extra_env=slots)
         ready = observe.eventually(all_ready, 180, f"{WAITING} waiting VirtualDisks Ready", every=1)
-        took = time.monotonic() - started
-        print(f"{WAITING} waiting disks Ready {took:.1f}s after a start with {SLOTS} slots")
+        print(f"{WAITING} waiting disks Ready {time.monotonic() - started:.1f}s after a start, {SLOTS} slots")
+        for disk in ready:
+            if disk["spec"].get("nodeName"):
+                expect.exactly_one(lab, si, disk, [vm.name for vm in vms])
+            else:
+                assert disk["status"].get("attachment") is None
+
+        # the same with teardowns: deleted while the operator is down, all go once it starts
+        operator_lab.stop(lab)
+        deleted = kubectl(lab, "delete", "vdisk", "-l", f"{TEST_LABEL}={disks.test_id}", "--wait=false")
+        assert deleted.returncode == 0, deleted.stderr
+        started = time.monotonic()
+        operator_lab.start(lab, extra_env=slots)
+        observe.eventually(lambda: not disks.mine(), 180, f"{WAITING} deleted VirtualDisks gone", every=1)
+        print(f"{WAITING} deleted disks gone {time.monotonic() - started:.1f}s after a start, {SLOTS} slots")
     finally:
         operator_lab.stop(lab)
         operator_lab.start(lab)
-    for disk in ready:
-        if disk["spec"].get("nodeName"):
-            expect.exactly_one(lab, si, disk, [vm.name for vm in vms])
-        else:
-            assert disk["status"].get("attachment") is None
+    hosts = [h.name for h in vcsim.inventory.hosts]
+    expect.nothing_left(lab, si, [d["status"]["lun"] for d in ready], [vm.name for vm in vms], hosts)
