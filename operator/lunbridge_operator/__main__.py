@@ -52,7 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["sweep"]:
         return sweep.command(args[1:])
     if "-h" in args or "--help" in args:
-        return _help()
+        try:
+            return _help()
+        except ConfigError as exc:  # an environment variable the options default from is wrong
+            return _refuse(str(exc))
     try:
         config = config_module.load(args)
     except ConfigError as exc:

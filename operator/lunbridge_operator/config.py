@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
             type=float)  # fmt: skip
     _option(op, "--sweep-seconds", "report orphan LUNs, maps and RDMs on start and this often, 0 = off",
             "600", type=float)  # fmt: skip
-    _option(op, "--disk-slots", "VirtualDisk reconciles and teardowns run at once; the rest of a burst "
-            "waits its turn", "256", type=int)  # fmt: skip
+    _option(op, "--disk-slots", "how many VirtualDisk reconciles and teardowns run at once (256); the "
+            "rest of a burst waits its turn", "256", type=int)  # fmt: skip
     _option(op, "--log-format", "plain lines, or one JSON object per line for log collectors", "plain",
             choices=["plain", "json"])  # fmt: skip
     return parser

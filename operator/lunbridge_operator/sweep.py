@@ -242,7 +242,11 @@ def command(argv: Sequence[str]) -> int:
     if options.help:
         _parser().print_help()
         print("\noperator options (the same as lunbridge-operator's):")
-        operator = config_module.build_parser()
+        try:
+            operator = config_module.build_parser()
+        except ConfigError as exc:
+            _err(f"lunbridge-operator sweep: {exc}")
+            return EXIT_CONFIG
         print("\n\n".join(operator.format_help().split("\n\n")[2:]))
         return EXIT_CLEAN
     try:

@@ -27,6 +27,17 @@ def test_help_describes_options(module: str, expected: str) -> None:
     assert expected in result.stdout
 
 
+@pytest.mark.parametrize("args", [["--help"], ["sweep", "--help"]], ids=["operator", "sweep"])
+def test_help_with_a_wrong_number_in_the_environment_names_it(args: list[str]) -> None:
+    env = {**os.environ, "LUNBRIDGE_DISK_SLOTS": "many"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lunbridge_operator", *args], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2, result.stderr
+    assert "LUNBRIDGE_DISK_SLOTS must be a number, not 'many'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_csi_refuses_a_bad_endpoint() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "lunbridge_csi", "--mode", "controller", "--endpoint", "http://x"],

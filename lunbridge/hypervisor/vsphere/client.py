@@ -25,7 +25,7 @@ from lunbridge.hypervisor.vsphere.config import VSphereConfig
 from lunbridge.hypervisor.vsphere.host_luns import HostLunLists
 from lunbridge.hypervisor.vsphere.mirror import InventoryMirror
 from lunbridge.hypervisor.vsphere.refs import parse_portal, parse_vm_ref
-from lunbridge.hypervisor.vsphere.session import Session
+from lunbridge.hypervisor.vsphere.session import Session, TaskStillRunning
 from lunbridge.hypervisor.vsphere.slots import (
     RdmAttachment,
     Slot,
@@ -233,8 +233,11 @@ class VSphere(SessionClient):
                 if not request.result.done():
                     await self._attach_waiting(vm)
         except asyncio.CancelledError:
-            if request in self._attaches.get(vm.id, ()):
-                self._attaches[vm.id].remove(request)  # not taken yet: nobody attaches it
+            waiting = self._attaches.get(vm.id, [])
+            if request in waiting:  # not taken yet: nobody attaches it
+                waiting.remove(request)
+                if not waiting:
+                    del self._attaches[vm.id]
             else:  # taken: it is answered later, to nobody
                 request.result.add_done_callback(_unheard)
             raise
@@ -251,10 +254,7 @@ class VSphere(SessionClient):
             devices = await self._devices(vm)
             while todo:
                 for request in todo:
-                    existing = self._attachment(vm, devices, request.naa)
-                    if existing is not None:
-                        request.result.set_result(existing)
-                    elif request.refused is not None:
+                    if not self._settle(vm, devices, request) and request.refused is not None:
                         request.result.set_exception(request.refused)
                 todo = [r for r in todo if not r.result.done()]
                 if not todo:
@@ -268,7 +268,7 @@ class VSphere(SessionClient):
                 placed = todo[: len(slots)]
                 devices = await self._add_rdms(vm, list(zip(slots, placed, strict=False)))
                 todo = todo[len(slots) :]
-        except LunbridgeError as exc:  # the VM's devices cannot be read: every waiting attach fails so
+        except LunbridgeError as exc:  # the VM's devices cannot be read: every waiting attach says so
             for request in batch:
                 if not request.result.done():
                     request.result.set_exception(exc)
@@ -294,13 +294,13 @@ class VSphere(SessionClient):
             task = await self.session.run(what, lambda api: rdm.add_rdms(api, vm.id, luns))
             await self.session.wait_task(task, what)
         except LunbridgeError as exc:
-            if len(placed) == 1:
-                placed[0][1].result.set_exception(exc)
+            if len(placed) == 1 or isinstance(exc, TaskStillRunning):  # (it may yet add them all)
+                for _, request in placed:
+                    request.result.set_exception(exc)
                 return await self._devices(vm)
             devices = await self._devices(vm)
             for _, request in placed:  # one by one: each gets its own answer
-                if (existing := self._attachment(vm, devices, request.naa)) is not None:
-                    request.result.set_result(existing)
+                if self._settle(vm, devices, request):
                     continue
                 try:
                     slot = next_slot(devices, vm.name)
@@ -311,15 +311,26 @@ class VSphere(SessionClient):
             return devices
         devices = await self._devices(vm)
         for _, request in placed:
-            attachment = self._attachment(vm, devices, request.naa)
-            if attachment is None:
+            if not self._settle(vm, devices, request):
                 request.result.set_exception(
                     Conflict(f"cannot {what}: the task succeeded but the VM shows no RDM of {request.naa}")
                 )
-            else:
-                log.info("attached %s to VM %s at %s", request.naa, vm.name, attachment.describe())
-                request.result.set_result(attachment)
+            elif request.result.exception() is None:
+                where = request.result.result().describe()
+                log.info("attached %s to VM %s at %s", request.naa, vm.name, where)
         return devices
+
+    def _settle(self, vm: Vm, devices: VmDevices, request: _Attach) -> bool:
+        """Answer `request` when `devices` hold its LUN's RDM (its attachment, or the Conflict
+        of an RDM on an unknown controller); False when they do not hold it."""
+        try:
+            existing = self._attachment(vm, devices, request.naa)
+        except Conflict as exc:
+            request.result.set_exception(exc)
+            return True
+        if existing is not None:
+            request.result.set_result(existing)
+        return existing is not None
 
     async def list_lun_disks(self) -> list[LunDisk]:
         """Every RDM of every VM vCenter shows this account, by the NAA of its LUN."""

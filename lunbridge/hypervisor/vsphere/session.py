@@ -93,6 +93,10 @@ class Api:
         return out
 
 
+class TaskStillRunning(Unavailable):
+    """A vCenter task outlived its time limit; it may still finish."""
+
+
 class Session(PooledSession[Api]):
     """A vCenter session with a bounded worker pool (`workers` concurrent SOAP calls)."""
 
@@ -181,7 +185,7 @@ class Session(PooledSession[Api]):
                     raise Unavailable(f"cannot {what}: the task failed ({fault_message(fault)})")
                 raise error
             if loop.time() > deadline:
-                raise Unavailable(
+                raise TaskStillRunning(
                     f"cannot {what}: vCenter task {task._moId} is still {info.state} after "
                     f"{self.task_timeout:.0f}s; vCenter or the host is overloaded, retry later"
                 )
