@@ -100,6 +100,16 @@ def codes(results: list[dict[str, Any]]) -> list[str]:
     return [r.get("code", "sh") for r in results]
 
 
+def said(results: list[dict[str, Any]]) -> str:
+    """One line per step, with what a failed call or a command said in full (an assertion's
+    own repr of the results is cut short, and the node plugin's log stays in the guest)."""
+    lines = []
+    for number, result in enumerate(results):
+        words = result.get("details") or result.get("stderr") or ""
+        lines.append(f"{number}: {result.get('code', 'sh')} {words}".rstrip())
+    return "\n".join(lines)
+
+
 @pytest.mark.timeout(900)
 async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
     kvm: Libvirt, kvm_guest: LibvirtGuest, masked_lun: MakeLun, lab: LabState, node: Node
@@ -161,7 +171,7 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
             "OK",
             "sh",
             "sh",
-        ], first
+        ], said(first)
         info, capabilities = first[0]["response"], first[1]["response"]
         assert info["nodeId"].lower() == f"libvirt://{lab.guest_uuid}".lower()
         # issue 12, case 2: the lab guest shows virtio-scsi controllers only (a KVM guest), so
@@ -199,7 +209,7 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
             ],
             kvm_max_volumes=17,
         )
-        assert codes(second) == ["OK", "sh", "OK", "sh", "OK", "OK", "OK"], second
+        assert codes(second) == ["OK", "sh", "OK", "sh", "OK", "OK", "OK"], said(second)
         assert int(second[6]["response"]["maxVolumesPerNode"]) == 17  # --kvm-max-volumes
         assert second[1]["stdout"].strip() == first_uuid  # the same filesystem: never re-formatted
         assert second[3]["stdout"] == "kept-by-lunbridge\n"
@@ -257,7 +267,7 @@ async def test_a_block_volume_is_the_device_bound_onto_a_file(
                 sh(f"test -e {target}"),
             ]
         )
-        assert codes(results) == ["OK", "OK", "OK", "sh", "OK", "OK", "OK", "sh"], results
+        assert codes(results) == ["OK", "OK", "OK", "sh", "OK", "OK", "OK", "sh"], said(results)
         size, probe = results[3]["stdout"].split()
         assert int(size) == lun.size_bytes
         assert probe == "rc=2"  # a Block volume is never formatted
@@ -284,7 +294,7 @@ async def test_expand_rescans_the_size_and_grows_the_filesystem(
         first = node(
             [stage, publish, sh(f"echo before-grow > {target}/proof && sync; df -B1 --output=size {target}")]
         )
-        assert codes(first) == ["OK", "OK", "sh"], first
+        assert codes(first) == ["OK", "OK", "sh"], said(first)
         size_before = int(first[2]["stdout"].split()[-1])
 
         grown = await backend.resize_lun(lun.name, 2 * lun.size_bytes)
@@ -296,7 +306,7 @@ async def test_expand_rescans_the_size_and_grows_the_filesystem(
                 call("NodeUnstageVolume", volumeId=volume, stagingTargetPath=staging),
             ]
         )
-        assert codes(second) == ["OK", "sh", "OK", "OK"], second
+        assert codes(second) == ["OK", "sh", "OK", "OK"], said(second)
         assert int(second[0]["response"]["capacityBytes"]) == grown.size_bytes
         size_after, proof = second[1]["stdout"].split()[-2:]
         assert int(size_after) > size_before * 3 // 2
@@ -334,7 +344,7 @@ async def test_unstage_of_a_disk_set_offline_unmounts_and_deletes_it(
                 ),
             ]
         )
-        assert codes(results) == ["OK", "OK", "sh", "OK", "sh", "OK", "OK", "sh"], results
+        assert codes(results) == ["OK", "OK", "sh", "OK", "sh", "OK", "OK", "sh"], said(results)
         assert results[4]["stdout"].strip() == "offline", results[4]
         print(f"unstage of an offline disk {results[5]['seconds']:.3f}s")
         left = results[7]["stdout"].split()
