@@ -55,6 +55,7 @@ class OperatorConfig:
     retry_scale: float = 1.0  # every retry delay is multiplied by it
     sweep_seconds: float = 600.0  # orphan report on start and this often; 0 = off
     disk_slots: int = 256  # VirtualDisk reconciles and teardowns that run at once
+    api_connections: int = 64  # API server connections for requests, besides the watch streams
     log_format: str = "plain"
 
 
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
             "600", type=float)  # fmt: skip
     _option(op, "--disk-slots", "how many VirtualDisk reconciles and teardowns run at once (256); the "
             "rest of a burst waits its turn", "256", type=int)  # fmt: skip
+    _option(op, "--api-connections", "how many connections to the API server carry requests at once "
+            "(64), besides the watch streams; further requests wait for one", "64", type=int)  # fmt: skip
     _option(op, "--log-format", "plain lines, or one JSON object per line for log collectors", "plain",
             choices=["plain", "json"])  # fmt: skip
     return parser
@@ -307,5 +310,6 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         retry_scale=_positive("--retry-scale", args.retry_scale),
         sweep_seconds=_non_negative("--sweep-seconds", args.sweep_seconds),
         disk_slots=int(_positive("--disk-slots", args.disk_slots)),
+        api_connections=int(_positive("--api-connections", args.api_connections)),
         log_format=args.log_format,
     )

@@ -8,6 +8,7 @@ from lunbridge_operator.handlers import (
     diskverification,
     initiatorgroup,
     lifecycle,
+    login,
     lunbridgenode,
     virtualdisk,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "diskverification",
     "initiatorgroup",
     "lifecycle",
+    "login",
     "lunbridgenode",
     "virtualdisk",
 ]

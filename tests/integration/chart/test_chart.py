@@ -140,6 +140,7 @@ def test_every_option_lands_where_it_should() -> None:
     assert env["LUNBRIDGE_LIBVIRT_URI"] == "qemu+ssh://root@kvm1.example.invalid/system"
     assert env["LUNBRIDGE_PEERING"] == "lunbridge-test"
     assert env["LUNBRIDGE_DISK_SLOTS"] == "64"
+    assert env["LUNBRIDGE_API_CONNECTIONS"] == "32"
     assert "POD_ID" in env  # kopf's peering identity comes from the pod name
     assert operator["replicas"] == 2
     secret = documents[("Secret", "lb-lunbridge-vsphere")]

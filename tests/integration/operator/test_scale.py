@@ -5,7 +5,8 @@ all gone after one delete. Prints how long both took.
 And an operator started while more disks wait than it reconciles at once (`--disk-slots`) makes
 them all Ready, and deletes them all when they were deleted while it was down: kopf holds a
 worker per object until its indices have seen every object listed at start, so an operator
-bounded by kopf's worker limit instead never handled anything."""
+bounded by kopf's worker limit instead never handled anything. That operator also has a single
+API server connection for its requests."""
 
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ def test_an_operator_started_with_more_waiting_disks_than_slots_makes_and_delete
     vms = list({vm.host.name: vm for vm in lab_vms}.values())[:2]
     manifests = [disks.manifest(vms[i % 2].node) for i in range(WAITING - 3)]
     manifests += [disks.manifest() for _ in range(3)]  # unattached ones wait too
-    slots = {"LUNBRIDGE_DISK_SLOTS": str(SLOTS)}
+    # and one connection for requests: a pool that tight starves neither the watches nor the steps
+    slots = {"LUNBRIDGE_DISK_SLOTS": str(SLOTS), "LUNBRIDGE_API_CONNECTIONS": "1"}
 
     def all_ready() -> list[dict[str, Any]] | None:
         found = disks.mine()

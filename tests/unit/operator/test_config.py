@@ -210,6 +210,16 @@ def test_the_disk_slots_come_from_the_flag_or_the_environment_and_are_positive(
         load([])
 
 
+def test_the_api_connections_come_from_the_flag_or_the_environment_and_are_positive(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load([]).api_connections == 64
+    assert load(["--api-connections", "8"]).api_connections == 8
+    monkeypatch.setenv("LUNBRIDGE_API_CONNECTIONS", "0")
+    with pytest.raises(ConfigError, match="--api-connections must be a number > 0, not 0"):
+        load([])
+
+
 def test_the_retry_scale_comes_from_the_flag_or_the_environment_and_is_positive(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
