@@ -18,7 +18,8 @@ from tests.lab.paths import REPO_DIR
 parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
 parser.add_argument("--disks", type=int, default=200)
 parser.add_argument("--vms", type=int, default=10)
-parser.add_argument("--rounds", type=int, default=5, help="samples for (a), (c), (d) and the CSI calls")
+parser.add_argument("--rounds", type=int, default=5, help="samples for (c), (d) and the CSI calls")
+parser.add_argument("--latency-rounds", type=int, default=15, help="samples for (a), each scope")
 parser.add_argument("--sequential", type=int, default=20, help="disks applied one by one for (b)")
 parser.add_argument("--scale-disks", type=int, default=1000, help="VirtualDisks for the bench at rest")
 parser.add_argument("--idle-seconds", type=float, default=300.0, help="how long the bench at rest watches")
@@ -29,7 +30,7 @@ parser.add_argument("--lab-dir", type=Path, default=REPO_DIR / ".lab-bench")
 args = parser.parse_args()
 lab_dir = args.lab_dir.resolve()
 if args.only in (None, "operator"):
-    operator_bench.run(lab_dir, args.disks, args.vms, args.rounds, args.sequential)
+    operator_bench.run(lab_dir, args.disks, args.vms, args.latency_rounds, args.sequential)
 if args.only in (None, "scale"):
     scale_bench.run(lab_dir, args.scale_disks, args.idle_seconds)
 if args.only in (None, "csi"):

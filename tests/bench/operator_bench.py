@@ -108,9 +108,24 @@ async def _floor_batch(state: LabState, vm_refs: list[str], workdir: Path) -> fl
         return took
 
 
+def _applied_once(disks: VirtualDisks, node: str, scope: Scope) -> float:
+    """One VirtualDisk POSTed and awaited with a watch, then deleted: seconds to Ready."""
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    since = disks.create([disk(name, node, scope=str(scope))])
+    took = disks.ready_at([name], since, 120)[name] - started
+    disks.delete([name])
+    return took
+
+
 def latency(state: LabState, rounds: int) -> None:
     """(a) per scope: a VirtualDisk POSTed and awaited with a watch, each deleted before the
-    next (so every round sees the same number of LUNs), against the floor at the same scope."""
+    next (so every round sees the same number of LUNs), against the floor at the same scope.
+    Each side runs its rounds in a row after one of warm-up, which is not counted (the
+    operator's first disk at a scope creates its igroup, the floor's first opens its sessions).
+    Not round by round in turn: the floor's changes, made behind the operator's back, would
+    make every operator round re-read what it keeps of tgtd and vCenter, which a disk applied
+    while nothing else changes the backends does not."""
     inventory = load_inventory(Path(state.lab_dir))
     vm = inventory.vms[0]
     node = node_name(vm.name)
@@ -118,17 +133,11 @@ def latency(state: LabState, rounds: int) -> None:
     workdir = Path(state.lab_dir) / "bench-floor"
     workdir.mkdir(exist_ok=True)
     for scope in (Scope.HOST, Scope.CLUSTER):
-        applied = []
-        for _ in range(rounds):
-            name = f"bench-{uuid.uuid4().hex[:8]}"
-            started = time.monotonic()
-            since = disks.create([disk(name, node, scope=str(scope))])
-            applied.append(disks.ready_at([name], since, 120)[name] - started)
-            disks.delete([name])
+        applied = [_applied_once(disks, node, scope) for _ in range(rounds + 1)][1:]
         floor = [
             asyncio.run(_floor_once(state, f"vsphere://{vm.bios_uuid}", workdir, scope))
-            for _ in range(rounds)
-        ]
+            for _ in range(rounds + 1)
+        ][1:]
         a, f = statistics.median(applied), statistics.median(floor)
         print(f"(a) {scope} scope: create -> Ready, median of {rounds}: {a:.3f}s; the floor (a script's "
               f"calls at {scope} scope): {f:.3f}s; ratio {a / f:.2f}x (goal <= 1.2x)")  # fmt: skip
@@ -195,7 +204,7 @@ def _operator_cpu(state: LabState) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(lab_dir: Path, disks: int = 200, vms: int = 10, rounds: int = 5, sequential: int = 20) -> None:
+def run(lab_dir: Path, disks: int = 200, vms: int = 10, rounds: int = 15, sequential: int = 20) -> None:
     state = lab.up(lab_dir)
     try:
         operator.start(state)
