@@ -58,5 +58,11 @@ class Unavailable(LunbridgeError):
     retryable = True
 
 
+class HypervisorUnreachable(Unavailable):
+    """The hypervisor's manager itself (vCenter) cannot be reached: every host's call fails
+    alike, so a step that goes on past one host's failure (a rescan after an unmap) waits for
+    it instead of leaving every host with a dead LUN."""
+
+
 class Unauthenticated(LunbridgeError):
     """A peer refused the credentials; fix the Secret, retrying will not help."""

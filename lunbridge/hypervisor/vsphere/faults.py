@@ -16,6 +16,7 @@ from typing import Any
 from lunbridge.errors import (
     Busy,
     Conflict,
+    HypervisorUnreachable,
     InvalidArgument,
     LunbridgeError,
     NotFound,
@@ -67,7 +68,7 @@ def translate(exc: BaseException, what: str, url: str, user: str) -> LunbridgeEr
     if isinstance(exc, MethodFault):
         return _translate_fault(exc, what, url, user)
     if isinstance(exc, (ssl.SSLError, OSError, http.client.HTTPException)):  # ConnectionError, timeouts
-        return Unavailable(
+        return HypervisorUnreachable(
             f"vCenter {url} cannot be reached while trying to {what}: {exc or type(exc).__name__}; "
             "check the URL and that vCenter is up"
         )

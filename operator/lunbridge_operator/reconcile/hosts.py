@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lunbridge.api import INITIATOR_GROUP_PLURAL
-from lunbridge.errors import LunbridgeError, NotFound
+from lunbridge.errors import HypervisorUnreachable, LunbridgeError, NotFound
 from lunbridge.hypervisor.base import Host, Hypervisor, Scope, Vm
 from lunbridge.models import InitiatorGroupStatus
 from lunbridge_operator.reconcile.services import Services
@@ -86,10 +86,13 @@ async def not_seeing(hypervisor: Hypervisor, hosts: list[Host], naa: str, proble
 
 
 async def rescan_best_effort(hypervisor: Hypervisor, hosts: list[Host]) -> HostProblems:
-    """Rescan every host; a host that cannot is reported, not raised."""
-    return _problems(
-        hosts, await asyncio.gather(*(hypervisor.rescan(h) for h in hosts), return_exceptions=True)
-    )
+    """Rescan every host; a host that cannot is reported, not raised. HypervisorUnreachable
+    (vCenter itself is down: no host could) is raised, so the step is tried again later."""
+    results = await asyncio.gather(*(hypervisor.rescan(h) for h in hosts), return_exceptions=True)
+    for result in results:
+        if isinstance(result, HypervisorUnreachable):
+            raise result
+    return _problems(hosts, results)
 
 
 def unique(found: list[Host]) -> list[Host]:

@@ -330,10 +330,14 @@ class DiskSteps:
             hosts.update({host.id: host for host in await self.scope_hosts(vm)})
         self.events("Detached", f"detached {naa} from VM {vm.name}")
 
-    async def unmap_all(self, keep: str | None = None) -> list[Host]:
+    async def unmap_all(self, keep: str | None = None, recorded: str | None = None) -> list[Host]:
         """Unmap the LUN from every igroup but `keep`; the hosts those igroups serve, which list
         the LUN until they rescan (found from the igroups, not from a detach that a crash may
-        have recorded already)."""
+        have recorded already). Also the hosts of `recorded`, the igroup the disk's status names
+        (by default the one it names now) unless it is `keep`: a retry after an unmap whose
+        rescan failed finds no map left, while those hosts still list the LUN (status names
+        the igroup until `unmapped` is called, after the rescan)."""
+        recorded = self.disk.status.initiator_group if recorded is None else recorded
         unmapped: list[str] = []
         with measured(KIND, "unmap"):
             for mapping in await self.storage.list_mappings(lun=self.disk.lun_name):
@@ -341,10 +345,14 @@ class DiskSteps:
                     await self.storage.unmap_lun(mapping.lun, mapping.igroup)
                     unmapped.append(mapping.igroup)
                     self.events("Unmapped", f"unmapped {mapping.lun} from igroup {mapping.igroup}")
-        if keep is None:
-            self.disk.status.initiator_group = None
-            self.condition(Cond.MAPPED, False, "Unmapped", "not mapped to any igroup")
+        if recorded and recorded != keep and recorded not in unmapped:
+            unmapped.append(recorded)
         return await hosts.of_igroups(self.svc, unmapped)
+
+    def unmapped(self) -> None:
+        """Record that the LUN is mapped nowhere (after `unmap_all(keep=None)` and its rescan)."""
+        self.disk.status.initiator_group = None
+        self.condition(Cond.MAPPED, False, "Unmapped", "not mapped to any igroup")
 
     async def rescan(self, scope: list[Host]) -> None:
         """After an unmap: best effort (a host that cannot rescan keeps a dead path, which it
@@ -376,12 +384,14 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
         if attached is not None and attached.mode is AttachMode.HYPERVISOR:
             detached = await steps.detach_recorded(lun.naa)
             await steps.rescan(hosts.unique(detached + await steps.unmap_all(keep=None)))
+            steps.unmapped()
             await steps.save("detach", phase=Phase.DETACHING)
         await initiator_node.serve(steps, lun, own)
         return
     if attached is not None and (vm is None or attached.vm_id != vm.id):
         detached = await steps.detach_recorded(lun.naa)
         await steps.rescan(hosts.unique(detached + await steps.unmap_all(keep=None)))
+        steps.unmapped()
         await steps.save("detach", phase=Phase.DETACHING)
     if vm is None:
         steps.condition(Cond.ATTACHED, False, "NoNode", "spec.nodeName is empty: not attached")
@@ -390,9 +400,10 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
         steps.condition(Cond.READY, True, "Provisioned", "the LUN exists and is not attached to any node")
         await steps.save("ready", phase=Phase.READY, message="")
         return
+    previous = disk.status.initiator_group  # `mask` records the new one
     igroup = await steps.mask(lun, vm)
     # a move to another host or cluster leaves the old igroup, whose hosts then rescan
-    await steps.rescan(await steps.unmap_all(keep=igroup))
+    await steps.rescan(await steps.unmap_all(keep=igroup, recorded=previous))
     scope_hosts = await steps.scope_hosts(vm)
     others = [h for h in scope_hosts if h.id != vm.host.id]
     if not others:
@@ -450,6 +461,7 @@ async def delete(svc: Services, disk: Disk, events: Events) -> None:
     if lun is not None:
         scope += await steps.unmap_all(keep=None)
     await steps.rescan(hosts.unique(scope))
+    steps.unmapped()
     if lun is None:
         if disk.spec.reclaim_policy is ReclaimPolicy.DELETE:
             # no LUN (never made, or deleted before a crash): the backend still takes away what

@@ -68,4 +68,5 @@ def nothing_left(
     rdms = [r for vm in vm_names for r in observe.rdms(si, vm) if r.device.rsplit("/", 1)[1] in naas]
     assert rdms == []
     seen_by = {host: naas & observe.host_luns(si, host) for host in host_names}
-    assert {host: seen for host, seen in seen_by.items() if seen} == {}, "hosts still list unmapped LUNs"
+    listed = {host: sorted(seen) for host, seen in seen_by.items() if seen}
+    assert listed == {}, f"hosts still list unmapped LUNs: {listed}"

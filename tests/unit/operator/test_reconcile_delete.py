@@ -5,8 +5,9 @@ says why, and the forget annotation lets a disk go while naming what stays behin
 from __future__ import annotations
 
 from lunbridge.api import FORGET_ANNOTATION, VIRTUAL_DISK_PLURAL
-from lunbridge.errors import Unavailable
+from lunbridge.errors import HypervisorUnreachable, Unavailable
 from lunbridge.models import ConditionType, Phase
+from lunbridge_operator.reconcile import hosts
 from tests.fakes import Lab
 
 BAD_PROVIDER_ID = "vsphere://not-a-uuid"
@@ -55,6 +56,33 @@ async def test_a_failure_on_the_way_down_keeps_the_finalizer_and_says_why() -> N
     assert "d1" not in lab.kube.disks
     assert lun.name not in lab.storage.luns
     assert lab.hypervisor.all_rdms() == []
+
+
+async def test_vcenter_down_at_the_rescan_after_the_unmap_keeps_the_disk_until_its_hosts_rescanned() -> None:
+    """A host that cannot rescan does not hold up a delete, but vCenter being down is not that:
+    no host could, and every host of the igroup would keep listing the unmapped LUN. The disk
+    waits; the retry finds no map left and still rescans the hosts of the igroup status names."""
+    lab = Lab.build()
+    await lab.create_disk("d1", node_name="node-a")
+    lun = lab.lun("d1")
+    igroup = lab.disk("d1").status.initiator_group
+    assert igroup is not None
+    before = len(lab.hypervisor.called("rescan"))
+    lab.hypervisor.fail_next("rescan", HypervisorUnreachable("vCenter cannot be reached"))
+    await lab.delete("d1")
+    assert "d1" in lab.kube.disks
+    assert lab.storage.mappings_of(lun=lun.name) == []  # unmapped before the rescan failed
+    assert lab.disk("d1").status.initiator_group == igroup  # so the retry knows whose hosts
+    assert "cannot be reached" in str(lab.operator.failures_of("d1")[-1].error)
+
+    await lab.operator.retry()
+    assert "d1" not in lab.kube.disks
+    assert lun.name not in lab.storage.luns
+    rescanned = {host.name for (host, _) in lab.hypervisor.called("rescan")[before + 1 :]}
+    expected = {h.name for h in await hosts.of_igroups(lab.services, [igroup])}
+    assert expected
+    assert expected <= rescanned
+    assert "RescanFailed" not in lab.operator.reasons("d1")
 
 
 async def test_the_forget_annotation_lets_a_stuck_disk_go_and_names_what_is_left() -> None:
