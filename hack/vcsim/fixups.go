@@ -1,5 +1,5 @@
 // This file exists to fix, as objects enter the registry, two stock simulator values that
-// pyvmomi 9 cannot read:
+// pyvmomi 9 cannot read (and, as a relocated VM changes, the hosts' VM lists: relocate.go):
 //   - tasks are named after the simulator's functions (info.name "ReconfigVm") while vCenter
 //     sends the method that made the task ("ReconfigVM_Task"); pyVim.task.WaitForTask fails
 //     with "'UnknownManagedMethod' object has no attribute 'info'" whenever it sees a task
@@ -64,7 +64,19 @@ func (registryFixups) PutObject(_ *simulator.Context, obj mo.Reference) {
 	}
 }
 
-func (registryFixups) UpdateObject(*simulator.Context, mo.Reference, []types.PropertyChange) {}
+// UpdateObject moves a relocated VM between the hosts' VM lists (relocate.go says why).
+func (registryFixups) UpdateObject(ctx *simulator.Context, obj mo.Reference, changes []types.PropertyChange) {
+	vm, ok := obj.(*mo.VirtualMachine)
+	if !ok {
+		return
+	}
+	for _, change := range changes {
+		if change.Name == "runtime.host" {
+			moveVM(ctx, vm)
+			return
+		}
+	}
+}
 
 func (registryFixups) RemoveObject(*simulator.Context, types.ManagedObjectReference) {}
 

@@ -64,6 +64,7 @@ func main() {
 
 	storage := installStorage(model, tools)
 	installRDMGuard(model.Map())
+	installRelocateGuard(model.Map())
 	model.Map().AddHandler(registryFixups{})
 	client, err := vim25.NewClient(context.Background(), model.Service) // in-process, no login
 	if err != nil {

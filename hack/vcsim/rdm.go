@@ -21,14 +21,21 @@ import (
 // short by the stop may have lost a LUN that the next rescan finds again).
 var restoring atomic.Bool
 
-// installRDMGuard hooks the registry so that every authenticated ReconfigVM_Task is checked
-// first. An accepted spec goes on to the stock VirtualMachine (with lunUuid filled in); a
-// refused one is answered with a task that fails, as vCenter does. The hook cannot simply
-// return another handler: for a logged-in session the simulator looks the object up again
-// (Session.Get falls back to the global registry), so the refusal is put, once, in the
-// session's own registry under the VM's reference, where that lookup finds it first. The
-// global registry keeps the stock *simulator.VirtualMachine that other code type-asserts.
-func installRDMGuard(r *simulator.Registry) {
+// guardVM hooks the registry so that every authenticated call of `method` on a VM is checked
+// first by check, under the VM's lock. An accepted call goes on to the stock VirtualMachine; a
+// refused one is answered by what refusal makes of the fault (a task that fails, as vCenter
+// does). The hook cannot simply return another handler: for a logged-in session the simulator
+// looks the object up again (Session.Get falls back to the global registry), so the refusal is
+// put, once, in the session's own registry under the VM's reference, where that lookup finds it
+// first. The global registry keeps the stock *simulator.VirtualMachine that other code
+// type-asserts. While the saved state is restored, nothing is checked: vCenter does not check
+// its VMs again on a restart.
+func guardVM(
+	r *simulator.Registry,
+	method string,
+	check func(*simulator.Context, *simulator.VirtualMachine, any) types.BaseMethodFault,
+	refusal func(*simulator.VirtualMachine, types.BaseMethodFault) mo.Reference,
+) {
 	prev := r.Handler
 	r.Handler = func(ctx *simulator.Context, m *simulator.Method) (mo.Reference, types.BaseMethodFault) {
 		if prev != nil {
@@ -36,25 +43,36 @@ func installRDMGuard(r *simulator.Registry) {
 				return h, f
 			}
 		}
-		if m.Name != "ReconfigVM_Task" || m.This.Type != "VirtualMachine" || ctx.Session == nil {
-			return nil, nil
-		}
-		if restoring.Load() { // the saved VMs as they were: vCenter does not check them again on a restart
+		if m.Name != method || m.This.Type != "VirtualMachine" || ctx.Session == nil || restoring.Load() {
 			return nil, nil
 		}
 		vm, ok := ctx.Map.Get(m.This).(*simulator.VirtualMachine)
-		req, ok2 := m.Body.(*types.ReconfigVM_Task)
-		if !ok || !ok2 {
+		if !ok {
 			return nil, nil
 		}
 		var f types.BaseMethodFault
-		ctx.WithLock(vm, func() { f = checkRDM(ctx, vm, &req.Spec) })
+		ctx.WithLock(vm, func() { f = check(ctx, vm, m.Body) })
 		if f != nil {
-			log.Printf("%s: reconfigure refused: %s", vm.Name, f.GetMethodFault().FaultMessage[0].Message)
-			ctx.Session.Put(&refusedVM{VirtualMachine: vm, fault: f})
+			log.Printf("%s: %s refused: %s", vm.Name, method, f.GetMethodFault().FaultMessage[0].Message)
+			ctx.Session.Put(refusal(vm, f))
 		}
 		return nil, nil
 	}
+}
+
+// installRDMGuard checks every ReconfigVM_Task's RDMs against the LUNs of the VM's host, and
+// fills lunUuid in the accepted ones.
+func installRDMGuard(r *simulator.Registry) {
+	guardVM(r, "ReconfigVM_Task",
+		func(ctx *simulator.Context, vm *simulator.VirtualMachine, body any) types.BaseMethodFault {
+			if req, ok := body.(*types.ReconfigVM_Task); ok {
+				return checkRDM(ctx, vm, &req.Spec)
+			}
+			return nil
+		},
+		func(vm *simulator.VirtualMachine, f types.BaseMethodFault) mo.Reference {
+			return &refusedVM{VirtualMachine: vm, fault: f}
+		})
 }
 
 // refusedVM answers one ReconfigVM_Task of a VM with a task that fails with fault.

@@ -1,7 +1,8 @@
 """The lab's vCenter simulator is a real peer: pyvmomi logs in to it, every host has its own
 FC WWPNs and iSCSI IQN, a rescan lists exactly the LUNs the real tgtd masks to the host's
-IQN (by the NAA tgt derives from scsi_id), and an RDM of a LUN the VM's host cannot see is
-refused like on a real vCenter."""
+IQN (by the NAA tgt derives from scsi_id), and an RDM of a LUN the VM's host cannot see, or a
+relocation of a VM with an RDM to a host that cannot see its LUN, is refused like on a real
+vCenter."""
 
 from __future__ import annotations
 
@@ -269,3 +270,70 @@ def test_rdm_of_a_lun_the_host_sees_attaches_and_of_one_it_does_not_fails(
             host.configManager.storageSystem.RemoveInternetScsiSendTargets(
                 iScsiHbaDevice="vmhba64", targets=[send_target(tgt)]
             )
+
+
+def relocate(vm: Any, host: Any) -> None:
+    WaitForTask(vm.RelocateVM_Task(spec=vim.vm.RelocateSpec(host=host)))
+
+
+def test_a_vm_with_an_rdm_moves_only_to_a_host_that_sees_its_lun(
+    si: Any, vcsim: vcsim_lab.VcsimPeer, tgt: tgt_lab.Tgt, make_lun: Callable[..., tgt_lab.LabLun]
+) -> None:
+    """As vCenter: a relocation (vMotion, DRS, HA) of a VM whose RDM names a LUN the destination
+    host does not see is refused, and the VM stays where it runs; one to a host that sees it
+    moves the VM, and the hosts' VM lists follow."""
+    inventory = vcsim.inventory
+    here, there, blind = inventory.hosts[0], inventory.hosts[1], inventory.hosts[3]
+    info = next(vm for vm in inventory.vms if vm.host == here.name)
+    vm = find(si, vim.VirtualMachine, info.name)
+    hosts = {h.name: find(si, vim.HostSystem, h.name) for h in (here, there, blind)}
+    naa = new_scsi_id()
+    make_lun([here.iqn, there.iqn], naa=naa)
+    try:
+        for host in hosts.values():
+            host.configManager.storageSystem.AddInternetScsiSendTargets(
+                iScsiHbaDevice="vmhba64", targets=[send_target(tgt)]
+            )
+            host.configManager.storageSystem.RescanAllHba()
+        assert f"naa.{naa}" in scsi_disks(hosts[there.name])
+        assert f"naa.{naa}" not in scsi_disks(hosts[blind.name])
+        controller = info.scsi_controllers[0]
+        used = {d.unitNumber for d in vm.config.hardware.device if d.controllerKey == controller.key}
+        unit = min(set(range(16)) - used - {7})
+        WaitForTask(vm.ReconfigVM_Task(spec=rdm_spec(controller.key, unit, f"/vmfs/devices/disks/naa.{naa}")))
+
+        with pytest.raises(vim.fault.RDMPointsToInaccessibleDisk) as refused:
+            relocate(vm, hosts[blind.name])
+        said = " ".join(m.message for m in refused.value.faultMessage)
+        assert blind.name in said
+        assert f"naa.{naa}" in said
+        assert refused.value.backing == f"/vmfs/devices/disks/naa.{naa}"
+        assert vm.runtime.host == hosts[here.name]
+
+        relocate(vm, hosts[there.name])
+        assert vm.runtime.host == hosts[there.name]
+        assert vm in hosts[there.name].vm
+        assert vm not in hosts[here.name].vm
+        relocate(vm, hosts[here.name])
+        assert vm.runtime.host == hosts[here.name]
+        assert vm in hosts[here.name].vm
+        assert vm not in hosts[there.name].vm
+
+        rdm = next(
+            d
+            for d in vm.config.hardware.device
+            if isinstance(d, vim.vm.device.VirtualDisk)
+            and isinstance(d.backing, vim.vm.device.VirtualDisk.RawDiskMappingVer1BackingInfo)
+        )
+        remove = vim.vm.device.VirtualDeviceSpec(operation="remove", fileOperation="destroy", device=rdm)
+        WaitForTask(vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=[remove])))
+        relocate(vm, hosts[blind.name])  # with no RDM, any connected host will do
+        assert vm.runtime.host == hosts[blind.name]
+    finally:
+        if vm.runtime.host != hosts[here.name]:
+            relocate(vm, hosts[here.name])
+        for host in hosts.values():
+            host.configManager.storageSystem.RemoveInternetScsiSendTargets(
+                iScsiHbaDevice="vmhba64", targets=[send_target(tgt)]
+            )
+    assert vm.runtime.host == hosts[here.name]
