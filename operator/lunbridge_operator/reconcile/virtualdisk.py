@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 from lunbridge.api import FORGET_ANNOTATION
 from lunbridge.concurrency import both
-from lunbridge.errors import AlreadyExists, Busy, InvalidArgument, NotFound
+from lunbridge.errors import AlreadyExists, Busy, InvalidArgument, LunbridgeError, NotFound
 from lunbridge.hypervisor.base import Attachment, Host, Vm
 from lunbridge.models import AttachmentStatus, AttachMode, LunbridgeNode, Phase, ReclaimPolicy
 from lunbridge.models import ConditionType as Cond
@@ -336,7 +336,7 @@ class DiskSteps:
         have recorded already). Also the hosts of `recorded`, the igroup the disk's status names
         (by default the one it names now) unless it is `keep`: a retry after an unmap whose
         rescan failed finds no map left, while those hosts still list the LUN (status names
-        the igroup until `unmapped` is called, after the rescan)."""
+        the igroup until the rescan is done)."""
         recorded = self.disk.status.initiator_group if recorded is None else recorded
         unmapped: list[str] = []
         with measured(KIND, "unmap"):
@@ -349,14 +349,17 @@ class DiskSteps:
             unmapped.append(recorded)
         return await hosts.of_igroups(self.svc, unmapped)
 
-    def unmapped(self) -> None:
-        """Record that the LUN is mapped nowhere (after `unmap_all(keep=None)` and its rescan)."""
+    async def unmap_everywhere(self, detached: list[Host]) -> None:
+        """Unmap the LUN from every igroup, rescan their hosts and `detached`, and only then
+        record that it is mapped nowhere (a failed rescan leaves status naming the igroup)."""
+        await self.rescan(hosts.unique(detached + await self.unmap_all(keep=None)))
         self.disk.status.initiator_group = None
         self.condition(Cond.MAPPED, False, "Unmapped", "not mapped to any igroup")
 
     async def rescan(self, scope: list[Host]) -> None:
         """After an unmap: best effort (a host that cannot rescan keeps a dead path, which it
-        drops by itself; it must not hold up a detach or a delete)."""
+        drops by itself; it must not hold up a detach or a delete). HypervisorUnreachable
+        (vCenter down: no host could) is raised."""
         with measured(KIND, "rescan"):
             problems = await hosts.rescan_best_effort(self.svc.hypervisor, scope)
         if problems.failed:
@@ -382,16 +385,12 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
     lun, (own, vm, provider_id) = await both(steps.provision(), steps.whose(node_name))
     if own is not None:  # the node logs in itself: no hypervisor involved
         if attached is not None and attached.mode is AttachMode.HYPERVISOR:
-            detached = await steps.detach_recorded(lun.naa)
-            await steps.rescan(hosts.unique(detached + await steps.unmap_all(keep=None)))
-            steps.unmapped()
+            await steps.unmap_everywhere(await steps.detach_recorded(lun.naa))
             await steps.save("detach", phase=Phase.DETACHING)
         await initiator_node.serve(steps, lun, own)
         return
     if attached is not None and (vm is None or attached.vm_id != vm.id):
-        detached = await steps.detach_recorded(lun.naa)
-        await steps.rescan(hosts.unique(detached + await steps.unmap_all(keep=None)))
-        steps.unmapped()
+        await steps.unmap_everywhere(await steps.detach_recorded(lun.naa))
         await steps.save("detach", phase=Phase.DETACHING)
     if vm is None:
         steps.condition(Cond.ATTACHED, False, "NoNode", "spec.nodeName is empty: not attached")
@@ -402,8 +401,14 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
         return
     previous = disk.status.initiator_group  # `mask` records the new one
     igroup = await steps.mask(lun, vm)
-    # a move to another host or cluster leaves the old igroup, whose hosts then rescan
-    await steps.rescan(await steps.unmap_all(keep=igroup, recorded=previous))
+    # a move to another host or cluster leaves the old igroup, whose hosts then rescan; until
+    # they did, status names the old igroup, so that a retry (or a delete) rescans them
+    try:
+        await steps.rescan(await steps.unmap_all(keep=igroup, recorded=previous))
+    except LunbridgeError:
+        if previous is not None:
+            disk.status.initiator_group = previous
+        raise
     scope_hosts = await steps.scope_hosts(vm)
     others = [h for h in scope_hosts if h.id != vm.host.id]
     if not others:
@@ -459,9 +464,9 @@ async def delete(svc: Services, disk: Disk, events: Events) -> None:
         scope = await steps.detach_recorded(naa)
         await steps.save("detach", phase=Phase.DELETING)
     if lun is not None:
-        scope += await steps.unmap_all(keep=None)
-    await steps.rescan(hosts.unique(scope))
-    steps.unmapped()
+        await steps.unmap_everywhere(scope)
+    else:
+        await steps.rescan(hosts.unique(scope))
     if lun is None:
         if disk.spec.reclaim_policy is ReclaimPolicy.DELETE:
             # no LUN (never made, or deleted before a crash): the backend still takes away what

@@ -4,6 +4,8 @@ says why, and the forget annotation lets a disk go while naming what stays behin
 
 from __future__ import annotations
 
+import pytest
+
 from lunbridge.api import FORGET_ANNOTATION, VIRTUAL_DISK_PLURAL
 from lunbridge.errors import HypervisorUnreachable, Unavailable
 from lunbridge.models import ConditionType, Phase
@@ -83,6 +85,35 @@ async def test_vcenter_down_at_the_rescan_after_the_unmap_keeps_the_disk_until_i
     assert expected
     assert expected <= rescanned
     assert "RescanFailed" not in lab.operator.reasons("d1")
+
+
+@pytest.mark.parametrize(
+    "change", [{"node_name": "node-c"}, {"scope": "cluster"}], ids=["new node", "new scope"]
+)
+async def test_vcenter_down_at_the_rescan_after_a_move_rescans_the_old_igroups_hosts_on_retry(
+    change: dict[str, str],
+) -> None:
+    """The same when the disk leaves its igroup for another (a node on another host, a wider
+    scope): the failure's status write keeps naming the old igroup, whose hosts the retry
+    rescans although its map is gone."""
+    lab = Lab.build()
+    await lab.create_disk("d1", node_name="node-a", scope="host")
+    old = lab.disk("d1").status.initiator_group
+    assert old is not None
+    old_hosts = {h.name for h in await hosts.of_igroups(lab.services, [old])}
+    assert old_hosts == {"esx-1"}
+    lab.hypervisor.fail_next("rescan", HypervisorUnreachable("vCenter cannot be reached"))
+    await lab.patch("d1", **change)
+    assert lab.storage.mappings_of(lun=lab.lun("d1").name, igroup=old) == []
+    assert lab.disk("d1").status.initiator_group == old
+    before = len(lab.hypervisor.called("rescan"))
+
+    await lab.operator.retry()
+    rescanned = {host.name for (host, _) in lab.hypervisor.called("rescan")[before:]}
+    assert old_hosts <= rescanned
+    disk = lab.disk("d1")
+    assert disk.status.initiator_group != old
+    assert disk.status.condition(ConditionType.READY) is not None
 
 
 async def test_the_forget_annotation_lets_a_stuck_disk_go_and_names_what_is_left() -> None:
