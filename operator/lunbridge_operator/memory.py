@@ -5,6 +5,13 @@ after a burst of work (1,000 disks created at once: SOAP answers, API bodies) st
 those arenas. Measured on the lab with 1,000 disks at rest: 234 MiB of RSS, 180 MiB after one
 `malloc_trim(0)`. So the operator uses two arenas (its threads mostly wait on the network) and
 gives free memory back after each re-check pass. Elsewhere than glibc (musl) both do nothing.
+
+The chart also runs the operator with `PYTHONMALLOC=malloc`. CPython's own allocator for small
+objects (pymalloc) carves them from 1 MiB arenas that it frees only when empty, and a burst
+leaves every arena it grew with a few survivors: 59 arenas before 1,000 disks, 98 after, with
+5 MiB more of live objects. With glibc's malloc underneath, `malloc_trim` hands back the free
+pages between survivors too. Measured on the lab, RSS at rest: 120 → 112 MiB with no disk,
+174 → 164 MiB with 1,000 disks, with no difference in CPU for 200 disks at once.
 """
 
 from __future__ import annotations

@@ -20,7 +20,10 @@ def start(state: LabState, name: str = NAME, extra_env: Mapping[str, str] | None
     lab_dir = Path(state.lab_dir)
     # retries five times sooner than the default: tests wait for faults to be retried, users
     # keep the default pacing
-    env = {**state.env(), "LUNBRIDGE_METRICS_PORT": "0", "LUNBRIDGE_RETRY_SCALE": "0.2", **(extra_env or {})}
+    # the allocator the chart gives the operator (charts/lunbridge/templates/operator.yaml)
+    chart = {"PYTHONMALLOC": "malloc"}
+    env = {**state.env(), **chart, "LUNBRIDGE_METRICS_PORT": "0", "LUNBRIDGE_RETRY_SCALE": "0.2",
+           **(extra_env or {})}  # fmt: skip
     env["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
     log = procs.log_file(lab_dir, name)
     offset = log.stat().st_size if log.exists() else 0

@@ -142,6 +142,7 @@ def test_every_option_lands_where_it_should() -> None:
     assert env["LUNBRIDGE_DISK_SLOTS"] == "64"
     assert env["LUNBRIDGE_API_CONNECTIONS"] == "32"
     assert "POD_ID" in env  # kopf's peering identity comes from the pod name
+    assert env["PYTHONMALLOC"] == "malloc"  # what lets the operator give a burst's memory back
     assert operator["replicas"] == 2
     secret = documents[("Secret", "lb-lunbridge-vsphere")]
     assert secret["stringData"]["password"] == "not-a-real-password"
