@@ -19,6 +19,9 @@ class ConditionType(enum.StrEnum):
     READY = "Ready"
     # every host of the disk's scope sees the LUN: its VM may move to any (vMotion, DRS, HA)
     CLUSTER_READY = "ClusterReady"
+    # every link of the chain (LUN, map, hosts, RDM) was in place at the last check; False names
+    # the link that broke (lunbridge_operator.reconcile.health)
+    HEALTHY = "Healthy"
 
 
 # a DiskSnapshot's condition (not a VirtualDisk's): its last verification, True when it passed,

@@ -30,7 +30,8 @@ from lunbridge.errors import LunbridgeError
 from lunbridge_operator import memory
 from lunbridge_operator.handlers.common import services
 from lunbridge_operator.handlers.virtualdisk import Seen, disk_of, reconcile_disk
-from lunbridge_operator.reconcile import orphans, recheck
+from lunbridge_operator.reconcile import health, orphans, recheck
+from lunbridge_operator.reconcile.health import Drift
 from lunbridge_operator.sweep import SweepKube
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,15 @@ async def recheck_forever(memo: Any, index: kopf.Index[str, Seen]) -> None:
             log.exception("the re-check of VirtualDisks failed; it runs again in %.0fs", TICK)
 
 
-async def once(memo: Any, index: Mapping[str, Any], *, full: bool) -> dict[str, str]:
+async def once(memo: Any, index: Mapping[str, Any], *, full: bool) -> dict[str, Drift]:
     """One tick: the stale disks, and with `full` the pass over every Ready disk; reconciles
-    them (at most AT_ONCE at a time) and returns name -> why."""
+    them (at most AT_ONCE at a time, a broken link recorded first: `reconcile.health`) and
+    returns name -> why."""
     now = time.monotonic()
     latest: dict[str, Seen] = {name: max(store, key=lambda s: s.at) for name, store in index.items() if store}
     live = {name: seen for name, seen in latest.items() if not seen.deleting}
     work = {
-        name: "its status describes an older generation than its spec"
+        name: Drift(health.SPEC_AHEAD, "its status describes an older generation than its spec")
         for name, seen in live.items()
         if now - seen.at >= TICK and seen.lags
     }
@@ -107,18 +109,18 @@ async def once(memo: Any, index: Mapping[str, Any], *, full: bool) -> dict[str, 
         memory.give_back()
     limit = asyncio.Semaphore(AT_ONCE)
 
-    async def reconcile(name: str, why: str) -> None:
+    async def reconcile(name: str, why: Drift) -> None:
         body = live[name].body
         level = logging.DEBUG if why == recheck.ROUTINE else logging.INFO
         log.log(level, "VirtualDisk %s: %s; reconciling it", name, why)
         try:
-            await reconcile_disk(disk_of(body), body, memo, 0)
+            await reconcile_disk(disk_of(body), body, memo, 0, drift=why)
         except (kopf.TemporaryError, kopf.PermanentError) as exc:
             log.warning("VirtualDisk %s: %s", name, exc)
         except Exception:  # one disk's bug must not stop the others' re-check
             log.exception("VirtualDisk %s: the re-check's reconcile failed", name)
 
-    async def in_kopf_context(name: str, why: str) -> None:
+    async def in_kopf_context(name: str, why: Drift) -> None:
         async with limit:
             posting = getattr(memo, "kopf_context", {}).get("posting")
             if posting is None:  # (tests: the caller set up kopf's posting)

@@ -21,8 +21,9 @@ from lunbridge_operator.handlers.common import (
     record_failure,
     services,
 )
-from lunbridge_operator.reconcile import orphans, recheck, virtualdisk
+from lunbridge_operator.reconcile import health, orphans, recheck, virtualdisk
 from lunbridge_operator.reconcile.disk import Disk
+from lunbridge_operator.reconcile.health import Drift
 
 
 def disk_of(body: kopf.Body) -> Disk:
@@ -54,10 +55,18 @@ async def reconcile_virtual_disk(*, body: kopf.Body, memo: Any, retry: int, **_:
     await reconcile_disk(disk_of(body), body, memo, retry)
 
 
-async def reconcile_disk(disk: Disk, body: kopf.Body, memo: Any, retry: int) -> None:
+async def reconcile_disk(
+    disk: Disk, body: kopf.Body, memo: Any, retry: int, *, drift: Drift | None = None
+) -> None:
+    """Reconcile `disk`; a re-check's `drift` that is a broken link is written first (Healthy
+    False, an Event), so a reconcile that cannot repair it, or takes long, leaves it said."""
     async with disk_slot(memo, "VirtualDisk", disk.name):
+        events = events_for(body)
         try:
-            await virtualdisk.reconcile(services(memo), disk, events_for(body))
+            if drift is not None and drift.broken:
+                health.found_broken(disk, drift, events)
+                await disk.save(services(memo))  # said at once: a repair that fails or hangs leaves it said
+            await virtualdisk.reconcile(services(memo), disk, events)
         except LunbridgeError as exc:
             raise await record_failure(memo, body, disk, exc, retry, _failed(disk)) from exc
 
@@ -117,8 +126,11 @@ async def recheck_virtual_disk(*, body: kopf.Body, memo: Any, **kwargs: Any) -> 
         if not recheck.settled(disk):
             return
         seen = await orphans.look(services(memo))
-        if not await recheck.judge(services(memo), [disk], seen):
+        drifted = await recheck.judge(services(memo), [disk], seen)
+        if not drifted:
             return
+        await reconcile_disk(disk, body, memo, int(kwargs.get("retry", 0)), drift=drifted[disk.name])
+        return
     await reconcile_disk(disk, body, memo, int(kwargs.get("retry", 0)))
 
 

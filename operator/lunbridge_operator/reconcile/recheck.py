@@ -17,15 +17,17 @@ from collections.abc import Sequence
 
 from lunbridge.errors import InvalidArgument, LunbridgeError, NotFound
 from lunbridge.models import AttachMode
+from lunbridge.models import ConditionType as Cond
 from lunbridge.storage.base import Lun
-from lunbridge_operator.reconcile import hosts
+from lunbridge_operator.reconcile import health, hosts
 from lunbridge_operator.reconcile.disk import Disk
+from lunbridge_operator.reconcile.health import Drift
 from lunbridge_operator.reconcile.orphans import Seen
 from lunbridge_operator.reconcile.services import Services
 
 # a node that logs in itself: its igroup's initiators and CHAP (which a Secret rotation changes)
 # are checked by the full reconcile, which is cheap on that path (no hypervisor)
-ROUTINE = "a node that logs in itself is checked in full"
+ROUTINE = Drift(health.ROUTINE, "a node that logs in itself is checked in full")
 
 
 # Whether a host sees a LUN comes from its SCSI topology (`VSphere.sees_lun`): the one listing
@@ -40,66 +42,90 @@ def settled(disk: Disk) -> bool:
     return disk.settled and disk.made_anything and disk.spec_error is None
 
 
-async def drift(svc: Services, disk: Disk, seen: Seen, luns: dict[tuple[str, str], Lun]) -> str | None:
-    """Why `disk` (`settled`) needs a full reconcile, in words, or None when storage and the
-    hypervisor hold what its status records (`luns`: `seen.luns` by backend and name)."""
+async def drift(svc: Services, disk: Disk, seen: Seen, luns: dict[tuple[str, str], Lun]) -> Drift | None:
+    """Why `disk` (`settled`) needs a full reconcile (the broken link, or a VM that moved), or
+    None when storage and the hypervisor hold what its status records (`luns`: `seen.luns` by
+    backend and name)."""
     status, lun = disk.status, disk.lun
     try:
         backend, _ = disk.backend(svc)
     except InvalidArgument as exc:
-        return str(exc)
+        return Drift(health.BACKEND_MISSING, str(exc))
     found = luns.get((backend, lun.name or ""))
     if found is None:
-        return f"LUN {lun.name} is not on backend {backend}"
+        return Drift(health.LUN_MISSING, f"LUN {lun.name} ({lun.naa}) is not on storage backend {backend}")
     if found.naa != lun.naa or found.size_bytes < disk.spec.size_bytes:
-        return f"LUN {lun.name} is {found.naa}, {found.size_bytes} bytes"
+        return Drift(health.LUN_CHANGED, f"LUN {lun.name} is {found.naa}, {found.size_bytes} bytes, "
+                                         f"not {lun.naa}, {disk.spec.size_bytes} bytes")  # fmt: skip
     maps = [(m.igroup, m.lun_id) for m in seen.maps.get((backend, found.name), [])]
     rdms = {d.vm.id for d in seen.disks.get(found.naa, [])}
     attachment = status.attachment
     if attachment is None:
         if maps or rdms:
-            return f"LUN {lun.name} is mapped or attached while the disk is not"
+            return Drift(health.STRAY_MAP, f"LUN {lun.name} is mapped or attached while the disk is not")
         return None
     if maps != [(status.initiator_group, lun.id)]:
-        wanted = f"{status.initiator_group} as LUN {lun.id}"
-        return f"LUN {lun.name} is mapped to {maps or 'nothing'}, not to {wanted}"
+        wanted = f"igroup {status.initiator_group} as LUN {lun.id}"
+        if not maps:
+            return Drift(health.MAP_MISSING, f"LUN {lun.name} is mapped to no igroup, not to {wanted}")
+        return Drift(health.MAP_WRONG, f"LUN {lun.name} is mapped to {maps}, not to {wanted}")
     if attachment.mode is AttachMode.INITIATOR:
         return ROUTINE
     if rdms != {attachment.vm_id}:
-        return f"the RDM of {found.naa} is on {sorted(rdms) or 'no VM'}, not on VM {attachment.vm}"
+        if not rdms:
+            return Drift(health.RDM_MISSING, f"VM {attachment.vm} has no RDM of {found.naa}")
+        return Drift(
+            health.RDM_WRONG, f"the RDM of {found.naa} is on {sorted(rdms)}, not on VM {attachment.vm}"
+        )
     return await _hosts_drift(svc, disk, found.naa)
 
 
-async def _hosts_drift(svc: Services, disk: Disk, naa: str) -> str | None:
+async def _hosts_drift(svc: Services, disk: Disk, naa: str) -> Drift | None:
     """The VM moved, or a host of its scope no longer lists the LUN (by listings at most
     HOST_LISTING_PERIODS re-check periods old)."""
     attachment = disk.status.attachment
     if attachment is None or not attachment.provider_id:
-        return "no VM is recorded"
+        return Drift(health.VM_MISSING, "no VM is recorded")
     hypervisor = svc.hypervisor
     try:
         vm = await hypervisor.find_vm(attachment.provider_id)
     except NotFound as exc:
-        return str(exc)
-    if vm.id != attachment.vm_id or vm.host.name != attachment.host:
-        return f"VM {vm.name} runs on host {vm.host.name} now"
+        return Drift(health.VM_MISSING, str(exc))
+    if vm.id != attachment.vm_id:
+        return Drift(health.VM_REPLACED, f"the node's VM is {vm.name} ({vm.id}) now, not {attachment.vm}")
+    if vm.host.name != attachment.host:
+        return Drift(health.VM_MOVED, f"VM {vm.name} runs on host {vm.host.name} now")
     within = svc.resync_seconds * HOST_LISTING_PERIODS
     for host in await hosts.of_scope(svc, vm, disk.spec.scope):
         if not await hypervisor.sees_lun(host, naa, within=within):
-            return f"host {host.name} does not list {naa}"
+            return Drift(health.HOST_LOST_LUN, f"host {host.name} does not list {naa}")
     return None
 
 
-async def judge(svc: Services, disks: Sequence[Disk], seen: Seen) -> dict[str, str]:
+def _back(disk: Disk) -> Drift | None:
+    """Every link is in place again, but status still says one broke or the last reconcile
+    failed: the reconcile that says so (someone fixed it by hand)."""
+    status = disk.status
+    said = status.condition(Cond.HEALTHY)
+    if said is not None and not said.true:
+        return Drift(health.BACK_IN_PLACE, f"no longer found: {said.message}")
+    if not status.is_true(Cond.READY):
+        return Drift(health.BACK_IN_PLACE, "every link is in place, and the disk is not Ready")
+    return None
+
+
+async def judge(svc: Services, disks: Sequence[Disk], seen: Seen) -> dict[str, Drift]:
     """The disks of `disks` (`settled`) that drifted: name -> why. A disk whose check itself fails is
     among them (the full reconcile reports its error)."""
-    drifted: dict[str, str] = {}
+    drifted: dict[str, Drift] = {}
     luns = {(backend, lun.name): lun for backend, lun in seen.luns}
     for disk in disks:
         try:
             why = await drift(svc, disk, seen, luns)
         except LunbridgeError as exc:
-            why = str(exc)
+            why = Drift(health.CHECK_FAILED, str(exc))
+        if why is None:
+            why = _back(disk)
         if why is not None:
             drifted[disk.name] = why
     return drifted

@@ -30,7 +30,7 @@ from lunbridge.models import ConditionType as Cond
 from lunbridge.storage.base import Lun, StorageBackend
 from lunbridge_operator import naming
 from lunbridge_operator.metrics import measured
-from lunbridge_operator.reconcile import hosts, initiator_node, sources
+from lunbridge_operator.reconcile import health, hosts, initiator_node, sources
 from lunbridge_operator.reconcile.disk import KIND, Disk
 from lunbridge_operator.reconcile.igroups import (
     addresses,
@@ -76,6 +76,8 @@ class DiskSteps:
         status = self.disk.status
         if phase and not (self.settled and phase is not Phase.READY):
             status.phase = phase
+        if phase is Phase.READY:
+            health.verified(self.disk, self.events)
         if message is not None:
             status.message = message
         status.observed_generation = self.disk.generation
@@ -98,7 +100,10 @@ class DiskSteps:
             try:
                 lun = await storage.get_lun(disk.lun_name)
             except NotFound:
+                health.refuse_lost_lun(disk, self.backend_name)
                 lun = await self._create()
+            else:
+                health.refuse_other_lun(disk, self.backend_name, lun)
             await self._forget_clone_snapshot()
             if lun.size_bytes < disk.spec.size_bytes:
                 lun = await storage.resize_lun(lun.name, disk.spec.size_bytes)

@@ -40,7 +40,8 @@ async def test_one_pass_repairs_the_disk_that_drifted_and_only_that_one() -> Non
         work = await recheck.once(lab.operator.memo, index(lab, "d1", "d2", "d3", "d4"), full=True)
 
     assert list(work) == ["d2"]
-    assert "the RDM of" in work["d2"]
+    assert work["d2"].reason == "RdmMissing"
+    assert work["d2"].message == f"VM node-a-vm has no RDM of {lab.lun('d2').naa}"
     assert lab.lun("d2").naa in [r.naa for r in lab.rdms("node-a")]
     assert "Attached" in lab.operator.reasons("d2")
     # the others cost the listings, and no call of their own
@@ -115,10 +116,10 @@ async def test_a_reconcile_that_breaks_does_not_stop_the_others(monkeypatch: pyt
         del lab.hypervisor.vms[lab.vms["node-a"].id].rdms[lab.lun(name).naa]
     real = reconcile_disk
 
-    async def breaks_on_d1(disk: Any, body: Any, memo: Any, retry: int) -> None:
+    async def breaks_on_d1(disk: Any, body: Any, memo: Any, retry: int, *, drift: Any = None) -> None:
         if disk.name == "d1":
             raise RuntimeError("a bug")
-        await real(disk, body, memo, retry)
+        await real(disk, body, memo, retry, drift=drift)
 
     monkeypatch.setattr(recheck, "reconcile_disk", breaks_on_d1)
     with lab.operator.posting():
