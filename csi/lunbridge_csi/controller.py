@@ -39,7 +39,9 @@ Every wait is a watch of the disk from the version the call's create, patch or r
 bounded (`Timeouts`, and never past the call's own deadline); when the bound passes the call
 ends with DEADLINE_EXCEEDED and the CO's retry carries on where it stopped.
 GetCapacity answers the capacity given with --capacity-bytes (the controller cannot ask the
-storage server); GET_CAPACITY is advertised only when one is given.
+storage server); GET_CAPACITY is advertised only when one is given. ControllerGetVolume and
+ListVolumes give each volume's node and condition (`volume_status`); a volume that does not
+exist -> NOT_FOUND.
 """
 
 from __future__ import annotations
@@ -84,9 +86,9 @@ from lunbridge_csi.volume_rules import (
     required,
     size_for,
     unsupported,
-    volume_context,
     volume_id_for,
 )
+from lunbridge_csi.volume_status import published_node_ids, volume_condition, volume_of
 from lunbridge_csi.waiting import progress, wait_until, watched
 
 log = logging.getLogger(__name__)
@@ -181,9 +183,7 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
                     volume_id, "provisioned", provisioned, bound, context, first=made,
                     following=following if wrote else None,
                 )  # fmt: skip
-        volume = csi_pb2.Volume(
-            volume_id=volume_id, capacity_bytes=capacity_of(disk), volume_context=volume_context(disk)
-        )
+        volume = volume_of(disk)
         if source is not None:
             volume.content_source.CopyFrom(request.volume_content_source)
         return csi_pb2.CreateVolumeResponse(volume=volume)
@@ -340,17 +340,28 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
             raise InvalidToken(f"starting_token {token!r} was not handed out by ListVolumes (or is stale)")
         start = int(token or 0)
         end = start + request.max_entries if request.max_entries else len(disks)
+        Response = csi_pb2.ListVolumesResponse
         entries = [
-            csi_pb2.ListVolumesResponse.Entry(
-                volume=csi_pb2.Volume(
-                    volume_id=disk.name,
-                    capacity_bytes=capacity_of(disk),
-                    volume_context=volume_context(disk),
-                )
+            Response.Entry(
+                volume=volume_of(disk),
+                status=Response.VolumeStatus(
+                    published_node_ids=published_node_ids(disk), volume_condition=volume_condition(disk)
+                ),
             )
             for disk in disks[start:end]
         ]
-        return csi_pb2.ListVolumesResponse(entries=entries, next_token=str(end) if end < len(disks) else "")
+        return Response(entries=entries, next_token=str(end) if end < len(disks) else "")
+
+    @handled
+    async def ControllerGetVolume(
+        self, request: csi_pb2.ControllerGetVolumeRequest, context: Context
+    ) -> csi_pb2.ControllerGetVolumeResponse:
+        disk = await self.kube.get(known_volume(required(request.volume_id, "volume_id")))
+        Response = csi_pb2.ControllerGetVolumeResponse
+        status = Response.VolumeStatus(
+            published_node_ids=published_node_ids(disk), volume_condition=volume_condition(disk)
+        )
+        return Response(volume=volume_of(disk), status=status)
 
     @handled
     async def GetCapacity(
@@ -373,6 +384,9 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
             RPC.CLONE_VOLUME,
             RPC.CREATE_DELETE_SNAPSHOT,
             RPC.LIST_SNAPSHOTS,
+            RPC.GET_VOLUME,
+            RPC.LIST_VOLUMES_PUBLISHED_NODES,
+            RPC.VOLUME_CONDITION,
         ]
         if self.capacity_bytes:
             rpcs.append(RPC.GET_CAPACITY)
@@ -418,9 +432,6 @@ class ControllerService(SnapshotRpcs, csi_pb2_grpc.ControllerServicer):
 
     async def GetSnapshot(self, request: Any, context: Context) -> Any:
         return await self._unimplemented("GetSnapshot", context)
-
-    async def ControllerGetVolume(self, request: Any, context: Context) -> Any:
-        return await self._unimplemented("ControllerGetVolume", context)
 
     async def ControllerModifyVolume(self, request: Any, context: Context) -> Any:
         return await self._unimplemented("ControllerModifyVolume", context)

@@ -45,7 +45,7 @@ from lunbridge.storage import chap
 from lunbridge_csi import node_rules
 from lunbridge_csi._proto import csi_pb2, csi_pb2_grpc
 from lunbridge_csi.errors import InFlight, handled
-from lunbridge_csi.guest import attached, filesystem, iscsi, libblkid, mount, scsi, teardown
+from lunbridge_csi.guest import attached, filesystem, health, iscsi, libblkid, mount, scsi, teardown
 from lunbridge_csi.guest.attached import placement
 from lunbridge_csi.guest.initiators import decide_mode
 from lunbridge_csi.guest.limits import DEFAULT_LIMITS, Limits
@@ -73,6 +73,7 @@ class Staged:
     fs_type: str
     target: str | None = None  # initiator mode: the session's target and portal
     portal: str | None = None
+    read_only: bool = False  # mounted read-only at the staging path (mount flag "ro")
 
     @classmethod
     def read(cls, path: Path) -> Staged:
@@ -193,7 +194,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     async def NodeGetCapabilities(
         self, request: csi_pb2.NodeGetCapabilitiesRequest, context: Context
     ) -> csi_pb2.NodeGetCapabilitiesResponse:
-        kinds = (Rpc.STAGE_UNSTAGE_VOLUME, Rpc.EXPAND_VOLUME, Rpc.GET_VOLUME_STATS)
+        kinds = (Rpc.STAGE_UNSTAGE_VOLUME, Rpc.EXPAND_VOLUME, Rpc.GET_VOLUME_STATS, Rpc.VOLUME_CONDITION)
         return csi_pb2.NodeGetCapabilitiesResponse(
             capabilities=[csi_pb2.NodeServiceCapability(rpc=Rpc(type=kind)) for kind in kinds]
         )
@@ -213,20 +214,21 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         secrets = chap.from_values(request.secrets, "the node-stage secret") if initiator else None
         block = capability.WhichOneof("access_type") == "block"
         fs_type = "" if block else filesystem.fs_type(capability.mount.fs_type)
+        read_only = not block and "ro" in capability.mount.mount_flags
         async with self.in_flight.hold(volume_id):
             started = time.monotonic()
             what = f"volume {volume_id}"
             if where is not None:
                 host, device = await attached.find_disk(self.root, where, self.device_timeout, what)
                 staged = Staged(volume_id, where.naa, device, scsi.hctl(host, where.address), staging, block,
-                                fs_type)  # fmt: skip
+                                fs_type, read_only=read_only)  # fmt: skip
             else:
                 async with self.sessions_lock:
                     session, hctl, device = await attached.find_logged_in_disk(
                         self.root, self.iscsiadm, published, secrets, self.device_timeout, what
                     )
                 staged = Staged(volume_id, published.naa, device, hctl, staging, block, fs_type,
-                                session.target, session.portal)  # fmt: skip
+                                session.target, session.portal, read_only)  # fmt: skip
             dev = self._dev(device)
             phases = {"disk": time.monotonic() - started}  # what each step took, for the log
             mounted = None if block else mount.mounted_at(self.root, staging)
@@ -343,32 +345,27 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         kind = await asyncio.to_thread(mount.path_kind, path)
         if kind is None:
             raise NotFound(f"volume path {path} of volume {volume_id} does not exist")
+        staged = self._load(volume_id)
+        if staged is None and kind != "dir":
+            raise NotFound(f"volume {volume_id} is not staged on this node")
+        naa, recorded = (staged.naa, staged.device) if staged else (None, None)
+        device, condition = await asyncio.to_thread(
+            health.condition, self.root, path, naa=naa, recorded=recorded, filesystem=kind == "dir",
+            read_only_asked=staged is not None and staged.read_only,
+        )  # fmt: skip
+        usage = [csi_pb2.VolumeUsage(unit=Unit.BYTES)]  # the kubelet drops a condition without usage
         if kind == "dir":
-            stat = await asyncio.to_thread(os.statvfs, path)
-            usage = [
-                csi_pb2.VolumeUsage(
-                    unit=Unit.BYTES,
-                    total=stat.f_blocks * stat.f_frsize,
-                    available=stat.f_bavail * stat.f_frsize,
-                    used=(stat.f_blocks - stat.f_bfree) * stat.f_frsize,
-                ),
-                csi_pb2.VolumeUsage(
-                    unit=Unit.INODES,
-                    total=stat.f_files,
-                    available=stat.f_favail,
-                    used=stat.f_files - stat.f_ffree,
-                ),
-            ]
-        else:
-            staged = self._load(volume_id)
-            if staged is None:
-                raise NotFound(f"volume {volume_id} is not staged on this node")
-            usage = [
-                csi_pb2.VolumeUsage(
-                    unit=Unit.BYTES, total=scsi.size_bytes(self.root, self._current_device(staged))
-                )
-            ]
-        return csi_pb2.NodeGetVolumeStatsResponse(usage=usage)
+            try:
+                usage = node_rules.usage_of(await asyncio.to_thread(os.statvfs, path))
+            except OSError as exc:
+                if not condition.abnormal:
+                    condition = health.unreadable(path, exc)
+        elif device is not None and not condition.abnormal:
+            usage = [csi_pb2.VolumeUsage(unit=Unit.BYTES, total=scsi.size_bytes(self.root, device))]
+        if condition.abnormal:
+            log.warning("volume %s at %s: %s", volume_id, path, condition.message)
+        volume_condition = csi_pb2.VolumeCondition(abnormal=condition.abnormal, message=condition.message)
+        return csi_pb2.NodeGetVolumeStatsResponse(usage=usage, volume_condition=volume_condition)
 
     @handled
     async def NodeExpandVolume(

@@ -4,6 +4,7 @@ node is touched (a relative path would be taken relative to the plugin's working
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from lunbridge.errors import InvalidArgument, NotFound
@@ -51,3 +52,19 @@ def capability(request: Any) -> csi_pb2.VolumeCapability:
     if kind == "mount":
         filesystem.fs_type(capability.mount.fs_type)  # validates
     return capability
+
+
+def usage_of(stat: os.statvfs_result) -> list[csi_pb2.VolumeUsage]:
+    """A mounted filesystem's usage (statvfs): bytes and inodes, each total/available/used."""
+    unit = csi_pb2.VolumeUsage.Unit
+    return [
+        csi_pb2.VolumeUsage(
+            unit=unit.BYTES,
+            total=stat.f_blocks * stat.f_frsize,
+            available=stat.f_bavail * stat.f_frsize,
+            used=(stat.f_blocks - stat.f_bfree) * stat.f_frsize,
+        ),
+        csi_pb2.VolumeUsage(
+            unit=unit.INODES, total=stat.f_files, available=stat.f_favail, used=stat.f_files - stat.f_ffree
+        ),
+    ]
