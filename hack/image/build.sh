@@ -92,6 +92,7 @@ SIDECARS=(
   "csi-snapshotter csi-snapshotter $EXTERNAL_SNAPSHOTTER_VERSION $NONROOT"
   "csi-node-driver-registrar csi-node-driver-registrar ${NODE_DRIVER_REGISTRAR_VERSION:?not in hack/versions.env} 0:0"
   "livenessprobe livenessprobe ${LIVENESSPROBE_VERSION:?not in hack/versions.env} $NONROOT"
+  "csi-external-health-monitor-controller csi-external-health-monitor-controller ${EXTERNAL_HEALTH_MONITOR_VERSION:?not in hack/versions.env} $NONROOT"
 )
 IMAGES=("lunbridge $MAIN_IMAGE")
 for sidecar in "${SIDECARS[@]}"; do

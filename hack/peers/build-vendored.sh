@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the kubernetes-csi sidecars that the Go module proxy does not serve (it refuses these
 # modules at every version) from their upstream source archives: node-driver-registrar and
-# livenessprobe, the sidecars of the node plugin. The archives are unmodified `git archive`
+# livenessprobe, the sidecars of the node plugin, and the external-health-monitor controller. The archives are unmodified `git archive`
 # outputs of the upstream tags with their vendor/ folders (see README.md beside them), so the
 # build is offline: -mod=vendor, GOPROXY=off. They sit in ../shared/vendor beside the clone
 # (LUNBRIDGE_VENDOR_DIR moves that folder); only a build needs them, a warm cache does not.
@@ -37,3 +37,5 @@ build_vendored() {
 }
 build_vendored node-driver-registrar "$NODE_DRIVER_REGISTRAR_VERSION" ./cmd/csi-node-driver-registrar
 build_vendored livenessprobe "$LIVENESSPROBE_VERSION" ./cmd/livenessprobe
+build_vendored external-health-monitor "${EXTERNAL_HEALTH_MONITOR_VERSION:?not in hack/versions.env}" \
+  ./cmd/csi-external-health-monitor-controller

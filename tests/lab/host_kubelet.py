@@ -32,7 +32,7 @@ NODE_NAME = "lab-host"
 TAINT = {"key": "lunbridge.io/lab-host", "effect": "NoSchedule"}
 # what this machine's containerd holds: the pause image and the operator's and controller's
 HOST_IMAGES = ("pause", "lunbridge", "csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter",
-               "livenessprobe")  # fmt: skip
+               "livenessprobe", "csi-external-health-monitor-controller")  # fmt: skip
 CONTAINERD = "host-containerd"
 KUBELET = "host-kubelet"
 # what the kubelet sets on its machine at start (pkg/kubelet/cm, setupKernelTunables): kept and

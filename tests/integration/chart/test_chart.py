@@ -185,7 +185,8 @@ def test_every_option_lands_where_it_should() -> None:
     controller = documents[("Deployment", "lb-lunbridge-controller")]["spec"]["template"]["spec"]
     names = [c["name"] for c in controller["containers"]]
     assert names == ["csi-plugin", "csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter",
-                     "liveness-probe"]  # fmt: skip
+                     "csi-external-health-monitor-controller", "liveness-probe"]  # fmt: skip
+    assert "--list-volumes-interval=30s" in controller["containers"][5]["args"]
     assert controller["containers"][4]["args"] == ["--csi-address=/csi/csi.sock", "--leader-election=true",
         f"--leader-election-namespace={NAMESPACE}", "--timeout=300s", "--extra-create-metadata"]  # fmt: skip
     assert "--leader-election=true" in controller["containers"][1]["args"]  # 2 replicas
@@ -237,6 +238,24 @@ def test_snapshots_bring_the_sidecar_and_its_rbac_and_can_be_turned_off() -> Non
                 "--set", "snapshots.volumeSnapshotClass.create=true")  # fmt: skip
     assert done.returncode != 0
     assert "snapshots.volumeSnapshotClass.create needs snapshots.enabled" in done.stderr, done.stderr
+
+
+def test_the_health_monitor_is_off_by_default_and_turned_on_lists_volume_conditions() -> None:
+    def containers(*args: str) -> dict[str, Any]:
+        documents = render(*args)
+        spec = by_name(documents)[("Deployment", "lb-lunbridge-controller")]["spec"]["template"]["spec"]
+        return {c["name"]: c for c in spec["containers"]}
+
+    assert "csi-external-health-monitor-controller" not in containers()
+    monitor = containers("--set", "healthMonitor.enabled=true", "--set", "healthMonitor.interval=30s")[
+        "csi-external-health-monitor-controller"
+    ]
+    assert monitor["image"] == "registry.k8s.io/sig-storage/csi-external-health-monitor-controller:v0.18.0"
+    assert "--list-volumes-interval=30s" in monitor["args"]
+    assert "--csi-address=/csi/csi.sock" in monitor["args"]
+    done = helm("template", "lb", str(CHART), "--set", "healthMonitor.interval=soon")
+    assert done.returncode != 0
+    assert "/healthMonitor/interval" in done.stderr, done.stderr
 
 
 LIBVIRT = ["--set", "vsphere.enabled=false", "--set", "libvirt.enabled=true", "--set", "libvirt.uri=qemu:///system",

@@ -32,6 +32,7 @@ SIDECAR_VERSIONS = {
     "snapshotter": "EXTERNAL_SNAPSHOTTER_VERSION",
     "nodeDriverRegistrar": "NODE_DRIVER_REGISTRAR_VERSION",
     "livenessProbe": "LIVENESSPROBE_VERSION",
+    "healthMonitor": "EXTERNAL_HEALTH_MONITOR_VERSION",
 }
 LOCAL = ["--set", "image.repository=localhost/lunbridge/lunbridge", "--set", "image.pullPolicy=Never",
          "--set", "sidecars.registry=localhost/lunbridge", "--set", "sidecars.pullPolicy=Never"]  # fmt: skip
@@ -242,8 +243,8 @@ def test_the_sidecars_default_tags_are_the_versions_the_lab_builds() -> None:
 
 def test_local_images_are_never_pulled_and_named_as_the_lab_builds_them() -> None:
     """As hack/image/build.sh names them: localhost/lunbridge/lunbridge:<appVersion> and
-    localhost/lunbridge/<sidecar>:<hack/versions.env's version>."""
-    documents = render(*LOCAL)
+    localhost/lunbridge/<sidecar>:<hack/versions.env's version> (every optional sidecar on)."""
+    documents = render(*LOCAL, "--set", "healthMonitor.enabled=true")
     containers = [c for component in COMPONENTS for c in pod_spec(documents, component)["containers"]]
     assert {c["imagePullPolicy"] for c in containers} == {"Never"}
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
