@@ -7,7 +7,10 @@ node bind-mounted onto a file. A publish again at the same target is OK when it 
 is mounted there and ALREADY_EXISTS when it asks for it read-only (issue 12, case 3).
 NodeGetInfo answers the configured cap of a KVM guest (issue 12, case 2). An unstage of a disk
 whose SCSI device was set offline unmounts it, deletes the device and answers OK, also when
-retried (issue 12, case 7). Every test detaches its LUN and leaves no mount behind."""
+retried (issue 12, case 7). NodeGetVolumeStats' volume condition names the link that broke
+in the guest (the filesystem remounted read-only, the SCSI device offline, then deleted) and
+is normal again once it is back (issue 19). Every test detaches its LUN and leaves no mount
+behind."""
 
 from __future__ import annotations
 
@@ -184,6 +187,7 @@ async def test_stage_publish_write_unstage_and_stage_again_keeps_the_file(
             "STAGE_UNSTAGE_VOLUME",
             "EXPAND_VOLUME",
             "GET_VOLUME_STATS",
+            "VOLUME_CONDITION",
         }
         first_uuid = first[4]["stdout"].strip()
         assert first_uuid, first[4]
@@ -351,4 +355,56 @@ async def test_unstage_of_a_disk_set_offline_unmounts_and_deletes_it(
         assert "mounted=1" in left, results[7]  # nothing mounted at the staging path
         assert "device=1" in left, results[7]  # the SCSI device is gone
         assert f"{volume}.json" not in left  # the state file went
+        assert lun.naa not in disks(kvm_guest)
+
+
+@pytest.mark.timeout(900)
+async def test_the_volume_condition_names_the_link_that_broke_in_the_guest(
+    kvm: Libvirt, kvm_guest: LibvirtGuest, masked_lun: MakeLun, lab: LabState, node: Node
+) -> None:
+    """Issue 19: each link broken by hand in the guest shows in NodeGetVolumeStats as an
+    abnormal condition that names it, with a usage beside it (the kubelet drops a condition
+    without one); put back, the condition is normal again."""
+    async with attached(kvm, kvm_guest, masked_lun, lab) as (lun, attachment, base):
+        volume = f"vd-{lun.name}"
+        staging, target = f"{base}/staging", f"{base}/pod/mount"
+        ctx = context(attachment, lun.naa)
+        stats = call("NodeGetVolumeStats", volumeId=volume, volumePath=target)
+        state = f"/sys/block/$(basename $(findmnt -n -o SOURCE {staging}))/device/state"
+        results = node(
+            [
+                stage_call(volume, staging, ctx, MOUNT),
+                publish_call(volume, staging, target, ctx, MOUNT),
+                stats,
+                sh(f"mount -o remount,ro {staging}"),  # as ext4's errors=remount-ro does
+                stats,
+                sh(f"mount -o remount,rw {staging}"),
+                stats,
+                sh(f"echo offline > {state}"),  # the path to the LUN is down
+                stats,
+                sh(f"echo running > {state}"),
+                stats,
+                sh(f"echo 1 > $(dirname {state})/delete"),  # the disk deleted in the guest
+                stats,
+                call("NodeUnpublishVolume", volumeId=volume, targetPath=target),
+                call("NodeUnstageVolume", volumeId=volume, stagingTargetPath=staging),
+            ]
+        )
+        expected = ["OK", "OK", "OK", *(["sh", "OK"] * 5), "OK", "OK"]
+        assert codes(results) == expected, said(results)
+        for step in (3, 5, 7, 9, 11):
+            assert results[step]["rc"] == 0, results[step]
+        conditions = [results[step]["response"].get("volumeCondition", {}) for step in (2, 4, 6, 8, 10, 12)]
+        for number, found in enumerate(conditions):
+            print(f"condition {number}: {found}")
+        abnormal = [bool(found.get("abnormal")) for found in conditions]
+        assert abnormal == [False, True, False, True, False, True], conditions
+        assert lun.naa in conditions[0]["message"]
+        assert conditions[1]["message"].startswith("FilesystemReadOnly: "), conditions[1]
+        assert conditions[3]["message"].startswith("DeviceNotRunning: "), conditions[3]
+        assert "offline" in conditions[3]["message"]
+        assert conditions[5]["message"].startswith("DeviceMissing: "), conditions[5]
+        assert lun.naa in conditions[5]["message"]
+        for step in (2, 4, 6, 8, 10, 12):
+            assert results[step]["response"].get("usage"), results[step]
         assert lun.naa not in disks(kvm_guest)

@@ -37,6 +37,21 @@ def operator(lab: LabState) -> Iterator[int]:
     operator_lab.stop(lab)
 
 
+RESYNC = 5.0  # seconds between re-checks of a Ready disk, with `quick_recheck`
+
+
+@pytest.fixture
+def quick_recheck(lab: LabState) -> Iterator[None]:
+    """The module's operator restarted to re-check Ready disks every RESYNC seconds, for one test."""
+    operator_lab.stop(lab)
+    operator_lab.start(lab, extra_env={"LUNBRIDGE_RESYNC_SECONDS": str(RESYNC)})
+    try:
+        yield
+    finally:
+        operator_lab.stop(lab)
+        operator_lab.start(lab)
+
+
 @pytest.fixture(scope="package", autouse=True)
 def _hosts_left_as_found(lab: LabState, si: Any, vcsim: vcsim_lab.VcsimPeer) -> Iterator[None]:
     yield

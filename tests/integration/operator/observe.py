@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -233,20 +233,32 @@ def bios_uuid(si: Any, vm_name: str) -> str:
     return found
 
 
-def delete_lun(lab: LabState, name: str) -> None:
-    """Delete a LUN on the lab's tgtd directly, through the backend (one a test kept or left)."""
+def on_backend(
+    lab: LabState, act: Callable[[TgtBackend], Awaitable[T]], *, pool_dir: Path | None = None
+) -> T:
+    """Run `act` on the lab's tgtd through a backend of its own, as an administrator would on
+    the storage server, behind the operator's back (both keep to the one state file: the lab's,
+    or with `pool_dir` the chart's default, `<pool_dir>/tgt-state.json`)."""
     env = lab.env()
-    pool, state = Path(env["LUNBRIDGE_TGT_POOL_DIR"]), Path(env["LUNBRIDGE_TGT_STATE_FILE"])
+    if pool_dir is None:
+        pool, state = Path(env["LUNBRIDGE_TGT_POOL_DIR"]), Path(env["LUNBRIDGE_TGT_STATE_FILE"])
+    else:
+        pool, state = pool_dir, pool_dir / "tgt-state.json"
     config = TgtConfig(lab.tgt_control, lab.tgt.portal, {"default": pool}, state, TARGET_PREFIX)
 
-    async def delete() -> None:
+    async def run() -> T:
         backend = TgtBackend(config)
         try:
-            await backend.delete_lun(name)
+            return await act(backend)
         finally:
             await backend.close()
 
-    asyncio.run(delete())
+    return asyncio.run(run())
+
+
+def delete_lun(lab: LabState, name: str) -> None:
+    """Delete a LUN on the lab's tgtd directly, through the backend (one a test kept or left)."""
+    on_backend(lab, lambda backend: backend.delete_lun(name))
 
 
 def wait_node_accepted(lab: LabState, node: str, iqn: str, timeout: float = 120) -> dict[str, Any]:

@@ -14,24 +14,10 @@ import pytest
 
 from tests.integration.hypervisor.vcenter import WaitForTask, find, vim
 from tests.integration.operator import observe
-from tests.integration.operator.conftest import Disks, LabVm
-from tests.lab import operator as operator_lab
+from tests.integration.operator.conftest import RESYNC, Disks, LabVm
 from tests.lab.lab import LabState
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-RESYNC = 5.0  # seconds between re-checks of a Ready disk, for these tests
-
-
-@pytest.fixture
-def quick_recheck(lab: LabState) -> Iterator[None]:
-    operator_lab.stop(lab)
-    operator_lab.start(lab, extra_env={"LUNBRIDGE_RESYNC_SECONDS": str(RESYNC)})
-    try:
-        yield
-    finally:
-        operator_lab.stop(lab)
-        operator_lab.start(lab)
 
 
 @pytest.fixture
