@@ -167,7 +167,8 @@ def kubelet_config(containerd_socket: Path) -> dict[str, Any]:
     """The lab kubelets' KubeletConfiguration: cgroupfs, no API server of its own (no logs or
     exec through it), no swap check, eviction only when really short (the guest's folders are
     tmpfs in its RAM), no image garbage collection (images are imported, never pulled), volume
-    stats asked for often, pods synced often."""
+    stats asked for often, with their volume conditions posted as pod Events (CSIVolumeHealth),
+    pods synced often."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -186,6 +187,7 @@ def kubelet_config(containerd_socket: Path) -> dict[str, Any]:
         "registerNode": True,
         "nodeStatusReportFrequency": "20s",
         "volumeStatsAggPeriod": "10s",  # NodeGetVolumeStats every 10 s, not every minute
+        "featureGates": {"CSIVolumeHealth": True},  # an abnormal volume condition -> a pod Event
         # a running pod's volumes are looked at again (NodeExpandVolume after a PVC grew) when
         # the pod is synced: every 10 s, not every minute
         "syncFrequency": "10s",

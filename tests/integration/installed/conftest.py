@@ -108,11 +108,15 @@ def chart_values(lab: LabState) -> dict[str, Any]:
             **on_host,
             "metricsPort": procs.free_port(),
             "livenessPort": procs.free_port(),
-            "extraEnv": [{"name": "LUNBRIDGE_RETRY_SCALE", "value": "0.2"}],
+            "extraEnv": [
+                {"name": "LUNBRIDGE_RETRY_SCALE", "value": "0.2"},
+                {"name": "LUNBRIDGE_RESYNC_SECONDS", "value": "5"},  # broken links found within seconds
+            ],
         },
         "controller": {**on_host, "healthPort": procs.free_port()},
         "node": {"nodeSelector": {"kubernetes.io/hostname": lab.guest_node}},
         "snapshots": {"enabled": False},
+        "healthMonitor": {"enabled": True, "interval": "5s"},
         "storageClass": {"create": True, "name": "lunbridge", "volumeBindingMode": "WaitForFirstConsumer"},
     }
 

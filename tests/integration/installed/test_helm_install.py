@@ -3,8 +3,10 @@ DaemonSet becomes Ready on the guest and its registrar registers the driver with
 a pod with a PVC on the chart's StorageClass runs on the guest and writes a file, a second pod
 reads it; the PVC grows while a pod runs and the pod's filesystem shows it; the node plugin's
 pod restarts under a mounted volume, which stays usable and is later cleaned up; `helm
-upgrade` with changed values rolls out; the PVC deleted leaves nothing on tgtd, in libvirt or
-in the guest."""
+upgrade` with changed values rolls out; the volume's filesystem forced read-only in the guest
+is named in the kubelet's Event on the pod (CSIVolumeHealth), and its LUN deleted on tgtd in
+the health monitor's Event on the PVC (issue 19); the PVC deleted leaves nothing on tgtd, in
+libvirt or in the guest."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from lunbridge.api import CSI_DRIVER_NAME
+from lunbridge.storage.tgt import TgtBackend
 from tests.integration.installed.conftest import (
     CHART,
     NAMESPACE,
@@ -30,7 +33,10 @@ from tests.integration.installed.conftest import (
     workload_image,
 )
 from tests.integration.kubeobjects import get, wait
+from tests.integration.operator import observe
+from tests.integration.operator.observe import is_ready
 from tests.lab import libvirt as libvirt_lab
+from tests.lab import pool
 from tests.lab.demo import SAN_DISKS
 from tests.lab.lab import LabState, kubectl
 
@@ -97,6 +103,19 @@ def worker_state(lab: LabState, namespace: str) -> tuple[int, int]:
 def pvc_capacity(lab: LabState, namespace: str) -> str:
     found = get(lab, "pvc", "-n", namespace, "data")
     return str((found or {}).get("status", {}).get("capacity", {}).get("storage", ""))
+
+
+def events_of(
+    lab: LabState, namespace: str, kind: str, name: str, reason: str, text: str
+) -> list[dict[str, Any]]:
+    """The Events of `reason` about object `kind`/`name` whose message holds `text`."""
+    selector = f"involvedObject.kind={kind},involvedObject.name={name},reason={reason}"
+    found = get(lab, "events", "-n", namespace, f"--field-selector={selector}") or {"items": []}
+    return [e for e in found["items"] if text in e.get("message", "")]
+
+
+async def names_of(backend: TgtBackend) -> list[str]:
+    return [lun.name for lun in await backend.list_luns()]
 
 
 def guest_run(lab: LabState, script: str) -> str:
@@ -247,6 +266,35 @@ def test_helm_install_on_real_kubelets_serves_pvcs_on_the_guest_end_to_end(
          lambda: "NodeGetVolumeStats: OK" in pod_logs(lab, NAMESPACE, node_pod, lines=400),
          explain=lambda: pod_logs(lab, NAMESPACE, node_pod))  # fmt: skip
     phases.mark("helm upgrade rolled out, the node plugin restarted under the mounted volume")
+
+    # the guest's filesystem forced read-only under the pod: the node plugin's volume condition
+    # names it, and the kubelet (CSIVolumeHealth) posts it on the pod; writable again, it writes
+    staging = guest_run(lab, "awk '$2 ~ /kubernetes.io.csi.*globalmount$/ {print $2}' /proc/mounts").split()
+    assert len(staging) == 1, guest_run(lab, CSI_MOUNTS)
+
+    def remount(mode: str) -> str:
+        tries = f"mount -o remount,{mode} {staging[0]} && echo done && break; sleep 0.5"
+        return guest_run(lab, f"for i in 1 2 3 4 5 6; do {tries}; done")
+
+    assert "done" in remount("ro")
+    try:
+        said = wait(
+            "the kubelet's VolumeConditionAbnormal Event on the pod names FilesystemReadOnly",
+            lambda: events_of(
+                lab, namespace, "Pod", "worker", "VolumeConditionAbnormal", "FilesystemReadOnly"
+            ),
+            timeout=120,
+            explain=lambda: pods_report(lab),
+        )
+    finally:
+        assert "done" in remount("rw")
+    assert "Warning" in {e["type"] for e in said}
+    lines = worker_state(lab, namespace)[1]
+    wait("the pod writes again once the filesystem is writable",
+         lambda: worker_state(lab, namespace)[1] > lines + 2,
+         explain=lambda: pod_logs(lab, namespace, "worker"))  # fmt: skip
+    phases.mark("filesystem forced read-only: the pod's Event named it; writable again")
+
     assert kubectl(lab, "delete", "pod", "-n", namespace, "worker", "--wait=true").returncode == 0
     phases.mark("pod deleted")
     wait(
@@ -254,6 +302,34 @@ def test_helm_install_on_real_kubelets_serves_pvcs_on_the_guest_end_to_end(
         lambda: not guest_run(lab, CSI_MOUNTS).strip(),
         explain=lambda: guest_run(lab, CSI_MOUNTS) + pods_report(lab),
     )
+
+    # the LUN deleted on the storage server behind lunbridge's back: the VirtualDisk says
+    # LunMissing (no empty LUN in its place), the health monitor posts it on the PVC, and the
+    # PVC still goes away below
+    def detached() -> dict[str, Any] | None:
+        disk = get(lab, "vdisk", pv_name) or {}
+        status = disk.get("status") or {}
+        return disk if status.get("lun") and not status.get("attachment") and is_ready(disk) else None
+
+    lun_name = wait("the volume detached and unmapped", detached, timeout=300,
+                    explain=lambda: pods_report(lab))["status"]["lun"]["name"]  # fmt: skip
+    observe.on_backend(
+        lab, lambda backend: backend.delete_lun(lun_name), pool_dir=pool.mount_point(Path(lab.lab_dir))
+    )
+    said = wait(
+        "the health monitor's VolumeConditionAbnormal Event on the PVC names LunMissing",
+        lambda: events_of(
+            lab, namespace, "PersistentVolumeClaim", "data", "VolumeConditionAbnormal", "LunMissing"
+        ),
+        timeout=120,
+        explain=lambda: pods_report(lab),
+    )
+    healthy = observe.condition(get(lab, "vdisk", pv_name) or {}, "Healthy")
+    assert (healthy.get("status"), healthy.get("reason")) == ("False", "LunMissing"), healthy
+    assert lun_name not in observe.on_backend(
+        lab, lambda backend: names_of(backend), pool_dir=pool.mount_point(Path(lab.lab_dir))
+    )
+    phases.mark("LUN deleted on tgtd: the PVC's Event named it, no LUN made in its place")
 
     # the PVC gone: nothing left on tgtd, in libvirt, in the guest
     assert kubectl(lab, "delete", "namespace", namespace, "--wait=true", "--timeout=240s").returncode == 0
