@@ -66,6 +66,7 @@ func main() {
 	installRDMGuard(model.Map())
 	installRelocateGuard(model.Map())
 	model.Map().AddHandler(registryFixups{})
+	installHostJoiner(model, tools, len(storage))
 	client, err := vim25.NewClient(context.Background(), model.Service) // in-process, no login
 	if err != nil {
 		log.Fatal(err)

@@ -32,19 +32,24 @@ LUN_CHANGED = "LunChanged"  # another NAA, or smaller than the spec
 MAP_MISSING = "MapMissing"
 MAP_WRONG = "MapWrong"  # mapped to another igroup or LUN id, or to more than one
 STRAY_MAP = "StrayMap"  # mapped or attached while the disk is not attached
-HOST_LOST_LUN = "HostLostLun"  # a host of the disk's scope no longer lists the LUN
+HOST_LOST_LUN = "HostLostLun"  # the host that runs the disk's VM no longer lists the LUN
 VM_MISSING = "VmMissing"
 RDM_MISSING = "RdmMissing"
 RDM_WRONG = "RdmWrong"  # the RDM is on another VM, or on more than one
 
 # reasons to reconcile that are not a broken link
 VM_MOVED = "VmMoved"  # vMotion, DRS or HA: status follows, nothing is detached
+# another host of a cluster scope does not list the LUN (it joined the cluster, or lost it): it
+# is revealed to it, and ClusterReady (not Healthy) says whether the VM can move there
+HOST_TO_REVEAL = "HostToReveal"
 VM_REPLACED = "VmReplaced"  # the node's provider id names another VM: the disk follows it
 ROUTINE = "Routine"  # a node that logs in itself is checked in full every pass
 CHECK_FAILED = "CheckFailed"  # a layer could not be read; the reconcile reports its error
 SPEC_AHEAD = "SpecAhead"  # status describes an older generation than the spec
 BACK_IN_PLACE = "BackInPlace"  # status says a link broke, and every link is in place again
-NOT_BROKEN = frozenset({VM_MOVED, VM_REPLACED, ROUTINE, CHECK_FAILED, SPEC_AHEAD, BACK_IN_PLACE})
+NOT_BROKEN = frozenset(
+    {VM_MOVED, VM_REPLACED, HOST_TO_REVEAL, ROUTINE, CHECK_FAILED, SPEC_AHEAD, BACK_IN_PLACE}
+)
 
 VERIFIED = "Verified"
 REPAIRED = "Repaired"

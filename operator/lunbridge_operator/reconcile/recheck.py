@@ -97,8 +97,14 @@ async def _hosts_drift(svc: Services, disk: Disk, naa: str) -> Drift | None:
         return Drift(health.VM_MOVED, f"VM {vm.name} runs on host {vm.host.name} now")
     within = svc.resync_seconds * HOST_LISTING_PERIODS
     for host in await hosts.of_scope(svc, vm, disk.spec.scope):
-        if not await hypervisor.sees_lun(host, naa, within=within):
-            return Drift(health.HOST_LOST_LUN, f"host {host.name} does not list {naa}")
+        if await hypervisor.sees_lun(host, naa, within=within):
+            continue
+        if host.id == vm.host.id:
+            said = f"host {host.name}, which runs VM {vm.name}, does not list {naa}"
+            return Drift(health.HOST_LOST_LUN, said)
+        # another host of the cluster: one that joined it, or lost the LUN; the VM's I/O goes on,
+        # and ClusterReady says whether it can move there
+        return Drift(health.HOST_TO_REVEAL, f"host {host.name} of the disk's scope does not list {naa}")
     return None
 
 

@@ -148,3 +148,30 @@ async def test_another_lun_under_the_disks_lun_name_is_named_and_never_attached(
     status_lun = lab.disk("d1").status.lun
     assert status_lun is not None
     assert status_lun.naa == lun.naa  # status keeps the NAA of the disk's data
+
+
+async def test_only_the_vms_own_host_losing_the_lun_is_a_broken_link() -> None:
+    """Another host of a cluster scope that does not list the LUN (one that joined the cluster,
+    or lost it) is revealed to and told by ClusterReady; the VM's own host is the disk's I/O."""
+    lost: set[str] = set()
+    lab = Lab.build(default_scope=Scope.CLUSTER)
+    masked = lab.hypervisor.sees
+    assert masked is not None
+    lab.hypervisor.sees = lambda addresses, naa: masked(addresses, naa) and not set(addresses) & lost
+    await lab.create_disk("d1", node_name="node-a")  # on esx-1, cluster c1 with esx-2
+
+    lost.add("iqn.1998-01.com.vmware:esx-2")
+    work = await one_pass(lab, "d1")
+    assert work["d1"].reason == health.HOST_TO_REVEAL
+    assert not work["d1"].broken
+    assert healthy(lab, "d1").true
+    assert not [
+        e for e in lab.operator.events_of("d1") if e.type == "Warning" and e.reason == health.HOST_TO_REVEAL
+    ]
+
+    lost.clear()
+    lost.add("iqn.1998-01.com.vmware:esx-1")
+    work = await one_pass(lab, "d1")
+    assert work["d1"].reason == health.HOST_LOST_LUN
+    assert work["d1"].broken
+    assert "esx-1" in work["d1"].message

@@ -1,0 +1,119 @@
+"""Issue 19: a cluster's igroup follows its hosts. A host added to the lab's cluster while a
+cluster-scope disk exists (the simulator's AddHost_Task; the new host logs in to tgtd with its
+own IQN, like the others) gets its IQN into the cluster's igroup and sees the disk's LUN
+(checked through its own storage system), and ClusterReady says so; a VM with an RDM then moves
+onto it and the disk stays Ready; the host removed, its IQN leaves the igroup."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.hypervisor.vcenter import WaitForTask, find, vim
+from tests.integration.operator import observe
+from tests.integration.operator.conftest import RESYNC, Disks, LabVm
+from tests.lab.lab import LabState
+
+pytestmark = pytest.mark.usefixtures("operator", "quick_recheck")
+WITHIN = 4 * RESYNC + 20
+
+
+def iqn_of(si: Any, host_name: str) -> str:
+    host = find(si, vim.HostSystem, host_name)
+    return next(
+        a.iScsiName
+        for a in host.config.storageDevice.hostBusAdapter
+        if isinstance(a, vim.host.InternetScsiHba)
+    )
+
+
+def relocate(si: Any, vm_name: str, host_name: str) -> None:
+    vm = find(si, vim.VirtualMachine, vm_name)
+    WaitForTask(vm.RelocateVM_Task(spec=vim.vm.RelocateSpec(host=find(si, vim.HostSystem, host_name))))
+
+
+def igroup_initiators(lab: LabState, igroup: str) -> list[str]:
+    found: list[str] = observe.backend_state(lab)["igroups"].get(igroup, {}).get("initiators", [])
+    return found
+
+
+@pytest.fixture
+def clustered(lab_vms: list[LabVm]) -> LabVm:
+    """A VM on a host of the lab's cluster (the second of its host: test_vmotion uses the third)."""
+    return next(v for v in lab_vms if v.host.cluster is not None and v.name.endswith("_VM1"))
+
+
+@pytest.fixture
+def added_host(si: Any, clustered: LabVm) -> Iterator[list[str]]:
+    """Adds a host to the VM's cluster when the test calls it (a list that gets its name); the
+    VM goes back to its host and the added host is removed after the test."""
+    made: list[str] = []
+    yield made
+    for name in made:
+        if find(si, vim.VirtualMachine, clustered.name).runtime.host.name != clustered.host.name:
+            relocate(si, clustered.name, clustered.host.name)
+        with contextlib.suppress(StopIteration):  # gone already
+            WaitForTask(find(si, vim.HostSystem, name).Destroy_Task())
+
+
+def add_host(si: Any, cluster_name: str, made: list[str]) -> str:
+    name = f"joined-{uuid.uuid4().hex[:6]}"
+    cluster = find(si, vim.ClusterComputeResource, cluster_name)
+    spec = vim.host.ConnectSpec(hostName=name, userName="root", password="lab", force=True)
+    WaitForTask(cluster.AddHost_Task(spec=spec, asConnected=True))
+    made.append(name)
+    return name
+
+
+@pytest.mark.timeout(400)
+def test_a_host_that_joins_the_cluster_gets_every_lun_and_can_take_the_vm_then_leaves_the_igroup(
+    lab: LabState, si: Any, disks: Disks, clustered: LabVm, added_host: list[str]
+) -> None:
+    name = disks.make(clustered.node, scope="cluster")
+    ready = observe.wait_cluster_ready(lab, name, timeout=120)
+    assert observe.condition(ready, "ClusterReady")["status"] == "True"
+    igroup, naa = ready["status"]["initiatorGroup"], ready["status"]["lun"]["naa"]
+
+    joined = add_host(si, str(clustered.host.cluster), added_host)
+    iqn = iqn_of(si, joined)
+    assert iqn not in igroup_initiators(lab, igroup)
+
+    observe.eventually(lambda: iqn in igroup_initiators(lab, igroup), WITHIN, f"{iqn} in igroup {igroup}")
+    observe.eventually(lambda: naa in observe.host_luns(si, joined), WITHIN, f"host {joined} sees {naa}")
+
+    def cluster_ready() -> dict[str, Any] | None:
+        disk = observe.get(lab, "vdisk", name) or {}
+        said = observe.condition(disk, "ClusterReady")
+        return disk if said.get("status") == "True" and joined in said.get("message", "") else None
+
+    disk = observe.eventually(cluster_ready, WITHIN, f"ClusterReady naming host {joined}", every=0.5)
+    assert observe.condition(disk, "Healthy")["status"] == "True"  # a host that joined is no broken link
+    assert not observe.warnings(lab, disk), observe.warnings(lab, disk)
+
+    relocate(si, clustered.name, joined)  # vMotion onto the new host: it sees the LUN
+
+    def moved() -> dict[str, Any] | None:
+        disk = observe.get(lab, "vdisk", name) or {}
+        return disk if disk["status"]["attachment"]["host"] == joined else None
+
+    after = observe.eventually(moved, WITHIN, f"status naming host {joined}", every=0.5)
+    assert observe.is_ready(after)
+    relocate(si, clustered.name, clustered.host.name)
+    observe.eventually(
+        lambda: (
+            observe.is_ready(observe.get(lab, "vdisk", name))
+            and (observe.get(lab, "vdisk", name) or {})["status"]["attachment"]["host"] == clustered.host.name
+        ),
+        WITHIN,
+        "moved back",
+    )
+
+    WaitForTask(find(si, vim.HostSystem, joined).Destroy_Task())
+    added_host.remove(joined)
+    observe.eventually(
+        lambda: iqn not in igroup_initiators(lab, igroup), WITHIN, f"{iqn} out of igroup {igroup}"
+    )
