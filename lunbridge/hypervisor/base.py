@@ -9,6 +9,7 @@ event loop.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -97,6 +98,17 @@ class LunDiskLister(Protocol):
 
     async def list_lun_disks(self) -> list[LunDisk]:
         """Every NAA-backed disk (RDM, passthrough LUN) of every VM, one per VM and LUN."""
+        ...
+
+
+@runtime_checkable
+class PlacementFollower(Protocol):
+    """A hypervisor layer that tells when a VM moves to another host (vMotion, DRS, HA) or a
+    cluster gains or loses a host (vSphere: its inventory mirror's property collector), so
+    disks and igroups follow at once instead of at the next periodic re-check."""
+
+    def follow_placement(self, changed: Callable[[], None]) -> None:
+        """Call `changed()` (from any thread, without arguments) after each such change."""
         ...
 
 

@@ -8,7 +8,7 @@ talks to this router and never needs to know which hypervisor a node runs on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from lunbridge.errors import InvalidArgument, NotFound
 from lunbridge.hypervisor.base import (
@@ -18,6 +18,7 @@ from lunbridge.hypervisor.base import (
     Initiator,
     LunDisk,
     LunDiskLister,
+    PlacementFollower,
     Scope,
     Vm,
 )
@@ -124,6 +125,12 @@ class Router:
                 self._remember(layer, vm=disk.vm)
             found += disks
         return found
+
+    def follow_placement(self, changed: Callable[[], None]) -> None:
+        """`PlacementFollower`: every layer that can tell."""
+        for layer in self.layers.values():
+            if isinstance(layer, PlacementFollower):
+                layer.follow_placement(changed)
 
     async def close(self) -> None:
         for layer in self.layers.values():

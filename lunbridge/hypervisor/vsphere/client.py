@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
@@ -120,6 +121,11 @@ class VSphere(SessionClient):
             return found
         url = self.session.config.url
         return await self.session.run(f"find host {name}", lambda api: inventory.find_host(api, name, url))
+
+    def follow_placement(self, changed: Callable[[], None]) -> None:
+        """`PlacementFollower`: through the inventory mirror (nothing without one)."""
+        if self.mirror is not None:
+            self.mirror.listeners.append(changed)
 
     async def cluster_hosts(self, host: Host) -> list[Host]:
         if self.mirror is not None and (found := self.mirror.cluster_hosts(host.id)) is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lunbridge.hypervisor.base import Host, Vm
@@ -60,6 +60,22 @@ def apply_update(objects: Objects, update: Any) -> None:
                     values[prop.name] = prop.val
 
 
+def placement_changed(update: Any) -> bool:
+    """Whether an `UpdateSet` moves a VM to another host, changes a cluster's host list, or adds
+    or removes a host."""
+    for filter_update in update.filterSet or []:
+        for change in filter_update.objectSet or []:
+            kind = change.obj._wsdlName
+            if kind == HOST and change.kind in ("enter", "leave"):
+                return True
+            names = {prop.name for prop in change.changeSet or []}
+            if change.kind == "modify" and (kind, "runtime.host") in {(VM, n) for n in names}:
+                return True
+            if kind == CLUSTER and "host" in names:
+                return True
+    return False
+
+
 class InventoryMirror:
     """The VMs, hosts and clusters of one vCenter, kept by a thread of its own. `start()`,
     then ask; `close()` at the end. Every question answers None when the mirror cannot."""
@@ -75,6 +91,7 @@ class InventoryMirror:
         self._thread: threading.Thread | None = None
         self._collector: Any = None
         self.updates = 0  # update sets applied since start (tests, metrics)
+        self.listeners: list[Callable[[], None]] = []  # told when a VM moves or a cluster's hosts change
 
     def __repr__(self) -> str:
         return f"InventoryMirror({self._session!r})"
@@ -131,10 +148,19 @@ class InventoryMirror:
                 else:
                     with self._lock:
                         apply_update(self._objects, update)
+                    if placement_changed(update):
+                        self._tell()
                 self.updates += 1
         finally:
             self._collector = None
             self._destroy(collector)
+
+    def _tell(self) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:  # a listener's bug must not stop the mirror
+                log.exception("%r: a listener of placement changes failed", self)
 
     def _swap_in(self, objects: Objects) -> None:
         with self._lock:

@@ -7,7 +7,10 @@ every 10 s and looks at the VirtualDisk index (memory, fed by kopf's own watch):
   reconciled (kopf runs no handler for a change that takes the spec back to what it last
   handled successfully: a nodeName set, never attached, and cleared again);
 - every --resync-seconds, every Ready disk is judged against one listing of each layer
-  (`reconcile.recheck`), and only the ones that drifted are reconciled.
+  (`reconcile.recheck`), and only the ones that drifted are reconciled; also at once when the
+  hypervisor says a VM moved or a cluster gained or lost a host (vSphere's property collector),
+  so status follows a vMotion, and a host that joins gets its initiators in the cluster's igroup
+  and the LUNs revealed, without waiting for the period.
 At most 8 reconciles run at once, each under the disk's lock like any handler.
 
 kopf pauses its handlers while another replica with the same or a higher priority is alive in
@@ -27,6 +30,7 @@ from typing import Any
 import kopf
 
 from lunbridge.errors import LunbridgeError
+from lunbridge.hypervisor.base import PlacementFollower
 from lunbridge_operator import memory
 from lunbridge_operator.handlers.common import services
 from lunbridge_operator.handlers.virtualdisk import Seen, disk_of, reconcile_disk
@@ -40,8 +44,18 @@ AT_ONCE = 8
 
 
 def start(memo: Any, index: kopf.Index[str, Seen]) -> None:
-    """Run the pass in the background until `stop`."""
+    """Run the pass in the background until `stop`; a VM that moves or a cluster that gains or
+    loses a host (where the hypervisor tells: `PlacementFollower`) starts a full pass at once."""
     memo.peering = SweepKube()  # one API client for every tick's look at the peering
+    memo.placement_changed = changed = asyncio.Event()
+    hypervisor = memo.services.hypervisor
+    if isinstance(hypervisor, PlacementFollower):
+        loop = asyncio.get_running_loop()
+
+        def tell() -> None:  # from the hypervisor's thread
+            loop.call_soon_threadsafe(changed.set)
+
+        hypervisor.follow_placement(tell)
     memo.rechecker = asyncio.create_task(recheck_forever(memo, index), name="re-check of VirtualDisks")
 
 
@@ -72,11 +86,21 @@ async def active(memo: Any) -> bool:
 
 async def recheck_forever(memo: Any, index: kopf.Index[str, Seen]) -> None:
     passed = time.monotonic()
+    changed: asyncio.Event = memo.placement_changed
     while True:
-        await asyncio.sleep(TICK)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), TICK)
+        woken = changed.is_set()
+        changed.clear()
         if not await active(memo):
             continue
-        due = time.monotonic() - passed >= memo.config.resync_seconds
+        due = woken or time.monotonic() - passed >= memo.config.resync_seconds
+        if woken:
+            log.info("a VM moved, or a cluster gained or lost a host: every Ready disk is checked now")
+            # and every InitiatorGroup at its timer's next tick (handlers.initiatorgroup): a host
+            # that left its cluster leaves the cluster's igroup
+            for key in [key for key in memo.checked if key[0] == "igroup"]:
+                del memo.checked[key]
         if due:
             passed = time.monotonic()
         try:

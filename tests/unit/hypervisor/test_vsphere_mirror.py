@@ -10,7 +10,7 @@ from typing import Any
 from lunbridge.hypervisor.base import Host, Vm
 from lunbridge.hypervisor.vsphere._vmomi import vim
 from lunbridge.hypervisor.vsphere.inventory import has_send_target
-from lunbridge.hypervisor.vsphere.mirror import InventoryMirror, apply_update, empty
+from lunbridge.hypervisor.vsphere.mirror import InventoryMirror, apply_update, empty, placement_changed
 from lunbridge.hypervisor.vsphere.refs import parse_portal
 
 BIOS = "4211aaaa-0000-0000-0000-000000000001"
@@ -121,3 +121,26 @@ def test_a_move_a_removed_property_and_a_host_that_left_are_applied() -> None:
         apply_update(mirror._objects, update_set(change(h2, "leave")))
     assert mirror.host_named("esx-2") is None
     assert mirror.cluster_hosts("host-1") is None  # a member is unknown: ask vCenter
+
+
+def test_a_vm_move_or_a_cluster_host_change_is_told_and_nothing_else() -> None:
+    """What wakes the operator's re-check at once (`placement_changed`): a VM on another host, a
+    host added or removed, a cluster's host list; not a VM renamed or a host's adapters."""
+    cluster, host, vm = (
+        vim.ClusterComputeResource("domain-c1"),
+        vim.HostSystem("host-9"),
+        vim.VirtualMachine("vm-1"),
+    )
+    told = [
+        update_set(change(vm, "modify", runtime__host=host)),
+        update_set(change(host, "enter", name="esx-9")),
+        update_set(change(host, "leave")),
+        update_set(change(cluster, "modify", host=[host])),
+    ]
+    quiet = [
+        update_set(change(vm, "modify", name="renamed")),
+        update_set(change(host, "modify", config__storageDevice__hostBusAdapter=[])),
+        update_set(change(vm, "enter", name="new", runtime__host=host)),  # a new VM: not a move
+    ]
+    assert [placement_changed(u) for u in told] == [True] * len(told)
+    assert [placement_changed(u) for u in quiet] == [False] * len(quiet)
