@@ -27,11 +27,8 @@ WITHIN = 30.0
 
 def iqn_of(si: Any, host_name: str) -> str:
     host = find(si, vim.HostSystem, host_name)
-    return next(
-        a.iScsiName
-        for a in host.config.storageDevice.hostBusAdapter
-        if isinstance(a, vim.host.InternetScsiHba)
-    )
+    adapters = host.config.storageDevice.hostBusAdapter
+    return str(next(a.iScsiName for a in adapters if isinstance(a, vim.host.InternetScsiHba)))
 
 
 def relocate(si: Any, vm_name: str, host_name: str) -> None:
