@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from lunbridge.api import FORGET_ANNOTATION
 from lunbridge.concurrency import both
 from lunbridge.errors import AlreadyExists, Busy, InvalidArgument, LunbridgeError, NotFound
-from lunbridge.hypervisor.base import Attachment, Host, Vm
+from lunbridge.hypervisor.base import Attachment, Host, Scope, Vm
 from lunbridge.models import AttachmentStatus, AttachMode, LunbridgeNode, Phase, ReclaimPolicy
 from lunbridge.models import ConditionType as Cond
 from lunbridge.storage.base import Lun, StorageBackend
@@ -271,15 +271,28 @@ class DiskSteps:
         return problems
 
     def cluster_ready(
-        self, scope_hosts: list[Host], naa: str, problems: hosts.HostProblems | None = None
+        self,
+        scope_hosts: list[Host],
+        naa: str,
+        problems: hosts.HostProblems | None = None,
+        *,
+        pinned: Vm | None = None,
     ) -> None:
         """ClusterReady: every host of the scope lists the LUN (so the VM may move to any);
         `problems` from `reveal_others` when the scope has other hosts than the VM's. Those
         make the disk movable, not usable, so a cluster-scope disk is Ready as soon as a
-        host-scope one. Sets the condition; the caller's next write carries it."""
+        host-scope one. `pinned`: the VM of a scope of one host; on a host of a cluster it
+        cannot move (False, NotMovable: vCenter refuses a vMotion, DRS or HA move to a host that
+        does not see its RDM's LUN). Sets the condition; the caller's next write carries it."""
         self.host_problems = problems or hosts.HostProblems()
         before = self.disk.status.condition(Cond.CLUSTER_READY)
-        if self.host_problems.failed:
+        if pinned is not None and pinned.host.cluster is not None and self._host_scope(pinned):
+            message = (
+                f"scope host: only host {pinned.host.name} sees {naa}, so VM {pinned.name} cannot move to "
+                f"another host of cluster {pinned.host.cluster} (vMotion, DRS, HA); scope cluster lets it"
+            )
+            self.condition(Cond.CLUSTER_READY, False, "NotMovable", message)
+        elif self.host_problems.failed:
             message = f"not every host of the scope sees {naa}: {self.host_problems.describe()}"
             self.condition(Cond.CLUSTER_READY, False, "HostsMissing", message)
             if before is None or before.message != message:
@@ -289,6 +302,9 @@ class DiskSteps:
             self.condition(
                 Cond.CLUSTER_READY, True, "AllHostsSee", f"{naa} is seen by every host of the scope: {names}"
             )
+
+    def _host_scope(self, vm: Vm) -> bool:
+        return self.svc.scope_for(vm.host, self.disk.spec.scope) is Scope.HOST
 
     async def attach(self, lun: Lun, vm: Vm, node_name: str, provider_id: str) -> Attachment:
         """Attach the LUN to `vm` as an RDM and record where; the caller writes the status."""
@@ -418,7 +434,7 @@ async def reconcile(svc: Services, disk: Disk, events: Events) -> None:
     others = [h for h in scope_hosts if h.id != vm.host.id]
     if not others:
         await steps.reveal(vm, lun.naa, node_name or "", provider_id)
-        steps.cluster_ready(scope_hosts, lun.naa)
+        steps.cluster_ready(scope_hosts, lun.naa, pinned=vm)
         await steps.attach(lun, vm, node_name or "", provider_id)
         await steps.save("attach", phase=Phase.READY, message="")
         return

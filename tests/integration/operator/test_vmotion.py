@@ -74,7 +74,10 @@ def test_a_host_scope_disks_vm_cannot_move_to_a_host_that_does_not_see_the_lun(
 ) -> None:
     vm, other = mover
     name = disks.make(vm.node, scope="host")
-    ready = observe.wait_ready(lab, name, timeout=120)
+    ready = observe.wait_cluster_ready(lab, name, timeout=120)
+    assert observe.is_ready(ready)
+    pinned = observe.condition(ready, "ClusterReady")
+    assert (pinned["status"], pinned["reason"]) == ("False", "NotMovable")  # told before the move
     naa = ready["status"]["lun"]["naa"]
     assert naa not in observe.host_luns(si, other)
     obj = find(si, vim.VirtualMachine, vm.name)

@@ -36,8 +36,13 @@ async def test_attaching_masks_the_lun_to_the_hosts_initiators_and_adds_an_rdm()
     assert rdm.naa == lun.naa
     status = disk.status
     assert status.phase is Phase.READY
-    for kind in ConditionType:
+    for kind in set(ConditionType) - {ConditionType.CLUSTER_READY}:
         assert status.is_true(kind, generation=1), kind
+    # esx-1 is in cluster c1: a VM whose disk only its host sees cannot move (what scope host gives up)
+    pinned = status.condition(ConditionType.CLUSTER_READY)
+    assert pinned is not None
+    assert (pinned.true, pinned.reason) == (False, "NotMovable")
+    assert "esx-1" in pinned.message
     assert status.initiator_group == "host-esx-1"
     assert status.lun is not None
     assert status.lun.id == mapping.lun_id

@@ -185,3 +185,18 @@ async def test_other_hosts_done_before_the_attach_are_told_in_the_ready_write() 
     at_ready = {c["type"]: c for c in writes[1]["conditions"]}
     assert at_ready["Ready"]["status"] == "True"
     assert at_ready["ClusterReady"]["status"] == "True"
+
+
+async def test_a_host_scope_disk_is_movable_only_on_a_standalone_host() -> None:
+    """Host scope on a host of a cluster: ClusterReady False (NotMovable), no Warning, Ready;
+    on a standalone host there is nowhere to move, and ClusterReady is True."""
+    lab = Lab.build(default_scope=Scope.HOST)
+    clustered = await lab.create_disk("d1", node_name="node-a")  # esx-1, cluster c1
+    standalone = await lab.create_disk("d2", node_name="node-c")  # esx-3
+    pinned = clustered.status.condition(ConditionType.CLUSTER_READY)
+    assert pinned is not None
+    assert (pinned.true, pinned.reason) == (False, "NotMovable")
+    assert "scope cluster lets it" in pinned.message
+    assert clustered.status.is_true(ConditionType.READY)
+    assert not [e for e in lab.operator.events_of("d1") if e.type == "Warning"]
+    assert standalone.status.is_true(ConditionType.CLUSTER_READY)
