@@ -43,6 +43,7 @@ class InitiatorGroupStatus(Conditioned):
     backend: str | None = None
     observed_generation: int | None = None
     hosts: list[str] = Field(default_factory=list)
+    retained_hosts: list[str] = Field(default_factory=list)  # left the scope, still run a VM of a LUN here
     initiators: list[InitiatorRow] = Field(default_factory=list)
     mapped_luns: int | None = None
 

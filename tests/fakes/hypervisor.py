@@ -90,6 +90,15 @@ class FakeHypervisor(Faults):
         state.vm = replace(state.vm, host=self._host(host))
         return state.vm
 
+    def move_host(self, name: str, cluster: str | None) -> Host:
+        """The host leaves its cluster (None: standalone) or joins `cluster`, with its VMs."""
+        host = replace(self._host(name), cluster=cluster)
+        self.hosts[name] = host
+        for state in self.vms.values():
+            if state.vm.host.name == name:
+                state.vm = replace(state.vm, host=host)
+        return host
+
     def remove_vm(self, vm: Vm) -> None:
         """The VM is deleted (with its RDMs) behind the operator's back."""
         del self.vms[vm.id]

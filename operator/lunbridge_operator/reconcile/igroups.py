@@ -9,13 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from lunbridge.api import INITIATOR_GROUP_PLURAL
-from lunbridge.errors import AlreadyExists, InvalidArgument, NotFound
+from lunbridge.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from lunbridge.hypervisor.base import Host, Initiator, Scope
 from lunbridge.models import InitiatorGroup as InitiatorGroupObject
 from lunbridge.models import InitiatorGroupSpec, InitiatorRow, ObjectMeta
 from lunbridge.models.initiatorgroup import MANAGED_LABEL, MANAGED_VALUE
 from lunbridge.san import Transport
-from lunbridge.storage.base import DEFAULT_OS_TYPE, InitiatorGroup, OsType, StorageBackend
+from lunbridge.storage.base import DEFAULT_OS_TYPE, InitiatorGroup, Mapping, OsType, StorageBackend
 from lunbridge_operator.kube import Kube
 
 # an InitiatorGroup's body (metadata and spec) as kopf's watch last saw it, or None
@@ -28,8 +28,11 @@ async def ensure_storage_igroup(
     transport: Transport,
     addresses: list[str],
     os_type: OsType = DEFAULT_OS_TYPE,
+    *,
+    remove: bool = True,
 ) -> InitiatorGroup:
-    """The storage igroup `name` holding exactly `addresses` (created, or corrected)."""
+    """The storage igroup `name` holding exactly `addresses` (created, or corrected); with
+    `remove` False, holding at least them (others it holds are left)."""
     try:
         current = await storage.get_igroup(name)
     except NotFound:
@@ -41,11 +44,26 @@ async def ensure_storage_igroup(
     have = set(current.initiators)
     if wanted - have:
         current = await storage.add_initiators(name, sorted(wanted - have))
-    if have - wanted:
+    if remove and have - wanted:
         current = await storage.remove_initiators(name, sorted(have - wanted))
     if current.os_type != os_type:
         current = await storage.create_igroup(name, transport, list(current.initiators), os_type)
     return current
+
+
+async def map_keeping_id(storage: StorageBackend, lun: str, igroup: str, lun_id: int | None) -> Mapping:
+    """Map `lun` to `igroup` as LUN `lun_id` (the id it has in the igroup it moves from), or as
+    the lowest free id when there is none or it is taken there (compare the result's id).
+
+    An RDM names its LUN by the id as well as by the NAA, so a VM moves between the hosts of
+    two igroups (vMotion, or a cold migration to a host outside the old igroup) only if the LUN
+    has the same id in both (vSphere's rule for RDMs: one LUN id on every host)."""
+    if lun_id is None:
+        return await storage.map_lun(lun, igroup)
+    try:
+        return await storage.map_lun(lun, igroup, lun_id)
+    except (Conflict, AlreadyExists):  # taken by another LUN, or mapped there as another id
+        return await storage.map_lun(lun, igroup)
 
 
 def addresses(initiators: list[Initiator], transport: Transport) -> list[str]:

@@ -36,6 +36,7 @@ from lunbridge_operator.reconcile.igroups import (
     addresses,
     ensure_igroup_object,
     ensure_storage_igroup,
+    map_keeping_id,
 )
 from lunbridge_operator.reconcile.services import Events, Services
 
@@ -192,7 +193,9 @@ class DiskSteps:
     async def mask(self, lun: Lun, vm: Vm) -> str:
         """Map the LUN to the igroup of `vm`'s host (or its cluster, by the disk's scope): its
         InitiatorGroup object made if nobody has, and, when lunbridge manages it, the storage
-        igroup holding exactly the initiators the hypervisor reports (made or corrected)."""
+        igroup holding at least the initiators the hypervisor reports (made or completed).
+        Only the group's own reconcile removes initiators: it alone knows which host that left
+        still runs a VM with a LUN of the group."""
         svc, disk = self.svc, self.disk
         scope = svc.scope_for(vm.host, disk.spec.scope)
         name = naming.igroup_name(vm.host, scope)
@@ -208,9 +211,16 @@ class DiskSteps:
             known = svc.known_igroup
             group = await ensure_igroup_object(svc.kube, name, vm.host, scope, svc.transport, known)
             if group.managed:
-                await ensure_storage_igroup(self.storage, name, svc.transport, wanted, group.spec.os_type)
+                os_type = group.spec.os_type
+                await ensure_storage_igroup(self.storage, name, svc.transport, wanted, os_type, remove=False)
             # else a user wrote that InitiatorGroup: its own spec decides who is in it
-            mapping = await self.storage.map_lun(lun.name, name)
+            moving_from = disk.status.initiator_group if disk.status.initiator_group != name else None
+            keep_id = disk.lun.id if moving_from else None
+            mapping = await map_keeping_id(self.storage, lun.name, name, keep_id)
+        if keep_id is not None and mapping.lun_id != keep_id:
+            self.events("LunIdChanged", f"LUN id {keep_id} is taken in igroup {name}, so {lun.name} is "
+                        f"LUN {mapping.lun_id} there, not {keep_id} as in igroup {moving_from}: the VM "
+                        "cannot move between their hosts while it has both", warning=True)  # fmt: skip
         changed = (disk.status.initiator_group, disk.lun.id) != (name, mapping.lun_id)
         disk.status.initiator_group, disk.lun.id = name, mapping.lun_id
         self.condition(Cond.MAPPED, True, "LunMapped", f"mapped as LUN {mapping.lun_id} to igroup {name}")

@@ -221,3 +221,55 @@ async def test_a_node_the_watch_saw_in_hypervisor_mode_is_not_read_and_others_ar
     seen["node-a"] = "initiator"
     await lab.create_disk("d3", node_name="node-a")
     assert reads() == 2
+
+
+def map_calls(lab: Lab, since: int) -> list[tuple[str, str, str]]:
+    return [
+        (c.method, c.args[0], c.args[1])
+        for c in lab.storage.calls[since:]
+        if c.method in ("map_lun", "unmap_lun")
+    ]
+
+
+async def test_a_vm_moved_off_its_host_gets_the_lun_on_the_new_host_with_its_id_before_the_old_map_goes() -> (
+    None
+):
+    lab = Lab.build(default_scope=Scope.HOST)
+    await lab.create_disk("d1", node_name="node-a")  # LUN id 0 in igroup host-esx-1
+    await lab.create_disk("d2", node_name="node-a")  # LUN id 1
+    lun = lab.lun("d2")
+    lab.hypervisor.move_vm(lab.vms["node-a"], "esx-2")  # a cold migration, or an HA restart
+    since = len(lab.storage.calls)
+
+    await lab.operator.recheck("d2")
+
+    assert map_calls(lab, since) == [
+        ("map_lun", lun.name, "host-esx-2"),
+        ("unmap_lun", lun.name, "host-esx-1"),
+    ]
+    assert [(m.igroup, m.lun_id) for m in lab.storage.maps if m.lun == lun.name] == [("host-esx-2", 1)]
+    disk = lab.disk("d2")
+    assert disk.status.phase is Phase.READY
+    assert disk.status.lun is not None
+    assert (disk.status.initiator_group, disk.status.lun.id) == ("host-esx-2", 1)
+    assert disk.status.attachment is not None
+    assert disk.status.attachment.host == "esx-2"
+    assert lun.naa in [r.naa for r in lab.rdms("node-a")]
+    assert "Detached" not in lab.operator.reasons("d2")
+    assert not [e for e in lab.operator.events_of("d2") if e.type == "Warning"]
+
+
+async def test_a_lun_id_taken_on_the_new_host_is_said_in_a_warning() -> None:
+    lab = Lab.build(default_scope=Scope.HOST)
+    for name, node in (("d1", "node-a"), ("d2", "node-a"), ("d3", "node-b"), ("d4", "node-b")):
+        await lab.create_disk(name, node_name=node)  # ids 0 and 1 in host-esx-1 and host-esx-2
+    lab.hypervisor.move_vm(lab.vms["node-a"], "esx-2")
+
+    await lab.operator.recheck("d2")
+
+    lun = lab.lun("d2")
+    assert [(m.igroup, m.lun_id) for m in lab.storage.maps if m.lun == lun.name] == [("host-esx-2", 2)]
+    [warning] = [e for e in lab.operator.events_of("d2") if e.type == "Warning"]
+    assert warning.reason == "LunIdChanged"
+    assert "LUN id 1 is taken in igroup host-esx-2" in warning.message
+    assert lab.disk("d2").status.phase is Phase.READY
