@@ -4,8 +4,11 @@
 // that logs in to the real iSCSI target and sees what the target masks to that IQN. And, as
 // vCenter does, a cluster's `host` list is reported to property collectors when a host joins
 // (AddHost_Task) or goes (Destroy_Task): the stock simulator changes it without telling them, so
-// a client following the inventory never saw the new host. Hosts added at run time are not kept
-// by -state (persist.go): a restarted simulator has the model's hosts.
+// a client following the inventory never saw the new host; a destroyed host also leaves the
+// cluster's environment browser, where the stock code kept it. The same for a host moved from one
+// cluster into another (MoveInto_Task, the host in maintenance mode): both clusters' host lists
+// and the host's parent are reported once the stock task has changed them. Hosts added or moved
+// at run time are not kept by -state (persist.go): a restarted simulator has the model's hosts.
 package main
 
 import (
@@ -150,10 +153,74 @@ func (j *hostJoiner) RemoveObject(ctx *simulator.Context, ref types.ManagedObjec
 			publishHosts(ctx, cr, kept)
 			log.Printf("%s: removed from cluster %s", host.Name, cr.Name)
 		}
+		forgetHost(ctx, cr.EnvironmentBrowser, ref)
 	})
 }
 
-// installHostJoiner registers the handler; `known` hosts have storage systems already.
+// forgetHost takes a destroyed host out of its cluster's environment browser: the stock code
+// keeps it there, and the next AddHost_Task on the cluster panics looking it up.
+func forgetHost(ctx *simulator.Context, browser *types.ManagedObjectReference, ref types.ManagedObjectReference) {
+	if browser == nil {
+		return
+	}
+	env, ok := ctx.Map.Get(*browser).(*simulator.EnvironmentBrowser)
+	if !ok {
+		return
+	}
+	ctx.WithLock(env, func() {
+		for i := range env.QueryConfigOptionDescriptorResponse.Returnval {
+			simulator.RemoveReference(&env.QueryConfigOptionDescriptorResponse.Returnval[i].Host, ref)
+		}
+	})
+}
+
+// installHostJoiner registers the handler; `known` hosts have storage systems already. It also
+// hooks MoveInto_Task, so that a host moved between clusters is reported (publishMoved).
 func installHostJoiner(m *simulator.Model, tools *iscsiTools, known int) {
-	m.Map().AddHandler(&hostJoiner{tools: tools, next: known})
+	r := m.Map()
+	r.AddHandler(&hostJoiner{tools: tools, next: known})
+	prev := r.Handler
+	r.Handler = func(ctx *simulator.Context, call *simulator.Method) (mo.Reference, types.BaseMethodFault) {
+		if prev != nil {
+			if h, f := prev(ctx, call); h != nil || f != nil {
+				return h, f
+			}
+		}
+		req, ok := call.Body.(*types.MoveInto_Task)
+		if !ok || call.This.Type != "ClusterComputeResource" {
+			return nil, nil
+		}
+		for _, ref := range req.Host {
+			if host, ok := ctx.Map.Get(ref).(*simulator.HostSystem); ok && host.Parent != nil {
+				go publishMoved(ctx, *host.Parent, call.This, ref)
+			}
+		}
+		return nil, nil
+	}
+}
+
+// publishMoved reports the host lists of clusters `from` and `to` and the parent of `moved` once
+// the stock MoveInto_Task has made `to` its parent (a refused move, e.g. a host not in
+// maintenance mode, changes nothing and reports nothing).
+func publishMoved(ctx *simulator.Context, from, to, moved types.ManagedObjectReference) {
+	host, ok := ctx.Map.Get(moved).(*simulator.HostSystem)
+	if !ok {
+		return
+	}
+	for try := 0; try < 250; try++ {
+		done := false
+		ctx.WithLock(host, func() { done = host.Parent != nil && *host.Parent == to })
+		if done {
+			for _, ref := range []types.ManagedObjectReference{from, to} {
+				if cr, ok := ctx.Map.Get(ref).(*simulator.ClusterComputeResource); ok {
+					ctx.WithLock(cr, func() { publishHosts(ctx, cr, cr.Host) })
+				}
+			}
+			ctx.WithLock(host, func() { ctx.Update(host, []types.PropertyChange{{Name: "parent", Val: to}}) })
+			log.Printf("%s: moved from cluster %s into cluster %s", host.Name, from.Value, to.Value)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	log.Printf("host %s: never moved into cluster %s", host.Name, to.Value)
 }

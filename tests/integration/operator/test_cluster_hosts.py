@@ -2,7 +2,10 @@
 cluster-scope disk exists (the simulator's AddHost_Task; the new host logs in to tgtd with its
 own IQN, like the others) gets its IQN into the cluster's igroup and sees the disk's LUN
 (checked through its own storage system), and ClusterReady says so; a VM with an RDM then moves
-onto it and the disk stays Ready; the host removed, its IQN leaves the igroup. Each within
+onto it and the disk stays Ready; the host removed, its IQN leaves the igroup. A host moved
+into another cluster while the VM with the RDM is on it takes the disk along: the LUN is masked
+to that cluster's igroup under the same LUN id, the old igroup then drops the host; moved back,
+the same again, and the VM can go home. Each within
 half the operator's re-check period: the operator follows vCenter's inventory as it changes."""
 
 from __future__ import annotations
@@ -58,6 +61,20 @@ def added_host(si: Any, clustered: LabVm) -> Iterator[list[str]]:
             relocate(si, clustered.name, clustered.host.name)
         with contextlib.suppress(StopIteration):  # gone already
             WaitForTask(find(si, vim.HostSystem, name).Destroy_Task())
+
+
+@pytest.fixture
+def other_cluster(si: Any, clustered: LabVm) -> Iterator[Any]:
+    """A second cluster in the lab's datacenter; after the test, the VM back on its host and
+    any host in the cluster removed. The empty cluster stays (the simulator cannot destroy a
+    cluster); nothing lunbridge does looks at a cluster without hosts."""
+    home = find(si, vim.ClusterComputeResource, str(clustered.host.cluster))
+    made = home.parent.CreateClusterEx(name=f"other-{uuid.uuid4().hex[:6]}", spec=vim.cluster.ConfigSpecEx())
+    yield made
+    if find(si, vim.VirtualMachine, clustered.name).runtime.host.name != clustered.host.name:
+        relocate(si, clustered.name, clustered.host.name)
+    for host in list(made.host):
+        WaitForTask(host.Destroy_Task())
 
 
 def add_host(si: Any, cluster_name: str, made: list[str]) -> str:
@@ -116,3 +133,69 @@ def test_a_host_that_joins_the_cluster_gets_every_lun_and_can_take_the_vm_then_l
     observe.eventually(
         lambda: iqn not in igroup_initiators(lab, igroup), WITHIN, f"{iqn} out of igroup {igroup}"
     )
+
+
+@pytest.mark.timeout(400)
+def test_a_host_that_leaves_the_cluster_with_the_vm_takes_its_lun_along_under_the_same_id(
+    lab: LabState, si: Any, disks: Disks, clustered: LabVm, added_host: list[str], other_cluster: Any
+) -> None:
+    name = disks.make(clustered.node, scope="cluster")
+    ready = observe.wait_cluster_ready(lab, name, timeout=120)
+    igroup, naa, lun_id = (
+        ready["status"]["initiatorGroup"],
+        ready["status"]["lun"]["naa"],
+        ready["status"]["lun"]["id"],
+    )
+    home = find(si, vim.ClusterComputeResource, str(clustered.host.cluster))
+    joined = add_host(si, home.name, added_host)
+    iqn = iqn_of(si, joined)
+    observe.eventually(lambda: naa in observe.host_luns(si, joined), WITHIN, f"host {joined} sees {naa}")
+    relocate(si, clustered.name, joined)
+    observe.eventually(lambda: disk_on(lab, name, joined), WITHIN, f"status naming host {joined}")
+
+    host = find(si, vim.HostSystem, joined)
+    WaitForTask(host.EnterMaintenanceMode_Task(timeout=0))
+    WaitForTask(other_cluster.MoveInto_Task(host=[host]))  # out of the disk's cluster, VM and all
+
+    def remasked() -> dict[str, Any] | None:
+        disk = disk_on(lab, name, joined)
+        return disk if disk is not None and disk["status"]["initiatorGroup"] != igroup else None
+
+    disk = observe.eventually(
+        remasked, WITHIN, f"{name} masked to the igroup of {other_cluster.name}", every=0.5
+    )
+    assert disk["status"]["lun"]["id"] == lun_id  # an RDM names its LUN by the id too
+    assert iqn in igroup_initiators(lab, disk["status"]["initiatorGroup"])
+    assert naa in observe.host_luns(si, joined)
+    observe.eventually(
+        lambda: iqn not in igroup_initiators(lab, igroup),
+        WITHIN,
+        f"{iqn} out of igroup {igroup}: no LUN of it there",
+    )
+    assert not observe.warnings(lab, disk), observe.warnings(lab, disk)
+
+    WaitForTask(home.MoveInto_Task(host=[host]))  # and back, VM and all
+
+    def home_again() -> dict[str, Any] | None:
+        disk = disk_on(lab, name, joined)
+        return disk if disk is not None and disk["status"]["initiatorGroup"] == igroup else None
+
+    disk = observe.eventually(home_again, WITHIN, f"{name} masked to igroup {igroup} again", every=0.5)
+    assert disk["status"]["lun"]["id"] == lun_id
+    observe.eventually(
+        lambda: naa in observe.host_luns(si, clustered.host.name),
+        WITHIN,
+        f"host {clustered.host.name} sees {naa}",
+    )
+    relocate(si, clustered.name, clustered.host.name)
+    observe.eventually(
+        lambda: disk_on(lab, name, clustered.host.name), WITHIN, "the disk Ready on its VM's host"
+    )
+
+
+def disk_on(lab: LabState, name: str, host: str) -> dict[str, Any] | None:
+    """VirtualDisk `name` when it is Ready with its VM on `host`."""
+    disk = observe.get(lab, "vdisk", name)
+    if disk is None or not observe.is_ready(disk):
+        return None
+    return disk if (disk["status"].get("attachment") or {}).get("host") == host else None
