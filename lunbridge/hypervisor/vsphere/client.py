@@ -171,14 +171,13 @@ class VSphere(SessionClient):
                 f"rescan adapter {adapter} of host {host.name}",
                 lambda api: inventory.rescan(api, host, adapter),
             )
-            return
-        system = self.mirror.storage_system(host.id) if self.mirror is not None else None
-        await self._rescans.run(
-            host.id,
-            lambda: self.session.run(
-                f"rescan the HBAs of host {host.name}", lambda api: inventory.rescan(api, host, None, system)
-            ),
-        )
+        else:
+            system = self.mirror.storage_system(host.id) if self.mirror is not None else None
+            what = f"rescan the HBAs of host {host.name}"
+            await self._rescans.run(
+                host.id, lambda: self.session.run(what, lambda api: inventory.rescan(api, host, None, system))
+            )
+        self._host_luns.rescanned(host.id)
 
     # --- raw device mappings ---
     def _lock(self, vm: Vm) -> AbstractAsyncContextManager[None]:

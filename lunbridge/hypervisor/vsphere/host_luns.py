@@ -12,7 +12,8 @@ Two reads answer two questions:
   the host) reads the full list once more.
 
 Each read is shared by every caller that asked for the same host while it was queued
-(`Coalescer`). With `within` > 0, a read that started at most that many seconds ago answers.
+(`Coalescer`). With `within` > 0, a read that started at most that many seconds ago answers,
+unless the host was rescanned since (`rescanned`): a LUN revealed by the rescan is no lost LUN.
 """
 
 from __future__ import annotations
@@ -80,10 +81,16 @@ class HostLunLists:
         """Whether `host` reaches LUN `naa` (canonical) through any of its adapters."""
         await self._keys.get(self._session, host, within)
         named = self._name(host.id)
-        if not named.complete and self._full.started.get(host.id, -math.inf) < self._keys.started[host.id]:
+        keys_read = self._keys.started.get(host.id, math.inf)  # (none since a rescan: read the list)
+        if not named.complete and self._full.started.get(host.id, -math.inf) < keys_read:
             await self._full.get(self._session, host, 0.0)
             named = self._name(host.id)
         return naa in named.names
+
+    def rescanned(self, host_id: str) -> None:
+        """Host `host_id` rescanned its HBAs: no read from before answers a `within` again."""
+        for reads in (self._full, self._keys):
+            reads.started.pop(host_id, None)
 
     def _name(self, host_id: str) -> _Named:
         keys = self._keys.values.get(host_id, frozenset())

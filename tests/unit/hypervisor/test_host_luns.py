@@ -1,6 +1,6 @@
 """A host's LUN visibility (`HostLunLists`): answered by its SCSI topology's keys, named by its
 full LUN list, which is read again only for a key it does not name yet; reads at most `within`
-seconds old answer; a LUN that left the topology is no longer seen."""
+seconds old answer, unless the host rescanned since; a LUN that left the topology is no longer seen."""
 
 from __future__ import annotations
 
@@ -97,3 +97,15 @@ async def test_lun_answers_from_the_full_list() -> None:
     assert lun.device_path == "/vmfs/devices/disks/naa.600a01"
     assert await found.lun(HOST, "naa.600a02", within=60) is None
     assert session.reads == ["list"]
+
+
+async def test_after_a_rescan_no_earlier_read_answers_within_its_age() -> None:
+    host = Host_("naa.600a01")
+    found, session = lists(host)
+    assert not await found.sees(HOST, "naa.600a02", within=60)
+    host.luns["naa.600a02"] = "key-vim.host.ScsiDisk-600a02"  # the rescan revealed it
+    found.rescanned(HOST.id)
+    assert await found.sees(HOST, "naa.600a02", within=60)  # no "lost LUN" from the older read
+    assert session.reads == ["read", "list", "read", "list"]
+    assert await found.sees(HOST, "naa.600a02", within=60)
+    assert session.reads[-1:] == ["list"]
