@@ -42,13 +42,16 @@ VM_MOVED = "VmMoved"  # vMotion, DRS or HA: status follows, nothing is detached
 # another host of a cluster scope does not list the LUN (it joined the cluster, or lost it): it
 # is revealed to it, and ClusterReady (not Healthy) says whether the VM can move there
 HOST_TO_REVEAL = "HostToReveal"
+# the VM's host moved into another cluster (or out of one): the LUN is masked to the igroup of
+# the new scope under the same LUN id, then unmapped from the old one
+HOST_MOVED = "HostMoved"
 VM_REPLACED = "VmReplaced"  # the node's provider id names another VM: the disk follows it
 ROUTINE = "Routine"  # a node that logs in itself is checked in full every pass
 CHECK_FAILED = "CheckFailed"  # a layer could not be read; the reconcile reports its error
 SPEC_AHEAD = "SpecAhead"  # status describes an older generation than the spec
 BACK_IN_PLACE = "BackInPlace"  # status says a link broke, and every link is in place again
 NOT_BROKEN = frozenset(
-    {VM_MOVED, VM_REPLACED, HOST_TO_REVEAL, ROUTINE, CHECK_FAILED, SPEC_AHEAD, BACK_IN_PLACE}
+    {VM_MOVED, HOST_MOVED, VM_REPLACED, HOST_TO_REVEAL, ROUTINE, CHECK_FAILED, SPEC_AHEAD, BACK_IN_PLACE}
 )
 
 VERIFIED = "Verified"

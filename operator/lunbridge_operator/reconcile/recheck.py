@@ -19,6 +19,7 @@ from lunbridge.errors import InvalidArgument, LunbridgeError, NotFound
 from lunbridge.models import AttachMode
 from lunbridge.models import ConditionType as Cond
 from lunbridge.storage.base import Lun
+from lunbridge_operator import naming
 from lunbridge_operator.reconcile import health, hosts
 from lunbridge_operator.reconcile.disk import Disk
 from lunbridge_operator.reconcile.health import Drift
@@ -95,6 +96,10 @@ async def _hosts_drift(svc: Services, disk: Disk, naa: str) -> Drift | None:
         return Drift(health.VM_REPLACED, f"the node's VM is {vm.name} ({vm.id}) now, not {attachment.vm}")
     if vm.host.name != attachment.host:
         return Drift(health.VM_MOVED, f"VM {vm.name} runs on host {vm.host.name} now")
+    igroup = naming.igroup_name(vm.host, svc.scope_for(vm.host, disk.spec.scope))
+    if igroup != disk.status.initiator_group:
+        return Drift(health.HOST_MOVED, f"host {vm.host.name}, which runs VM {vm.name}, is served by igroup "
+                                        f"{igroup} now, not {disk.status.initiator_group}")  # fmt: skip
     within = svc.resync_seconds * HOST_LISTING_PERIODS
     for host in await hosts.of_scope(svc, vm, disk.spec.scope):
         if await hypervisor.sees_lun(host, naa, within=within):

@@ -127,6 +127,26 @@ async def test_a_vm_that_moved_is_no_broken_link() -> None:
     assert not [e for e in lab.operator.events_of("d1") if e.type == "Warning"]
 
 
+async def test_a_vms_host_that_moved_into_another_cluster_takes_the_lun_along_under_its_id() -> None:
+    lab = Lab.build(default_scope=Scope.CLUSTER)
+    await lab.create_disk("d0", node_name="node-b")  # LUN id 0 in cluster-c1
+    await lab.create_disk("d1", node_name="node-a")  # LUN id 1
+    lab.hypervisor.add_host("esx-4", "c2")
+    lab.hypervisor.move_host("esx-1", "c2")  # node-a's host, in maintenance mode, VM and all
+
+    work = await one_pass(lab, "d0", "d1")
+
+    assert work["d1"].reason == health.HOST_MOVED
+    assert not work["d1"].broken
+    assert "d0" not in work
+    lun = lab.lun("d1")
+    assert [(m.igroup, m.lun_id) for m in lab.storage.maps if m.lun == lun.name] == [("cluster-c2", 1)]
+    disk = lab.disk("d1")
+    assert disk.status.initiator_group == "cluster-c2"
+    assert healthy(lab, "d1").reason == health.VERIFIED
+    assert not [e for e in lab.operator.events_of("d1") if e.type == "Warning"]
+
+
 async def test_another_lun_under_the_disks_lun_name_is_named_and_never_attached() -> None:
     lab = Lab.build(default_scope=Scope.HOST)
     await lab.create_disk("d1", node_name="node-a")
