@@ -154,11 +154,13 @@ def throughput(state: LabState, disks_wanted: int, vms: int, sequential: int) ->
     items = [disk(f"bulk-{i:03d}", nodes[i % vms]) for i in range(disks_wanted)]
     names = [i["metadata"]["name"] for i in items]
     cpu = _operator_cpu(state)
+    peers_before = _cpu_of(state, PEERS)
     started = time.monotonic()
     since = disks.create(items)
     ready = disks.ready_at(names, since, 1800)
     took = max(ready.values()) - started
     used = _operator_cpu(state) - cpu
+    peers_spent = _spent(peers_before, _cpu_of(state, PEERS))
     statuses = disks.phases()
     attachments = [
         a for s in statuses.values() if (a := VirtualDiskStatus.from_dict(s).attachment) is not None
@@ -178,10 +180,19 @@ def throughput(state: LabState, disks_wanted: int, vms: int, sequential: int) ->
     refs = [f"vsphere://{vm.bios_uuid}" for vm in inventory.vms[:vms]]
     workdir = Path(state.lab_dir) / "bench-floor"
     workdir.mkdir(exist_ok=True)
+    floor_peers = ("vcsim", "tgtd")
+    floor_before = _cpu_of(state, floor_peers)
+    floor_cpu = time.process_time()
     floor = asyncio.run(_floor_batch(state, [refs[i % vms] for i in range(disks_wanted)], workdir))
+    floor_cpu = time.process_time() - floor_cpu
     print(
         f"    the floor's calls for the same {disks_wanted} disks at once: {floor:.1f}s; the operator "
         f"took {took / floor:.2f}x that (goal <= 1.5x)"
+    )
+    print(
+        f"    CPU seconds of the {disks_wanted} at once: operator {used:.1f}, {peers_spent} (2 cores: "
+        f"{2 * took:.0f} in {took:.1f}s); of the floor's, with its undo: the script {floor_cpu:.1f}, "
+        f"{_spent(floor_before, _cpu_of(state, floor_peers))}"
     )
     one_by_one = []
     for i in range(sequential):
@@ -197,11 +208,29 @@ def throughput(state: LabState, disks_wanted: int, vms: int, sequential: int) ->
 
 def _operator_cpu(state: LabState) -> float:
     """CPU seconds the lab's operator process has used (user + system)."""
-    pid = procs.read_pid(Path(state.lab_dir), operator.NAME)
+    return _cpu(state, operator.NAME)
+
+
+# the lab's processes that (b)'s work runs through, besides the operator
+PEERS = ("kube-apiserver", "etcd", "vcsim", "tgtd")
+
+
+def _cpu(state: LabState, name: str) -> float:
+    """CPU seconds (user + system, with its reaped children's: vcsim's iSCSI tools) of lab
+    process `name`."""
+    pid = procs.read_pid(Path(state.lab_dir), name)
     if pid is None:
-        raise RuntimeError("the operator is not running")
+        raise RuntimeError(f"the lab's {name} is not running")
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(state: LabState, names: tuple[str, ...]) -> dict[str, float]:
+    return {name: _cpu(state, name) for name in names}
+
+
+def _spent(before: dict[str, float], after: dict[str, float]) -> str:
+    return ", ".join(f"{name} {after[name] - before[name]:.1f}" for name in before)
 
 
 def run(lab_dir: Path, disks: int = 200, vms: int = 10, rounds: int = 15, sequential: int = 20) -> None:
