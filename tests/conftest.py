@@ -24,8 +24,9 @@ from xdist.scheduler import LoadScopeScheduling
 # The lane of each package or module, by path under tests/ (the longest match wins; `b` when
 # none does): lane a the end-to-end install on real kubelets (a lab of its own, ~6 min) and the
 # operator's real-peer tests but verification's, lane b everything else. Measured with `-n 2`
-# (warm, TCG guests, a fresh clone), the run takes 17.3 min (README "Tests"). Move a module
-# when one lane ends far ahead of the other (`--durations=0` gives every test's time).
+# (a fresh clone, TCG guests), pytest took 16.7-25.8 min on one machine on 2026-12-02, by how
+# fast its guests ran (README "Tests"). Move a module when one lane ends far ahead of the other
+# (`--durations=0` gives every test's time).
 LANES = {
     "integration/installed": "a",
     "integration/operator": "a",

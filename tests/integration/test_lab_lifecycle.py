@@ -1,11 +1,12 @@
 """`make lab-up` / `make lab-down` through the same entry point (`python -m tests.lab`):
 a second `up` starts nothing new; plain `up` starts none of lunbridge's services, `up` with
 LAB_SERVICES=1 starts them and exports their endpoints, and `sanity` (`make sanity`) passes
-against them; `down` leaves no process and no tgtd target."""
+against them (some specs, chosen with SANITY_ARGS); `down` leaves no process and no tgtd target."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,12 +20,15 @@ from tests.lab.paths import REPO_DIR
 PEERS = ("etcd", "kube-apiserver", "kube-controller-manager", "tgtd", "vcsim", "libvirtd")
 
 
+SANITY_FOCUS = "GetCapabilities|NodeGetInfo"
 SERVICE_VARIABLES = ("LUNBRIDGE_CSI_CONTROLLER_ENDPOINT", "LUNBRIDGE_CSI_NODE_ENDPOINT",
                      "LUNBRIDGE_GUEST_STAGING_DIR", "LUNBRIDGE_GUEST_MOUNT_DIR")  # fmt: skip
 
 
-def _lab(command: str, lab_dir: Path, services: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LAB_SERVICES": "1" if services else "0"}
+def _lab(
+    command: str, lab_dir: Path, services: bool = False, **more: str
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LAB_SERVICES": "1" if services else "0", **more}
     return subprocess.run(
         [sys.executable, "-m", "tests.lab", command, f"--lab-dir={lab_dir}"],
         cwd=REPO_DIR,
@@ -83,8 +87,12 @@ def test_up_twice_then_down_leaves_nothing(lab_dir: Path) -> None:
     for key in SERVICE_VARIABLES:
         assert exported.get(key), f"{key} is not in .lab/env"
     csi.wait_ready(exported["LUNBRIDGE_CSI_NODE_ENDPOINT"], 10)  # reachable from this machine
-    sanity = _lab("sanity", lab_dir)
+    # the entry point, on a few specs (tests/integration/csi_sanity runs them all)
+    sanity = _lab("sanity", lab_dir, SANITY_ARGS=f"--ginkgo.focus='{SANITY_FOCUS}'")
     assert sanity.returncode == 0, sanity.stdout[-4000:] + sanity.stderr[-2000:]
+    ran = re.search(r"Ran (\d+) of (\d+) Specs", sanity.stdout)
+    assert ran is not None, sanity.stdout[-4000:]
+    assert 0 < int(ran[1]) < int(ran[2]), ran[0]  # SANITY_ARGS reached csi-sanity
     assert "0 Failed" in sanity.stdout
 
     # a target left on tgtd must be gone after down, together with every process

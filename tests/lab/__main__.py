@@ -4,6 +4,8 @@ and `sanity` run. `up` with LAB_SERVICES=1 also starts lunbridge's services (tes
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import subprocess
 import sys
 import time
@@ -118,13 +120,14 @@ def _demo(lab_dir: Path) -> int:
 
 
 def _sanity(lab_dir: Path) -> int:
-    """csi-sanity against the lab's CSI controller service and the guest's node service."""
+    """csi-sanity against the lab's CSI controller service and the guest's node service, with
+    the arguments in SANITY_ARGS too (e.g. `--ginkgo.focus=Node`: some specs only)."""
     state = lab.load(lab_dir)
     if state is None or not state.services or not lab.running(lab_dir):
         raise procs.LabError(
             f"no lab with lunbridge's services runs in {lab_dir}: run `make lab-up LAB_SERVICES=1`"
         )
-    argv = csi.sanity_argv(state.env())
+    argv = csi.sanity_argv(state.env(), *shlex.split(os.environ.get("SANITY_ARGS", "")))
     print("== " + " ".join(argv), flush=True)
     return subprocess.run(argv, check=False).returncode
 
