@@ -3,6 +3,7 @@ initiators the hypervisor reported for them. Keys as in `crds/initiatorgroups.lu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from pydantic import Field
@@ -17,6 +18,12 @@ from lunbridge.storage.base import OsType
 
 MANAGED_LABEL = "lunbridge.io/managed-by"
 MANAGED_VALUE = "lunbridge-operator"
+
+
+def managed_by_lunbridge(labels: Mapping[str, str]) -> bool:
+    """An InitiatorGroup with these labels was made by the operator for a host or cluster (a
+    user's group is left as written)."""
+    return labels.get(MANAGED_LABEL) == MANAGED_VALUE
 
 
 class InitiatorGroupSpec(Model):
@@ -58,4 +65,4 @@ class InitiatorGroup(KubeObject):
     @property
     def managed(self) -> bool:
         """Made by the operator for a host or cluster (a user's group is left as written)."""
-        return self.metadata.labels.get(MANAGED_LABEL) == MANAGED_VALUE
+        return managed_by_lunbridge(self.metadata.labels)

@@ -11,7 +11,7 @@ import kopf
 from lunbridge.api import GROUP, INITIATOR_GROUP_PLURAL, VERSION
 from lunbridge.errors import InvalidArgument, LunbridgeError
 from lunbridge.models import ConditionType, InitiatorGroupSpec, InitiatorGroupStatus, merge_patch
-from lunbridge.models.initiatorgroup import MANAGED_LABEL, MANAGED_VALUE
+from lunbridge.models.initiatorgroup import managed_by_lunbridge
 from lunbridge_operator.handlers.common import classify, events_for, kopf_error, object_lock, services
 from lunbridge_operator.reconcile import initiatorgroup
 
@@ -28,7 +28,7 @@ async def _sync(body: kopf.Body, memo: Any, retry: int) -> None:
                 InitiatorGroupSpec.from_dict(dict(body.spec), "spec"),
                 InitiatorGroupStatus.from_dict(raw, "status"),
                 events_for(body),
-                managed=body.metadata.labels.get(MANAGED_LABEL) == MANAGED_VALUE,
+                managed=managed_by_lunbridge(body.metadata.labels),
             )
         except LunbridgeError as exc:
             events_for(body)("SyncFailed", str(exc), warning=True)
